@@ -1,0 +1,102 @@
+"""Array namespace (NumPy | CuPy), device transfer, seeded RNG, Numba presence.
+
+The mathematics is written once against an array module ``xp``; this module picks it.
+
+- ``get_xp(backend)``: the module a backend computes with ("numpy" and "numba" -> numpy,
+  "cupy" -> cupy). Asking for "cupy" where CuPy or a GPU is missing raises ``BackendError``;
+  there is never a silent fallback.
+- ``array_module(*arrays)``: the module the given arrays live in (``cupy.get_array_module``
+  behind a shim that works without CuPy).
+- ``to_numpy(a)``: a NumPy copy/view of ``a`` wherever it lives.
+- ``rng(seed)``: NumPy's ``default_rng``. Data are made on the CPU so that every backend sees
+  the same numbers; they are moved with ``xp.asarray``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+BACKENDS = ("numpy", "numba", "cupy")
+DTYPES = ("float64", "float32")
+
+
+class BackendError(ValueError):
+    """A backend was asked for that cannot run here (names the parameter and the choices)."""
+
+
+def _cupy():
+    try:
+        import cupy  # noqa: F401
+    except Exception:  # ImportError, or a CUDA library that fails to load
+        return None
+    return cupy
+
+
+def cupy_available() -> bool:
+    """True when CuPy imports and sees at least one usable GPU."""
+    cp = _cupy()
+    if cp is None:
+        return False
+    try:
+        return bool(cp.is_available())
+    except Exception:
+        return False
+
+
+def numba_available() -> bool:
+    try:
+        import numba  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+def check_backend(backend: str) -> str:
+    """Validate a backend name and that it can run here; return it."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "cupy" and not cupy_available():
+        why = "CuPy is not installed" if _cupy() is None else "CuPy sees no usable GPU"
+        raise BackendError(
+            f"backend='cupy' cannot run here: {why}. Install the 'gpu' extra on a machine "
+            f"with an NVIDIA GPU, or choose backend='numpy' or 'numba'."
+        )
+    if backend == "numba" and not numba_available():
+        raise BackendError("backend='numba' needs the numba package (pip install numba)")
+    return backend
+
+
+def check_dtype(dtype) -> np.dtype:
+    name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+    if name not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    return np.dtype(name)
+
+
+def get_xp(backend: str):
+    """The array module for ``backend`` (validated)."""
+    check_backend(backend)
+    if backend == "cupy":
+        return _cupy()
+    return np
+
+
+def array_module(*arrays):
+    """``cupy.get_array_module`` that also works where CuPy is absent."""
+    cp = _cupy()
+    if cp is None:
+        return np
+    return cp.get_array_module(*arrays)
+
+
+def to_numpy(a):
+    """A NumPy array with the values of ``a`` (CuPy arrays are copied to the host)."""
+    if array_module(a) is np:
+        return np.asarray(a)
+    return _cupy().asnumpy(a)
+
+
+def rng(seed=None) -> np.random.Generator:
+    """NumPy's seeded generator; an existing Generator is passed through."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    return np.random.default_rng(seed)

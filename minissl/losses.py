@@ -1,0 +1,195 @@
+"""The three contrastive losses, each written once as a function of the distances.
+
+Distances (DESIGN.md §1): ``r_pos = ½||z - z_pos||²`` (N,), ``r_neg[:, k] = ½||z - z_neg_k||²``
+(N, H). Per anchor:
+
+- simple:       ``L = r_pos - r_1``                                    (H = 1)
+- soft_triplet: ``L = τ log(1 + exp((r_pos - r_1 + r_0)/τ))``          (H = 1, margin r_0)
+- infonce:      ``L = -τ log(e^{-r_pos/τ} / (e^{-r_pos/τ} + Σ_k e^{-r_k/τ}))``
+                ``  = r_pos + τ logsumexp(-r_pos/τ, -r_1/τ, ..., -r_H/τ)``
+
+Each loss function returns ``(L, dL/dr_pos, dL/dr_neg)`` per anchor; all satisfy
+``dL/dr_pos = -Σ_k dL/dr_k >= 0``. The pair weights of the covariance operator are
+``ξ_k = -dL/dr_k`` (``pair_weights``). Two chain routines carry ``dL/dr`` to embeddings:
+``chain_triples`` for explicit (anchor, positive, negatives) and ``chain_gram`` for all pairs
+of a batch (the SimCLR arrangement).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .backend import array_module
+
+
+# ----------------------------------------------------------------------------- the losses
+def _log1pexp(u, xp):
+    """``log(1 + e^u)`` without overflow."""
+    return xp.maximum(u, 0) + xp.log1p(xp.exp(-xp.abs(u)))
+
+
+def _sigmoid(u, xp):
+    """``1 / (1 + e^{-u})`` without overflow."""
+    e = xp.exp(-xp.abs(u))
+    return xp.where(u >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def simple(r_pos, r_neg, tau=1.0, margin=0.0):
+    """``L = r_pos - r_1``; ``dL/dr_pos = 1``, ``dL/dr_1 = -1``. (N,), (N, 1) -> (N,), (N,), (N, 1)."""
+    xp = array_module(r_pos)
+    return r_pos - r_neg[:, 0], xp.ones_like(r_pos), -xp.ones_like(r_neg)
+
+
+def soft_triplet(r_pos, r_neg, tau=1.0, margin=0.0):
+    """``L = τ log(1 + exp(u/τ))``, ``u = r_pos - r_1 + r_0``; ``dL/dr_pos = σ(u/τ) = -dL/dr_1``."""
+    xp = array_module(r_pos)
+    u = (r_pos - r_neg[:, 0] + margin) / tau
+    s = _sigmoid(u, xp)
+    return tau * _log1pexp(u, xp), s, -s[:, None]
+
+
+def infonce(r_pos, r_neg, tau=1.0, margin=0.0):
+    """``L = r_pos + τ LSE(-r/τ)`` over ``r = (r_pos, r_1..r_H)``.
+
+    With ``p = softmax(-r/τ)``: ``dL/dr_k = -p_k``, ``dL/dr_pos = 1 - p_0 = Σ_k p_k``.
+    """
+    xp = array_module(r_pos)
+    a = -xp.concatenate([r_pos[:, None], r_neg], axis=1) / tau     # (N, 1+H)
+    amax = a.max(axis=1, keepdims=True)
+    e = xp.exp(a - amax)
+    se = e.sum(axis=1, keepdims=True)
+    lse = (amax + xp.log(se))[:, 0]
+    p = e / se                                                      # (N, 1+H)
+    return r_pos + tau * lse, p[:, 1:].sum(axis=1), -p[:, 1:]
+
+
+LOSSES = {"simple": simple, "soft_triplet": soft_triplet, "infonce": infonce}
+SINGLE_NEGATIVE = ("simple", "soft_triplet")
+
+
+def check_loss(loss, tau=1.0, H=None):
+    """Validate a loss name, τ and the number of negatives; return the loss function."""
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {tuple(LOSSES)}, got {loss!r}")
+    try:
+        ok = float(tau) > 0 and np.isfinite(float(tau))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"tau must be a finite number > 0, got {tau!r}")
+    if H is not None and loss in SINGLE_NEGATIVE and H != 1:
+        raise ValueError(f"loss={loss!r} takes exactly H=1 negative per anchor, got H={H}; "
+                         f"use loss='infonce' for several negatives")
+    return LOSSES[loss]
+
+
+def pair_weights(r_pos, r_neg, loss="infonce", tau=1.0, margin=0.0):
+    """``ξ_k = -dL/dr_k`` (N, H) and ``dL/dr_pos`` (N,): the weights the covariance operator uses."""
+    fn = check_loss(loss, tau, r_neg.shape[1])
+    _, d_pos, d_neg = fn(r_pos, r_neg, float(tau), float(margin))
+    return -d_neg, d_pos
+
+
+# ----------------------------------------------------------------------------- distances and chain
+def distances(z, z_pos, z_neg):
+    """``r_pos`` (N,) and ``r_neg`` (N, H) for ``z, z_pos`` (N, d) and ``z_neg`` (N, H, d)."""
+    dp = z - z_pos
+    dn = z[:, None, :] - z_neg
+    return 0.5 * (dp * dp).sum(-1), 0.5 * (dn * dn).sum(-1)
+
+
+def chain_triples(z, z_pos, z_neg, c_pos, c_neg):
+    """Gradients of ``Σ_n c_pos[n] r_pos[n] + Σ_nk c_neg[n,k] r_neg[n,k]`` w.r.t. the embeddings.
+
+    ``d r_pos / d z = z - z_pos``, ``d r_pos / d z_pos = -(z - z_pos)``, likewise per negative.
+    Returns ``(dz, dz_pos, dz_neg)`` with the shapes of ``(z, z_pos, z_neg)``.
+    """
+    gp = c_pos[:, None] * (z - z_pos)                  # (N, d)
+    gn = c_neg[:, :, None] * (z[:, None, :] - z_neg)   # (N, H, d)
+    return gp + gn.sum(axis=1), -gp, -gn
+
+
+def gram_distances(Z):
+    """All pairwise ``r_ij = ½||Z_i - Z_j||²`` for ``Z`` (B, d) -> (B, B)."""
+    sq = (Z * Z).sum(axis=1)
+    r = 0.5 * (sq[:, None] + sq[None, :]) - Z @ Z.T
+    return array_module(Z).maximum(r, 0)
+
+
+def chain_gram(Z, C):
+    """Gradient of ``Σ_ij C_ij r_ij`` w.r.t. ``Z`` (B, d), ``r_ij = ½||Z_i - Z_j||²``:
+
+    ``dZ = (diag(C 1 + C^T 1) - C - C^T) Z``.
+    """
+    S = C + C.T
+    return S.sum(axis=1)[:, None] * Z - S @ Z
+
+
+# ----------------------------------------------------------------------------- public entry points
+def _check_embeddings(z, z_pos, z_neg):
+    if z.ndim != 2:
+        raise ValueError(f"z must have shape (N, d), got {tuple(z.shape)}")
+    if z_pos.shape != z.shape:
+        raise ValueError(f"z_pos must have the shape of z {tuple(z.shape)}, got {tuple(z_pos.shape)}")
+    if z_neg.ndim == 2:
+        z_neg = z_neg[:, None, :]
+    if z_neg.ndim != 3 or z_neg.shape[0] != z.shape[0] or z_neg.shape[2] != z.shape[1]:
+        raise ValueError(f"z_neg must have shape (N, H, d) = ({z.shape[0]}, H, {z.shape[1]}), "
+                         f"got {tuple(z_neg.shape)}")
+    xp = array_module(z)
+    for name, a in (("z", z), ("z_pos", z_pos), ("z_neg", z_neg)):
+        if not bool(xp.isfinite(a).all()):
+            raise ValueError(f"{name} contains NaN or infinite values")
+    return z_neg
+
+
+def contrastive_loss(z, z_pos, z_neg, loss="infonce", tau=1.0, margin=0.0,
+                     return_distances=False):
+    """Mean loss over N anchors and its gradients.
+
+    ``z``, ``z_pos``: (N, d); ``z_neg``: (N, H, d) (or (N, d) for H = 1).
+    Returns ``(value, (dz, dz_pos, dz_neg))``; ``dz_neg`` has the shape ``z_neg`` was given in;
+    with ``return_distances`` also ``(r_pos, r_neg)``.
+    """
+    xp = array_module(z)
+    z, z_pos, z_neg_in = xp.asarray(z), xp.asarray(z_pos), xp.asarray(z_neg)
+    z_neg = _check_embeddings(z, z_pos, z_neg_in)
+    N, H = z_neg.shape[:2]
+    fn = check_loss(loss, tau, H)
+    r_pos, r_neg = distances(z, z_pos, z_neg)
+    L, d_pos, d_neg = fn(r_pos, r_neg, float(tau), float(margin))
+    dz, dzp, dzn = chain_triples(z, z_pos, z_neg, d_pos / N, d_neg / N)
+    out = (float(L.mean()), (dz, dzp, dzn.reshape(z_neg_in.shape)))
+    return out + ((r_pos, r_neg),) if return_distances else out
+
+
+def simclr_loss(z1, z2, loss="infonce", tau=1.0, margin=0.0, return_distances=False):
+    """The SimCLR arrangement: ``Z = [z1; z2]`` (2N, d); view i's positive is its partner,
+    its negatives the other 2N - 2 views. Mean over the 2N anchors.
+
+    Returns ``(value, (dz1, dz2))`` (and ``(r_pos, r_neg)`` if ``return_distances``).
+    Only ``infonce`` takes the 2N - 2 negatives; ``simple``/``soft_triplet`` (H = 1) raise.
+    """
+    xp = array_module(z1)
+    z1, z2 = xp.asarray(z1), xp.asarray(z2)
+    _check_embeddings(z1, z2, z2)
+    N = z1.shape[0]
+    B = 2 * N
+    fn = check_loss(loss, tau, B - 2)
+    Z = xp.concatenate([z1, z2], axis=0)                   # (2N, d)
+    R = gram_distances(Z)                                  # (2N, 2N)
+    idx = xp.arange(B)
+    partner = (idx + N) % B
+    r_pos = R[idx, partner]                                # (2N,)
+    # negatives: every j other than i and partner(i), in increasing j
+    keep = xp.ones((B, B), dtype=bool)
+    keep[idx, idx] = False
+    keep[idx, partner] = False
+    cols = xp.nonzero(keep)[1].reshape(B, B - 2)           # (2N, 2N-2)
+    r_neg = xp.take_along_axis(R, cols, axis=1)
+    L, d_pos, d_neg = fn(r_pos, r_neg, float(tau), float(margin))
+    C = xp.zeros((B, B), dtype=Z.dtype)                    # C_ij = dL_i/dr_ij / B
+    C[idx, partner] = d_pos / B
+    C[idx[:, None], cols] = d_neg / B
+    dZ = chain_gram(Z, C)
+    out = (float(L.mean()), (dZ[:N], dZ[N:]))
+    return out + ((r_pos, r_neg),) if return_distances else out
