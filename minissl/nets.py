@@ -74,20 +74,27 @@ def backward_pass(weights, gs, fs, delta, masks=None, want_bias=False, want_inpu
     return dWs, (dbs if want_bias else None), (delta if want_input else None)
 
 
+def _inverse(s, xp):
+    """``1/s`` where ``s > 0``, else 0 (a zero output row stays zero and passes no gradient)."""
+    pos = s > 0
+    return xp.where(pos, 1.0 / xp.where(pos, s, 1.0), 0.0)
+
+
 def normalize_forward(z, eps=0.0, xp=np):
     """``y = z / (||z|| + eps)`` row-wise; returns ``(y, norm)`` with ``norm`` (N, 1)."""
     norm = xp.sqrt((z * z).sum(axis=1, keepdims=True))
-    return z / xp.maximum(norm + eps, 1e-300), norm
+    return z * _inverse(norm + eps, xp), norm
 
 
 def normalize_backward(z, norm, dy, eps=0.0, xp=np):
-    """Chain ``dy`` through ``y = z / (||z|| + eps)``:
+    """Chain ``dy`` through ``y = z / (||z|| + eps)``, ``s = ||z|| + eps``:
 
-    ``dz = dy / s - z (z . dy) / (s^2 ||z||)`` with ``s = ||z|| + eps``.
+    ``dz = dy / s - z (z . dy) / (s^2 ||z||) = (dy - y (y . dy) s / ||z||) / s``.
     """
-    s = xp.maximum(norm + eps, 1e-300)
-    zdy = (z * dy).sum(axis=1, keepdims=True)
-    return dy / s - z * zdy / (s * s * xp.maximum(norm, 1e-300))
+    inv = _inverse(norm + eps, xp)
+    y = z * inv
+    ratio = (norm + eps) * _inverse(norm, xp)
+    return (dy - y * (y * dy).sum(axis=1, keepdims=True) * ratio) * inv
 
 
 def jacobians(weights, gs, xp=np):

@@ -1,0 +1,235 @@
+"""ReLUNet: hand-written backward against central finite differences (each loss × normalize ×
+masks × bias × depths/widths), the Jacobian identities of bias-free ReLU nets, masks, seeds,
+persistence and bad input."""
+import os
+import pickle
+
+import numpy as np
+import pytest
+
+import minissl
+from minissl import ReLUNet, TrainConfig
+from minissl.backend import BackendError, cupy_available
+from minissl.checkpoint import CheckpointError
+from minissl.gradcheck import check_gradients, gradient_error, numerical_gradient
+from minissl.train import loss_and_grads
+
+SIZES = [[3, 2], [4, 6, 3], [5, 7, 6, 4], [3, 5, 5, 5, 2]]
+
+
+def random_masks(sizes, rng):
+    return [(rng.random((b, a)) < 0.6).astype(float) for a, b in zip(sizes[:-1], sizes[1:])]
+
+
+def batch(sizes, rng, N=4, H=1):
+    n0 = sizes[0]
+    return rng.normal(size=(N, n0)), rng.normal(size=(N, n0)), rng.normal(size=(N, H, n0))
+
+
+@pytest.mark.parametrize("sizes", SIZES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("loss", ["simple", "soft_triplet", "infonce"])
+@pytest.mark.parametrize("normalize", [False, True], ids=["raw", "l2"])
+@pytest.mark.parametrize("masked", [False, True], ids=["dense", "masked"])
+@pytest.mark.parametrize("bias", [False, True], ids=["nobias", "bias"])
+def test_training_gradient_matches_finite_differences(sizes, loss, normalize, masked, bias):
+    rng = np.random.default_rng(sum(sizes) + 7 * normalize + 3 * masked + bias)
+    masks = random_masks(sizes, rng) if masked else None
+    net = ReLUNet(sizes, masks=masks, bias=bias, normalize=normalize, seed=11)
+    H = 3 if loss == "infonce" else 1
+    b = batch(sizes, rng, H=H)
+    cfg = TrainConfig(loss=loss, tau=0.6, margin=0.1)
+    value, _, _, grads = loss_and_grads(net, b, cfg)
+    params = net.parameters()
+    f = lambda: loss_and_grads(net, b, cfg)[0]  # noqa: E731
+    num = numerical_gradient(f, params)
+    if masked:   # masked weights are not parameters: compare on the free entries only
+        for g, n, m in zip(grads, num, net.masks):
+            assert (g[m == 0] == 0).all()
+            n[m == 0] = 0.0
+    assert gradient_error(grads, num) < 1e-6
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_simclr_training_gradient_matches_finite_differences(normalize):
+    rng = np.random.default_rng(5)
+    net = ReLUNet([4, 6, 3], normalize=normalize, seed=2)
+    b = batch([4, 6, 3], rng, N=3)
+    cfg = TrainConfig(loss="infonce", tau=0.5, negatives="in_batch")
+    _, _, _, grads = loss_and_grads(net, b, cfg)
+    check_gradients(lambda: loss_and_grads(net, b, cfg)[0], net.parameters(), grads, tol=1e-6)
+
+
+def test_backward_is_gradient_of_sum_dout_times_output():
+    rng = np.random.default_rng(6)
+    net = ReLUNet([4, 5, 3], bias=True, seed=1)
+    x, dout = rng.normal(size=(6, 4)), rng.normal(size=(6, 3))
+    net.forward(x)
+    dWs = net.backward(dout, input_grad=True)
+    analytic = dWs + net.grad_biases + [net.grad_input]
+    f = lambda: float((net.forward(x) * dout).sum())  # noqa: E731
+    check_gradients(f, net.parameters() + [x], analytic, tol=1e-7)
+
+
+def test_gradient_checker_negative_control_on_network():
+    """A wrong backward (ReLU gate dropped) must fail the checker."""
+    rng = np.random.default_rng(7)
+    net = ReLUNet([4, 8, 8, 3], seed=3)
+    x, dout = rng.normal(size=(6, 4)), rng.normal(size=(6, 3))
+    gs, fs = minissl.nets.forward_pass(net.weights, None, x)
+    # wrong: use the pre-activations as if no ReLU were there (gate always open)
+    wrong_gs = [np.abs(g) + 1.0 for g in gs]
+    dWs_wrong, _, _ = minissl.nets.backward_pass(net.weights, wrong_gs, fs, dout)
+    f = lambda: float((net.forward(x) * dout).sum())  # noqa: E731
+    with pytest.raises(AssertionError, match="gradient check failed"):
+        check_gradients(f, net.weights, dWs_wrong, tol=1e-6)
+
+
+@pytest.mark.parametrize("sizes", SIZES[1:], ids=lambda s: "x".join(map(str, s)))
+def test_jacobian_identities(sizes):
+    """Bias-free ReLU: f_L = J_l g_l at every layer, and backward = Σ_n (J_l^T dout_n) f_{l-1}^T."""
+    rng = np.random.default_rng(8)
+    net = ReLUNet(sizes, seed=4)
+    x, dout = rng.normal(size=(5, sizes[0])), rng.normal(size=(5, sizes[-1]))
+    out = net.forward(x)
+    dWs = net.backward(dout)
+    gs, fs = minissl.nets.forward_pass(net.weights, None, x)
+    Js = net.jacobians(x)
+    for l, J in enumerate(Js):
+        assert J.shape == (5, sizes[-1], sizes[l + 1])
+        np.testing.assert_allclose(np.einsum("nki,ni->nk", J, gs[l]), out, atol=1e-12)
+        expected = np.einsum("nki,nk,nj->ij", J, dout, fs[l])
+        np.testing.assert_allclose(dWs[l], expected, atol=1e-12)
+
+
+def test_jacobian_matches_finite_differences_in_g():
+    rng = np.random.default_rng(9)
+    net = ReLUNet([3, 6, 5, 2], seed=5)
+    x = rng.normal(size=(1, 3))
+    gs, _ = minissl.nets.forward_pass(net.weights, None, x)
+    J1 = net.jacobians(x)[0][0]                         # (2, 6): d f_L / d g_1
+    eps = 1e-6
+    for i in range(6):
+        gp, gm = gs[0].copy(), gs[0].copy()
+        gp[0, i] += eps
+        gm[0, i] -= eps
+        up = minissl.nets.forward_pass(net.weights[1:], None, np.maximum(gp, 0))[0][-1]
+        dn = minissl.nets.forward_pass(net.weights[1:], None, np.maximum(gm, 0))[0][-1]
+        np.testing.assert_allclose((up - dn)[0] / (2 * eps), J1[:, i], atol=1e-7)
+
+
+def test_masks_zero_at_init_and_shapes():
+    rng = np.random.default_rng(10)
+    masks = random_masks([5, 7, 3], rng)
+    net = ReLUNet([5, 7, 3], masks=masks, seed=0)
+    for W, m, shape in zip(net.weights, masks, [(7, 5), (3, 7)]):
+        assert W.shape == shape
+        assert (W[m == 0] == 0).all() and (W[m == 1] != 0).all()
+    assert net.forward(rng.normal(size=(2, 5))).shape == (2, 3)
+
+
+def test_normalized_output_has_unit_rows():
+    net = ReLUNet([4, 6, 3], normalize=True, seed=0)
+    out = net.forward(np.random.default_rng(0).normal(size=(5, 4)))
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-12)
+
+
+def test_same_seed_same_net_and_float32():
+    a, b, c = ReLUNet([4, 5, 2], seed=3), ReLUNet([4, 5, 2], seed=3), ReLUNet([4, 5, 2], seed=4)
+    assert all((x == y).all() for x, y in zip(a.weights, b.weights))
+    assert not all((x == y).all() for x, y in zip(a.weights, c.weights))
+    n32 = ReLUNet([4, 5, 2], seed=3, dtype="float32")
+    out = n32.forward(np.ones((2, 4)))
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, a.forward(np.ones((2, 4))), rtol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(sizes=[4]), "sizes must have between 2"),
+    (dict(sizes=[4, 0, 2]), r"sizes\[1\] must be between 1"),
+    (dict(sizes=[4] * 70), "sizes must have between 2"),
+    (dict(sizes="abc"), "sizes must be a list of integers"),
+    (dict(sizes=[4, 3], masks=[np.ones((4, 3))]), r"masks\[0\] must have shape \(3, 4\)"),
+    (dict(sizes=[4, 3], masks=[np.ones((3, 4)), None]), "one entry per layer"),
+    (dict(sizes=[4, 3], masks=[np.full((3, 4), 0.5)]), "only 0 and 1"),
+    (dict(sizes=[4, 3], dtype="float16"), "dtype must be one of"),
+    (dict(sizes=[4, 3], backend="torch"), "backend must be one of"),
+])
+def test_constructor_errors(kwargs, match):
+    sizes = kwargs.pop("sizes")
+    with pytest.raises(ValueError, match=match):
+        ReLUNet(sizes, **kwargs)
+
+
+@pytest.mark.skipif(cupy_available(), reason="a GPU is present; this checks the no-GPU error")
+def test_cupy_without_gpu_is_a_clear_error():
+    with pytest.raises(BackendError, match="backend='cupy' cannot run here"):
+        ReLUNet([3, 2], backend="cupy")
+
+
+def test_forward_backward_input_errors():
+    net = ReLUNet([4, 3], seed=0)
+    with pytest.raises(ValueError, match=r"x must have shape \(N, 4\)"):
+        net.forward(np.zeros((2, 5)))
+    with pytest.raises(ValueError, match="x contains NaN"):
+        net.forward(np.full((2, 4), np.nan))
+    with pytest.raises(RuntimeError, match="needs a forward"):
+        ReLUNet([4, 3]).backward(np.zeros((2, 3)))
+    net.forward(np.zeros((2, 4)))
+    with pytest.raises(ValueError, match=r"dout must have shape \(2, 3\)"):
+        net.backward(np.zeros((3, 3)))
+
+
+def test_save_load_roundtrip(tmp_path):
+    rng = np.random.default_rng(11)
+    net = ReLUNet([5, 4, 3], masks=random_masks([5, 4, 3], rng), bias=True, normalize=True,
+                  seed=9)
+    path = tmp_path / "net.npz"
+    net.save(path)
+    back = ReLUNet.load(path)
+    x = rng.normal(size=(3, 5))
+    np.testing.assert_array_equal(back.forward(x), net.forward(x))
+    assert back.bias and back.normalize and back.masks is not None
+
+
+def test_load_refuses_corrupt_foreign_and_pickled_files(tmp_path):
+    net = ReLUNet([3, 2], seed=0)
+    good = tmp_path / "net.npz"
+    net.save(good)
+    data = good.read_bytes()
+    (tmp_path / "trunc.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="not a readable minissl checkpoint"):
+        ReLUNet.load(tmp_path / "trunc.npz")
+    np.savez(tmp_path / "foreign.npz", W=np.zeros(3))
+    with pytest.raises(CheckpointError, match="no __meta__"):
+        ReLUNet.load(tmp_path / "foreign.npz")
+    # an object array would need unpickling: refused, never executed
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(CheckpointError):
+        ReLUNet.load(tmp_path / "obj.npy")
+    (tmp_path / "p.npz").write_bytes(pickle.dumps({"weights": [1]}))
+    with pytest.raises(CheckpointError):
+        ReLUNet.load(tmp_path / "p.npz")
+    # tampered array bytes: checksum mismatch
+    import zipfile
+    with zipfile.ZipFile(good) as zin, zipfile.ZipFile(tmp_path / "tamper.npz", "w") as zout:
+        for item in zin.infolist():
+            buf = zin.read(item.filename)
+            if item.filename.startswith("a0"):
+                buf = buf[:-8] + np.float64(123.0).tobytes()
+            zout.writestr(item, buf)
+    with pytest.raises(CheckpointError, match="corrupt"):
+        ReLUNet.load(tmp_path / "tamper.npz")
+
+
+def test_save_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "net.npz"
+    ReLUNet([3, 2], seed=0).save(path)
+    before = path.read_bytes()
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+    monkeypatch.setattr(np, "savez", boom)
+    with pytest.raises(OSError, match="disk full"):
+        ReLUNet([3, 2], seed=1).save(path)
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["net.npz"]
