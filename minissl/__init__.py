@@ -6,6 +6,7 @@ Networks" (arXiv 2010.00578). See README.md and docs/.
 from .backend import BACKENDS, BackendError, cupy_available, numba_available
 from .checkpoint import CheckpointError
 from .data import GaussianClusters
+from .hltm import HLTM, correlation_ceiling, normalized_correlation
 from .losses import LOSSES, contrastive_loss, pair_weights, simclr_loss
 from .nets import ReLUNet
 from .train import History, TrainConfig, TrainingDiverged, train

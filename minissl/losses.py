@@ -7,6 +7,8 @@ Distances (DESIGN.md §1): ``r_pos = ½||z - z_pos||²`` (N,), ``r_neg[:, k] = �
 - soft_triplet: ``L = τ log(1 + exp((r_pos - r_1 + r_0)/τ))``          (H = 1, margin r_0)
 - infonce:      ``L = -τ log(e^{-r_pos/τ} / (e^{-r_pos/τ} + Σ_k e^{-r_k/τ}))``
                 ``  = r_pos + τ logsumexp(-r_pos/τ, -r_1/τ, ..., -r_H/τ)``
+- ref_nce:      ``L = -σ((r̄_1 - r̄_pos)/τ)`` on batch means (H = 1): the HLTM reference code's
+                "nce", for side-by-side runs (see ``ref_nce``; batch-level, not per anchor)
 
 Each loss function returns ``(L, dL/dr_pos, dL/dr_neg)`` per anchor; all satisfy
 ``dL/dr_pos = -Σ_k dL/dr_k >= 0``. The pair weights of the covariance operator are
@@ -62,8 +64,28 @@ def infonce(r_pos, r_neg, tau=1.0, margin=0.0):
     return r_pos + tau * lse, p[:, 1:].sum(axis=1), -p[:, 1:]
 
 
-LOSSES = {"simple": simple, "soft_triplet": soft_triplet, "infonce": infonce}
-SINGLE_NEGATIVE = ("simple", "soft_triplet")
+def ref_nce(r_pos, r_neg, tau=1.0, margin=0.0):
+    """The HLTM reference code's "nce" (luckmatters ``ssl/hltm``): minus the softmax
+    probability (not its log) of the positive, on the BATCH-MEAN distances, one negative:
+
+        L = -σ((r̄_1 - r̄_pos)/τ),   r̄ = mean over the N anchors,   s = σ(.)
+        dL/dr̄_pos = s(1 - s)/τ = -dL/dr̄_1
+
+    Batch-level, not per anchor: every anchor gets the same ``L`` (so the mean is L) and the
+    same derivatives ``N ∂L/∂r_n = ∂L/∂r̄``, which the shared chain (``/N``) turns into the
+    exact gradient. The reference uses ``MSE = 2 r̄ / d`` (d = embedding width) and temperature
+    T, i.e. ``τ = T d / 2`` here (T = 0.01, d = hid = 10 -> τ = 0.05). ``margin`` is unused.
+    """
+    xp = array_module(r_pos)
+    u = (r_neg[:, 0].mean() - r_pos.mean()) / tau
+    s = _sigmoid(u, xp)
+    w = s * (1 - s) / tau
+    return -s * xp.ones_like(r_pos), w * xp.ones_like(r_pos), -w * xp.ones_like(r_neg)
+
+
+LOSSES = {"simple": simple, "soft_triplet": soft_triplet, "infonce": infonce,
+          "ref_nce": ref_nce}
+SINGLE_NEGATIVE = ("simple", "soft_triplet", "ref_nce")
 
 
 def check_loss(loss, tau=1.0, H=None):
