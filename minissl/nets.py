@@ -221,7 +221,7 @@ class ReLUNet:
     def forward(self, x):
         """Output ``(N, n_L)`` for ``x`` ``(N, n_0)``; caches what ``backward`` needs."""
         x = self._check_input(x)
-        gs, fs = forward_pass(self.weights, self.biases, x, self.xp)
+        gs, fs = self._forward_pass(x)
         out, norm = gs[-1], None
         if self.normalize:
             out, norm = normalize_forward(gs[-1], self.norm_eps, self.xp)
@@ -233,7 +233,15 @@ class ReLUNet:
     def preactivations(self, x):
         """Pre-activations ``[g_1, ..., g_L]`` for ``x`` (no cache is written)."""
         x = self._check_input(x)
-        return forward_pass(self.weights, self.biases, x, self.xp)[0]
+        return self._forward_pass(x)[0]
+
+    def _forward_pass(self, x):
+        """``forward_pass``, or its Numba twin (masked layers skip their zeros) for "numba"."""
+        if self.backend == "numba":
+            from .kernels import mlp
+            return mlp.forward_pass(self.weights, self.biases, x,
+                                    structure=mlp.net_structure(self))
+        return forward_pass(self.weights, self.biases, x, self.xp)
 
     def backward(self, dout, *, input_grad=False):
         """Gradients of ``sum(dout * out)`` for the most recent forward.
@@ -250,8 +258,14 @@ class ReLUNet:
         delta = dout
         if self.normalize:
             delta = normalize_backward(gs[-1], norm, dout, self.norm_eps, self.xp)
-        dWs, dbs, dx = backward_pass(self.weights, gs, fs, delta, self.masks,
-                                     want_bias=self.bias, want_input=input_grad)
+        if self.backend == "numba":
+            from .kernels import mlp
+            dWs, dbs, dx = mlp.backward_pass(self.weights, gs, fs, delta, self.masks,
+                                             want_bias=self.bias, want_input=input_grad,
+                                             structure=mlp.net_structure(self))
+        else:
+            dWs, dbs, dx = backward_pass(self.weights, gs, fs, delta, self.masks,
+                                         want_bias=self.bias, want_input=input_grad)
         self.grad_biases, self.grad_input = dbs, dx
         return dWs
 

@@ -107,6 +107,11 @@ class SGD:
 def loss_and_grads(net, batch, cfg):
     """Forward all views, the loss and backward. Returns ``(loss, r_pos, r_neg, grads)`` with
     ``grads`` aligned with ``net.parameters()`` and ``r_pos``/``r_neg`` batch means."""
+    if net.backend == "numba":                    # compiled twin (kernels/mlp.py) where it applies
+        from .kernels.mlp import fused_loss_and_grads
+        out = fused_loss_and_grads(net, batch, cfg)
+        if out is not None:
+            return out
     x, x_pos, x_neg = batch
     xp = net.xp
     x, x_pos = net.asarray(x), net.asarray(x_pos)
