@@ -197,8 +197,10 @@ class HLTM:
         n = self._check_n(n)
         return self._split(self._sample_levels(n, B.rng(rng)))
 
-    def pairs(self, n, rng=None, keep_depth=None):
-        """``(x, x_pos, x_neg, z)``, each x (n, n_leaves), ``z`` the anchor's latents.
+    def pairs(self, n, rng=None, keep_depth=None, return_all_latents=False):
+        """``(x, x_pos, x_neg, z)``, each x (n, n_leaves), ``z`` the anchor's latents
+        (n, n_latents); with ``return_all_latents`` also ``z_pos, z_neg`` (what the
+        augmentation kept and what it resampled).
 
         The positive shares the anchor's latents of tree depth >= ``keep_depth`` (default:
         the tree's ``keep_depth``, normally only the root) and resamples all below; the
@@ -209,10 +211,12 @@ class HLTM:
         rng = B.rng(rng)
         levels = self._sample_levels(n, rng)
         shared = levels[:self.depth - keep + 1]                       # levels 0..L-keep
-        pos = self._grow(list(shared), rng)
-        neg = self._sample_levels(n, rng)
+        x_pos, z_pos = self._split(self._grow(list(shared), rng))
+        x_neg, z_neg = self._split(self._sample_levels(n, rng))
         x, z = self._split(levels)
-        return x, pos[-1].astype(np.float64), neg[-1].astype(np.float64), z
+        if return_all_latents:
+            return x, x_pos, x_neg, z, z_pos, z_neg
+        return x, x_pos, x_neg, z
 
     def views(self, n, m, rng=None):
         """(n, m, n_leaves): m augmented views (shared latents of depth >= keep_depth, all
