@@ -498,3 +498,206 @@ def train_byol(source, cfg=None, callback=None, model=None, **overrides):
             if callback is not None and callback(step, rec, model) is False:
                 break
     return model, hist
+
+
+# ----------------------------------------------------------------------------- data and HLTM
+DATASETS = ("toy", "hltm")
+
+
+def make_source(data="toy", seed=0, depth=4, num_children=2, polarity=(0.7, 1.0), noise=1.0):
+    """The data source of an experiment: ``"toy"`` = ``GaussianClusters(8 clusters, dim 16,
+    noise)``, ``"hltm"`` = ``HLTM(depth, num_children, polarity, seed)`` (two views share the
+    root and resample everything below)."""
+    if data == "toy":
+        from .data import GaussianClusters
+        return GaussianClusters(n_clusters=8, dim=16, noise=noise, seed=seed)
+    if data == "hltm":
+        from .hltm import HLTM
+        return HLTM(depth, num_children, polarity, seed)
+    raise ValueError(f"data must be one of {DATASETS}, got {data!r}")
+
+
+def make_model(source, cfg, hid=None):
+    """A ``BYOL`` for ``source``; on an HLTM the encoder is the masked tree network
+    (``tree.network_sizes(hid)``, ``tree.network_masks(hid)``) with BN after each hidden layer."""
+    if hasattr(source, "network_masks"):
+        hid = hid or 10
+        return BYOL(source.dim, cfg, masks=source.network_masks(hid),
+                    sizes=source.network_sizes(hid))
+    return BYOL(source.dim, cfg)
+
+
+class PreactivationView:
+    """The online encoder seen as a network by ``hltm.normalized_correlation``: ``sizes``,
+    ``dtype`` and ``preactivations(x)`` = the outputs of its Linear layers (before BN, whose
+    positive per-unit rescaling leaves |correlation| unchanged), BN on ``x``'s statistics."""
+
+    def __init__(self, model):
+        self.model, self.sizes, self.dtype = model, list(model.sizes), np.dtype("float64")
+
+    def preactivations(self, x):
+        self.model.online.forward(np.asarray(x, float))
+        return [l.cache[1] for l in self.model.online.layers if isinstance(l, Linear)]
+
+
+def latent_recovery(model, tree, n=4000, rng=0):
+    """``hltm.normalized_correlation`` of the online encoder's units (a ``Correlation``)."""
+    from .hltm import normalized_correlation
+    return normalized_correlation(tree, PreactivationView(model), n=n, rng=rng)
+
+
+# ----------------------------------------------------------------------------- ablation
+ABLATION_PREDICTORS = ("none", "linear")
+ABLATION_BN_MEANS = MODES
+ABLATION_EMAS = (0.0, 0.99)
+
+
+def _ablation_run(data, cfg, hid, source_kw):
+    src = make_source(data, **source_kw)
+    model = make_model(src, cfg, hid)
+    t0 = time.perf_counter()
+    try:
+        model, hist = train_byol(src, cfg, model=model)
+        rec = hist.records[-1]
+        row = {k: rec[k] for k in ("loss", "eval_loss", "effective_rank", "std", "collapsed_loss")}
+        row["diverged"] = False
+    except TrainingDiverged:
+        row = {"loss": math.nan, "eval_loss": math.nan, "effective_rank": math.nan,
+               "std": math.nan, "collapsed_loss": math.nan, "diverged": True}
+    row.update(predictor=cfg.predictor, bn_mean=cfg.bn_mean, ema=cfg.ema,
+               seconds=time.perf_counter() - t0)
+    if data == "hltm" and not row["diverged"]:
+        corr = latent_recovery(model, src, n=4000, rng=cfg.seed + 3)
+        row["corr_by_depth"] = corr.by_depth
+        row["corr_mean"] = float(corr.per_latent.mean())
+    return row
+
+
+def run_ablation(data="toy", cfg=None, predictors=ABLATION_PREDICTORS,
+                 bn_means=ABLATION_BN_MEANS, emas=ABLATION_EMAS, hid=10, n_jobs=1,
+                 source_kw=None, callback=None):
+    """Train one BYOL per (predictor, bn_mean, ema) and return one dict per run: the final
+    ``loss, eval_loss, effective_rank, std, collapsed_loss`` (and on HLTM the latent recovery
+    ``corr_by_depth, corr_mean``). Other settings come from ``cfg``. ``n_jobs > 1`` runs in
+    parallel processes (joblib); ``callback(i, total, row)`` after each run (serial only)."""
+    cfg = (cfg or BYOLConfig()).validate()
+    for p in predictors:
+        if p not in PREDICTORS:
+            raise ValueError(f"predictors must be among {PREDICTORS}, got {p!r}")
+    for m in bn_means:
+        check_mode("bn_means", m)
+    grid = [BYOLConfig(**{**cfg.__dict__, "predictor": p, "bn_mean": m, "ema": e,
+                          "directpred": cfg.directpred and p == "linear"}).validate()
+            for p in predictors for m in bn_means for e in emas]
+    kw = dict(source_kw or {})
+    if n_jobs != 1:
+        from joblib import Parallel, delayed
+        return Parallel(n_jobs=n_jobs)(delayed(_ablation_run)(data, c, hid, kw) for c in grid)
+    rows = []
+    for i, c in enumerate(grid):
+        rows.append(_ablation_run(data, c, hid, kw))
+        if callback is not None:
+            callback(i + 1, len(grid), rows[-1])
+    return rows
+
+
+def ablation_table(rows):
+    """The ablation as text lines (a Markdown table)."""
+    has_corr = any("corr_mean" in r for r in rows)
+    head = ["predictor", "BN mean", "EMA", "eff. rank", "std·√d", "loss", "collapsed loss"]
+    if has_corr:
+        head += ["latent corr (mean)", "root corr"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["predictor"], r["bn_mean"], f"{r['ema']:g}"]
+        if r["diverged"]:
+            cells += ["diverged"] * 4
+        else:
+            cells += [f"{r['effective_rank']:.2f}", f"{r['std']:.3f}", f"{r['eval_loss']:.4f}",
+                      f"{r['collapsed_loss']:.4f}"]
+        if has_corr:
+            if "corr_mean" in r:
+                top = max(r["corr_by_depth"])
+                cells += [f"{r['corr_mean']:.3f}", f"{r['corr_by_depth'][top]:.3f}"]
+            else:
+                cells += ["-", "-"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+# ----------------------------------------------------------------------------- CLI
+_CLI_FIELDS = ("out_dim", "predictor_hidden", "bn_var", "normalize", "symmetric", "lr",
+               "predictor_lr", "weight_decay", "momentum", "steps", "batch_size",
+               "predictor_reinit_every", "directpred", "seed", "eval_size")
+
+CLI_DEFAULTS = dict(lr=0.5, weight_decay=0.02, steps=300, batch_size=64, bn_var="normal",
+                    out_dim=16, hidden=(64,))
+
+
+def add_byol_parser(subparsers):
+    """The ``byol`` subcommand: the ablation predictor x BN mean x EMA, a table of diagnostics."""
+    import argparse
+    p = subparsers.add_parser(
+        "byol", help="BYOL ablation: predictor x BN mean x EMA, collapse diagnostics",
+        description="Train BYOL for every combination of --predictors x --bn-means x --emas and "
+                    "print the collapse diagnostics (effective rank, std of the normalised "
+                    "embeddings x sqrt(d), loss, loss of a collapsed online branch; on HLTM the "
+                    "mean normalized correlation of the latents).")
+    p.add_argument("--data", choices=DATASETS, default="toy")
+    p.add_argument("--predictors", nargs="+", default=list(ABLATION_PREDICTORS),
+                   choices=PREDICTORS)
+    p.add_argument("--bn-means", nargs="+", default=list(ABLATION_BN_MEANS), choices=MODES)
+    p.add_argument("--emas", nargs="+", type=float, default=list(ABLATION_EMAS),
+                   help="target EMA decays (0 = SimSiam)")
+    p.add_argument("--hidden", nargs="+", type=int, default=None,
+                   help="encoder hidden widths (toy; default 64)")
+    p.add_argument("--hid", type=int, default=10, help="units per latent (HLTM)")
+    p.add_argument("--depth", type=int, default=4, help="HLTM depth")
+    p.add_argument("--noise", type=float, default=1.0, help="toy augmentation noise")
+    p.add_argument("--jobs", type=int, default=1, help="parallel processes (joblib)")
+    for name in _CLI_FIELDS:
+        flag = "--" + name.replace("_", "-")
+        default = CLI_DEFAULTS.get(name, getattr(BYOLConfig, name))
+        if isinstance(default, bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+        else:
+            p.add_argument(flag, type=type(default), default=default)
+    p.add_argument("--json", action="store_true", help="one JSON object per run")
+    return p
+
+
+def config_from_args(args):
+    kw = {name: getattr(args, name) for name in _CLI_FIELDS}
+    kw["hidden"] = tuple(args.hidden) if args.hidden else CLI_DEFAULTS["hidden"]
+    kw["log_every"] = kw["steps"]
+    return BYOLConfig(**kw)
+
+
+def run_byol(args):
+    """Run the ablation and print the table (or JSON lines); returns 0."""
+    import json
+    import sys
+    try:
+        cfg = config_from_args(args).validate()
+        source_kw = {"seed": cfg.seed}
+        source_kw.update({"depth": args.depth} if args.data == "hltm" else {"noise": args.noise})
+        make_source(args.data, **source_kw)
+    except ValueError as exc:
+        parser = getattr(args, "_parser", None)
+        if parser is None:
+            raise
+        parser.error(str(exc))
+    print(f"# BYOL ablation on {args.data}: lr {cfg.lr:g}, weight decay {cfg.weight_decay:g}, "
+          f"{cfg.steps} steps, batch {cfg.batch_size}, d {cfg.out_dim}, BN var {cfg.bn_var}, "
+          f"normalize {cfg.normalize}, seed {cfg.seed}", file=sys.stdout)
+    t0 = time.perf_counter()
+    rows = run_ablation(args.data, cfg, args.predictors, args.bn_means, args.emas,
+                        hid=args.hid, n_jobs=args.jobs, source_kw=source_kw)
+    if args.json:
+        for r in rows:
+            print(json.dumps({k: v for k, v in r.items()}, default=float))
+    else:
+        for line in ablation_table(rows):
+            print(line)
+    print(f"# {time.perf_counter() - t0:.1f} s wall")
+    return 0
