@@ -6,6 +6,9 @@ Networks" (arXiv 2010.00578). See README.md and docs/.
 from .backend import BACKENDS, BackendError, cupy_available, numba_available
 from .checkpoint import CheckpointError
 from .data import GaussianClusters
+from .batchnorm import BatchNorm
+from .byol import (BYOL, BYOLConfig, collapse_diagnostics, directpred_weights, eigen_alignment,
+                   run_ablation, train_byol)
 from .hltm import HLTM, correlation_ceiling, normalized_correlation
 from .losses import LOSSES, contrastive_loss, pair_weights, simclr_loss
 from .nets import ReLUNet

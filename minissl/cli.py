@@ -527,6 +527,9 @@ COMMANDS = {
     "sweep": (add_sweep_parser, run_sweep),
 }
 
+from .byol import add_byol_parser, run_byol  # noqa: E402  (issue 7: BYOL ablation)
+COMMANDS["byol"] = (add_byol_parser, run_byol)
+
 
 def build_parser():
     parser = argparse.ArgumentParser(
