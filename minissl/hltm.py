@@ -345,10 +345,13 @@ def normalized_correlation(tree, net, n=10000, rng=0, *, x=None, z=None):
     """
     x, z = _eval_set(tree, n, rng, x, z)
     per = []
+    corr = best_unit_correlation
+    if getattr(net, "backend", "numpy") == "numba":       # compiled twin (kernels/hltm.py)
+        from .kernels.hltm import best_unit_correlation as corr
     for k, g in enumerate(tree.group_preactivations(net, x)):
         s = tree.level_starts
         eps = np.finfo(net.dtype).eps
-        per.append(best_unit_correlation(z[:, s[k]:s[k + 1]], g, eps))
+        per.append(corr(z[:, s[k]:s[k + 1]], g, eps))
     per = np.concatenate(per)
     return Correlation(per, _by_depth(tree, per))
 
