@@ -6,6 +6,8 @@ Networks" (arXiv 2010.00578). See README.md and docs/.
 from .backend import BACKENDS, BackendError, cupy_available, numba_available
 from .checkpoint import CheckpointError
 from .data import GaussianClusters
+from .covariance import (connection, covariance_operator, covariance_pair_weights,
+                         covariance_spectrum, covariance_update)
 from .batchnorm import BatchNorm
 from .byol import (BYOL, BYOLConfig, collapse_diagnostics, directpred_weights, eigen_alignment,
                    run_ablation, train_byol)

@@ -9,6 +9,13 @@ One step on a batch ``(x, x_pos, x_neg)`` (x_neg: (N, H, n_0)) with shared weigh
 
 With ``negatives="in_batch"`` the SimCLR arrangement is used instead (x_neg is ignored; each of
 the 2N views has its partner as positive and the other 2N - 2 views as negatives).
+
+With ``update="covariance"`` every layer moves by the covariance operator instead (DESIGN.md §1):
+``W_l += lr * ΔW_l``, ``vec(ΔW_l) = OP_l vec(W_l)`` on the batch's views ``[x, x_pos]``
+(N, 2, n_0), pair weights from ``covariance.covariance_pair_weights`` (ξ ≡ 1 for "simple"),
+passed through the same SGD as the gradient ``-ΔW_l`` (so momentum/weight decay still apply).
+Each record then holds ``cos_by_layer``: per layer, the cosine between the gradient step
+``-dL/dW_l`` (of the loss on the batch) and ``ΔW_l`` (NaN where either is zero).
 """
 from __future__ import annotations
 
@@ -20,7 +27,7 @@ from . import backend as B
 from .losses import LOSSES, check_loss, contrastive_loss, simclr_loss
 
 NEGATIVES = ("given", "in_batch")
-UPDATES = ("gradient",)
+UPDATES = ("gradient", "covariance")
 
 
 class TrainingDiverged(FloatingPointError):
@@ -140,6 +147,22 @@ def loss_and_grads(net, batch, cfg):
     return value, float(r_pos.mean()), float(r_neg.mean()), grads
 
 
+def covariance_step(net, batch, cfg, grads):
+    """The covariance-operator steps ``ΔW_l`` of every layer on the batch's views
+    ``[x, x_pos]`` (N, 2, n_0), and per layer the cosine between ``-grads[l]`` and ``ΔW_l``."""
+    from .covariance import covariance_pair_weights, covariance_update
+    xp = net.xp
+    views = xp.stack([net.asarray(batch[0]), net.asarray(batch[1])], axis=1)   # (N, 2, n_0)
+    xi = None if cfg.loss == "simple" else covariance_pair_weights(
+        net, views, cfg.loss, cfg.tau, cfg.margin)
+    dWs = [covariance_update(net, views, l, xi) for l in range(net.depth)]
+    cos = []
+    for g, d in zip(grads, dWs):
+        den = float(xp.sqrt((g * g).sum() * (d * d).sum()))
+        cos.append(float(-(g * d).sum()) / den if den > 0 else math.nan)
+    return dWs, cos
+
+
 def train(net, source, cfg=None, callback=None, **overrides):
     """Train ``net`` on ``source.triples`` for ``cfg.steps`` steps; returns a ``History``.
 
@@ -151,6 +174,10 @@ def train(net, source, cfg=None, callback=None, **overrides):
     if overrides:
         cfg = TrainConfig(**{**cfg.__dict__, **overrides})
     cfg.validate()
+    if cfg.update == "covariance" and (net.bias or net.normalize):
+        raise ValueError("update='covariance' needs a bias-free net without output "
+                         "normalisation (bias=False, normalize=False): the covariance identity "
+                         "f_L = K_l^T vec(W_l) does not hold otherwise")
     rng = B.rng(cfg.seed)
     opt = SGD(net.parameters(), cfg.lr, cfg.momentum, cfg.weight_decay)
     hist = History()
@@ -162,9 +189,16 @@ def train(net, source, cfg=None, callback=None, **overrides):
             raise TrainingDiverged(
                 f"training diverged at step {step}: the loss became {value}. "
                 f"Try a smaller learning rate (lr={cfg.lr}) or a larger tau (tau={cfg.tau}).")
-        opt.step(grads)
+        cos = None
+        if cfg.update == "covariance":
+            dWs, cos = covariance_step(net, batch, cfg, grads)
+            opt.step([-d for d in dWs])
+        else:
+            opt.step(grads)
         rec = {"step": step, "loss": value, "r_pos": r_pos, "r_neg": r_neg,
                "seconds": time.perf_counter() - t0}
+        if cos is not None:
+            rec["cos_by_layer"] = cos
         hist.append(**rec)
         if callback is not None and (step % cfg.log_every == 0 or step == cfg.steps):
             if callback(step, rec, net) is False:
