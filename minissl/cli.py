@@ -173,7 +173,8 @@ def hltm_experiment(cfg, on_epoch=None, on_step=None):
             losses.clear()
 
     try:
-        train(net, tree, tc, callback=callback)
+        with np.errstate(over="ignore", invalid="ignore"):    # divergence is reported below
+            train(net, tree, tc, callback=callback)
     except TrainingDiverged as exc:
         exc.records = records
         raise
@@ -262,7 +263,7 @@ def _config_from_args(args, **override):
 def _flag_error(parser, exc):
     """Report a config ValueError as a usage error naming the flag (exit status 2)."""
     msg = str(exc)
-    head = msg.split(" ", 1)[0].split("[", 1)[0]
+    head = msg.split(" ", 1)[0].split("[", 1)[0].split("=", 1)[0]
     flag = _FIELD_FLAGS.get(head)
     if flag is None and head == "sizes":
         flag = "--hid"
