@@ -354,7 +354,7 @@ class BYOL:
         self.online = mlp(self.sizes, self.rng, cfg.bn_mean, cfg.bn_var, cfg.bn_affine, masks)
         self.target = self.online.copy()
         self.predictor = self._new_predictor()
-        self.F = np.zeros((self.d, self.d))                # DirectPred's running correlation
+        self.F = np.zeros((self.d, self.d))    # running correlation of the predictor's input
         self.step_count = 0
         pl, wd = cfg.lr * cfg.predictor_lr, cfg.weight_decay
         self.opt = SGD(self.online.parameters(), cfg.lr, cfg.momentum, wd)
@@ -407,11 +407,11 @@ class BYOL:
 
     def _directpred_update(self, z):
         cfg = self.cfg
-        if not cfg.directpred:
+        if self.predictor is None:
             return
-        rho = cfg.directpred_rho
+        rho = cfg.directpred_rho                 # F is tracked for every predictor (alignment)
         self.F = rho * self.F + (1 - rho) * (z.T @ z) / z.shape[0]
-        if self.step_count % cfg.directpred_freq == 0:
+        if cfg.directpred and self.step_count % cfg.directpred_freq == 0:
             self.Wp[...] = directpred_weights(self.F, cfg.directpred_eps)[0]
 
     def step(self, x1, x2):
@@ -701,3 +701,163 @@ def run_byol(args):
             print(line)
     print(f"# {time.perf_counter() - t0:.1f} s wall")
     return 0
+
+
+# ----------------------------------------------------------------------------- experiments
+def trace_implicit_contrastive(source, cfg=None, layer=0, **overrides):
+    """Train BYOL and, every ``log_every`` steps, split the encoder layer's gradient on a fixed
+    evaluation batch into its BN paths. Returns ``(steps, norms, parts, model, history)``:
+    ``norms[key]`` lists ``||dW_key||_F`` for key in direct, mean, var, mean_cross;
+    ``parts`` is the last ``weight_grad_parts`` dict."""
+    cfg = cfg or BYOLConfig()
+    if overrides:
+        cfg = BYOLConfig(**{**cfg.__dict__, **overrides})
+    ev1, ev2, _ = source.triples(min(cfg.eval_size, 256), B.rng(cfg.seed + 5))
+    steps, norms, last = [], {k: [] for k in ("direct", "mean", "var", "mean_cross")}, {}
+
+    def cb(step, rec, model):
+        parts = model.implicit_contrastive(ev1, ev2, layer)
+        steps.append(step)
+        for k in norms:
+            norms[k].append(float(np.linalg.norm(parts[k])))
+        last["parts"] = parts
+
+    model, hist = train_byol(source, cfg, callback=cb)
+    return steps, norms, last["parts"], model, hist
+
+
+def predictor_alignment(source, cfg=None, **overrides):
+    """Train BYOL with a gradient-trained linear predictor and return ``(eigen_alignment(F, W_p),
+    model, history)``; ``F`` is the running correlation of the predictor's input."""
+    cfg = cfg or BYOLConfig()
+    cfg = BYOLConfig(**{**cfg.__dict__, **overrides, "predictor": "linear", "directpred": False})
+    model, hist = train_byol(source, cfg)
+    return eigen_alignment(model.F, model.Wp), model, hist
+
+
+def make_doc_figures(outdir="docs/img", seed=0):
+    """Run the experiments of docs/byol.md, write its PNG figures to ``outdir`` and print the
+    numbers the doc quotes. ``python -c "from minissl.byol import make_doc_figures;
+    make_doc_figures('docs/img')"``."""
+    import os
+
+    from . import linear_byol as LB
+    from . import plots as P
+    os.makedirs(outdir, exist_ok=True)
+
+    def save(fig, name):
+        with open(os.path.join(outdir, name), "wb") as fh:
+            fh.write(P.to_png(fig, dpi=90))
+        P.close(fig)
+        print(f"wrote {os.path.join(outdir, name)}")
+
+    src = make_source("toy", seed=seed)
+    base = BYOLConfig(lr=0.5, weight_decay=0.02, steps=300, batch_size=64, log_every=10,
+                      ema=0.0, seed=seed)
+    # 1. collapse diagnostics over training: no BN/no predictor vs BN + predictor
+    runs = {"no BN, no predictor": dict(predictor="none", bn_mean="omit", bn_var="omit"),
+            "BN (mean normal) + linear predictor": dict(predictor="linear")}
+    hists, spectra = {}, {}
+    for label, kw in runs.items():
+        _, h = train_byol(src, base, **kw)
+        hists[label], spectra[label] = h, h.records[-1]["spectrum"]
+        r = h.records[-1]
+        print(f"{label}: effective rank {r['effective_rank']:.2f}, std {r['std']:.3f}, "
+              f"loss {r['eval_loss']:.4f}, collapsed loss {r['collapsed_loss']:.4f}")
+    save(P.byol_history_figure(hists), "byol_collapse.png")
+    save(P.byol_spectrum_figure(spectra), "byol_spectrum.png")
+    # 2. implicit contrastive term
+    steps, norms, parts, _, _ = trace_implicit_contrastive(src, base, log_every=30)
+    frac = norms["mean_cross"][-1] / norms["mean"][-1]
+    rel = np.linalg.norm(parts["direct"] + parts["mean"] - parts["covariance"]) / \
+        np.linalg.norm(parts["covariance"])
+    print(f"implicit contrastive: ||dW_mean||/||dW_total|| at the end "
+          f"{norms['mean'][-1] / np.linalg.norm(parts['total']):.3f}; cross-sample share "
+          f"||mean_cross||/||mean|| {frac:.4f}; covariance-form error {rel:.1e}")
+    save(P.implicit_contrastive_figure(steps, norms, parts), "byol_implicit_contrastive.png")
+    # 3. linear BYOL: ODE vs simulation, two regimes, and the regime grid
+    W0, Wp0, Wa0, X, Xp = LB.default_problem(seed=seed)
+    for name, (alpha_p, eta, T) in {"survives": (1.0, 0.01, 20.0),
+                                    "collapses": (0.3, 0.2, 60.0)}.items():
+        t, Ws, Wps, _ = LB.integrate(W0, Wp0, Wa0, X, Xp, T, alpha_p, 1.0, eta,
+                                     t_eval=np.linspace(0, T, 201))    # every T/200
+        k = int(round(T / 200 / 0.01))                                  # steps per T/200
+        te, We, _, _ = LB.euler(W0, Wp0, Wa0, X, Xp, T, 0.01, alpha_p, 1.0, eta,
+                                record_every=10 * k)
+        ts, Wss, _, _ = LB.simulate_sgd(W0, Wp0, Wa0, X, Xp, T, 0.01, alpha_p, 1.0, eta,
+                                        batch_size=512, seed=seed, record_every=5 * k)
+        ode_at = np.linalg.norm(Ws[::10], axis=(1, 2))
+        e_eu = np.abs(We - Ws[::10]).max() / np.abs(Ws).max()
+        e_sgd = np.max(np.abs(np.linalg.norm(Wss[::2], axis=(1, 2)) - ode_at) / ode_at.max())
+        print(f"linear BYOL ({name}: alpha_p {alpha_p}, eta {eta}): ||W(0)|| "
+              f"{ode_at[0]:.3f} -> ||W({T:g})|| {ode_at[-1]:.3e}; Euler dt=0.01 max rel. error "
+              f"{e_eu:.2e}; SGD (lr 0.01, batch 512) max |Δ||W|||/max||W|| {e_sgd:.3f}")
+        save(P.linear_byol_figure(t, Ws, ts, Wss, title=f"linear BYOL, α_p={alpha_p}, "
+                                  f"η={eta}: ODE (lines) vs SGD (dots)"),
+             f"linear_byol_{name}.png")
+    etas, alphas = [0.0, 0.02, 0.05, 0.1, 0.2, 0.5], [0.1, 0.3, 1.0, 3.0, 10.0]
+    G = LB.regime_grid(etas, alphas, T=100.0, dt=0.05)
+    print("regime grid ||W(100)||_F (rows eta", etas, ", columns alpha_p", alphas, "):")
+    print(np.array2string(G, precision=3, suppress_small=True))
+    save(P.byol_regimes_figure(etas, alphas, G), "linear_byol_regimes.png")
+    # 4. DirectPred vs a trained linear predictor
+    al, _, h = predictor_alignment(src, base, steps=1000, lr=0.1, bn_mean="omit",
+                                   bn_var="omit", predictor_lr=10.0, log_every=1000)
+    print(f"trained linear predictor (no BN, wd 0.02, alpha_p 10, 1000 steps): offdiag "
+          f"{al['offdiag']:.3f}, asym {al['asym']:.3f}, cosines {np.round(al['cosines'], 2)}, "
+          f"p/p1 {np.round(al['p'] / al['p'][0], 2)}, sqrt(s/s1) "
+          f"{np.round(al['p_directpred'], 2)}, effective rank "
+          f"{h.records[-1]['effective_rank']:.2f}")
+    save(P.directpred_figure(al), "byol_directpred.png")
+    _, h = train_byol(src, base, steps=1000, lr=0.1, bn_mean="omit", bn_var="omit",
+                      directpred=True, log_every=1000)
+    r = h.records[-1]
+    print(f"DirectPred (no BN, same settings): effective rank {r['effective_rank']:.2f}, "
+          f"std {r['std']:.3f}")
+
+
+# ----------------------------------------------------------------------------- demo helpers
+def demo_ablation(data="toy", predictors=ABLATION_PREDICTORS, bn_means=ABLATION_BN_MEANS,
+                  emas=ABLATION_EMAS, steps=300, lr=None, weight_decay=0.02, seed=0):
+    """What the demo tab "Why BYOL does not collapse" shows for one click: returns
+    ``(markdown, ablation_figure, spectrum_figure)``. Defaults: toy lr 0.5, HLTM lr 0.1
+    (depth 4, hid 10, no weight decay is often enough there)."""
+    from . import plots as P
+    if not predictors or not bn_means or not emas:
+        raise ValueError("choose at least one predictor, one BN mean mode and one EMA value")
+    lr = lr or (0.5 if data == "toy" else 0.1)
+    cfg = BYOLConfig(lr=lr, weight_decay=weight_decay, steps=int(steps), batch_size=64,
+                     log_every=int(steps), seed=int(seed), out_dim=16 if data == "toy" else 10)
+    kw = {"seed": int(seed)} if data == "toy" else {"seed": int(seed), "depth": 4}
+    rows = run_ablation(data, cfg, tuple(predictors), tuple(bn_means),
+                        tuple(float(e) for e in emas), hid=10, source_kw=kw)
+    src = make_source(data, **kw)
+    spectra = {}
+    for r in rows[:: max(1, len(rows) // 4)]:
+        m = make_model(src, BYOLConfig(**{**cfg.__dict__, "predictor": r["predictor"],
+                                          "bn_mean": r["bn_mean"], "ema": r["ema"]}), 10)
+        _, h = train_byol(src, m.cfg, model=m)
+        spectra[f"{r['predictor']}/{r['bn_mean']}/ema {r['ema']:g}"] = h.records[-1]["spectrum"]
+    md = "\n".join([f"BYOL on **{data}**: lr {lr:g}, weight decay {weight_decay:g}, {steps} "
+                    f"steps, batch 64, BN var normal, L2-normalised loss, seed {seed}.", ""]
+                   + ablation_table(rows))
+    return md, P.byol_ablation_figure(rows), P.byol_spectrum_figure(spectra)
+
+
+def demo_linear(eta=0.01, alpha_p=1.0, T=20.0, seed=0):
+    """Linear BYOL for the demo: the ODE and BYOL's SGD (lr 0.01, batch 512) overlaid.
+    Returns ``(markdown, figure)``."""
+    from . import linear_byol as LB
+    from . import plots as P
+    W0, Wp0, Wa0, X, Xp = LB.default_problem(seed=int(seed))
+    T = float(T)
+    t, Ws, _, _ = LB.integrate(W0, Wp0, Wa0, X, Xp, T, float(alpha_p), 1.0, float(eta),
+                               t_eval=np.linspace(0, T, 201))
+    ts, Wss, _, _ = LB.simulate_sgd(W0, Wp0, Wa0, X, Xp, T, 0.01, float(alpha_p), 1.0,
+                                    float(eta), batch_size=512, seed=int(seed),
+                                    record_every=max(1, int(round(T / 0.01 / 40))))
+    n0, nT = np.linalg.norm(Ws[0]), np.linalg.norm(Ws[-1])
+    verdict = "collapses" if nT < 1e-2 * n0 else ("shrinking" if nT < 0.3 * n0 else "survives")
+    md = (f"||W(0)|| = {n0:.3f} → ||W({T:g})|| = {nT:.3e} ({verdict}); "
+          f"α_p = {alpha_p:g}, η = {eta:g}, β = 1.")
+    return md, P.linear_byol_figure(t, Ws, ts, Wss, title=f"α_p={alpha_p:g}, η={eta:g}")

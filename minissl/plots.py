@@ -303,3 +303,153 @@ def losses_figure(vary="r_pos", *, r_pos=1.0, r_neg=1.0, tau=1.0, margin=0.0, H=
     for a in (a1, a2):
         a.grid(alpha=0.3)
     return fig
+
+
+# ----------------------------------------------------------------------------- BYOL (issue 7)
+def byol_ablation_figure(rows, *, title=None):
+    """Bars of the final effective rank and ``std·√d`` per ablation run
+    (``byol.run_ablation`` rows), labelled ``predictor / BN mean / EMA``."""
+    labels = [f"{r['predictor']}\n{r['bn_mean']}\nema {r['ema']:g}" for r in rows]
+    x = np.arange(len(rows))
+    fig = _figure(max(6.0, 0.7 * len(rows) + 1.5), 4.2)
+    a1, a2 = fig.subplots(2, 1, sharex=True)
+    cols = ["#c44e52" if r["predictor"] == "none" else "#4c72b0" for r in rows]
+    a1.bar(x, [r["effective_rank"] for r in rows], color=cols)
+    a1.axhline(1.0, color="k", lw=0.8, ls=":")
+    a1.set_ylabel("effective rank")
+    a2.bar(x, [r["std"] for r in rows], color=cols)
+    a2.set_ylabel(r"std of $z/\|z\|$ × $\sqrt{d}$")
+    a2.set_xticks(x, labels, fontsize=7)
+    a1.set_title(title or "BYOL ablation (red: no predictor; dotted: rank 1 = collapse)",
+                 fontsize=9)
+    for a in (a1, a2):
+        a.grid(alpha=0.3, axis="y")
+    return fig
+
+
+def byol_history_figure(histories, *, title=None):
+    """Effective rank and ``std·√d`` over training for several runs: ``{label: History}``."""
+    fig = _figure(9.0, 3.3)
+    a1, a2 = fig.subplots(1, 2)
+    for label, h in histories.items():
+        a1.plot(h["step"], h["effective_rank"], lw=1.6, label=label)
+        a2.plot(h["step"], h["std"], lw=1.6, label=label)
+    a1.set_ylabel("effective rank")
+    a2.set_ylabel(r"std of $z/\|z\|$ × $\sqrt{d}$")
+    for a in (a1, a2):
+        a.set_xlabel("step")
+        a.grid(alpha=0.3)
+    a1.legend(fontsize=7)
+    a1.set_title(title or "collapse diagnostics during training", fontsize=9)
+    return fig
+
+
+def byol_spectrum_figure(spectra, *, title=None):
+    """Singular values of the centred embeddings (over √N), log scale: ``{label: array}``."""
+    fig = _figure(5.5, 3.3)
+    ax = fig.subplots()
+    for label, s in spectra.items():
+        s = np.asarray(s)
+        ax.semilogy(np.arange(1, len(s) + 1), np.maximum(s, 1e-12), "o-", ms=3, label=label)
+    ax.set_xlabel("index")
+    ax.set_ylabel("singular value of centred embeddings")
+    ax.set_title(title or "embedding spectrum", fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def implicit_contrastive_figure(steps, norms, parts, *, title=None):
+    """The BN-mean ("implicit contrastive") part of a layer's weight gradient.
+
+    Left: ``||dW_direct||, ||dW_mean||, ||dW_var||`` over training (``norms``: dict of lists).
+    Right: entries of ``dW_mean`` against its cross-sample piece
+    ``-(1/N) sum_{i != j} delta_i f_j^T`` (``parts`` from ``batchnorm.weight_grad_parts``).
+    """
+    fig = _figure(9.0, 3.4)
+    a1, a2 = fig.subplots(1, 2)
+    for key, col in (("direct", "#4c72b0"), ("mean", "#c44e52"), ("var", "#55a868")):
+        if key in norms:
+            a1.semilogy(steps, np.maximum(norms[key], 1e-16), color=col, lw=1.6,
+                        label=f"‖dW_{key}‖")
+    a1.set_xlabel("step")
+    a1.set_ylabel("Frobenius norm")
+    a1.grid(alpha=0.3, which="both")
+    a1.legend(fontsize=8)
+    a1.set_title("paths of the first layer's gradient through BN", fontsize=9)
+    x, y = np.ravel(parts["mean_cross"]), np.ravel(parts["mean"])
+    a2.scatter(x, y, s=6, alpha=0.6, color="#c44e52")
+    lim = max(np.abs(x).max(), np.abs(y).max(), 1e-12)
+    a2.plot([-lim, lim], [-lim, lim], "k:", lw=0.8)
+    a2.set_xlabel(r"cross-sample term $-\frac{1}{N}\sum_{i\neq j}\delta_i f_j^T$")
+    a2.set_ylabel(r"mean path $dW_{mean}$")
+    a2.set_title(title or "the mean path is a sum over pairs of different samples", fontsize=9)
+    a2.grid(alpha=0.3)
+    return fig
+
+
+def linear_byol_figure(t, Ws, t_sim=None, Ws_sim=None, *, title=None, label_sim="SGD"):
+    """Singular values of the online weight ``W(t)`` (K, d, n): ODE lines, simulation dots."""
+    fig = _figure(6.0, 3.6)
+    ax = fig.subplots()
+    s = np.linalg.svd(np.asarray(Ws), compute_uv=False)          # (K, d)
+    for j in range(s.shape[1]):
+        ax.plot(t, s[:, j], lw=1.8, color=f"C{j}", label="ODE" if j == 0 else None)
+    if t_sim is not None:
+        ss = np.linalg.svd(np.asarray(Ws_sim), compute_uv=False)
+        for j in range(ss.shape[1]):
+            ax.plot(t_sim, ss[:, j], "o", ms=2.5, color=f"C{j}", alpha=0.7,
+                    label=label_sim if j == 0 else None)
+    ax.set_xlabel("time t = lr × steps")
+    ax.set_ylabel("singular values of W")
+    ax.set_title(title or "linear BYOL: gradient flow vs simulation", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def byol_regimes_figure(etas, alphas, norms, *, title=None):
+    """Heat map of ``log10 ||W(T)||_F`` over weight decay ``eta`` x predictor rate ``alpha_p``
+    (``linear_byol.regime_grid``); dark = collapse."""
+    fig = _figure(5.8, 4.0)
+    ax = fig.subplots()
+    v = np.log10(np.maximum(np.asarray(norms), 1e-8))
+    im = ax.imshow(v, origin="lower", aspect="auto", cmap="viridis", vmin=max(v.min(), -8))
+    ax.set_xticks(range(len(alphas)), [f"{a:g}" for a in alphas])
+    ax.set_yticks(range(len(etas)), [f"{e:g}" for e in etas])
+    ax.set_xlabel(r"predictor rate $\alpha_p$ (relative learning rate)")
+    ax.set_ylabel(r"weight decay $\eta$")
+    for i in range(v.shape[0]):
+        for j in range(v.shape[1]):
+            ax.text(j, i, "C" if norms[i][j] < 1e-2 else "", ha="center", va="center",
+                    color="w", fontsize=8)
+    fig.colorbar(im, ax=ax, label=r"$\log_{10}\|W(T)\|_F$")
+    ax.set_title(title or "linear BYOL regimes (C = collapsed, ||W(T)|| < 1e-2)", fontsize=9)
+    return fig
+
+
+def directpred_figure(alignment, *, eps=0.0, title=None):
+    """A trained linear predictor in the eigenbasis of ``F`` (``byol.eigen_alignment``):
+    its eigenvalues ``p_j`` against DirectPred's ``sqrt(s_j / max s) + eps``, and the cosines
+    between ``u_j`` and ``W_p u_j``."""
+    s, p = alignment["s"], alignment["p"]
+    dp = alignment["p_directpred"] + eps
+    j = np.arange(1, len(s) + 1)
+    fig = _figure(9.0, 3.4)
+    a1, a2 = fig.subplots(1, 2)
+    scale = float(p[0]) if abs(p[0]) > 0 else 1.0
+    a1.plot(j, p / scale, "o-", label=r"trained $p_j / p_1$")
+    a1.plot(j, dp / dp[0], "s--", label=r"DirectPred $\sqrt{s_j/s_1}$")
+    a1.set_xlabel("eigen-index j of F (descending)")
+    a1.set_ylabel("relative eigenvalue")
+    a1.legend(fontsize=8)
+    a1.grid(alpha=0.3)
+    a1.set_title(title or f"predictor vs F: off-diagonal {alignment['offdiag']:.3f}",
+                 fontsize=9)
+    a2.bar(j, alignment["cosines"], color="#4c72b0")
+    a2.set_ylim(0, 1.05)
+    a2.set_xlabel("eigen-index j of F")
+    a2.set_ylabel(r"$|u_j \cdot W_p u_j| / \|W_p u_j\|$")
+    a2.set_title("eigen-alignment", fontsize=9)
+    a2.grid(alpha=0.3, axis="y")
+    return fig
