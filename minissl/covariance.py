@@ -210,6 +210,14 @@ class _Factors:
         return out
 
 
+def _factors(net, views, layer, xi):
+    """``_Factors``, or for backend "numba" its twin that never forms J (kernels/covariance.py)."""
+    if net.backend == "numba":
+        from .kernels.covariance import Factors
+        return Factors(net, views, layer, xi)
+    return _Factors(net, views, layer, xi)
+
+
 def covariance_update(net, views, layer, xi=None):
     """``ΔW_l`` with ``vec(ΔW_l) = OP_l vec(W_l)``, shape of ``net.weights[layer]``, matrix-free.
 
@@ -217,13 +225,13 @@ def covariance_update(net, views, layer, xi=None):
     O(NM n_L n_l), never (N, P, n_L) or (P, P). Gradient descent on the simple loss moves
     ``W_l`` by ``lr * ΔW_l`` (see the module docstring for ``xi``).
     """
-    F = _Factors(net, views, layer, xi)
+    F = _factors(net, views, layer, xi)
     return F.apply(net.weights[F.layer])
 
 
 def covariance_matvec(net, views, layer, xi=None):
     """A function ``v -> OP_l v`` on flat vectors (P,), matrix-free (the factors are cached)."""
-    F = _Factors(net, views, layer, xi)
+    F = _factors(net, views, layer, xi)
     return lambda v: F.apply(v.reshape(F.shape)).ravel()
 
 
@@ -255,7 +263,7 @@ def covariance_spectrum(net, views, layer, k=4, xi=None, method="auto", tol=0.0,
         w, U = xp.linalg.eigh(OP)
         vals, vecs = w[::-1][:k], U[:, ::-1][:, :k]
     else:
-        F = _Factors(net, views, layer, xi)
+        F = _factors(net, views, layer, xi)
         dtype = net.dtype
         if xp is np:
             from scipy.sparse.linalg import LinearOperator, eigsh
