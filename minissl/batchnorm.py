@@ -94,7 +94,7 @@ def bn_backward_parts(dy, cache):
 
 
 def bn_backward(dy, cache):
-    """Gradients of ``sum(dy * y)``: ``(dx, dgamma, dbeta)``; the last two are None without affine."""
+    """Gradients of ``sum(dy * y)``: ``(dx, dgamma, dbeta)`` (the last two None without affine)."""
     direct, mean_part, var_part = bn_backward_parts(dy, cache)
     dx = direct + mean_part + var_part
     if cache["gamma"] is None:

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -228,7 +228,8 @@ def collapse_diagnostics(Z, Zt=None, normalize=True):
 
 def directpred_weights(F, eps=0.01):
     """DirectPred's predictor for the correlation ``F`` (d, d): ``U diag(p) U^T``,
-    ``F = U diag(s) U^T``, ``p_j = sqrt(max(s_j, 0) / max_k s_k) + eps``. Returns ``(W_p, p, U)``."""
+    ``F = U diag(s) U^T``, ``p_j = sqrt(max(s_j, 0) / max_k s_k) + eps``.
+    Returns ``(W_p, p, U)``."""
     F = 0.5 * (F + F.T)
     xp = B.array_module(F)
     s, U = xp.linalg.eigh(F)                               # ascending
@@ -318,7 +319,8 @@ class BYOLConfig:
         if not 0 <= self.momentum < 1:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
         if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
-            raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
+            raise ValueError(
+                f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
         if not 0 <= self.directpred_rho < 1:
             raise ValueError(f"directpred_rho must be in [0, 1), got {self.directpred_rho!r}")
         if not self.directpred_eps >= 0:
@@ -356,8 +358,7 @@ class BYOL:
         self.predictor = self._new_predictor()
         self.F = np.zeros((self.d, self.d))    # running correlation of the predictor's input
         self.step_count = 0
-        pl, wd = cfg.lr * cfg.predictor_lr, cfg.weight_decay
-        self.opt = SGD(self.online.parameters(), cfg.lr, cfg.momentum, wd)
+        self.opt = SGD(self.online.parameters(), cfg.lr, cfg.momentum, cfg.weight_decay)
         self.opt_pred = self._pred_opt()
 
     def _new_predictor(self):
@@ -682,6 +683,11 @@ def run_byol(args):
         source_kw = {"seed": cfg.seed}
         source_kw.update({"depth": args.depth} if args.data == "hltm" else {"noise": args.noise})
         make_source(args.data, **source_kw)
+        for e in args.emas:
+            if not 0 <= e < 1:
+                raise ValueError(f"--emas: every EMA decay must be in [0, 1), got {e!r}")
+        if int(args.hid) != args.hid or args.hid < 1:
+            raise ValueError(f"--hid must be an integer >= 1, got {args.hid!r}")
     except ValueError as exc:
         parser = getattr(args, "_parser", None)
         if parser is None:

@@ -38,8 +38,8 @@ def expected_grads(W, Wp, Wa, X, Xp):
 
 
 def expected_loss(W, Wp, Wa, X, Xp):
-    """``½ E||W_p W x1 - W_a x2||² = ½ tr(A (X+X') A^T) - tr(A X W_a^T) + ½ tr(W_a (X+X') W_a^T)``
-    with ``A = W_p W``."""
+    """``½ E||W_p W x1 - W_a x2||²``
+    ``= ½ tr(A (X+X') A^T) - tr(A X W_a^T) + ½ tr(W_a (X+X') W_a^T)`` with ``A = W_p W``."""
     A = Wp @ W
     S = X + Xp
     return float(0.5 * np.trace(A @ S @ A.T) - np.trace(A @ X @ Wa.T)

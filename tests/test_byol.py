@@ -320,3 +320,13 @@ def test_bad_input_elsewhere():
         LB.euler(W0, Wp0, Wa0, X, Xp, 1.0, 0.1, alpha_p=0)
     with pytest.raises(ValueError, match="lr \\* beta must be in"):
         LB.simulate_sgd(W0, Wp0, Wa0, X, Xp, 1.0, lr=2.0)
+
+
+def test_cli_byol_bad_flags_are_usage_errors(capsys):
+    from minissl.cli import main
+    with pytest.raises(SystemExit) as e:
+        main(["byol", "--emas", "2"])
+    assert e.value.code == 2 and "--emas" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["byol", "--lr", "0"])
+    assert "lr must be a finite number > 0" in capsys.readouterr().err
