@@ -11,12 +11,15 @@ import numpy as np
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
-from .losses import LOSSES, check_loss
+from .losses import check_loss
 
+THREE_LOSSES = ("simple", "soft_triplet", "infonce")
 LOSS_LABELS = {"simple": "simple  $r_+ - r_-$",
                "soft_triplet": "soft triplet",
-               "infonce": "InfoNCE"}
-LOSS_COLORS = {"simple": "tab:gray", "soft_triplet": "tab:orange", "infonce": "tab:blue"}
+               "infonce": "InfoNCE",
+               "ref_nce": "ref. NCE (batch-mean)"}
+LOSS_COLORS = {"simple": "tab:gray", "soft_triplet": "tab:orange", "infonce": "tab:blue",
+               "ref_nce": "tab:green"}
 
 
 def close(fig: Figure) -> None:
@@ -236,12 +239,12 @@ LOSS_VARIABLES = ("r_pos", "r_neg", "tau")
 
 
 def loss_curves(vary="r_pos", *, r_pos=1.0, r_neg=1.0, tau=1.0, margin=0.0, H=1, lo=None,
-                hi=None, n=201, losses=tuple(LOSSES)):
+                hi=None, n=201, losses=THREE_LOSSES):
     """Each loss, ``dL/dr_+`` and the pair weight ``ξ = -dL/dr_k`` as one of ``r_+``, ``r_-``
     (all H negatives at the same distance) or ``τ`` varies, the others held fixed.
 
-    Returns ``(t, {loss: (L, dL/dr_pos, xi)})`` with every array (n,). ``simple`` and
-    ``soft_triplet`` always take H = 1 (their definition); InfoNCE takes ``H``.
+    Returns ``(t, {loss: (L, dL/dr_pos, xi)})`` with every array (n,). Only InfoNCE takes
+    ``H`` negatives; the others are defined with H = 1.
     """
     if vary not in LOSS_VARIABLES:
         raise ValueError(f"vary must be one of {LOSS_VARIABLES}, got {vary!r}")
@@ -273,7 +276,7 @@ def loss_curves(vary="r_pos", *, r_pos=1.0, r_neg=1.0, tau=1.0, margin=0.0, H=1,
 
 
 def losses_figure(vary="r_pos", *, r_pos=1.0, r_neg=1.0, tau=1.0, margin=0.0, H=1,
-                  losses=tuple(LOSSES)):
+                  losses=THREE_LOSSES):
     """Two panels: the losses, and their pair weights ``ξ = -dL/dr_k`` (solid) with
     ``dL/dr_+`` (dotted; equals ``Σ_k ξ_k``), against the varied quantity."""
     t, curves = loss_curves(vary, r_pos=r_pos, r_neg=r_neg, tau=tau, margin=margin, H=H,
@@ -286,8 +289,8 @@ def losses_figure(vary="r_pos", *, r_pos=1.0, r_neg=1.0, tau=1.0, margin=0.0, H=
     fig = _figure(9.0, 3.5)
     a1, a2 = fig.subplots(1, 2)
     for name, (L, dp, xi) in curves.items():
-        col = LOSS_COLORS[name]
-        lab = LOSS_LABELS[name] + (f" (H={int(H)})" if name == "infonce" else "")
+        col = LOSS_COLORS.get(name)
+        lab = LOSS_LABELS.get(name, name) + (f" (H={int(H)})" if name == "infonce" else "")
         a1.plot(t, L, color=col, lw=1.8, label=lab)
         a2.plot(t, xi, color=col, lw=1.8, label=f"ξ  {name}")
         a2.plot(t, dp, color=col, lw=1.0, ls=":")

@@ -1,0 +1,596 @@
+"""minissl demo: watch self-supervised training shape a network, live, in the browser.
+
+    python demo.py                 # http://127.0.0.1:7860  (--port, GRADIO_SERVER_PORT)
+    python demo.py --share         # also a public gradio.live link (opt-in)
+
+Only wiring lives here: the mathematics is in ``minissl`` (training runs through
+``minissl.cli.hltm_experiment``, the same code as ``python -m minissl hltm``) and every picture
+is a ``matplotlib.figure.Figure`` built by ``minissl.plots``, rendered to PNG and closed at once.
+
+Layout: one builder function per tab (``hltm_tab``, ``covariance_tab``, ``losses_tab``, ...),
+listed in ``TABS``; ``build_demo()`` returns the queued ``gr.Blocks``; ``main()`` parses flags.
+The HLTM training event is also an API endpoint, ``/train_hltm`` (see docs/demo.md).
+"""
+import argparse
+import base64
+import math
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass
+
+import gradio as gr
+import numpy as np
+from gradio.components.plot import PlotData
+
+import minissl
+from minissl import plots
+from minissl.cli import PRESETS, HLTMConfig, _derive, _limit_threads, hltm_experiment
+from minissl.hltm import correlation_ceiling
+from minissl.losses import LOSSES
+from minissl.train import UPDATES, TrainingDiverged
+
+DESCRIPTION = """
+# minissl: self-supervised learning with dual deep networks, live
+
+A small bias-free ReLU network is trained with a contrastive loss on data from a
+**hierarchical latent tree model** (HLTM): binary latents in a tree, only the leaves are seen.
+It is never told the latents, yet its hidden units come to correlate with them, from the
+leaves upwards. The theory (Tian, Yu, Chen & Ganguli 2020, *Understanding Self-supervised
+Learning with Dual Deep Networks*) explains why: each layer's weight update is a
+**covariance operator** applied to the weights. The tabs let you train and watch
+(*Latent recovery*), look at that operator (*Covariance operator*) and at the losses that
+weight it (*Losses*).
+"""
+
+CSS = """
+.status-line textarea {font-family: ui-monospace, monospace; font-size: 0.85em;}
+"""
+
+EVAL_SAMPLES = 4000          # fixed evaluation set of the streamed correlations
+MAX_WEIGHTS = 4_000_000      # dense (masked) weight entries of the tree network
+MAX_WORK = 2e11              # steps x batch_size x weights: about 4 minutes on 2 CPU cores
+BLAS_THREADS = 1             # the matrices are small: one BLAS thread is fastest
+RENDER_INTERVAL = 0.5        # seconds of training between two streamed pictures (at least)
+
+
+# ----------------------------------------------------------------------------- helpers
+def show(fig) -> PlotData:
+    """Render a Figure to a PNG data URL for ``gr.Plot`` and close it (no figure outlives
+    the call, so a long-running server does not accumulate them)."""
+    try:
+        url = "data:image/png;base64," + base64.b64encode(plots.to_png(fig)).decode()
+    finally:
+        plots.close(fig)
+    return PlotData(type="matplotlib", plot=url)
+
+
+def _number(value, name, kind, lo, hi, *, lo_open=False):
+    """Validate one setting; raise ``gr.Error`` naming the field and the bound."""
+    what = "an integer" if kind is int else "a number"
+    rng = f"{'(' if lo_open else '['}{lo:g}, {hi:g}]"
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise gr.Error(f"{name} must be {what} in {rng}, got {value!r}") from None
+    bad = (not math.isfinite(v) or v > hi or v < lo or (lo_open and v <= lo)
+           or (kind is int and v != int(v)))
+    if bad:
+        raise gr.Error(f"{name} must be {what} in {rng}, got {value!r}")
+    return int(v) if kind is int else v
+
+
+def _choice(value, name, choices):
+    if value not in choices:
+        raise gr.Error(f"{name} must be one of {', '.join(map(str, choices))}; got {value!r}")
+    return value
+
+
+# ----------------------------------------------------------------------------- HLTM tab
+# field: (label, kind, lo, hi, default, hint)
+HLTM_FIELDS = {
+    "depth": ("depth", int, 2, 7, 5, "tree depth L, 2-7 (root at L, leaves at 0)"),
+    "num_children": ("children", int, 2, 3, 2, "children per latent, 2-3"),
+    "polarity_lo": ("polarity low", float, 0.0, 1.0, 0.7, "|ρ| ~ U[low, high], 0 ≤ low ≤ high ≤ 1"),
+    "polarity_hi": ("polarity high", float, 0.0, 1.0, 1.0, "P(child = parent) = (1+ρ)/2"),
+    "hid": ("hid", int, 1, 50, 10, "hidden units per latent, 1-50"),
+    "tau": ("τ", float, 0.0, 100.0, 0.1, "temperature, 0 < τ ≤ 100"),
+    "lr": ("learning rate", float, 0.0, 10.0, 0.1, "SGD step, 0 < lr ≤ 10"),
+    "batch_size": ("batch size", int, 2, 1024, 128, "anchors per step, 2-1024"),
+    "epochs": ("epochs", int, 1, 200, 20, "one picture per epoch, 1-200"),
+    "steps_per_epoch": ("steps per epoch", int, 1, 5000, 150, "SGD steps between pictures"),
+    "seed": ("seed", int, 0, 2**31 - 1, 1, "tree polarities, init, data, evaluation"),
+}
+OPEN_LOW = ("tau", "lr")
+HLTM_ORDER = ("preset", "depth", "num_children", "polarity_lo", "polarity_hi", "hid", "loss",
+              "tau", "lr", "batch_size", "epochs", "steps_per_epoch", "seed", "update",
+              "backend")
+HLTM_DEFAULTS = {k: v[4] for k, v in HLTM_FIELDS.items()}
+HLTM_DEFAULTS.update(preset="theory", loss="infonce", update="gradient", backend="numpy")
+
+
+@dataclass
+class Example:
+    """A named setting: the changed fields over ``HLTM_DEFAULTS`` and what to look for."""
+    name: str
+    changes: dict
+    note: str
+
+
+EXAMPLES = [
+    Example("Default: binary tree, strong polarity", {},
+            "Depth 5, |ρ| in [0.7, 1]: the deep latents' correlation climbs well above the "
+            "untrained value (dashed) towards the ceiling (dotted)."),
+    Example("Weak polarity (0.3-0.6): the top stays hidden",
+            {"polarity_lo": 0.3, "polarity_hi": 0.6},
+            "Each edge scrambles its parent more; the ceiling itself is low near the root."),
+    Example("One unit per latent (hid = 1)", {"hid": 1},
+            "Too few units: less chance that some unit starts aligned with the latent."),
+    Example("Ternary tree, depth 4", {"num_children": 3, "depth": 4, "epochs": 15},
+            "81 leaves; every latent sees three children."),
+    Example("Reference code setting (biases, normalised output, ref_nce)",
+            {"preset": "reference", "loss": "ref_nce", "tau": 0.05},
+            "luckmatters ssl/hltm: biases, output x/(|x|+1e-4), loss ref_nce with T=0.01."),
+    Example("Diverging run (simple loss, lr 1)", {"loss": "simple", "lr": 1.0, "epochs": 5},
+            "The simple loss r+ - r- is unbounded below: training blows up and says so."),
+]
+if "covariance" in UPDATES:
+    EXAMPLES.insert(4, Example("Covariance-operator update rule", {"update": "covariance"},
+                               "W += lr * OP vec(W) instead of the gradient step."))
+EXAMPLE_BY_NAME = {e.name: e for e in EXAMPLES}
+
+
+def hltm_config(values: dict) -> HLTMConfig:
+    """Validate the tab's settings (``gr.Error`` naming the field and the bound) and return
+    the ``minissl.cli.HLTMConfig`` they describe (preset filled, validated)."""
+    v = {}
+    for key, (label, kind, lo, hi, _, _) in HLTM_FIELDS.items():
+        v[key] = _number(values.get(key), label, kind, lo, hi, lo_open=key in OPEN_LOW)
+    if v["polarity_lo"] > v["polarity_hi"]:
+        raise gr.Error(f"polarity low ({v['polarity_lo']:g}) must be <= polarity high "
+                       f"({v['polarity_hi']:g})")
+    preset = _choice(values.get("preset"), "preset", PRESETS)
+    loss = _choice(values.get("loss"), "loss", tuple(LOSSES))
+    update = _choice(values.get("update"), "update rule", UPDATES)
+    backend = _choice(values.get("backend"), "backend", minissl.BACKENDS)
+    tree = minissl.HLTM(v["depth"], v["num_children"], (v["polarity_lo"], v["polarity_hi"]))
+    sizes = tree.network_sizes(v["hid"])
+    weights = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    if weights > MAX_WEIGHTS:
+        raise gr.Error(f"depth={v['depth']}, children={v['num_children']}, hid={v['hid']} make "
+                       f"a tree network with {weights:,} weights; the limit is {MAX_WEIGHTS:,}: "
+                       "lower hid, depth or children")
+    steps = v["epochs"] * v["steps_per_epoch"]
+    work = float(steps) * v["batch_size"] * weights
+    if work > MAX_WORK:
+        raise gr.Error(f"epochs x steps per epoch x batch size x weights = {work:.2g} exceeds "
+                       f"the limit {MAX_WORK:.0e} (minutes of CPU): lower epochs, steps per "
+                       "epoch, batch size or hid")
+    cfg = HLTMConfig(preset=preset, depth=v["depth"], num_children=v["num_children"],
+                     polarity=(v["polarity_lo"], v["polarity_hi"]), hid=v["hid"], loss=loss,
+                     tau=v["tau"], lr=v["lr"], batch_size=v["batch_size"], epochs=v["epochs"],
+                     samples_per_epoch=v["steps_per_epoch"] * v["batch_size"], seed=v["seed"],
+                     update=update, backend=backend, eval_samples=EVAL_SAMPLES)
+    try:
+        return cfg.apply_preset()
+    except ValueError as exc:          # a library bound (e.g. cupy without a GPU)
+        raise gr.Error(str(exc)) from None
+
+
+class _Stopped(Exception):
+    """Raised from the step hook to end a run the user stopped."""
+
+
+RUNS: dict = {}                # session hash -> {"stop": Event, "step": int}
+RUNS_LOCK = threading.Lock()
+
+
+def hltm_stream(cfg: HLTMConfig, stop: threading.Event, state: dict, render):
+    """Run ``hltm_experiment(cfg)`` in a worker thread and yield ``(kind, records, figures,
+    payload)``: ``kind`` "epoch" while training, then "done" (payload: the ceiling
+    ``Correlation``), "stopped", "diverged" or "error" (payload: the message).
+
+    ``records`` is a snapshot of all epoch records so far (epoch 0 = untrained); ``figures``
+    is ``render(records)``, computed in the worker right after an epoch when at least
+    ``RENDER_INTERVAL`` seconds (and three times the last drawing's cost) have passed since
+    the last picture (always for epoch 0 and at the end): drawing never competes with
+    training for the GIL, and takes at most about a quarter of the run. Setting ``stop`` ends the run within one step.
+    """
+    q: queue.Queue = queue.Queue()
+    records: list = []
+    state.update(step=0, t0=time.perf_counter(), drawn=-math.inf)
+
+    def draw(kind, payload=None):
+        snap = list(records)
+        t = time.perf_counter()
+        q.put((kind, snap, render(snap) if snap else None, payload))
+        state["drawn"] = time.perf_counter()
+        state["cost"] = state["drawn"] - t
+
+    def on_epoch(rec):
+        records.append(rec)
+        wait = max(RENDER_INTERVAL, 3.0 * state.get("cost", 0.0))    # drawing <= ~25%
+        if time.perf_counter() - state["drawn"] >= wait:
+            draw("epoch")
+
+    def on_step(step):
+        state["step"] = step
+        if stop.is_set():
+            raise _Stopped
+
+    def work():
+        try:
+            with _limit_threads(BLAS_THREADS):
+                _, ceiling = hltm_experiment(cfg, on_epoch=on_epoch, on_step=on_step)
+            draw("done", ceiling)
+        except _Stopped:
+            draw("stopped")
+        except TrainingDiverged as exc:
+            draw("diverged", str(exc))
+        except Exception as exc:       # reported to the user, never kills the server
+            draw("error", f"{type(exc).__name__}: {exc}")
+
+    worker = threading.Thread(target=work, name="minissl-train", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = q.get()
+            yield item
+            if item[0] != "epoch":
+                return
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+
+
+def _tree_arrays(tree, per_latent):
+    s = tree.level_starts
+    corr = [per_latent[s[k]:s[k + 1]] for k in range(tree.depth)]
+    pol = [tree.level_rho(k) for k in range(1, tree.depth + 1)]
+    return corr, pol
+
+
+def hltm_figures(cfg, tree, records, ceiling):
+    """The three pictures of the HLTM tab for the records so far."""
+    last = records[-1]
+    depths = range(1, cfg.depth + 1)
+    corr, pol = _tree_arrays(tree, np.asarray(last["corr"]))
+    fig_tree = plots.tree_figure(cfg.num_children, cfg.depth, corr, pol,
+                                 title=f"epoch {last['epoch']}: latents coloured by best |corr| "
+                                       "(edges: polarity, blue +, red -)")
+    steps = [r["epoch"] * cfg.steps_per_epoch for r in records]
+    C = [[r["corr_by_depth"][d] for d in depths] for r in records]
+    untrained = [records[0]["corr_by_depth"][d] for d in depths]
+    ceil = [ceiling[d] for d in depths]
+    fig_corr = plots.corr_depth_figure(steps, C, untrained=untrained, ceiling=ceil)
+    collapsed = plots.collapsed_loss(cfg.loss, cfg.tau, cfg.negatives, cfg.margin)
+    fig_loss = plots.loss_figure(steps, [r["loss"] for r in records], collapsed=collapsed,
+                                 name=f"{cfg.loss} (epoch mean; epoch 0: untrained)")
+    return show(fig_tree), show(fig_corr), show(fig_loss)
+
+
+def _round_depths(d):
+    return {str(k): round(float(v), 6) for k, v in d.items()}
+
+
+def hltm_result(cfg, records, ceiling, status, seconds):
+    """The JSON the endpoint returns: ``corr_by_depth`` as ``python -m minissl hltm --json``
+    prints it (``{"depth": value}``, root first), plus context."""
+    return {"corr_by_depth": _round_depths(records[-1]["corr_by_depth"]),
+            "untrained_corr_by_depth": _round_depths(records[0]["corr_by_depth"]),
+            "ceiling_by_depth": _round_depths(ceiling),
+            "epochs_done": records[-1]["epoch"],
+            "steps_done": records[-1]["epoch"] * cfg.steps_per_epoch,
+            "loss": float(records[-1]["loss"]),
+            "collapsed_loss": plots.collapsed_loss(cfg.loss, cfg.tau, cfg.negatives,
+                                                   cfg.margin),
+            "status": status, "seconds": round(seconds, 3),
+            "config": {k: getattr(cfg, k) for k in (
+                "preset", "depth", "num_children", "polarity", "hid", "loss", "tau", "lr",
+                "batch_size", "epochs", "steps_per_epoch", "seed", "update", "backend")}}
+
+
+def train_hltm(preset="theory", depth=5, num_children=2, polarity_lo=0.7, polarity_hi=1.0,
+               hid=10, loss="infonce", tau=0.1, lr=0.1, batch_size=128, epochs=20,
+               steps_per_epoch=150, seed=1, update="gradient", backend="numpy",
+               request: gr.Request = None, progress=gr.Progress()):
+    """Train the tree network on an HLTM, streaming (tree, corr-per-depth, loss, status, JSON)
+    after every epoch. The final JSON holds ``corr_by_depth`` (see ``hltm_result``)."""
+    values = dict(zip(HLTM_ORDER, (preset, depth, num_children, polarity_lo, polarity_hi, hid,
+                                   loss, tau, lr, batch_size, epochs, steps_per_epoch, seed,
+                                   update, backend)))
+    cfg = hltm_config(values)
+    tree, _ = cfg.build()
+    x_eval, z_eval = tree.sample(cfg.eval_samples, _derive(cfg.seed, 3))   # as hltm_experiment
+    ceiling = correlation_ceiling(tree, x=x_eval, z=z_eval).by_depth
+    total = cfg.epochs * cfg.steps_per_epoch
+    key = getattr(request, "session_hash", None) or f"anon-{id(values)}"
+    stop = threading.Event()
+    state: dict = {}
+    with RUNS_LOCK:
+        RUNS[key] = {"stop": stop, "state": state}
+    progress(0, desc="starting", total=total, unit="steps")
+
+    def render(records):
+        return hltm_figures(cfg, tree, records, ceiling)
+
+    try:
+        for kind, records, figs, payload in hltm_stream(cfg, stop, state, render):
+            secs = time.perf_counter() - state["t0"]
+            if not records:            # stopped or failed before the untrained picture
+                if kind in ("diverged", "error"):
+                    raise gr.Error(payload)
+                return
+            if kind == "done":
+                ceiling = payload.by_depth
+            last, first = records[-1], records[0]
+            step = last["epoch"] * cfg.steps_per_epoch
+            rate = step / secs if secs > 0 else 0.0
+            line = (f"step {step}/{total} · epoch {last['epoch']}/{cfg.epochs} · "
+                    f"{rate:,.0f} steps/s · loss {last['loss']:.4g} · root corr "
+                    f"{last['corr_by_depth'][cfg.depth]:.3f} (untrained "
+                    f"{first['corr_by_depth'][cfg.depth]:.3f}, ceiling "
+                    f"{ceiling[cfg.depth]:.3f}) · {secs:.1f} s")
+            line = {"done": "done: ", "stopped": "stopped by the user: "}.get(kind, "") + line
+            if kind in ("diverged", "error"):
+                line = f"{payload}\n(last good epoch: {line})"
+            progress(min(step, total) / total, desc=f"epoch {last['epoch']}/{cfg.epochs}")
+            status = "running" if kind == "epoch" else kind
+            yield (*figs, line, hltm_result(cfg, records, ceiling, status, secs))
+            if kind in ("diverged", "error"):
+                raise gr.Error(payload)
+    finally:
+        stop.set()
+        with RUNS_LOCK:
+            if RUNS.get(key, {}).get("stop") is stop:
+                del RUNS[key]
+
+
+def stop_hltm(request: gr.Request = None):
+    """Stop this browser session's training run (the worker ends within one step)."""
+    key = getattr(request, "session_hash", None)
+    with RUNS_LOCK:
+        run = RUNS.get(key)
+    if run is None:
+        return "no training run is active"
+    run["stop"].set()
+    return f"stopping at step {run['state'].get('step', 0)} ..."
+
+
+def apply_example(name):
+    """The control values of a named example (unchanged fields reset to the defaults)."""
+    ex = EXAMPLE_BY_NAME.get(name)
+    if ex is None:
+        raise gr.Error(f"unknown example {name!r}")
+    vals = {**HLTM_DEFAULTS, **ex.changes}
+    return [vals[k] for k in HLTM_ORDER] + [f"*{ex.note}*"]
+
+
+def hltm_tab():
+    """Tab "Latent recovery (HLTM)": settings, Train/Stop, streamed pictures, API endpoint."""
+    with gr.Tab("Latent recovery (HLTM)", id="hltm"):
+        gr.Markdown(
+            "Binary latents in a tree; the network sees only the leaves and is trained to "
+            "pull two views sharing the root together and push independent samples apart. "
+            "Each latent is coloured by the best |correlation| between it and the "
+            "pre-activations of *its* units. Dashed: the untrained network; dotted: the "
+            "ceiling (exact posterior mean, the best any function of the leaves can do).")
+        with gr.Row():
+            with gr.Column(scale=1, min_width=320):
+                example = gr.Dropdown([e.name for e in EXAMPLES], value=EXAMPLES[0].name,
+                                      label="examples", info="sets all the controls below")
+                note = gr.Markdown(f"*{EXAMPLES[0].note}*")
+                c = {}
+                c["preset"] = gr.Radio(list(PRESETS), value="theory", label="network setting",
+                                       info="theory: bias-free (the paper's analysis); "
+                                            "reference: biases + normalised output")
+
+                def num(key):
+                    label, kind, lo, hi, default, hint = HLTM_FIELDS[key]
+                    c[key] = gr.Number(default, label=label, info=hint, elem_id=f"hltm-{key}")
+
+                with gr.Row():
+                    num("depth"), num("num_children")
+                with gr.Row():
+                    num("polarity_lo"), num("polarity_hi")
+                with gr.Row():
+                    num("hid")
+                    c["loss"] = gr.Dropdown(list(LOSSES), value="infonce", label="loss",
+                                            info="see the Losses tab")
+                with gr.Row():
+                    num("tau"), num("lr")
+                with gr.Row():
+                    num("batch_size"), num("seed")
+                with gr.Row():
+                    num("epochs"), num("steps_per_epoch")
+                with gr.Row():
+                    c["update"] = gr.Radio(list(UPDATES), value="gradient", label="update rule",
+                                           info="covariance: W += lr·OP vec(W)")
+                    c["backend"] = gr.Dropdown(list(minissl.BACKENDS), value="numpy",
+                                               label="backend", info="cupy needs a GPU")
+                with gr.Row():
+                    train_btn = gr.Button("Train", variant="primary", elem_id="hltm-train")
+                    stop_btn = gr.Button("Stop", variant="stop", elem_id="hltm-stop")
+            with gr.Column(scale=2):
+                status = gr.Textbox(label="status", lines=2, interactive=False,
+                                    elem_classes=["status-line"], elem_id="hltm-status")
+                tree_plot = gr.Plot(label="latent tree", elem_id="hltm-tree", format="png")
+                with gr.Row():
+                    corr_plot = gr.Plot(label="correlation per depth", elem_id="hltm-corr",
+                                        format="png")
+                    loss_plot = gr.Plot(label="loss", elem_id="hltm-loss", format="png")
+                with gr.Accordion("result (JSON, as returned by the /train_hltm endpoint)",
+                                  open=False):
+                    result = gr.JSON(label="result")
+        inputs = [c[k] for k in HLTM_ORDER]
+        run = train_btn.click(train_hltm, inputs, [tree_plot, corr_plot, loss_plot, status,
+                                                   result],
+                              api_name="train_hltm", concurrency_limit=1,
+                              concurrency_id="training", show_progress="full",
+                              show_progress_on=[status])
+        stop_btn.click(stop_hltm, None, status, cancels=[run], queue=False,
+                       api_visibility="undocumented")
+        example.change(apply_example, example, inputs + [note], queue=False,
+                       api_visibility="undocumented")
+
+
+# ----------------------------------------------------------------------------- Losses tab
+LOSSES_TEXT = r"""
+**Conventions.** Distances are *half* squared distances of embeddings:
+$r_+ = \tfrac12\|f(x)-f(x_+)\|^2$ to the positive, $r_k = \tfrac12\|f(x)-f(x_k^-)\|^2$ to
+negative $k$. Per anchor:
+simple $L = r_+ - r_1$;
+soft triplet $L = \tau\log(1+e^{(r_+ - r_1 + r_0)/\tau})$;
+InfoNCE $L = -\tau\log\frac{e^{-r_+/\tau}}{e^{-r_+/\tau}+\sum_k e^{-r_k/\tau}}$.
+**Signs.** Every loss increases with $r_+$ and decreases with each $r_k$:
+the **pair weight** $\xi_k = -\partial L/\partial r_k \ge 0$ and
+$\partial L/\partial r_+ = \sum_k \xi_k$ (dotted). The same $\xi$ weights the pairs in the
+covariance operator $\mathrm{OP}^\xi_l$, so a loss matters to the dynamics only through $\xi$:
+the simple loss weights every pair equally ($\xi \equiv 1$); soft triplet and InfoNCE give
+little weight to negatives that are already far away, and τ sets how far is far.
+"""
+
+
+def loss_curves_plot(vary="r_pos", r_pos=1.0, r_neg=1.0, tau=1.0, margin=0.0, H=1,
+                     losses=plots.THREE_LOSSES):
+    """The two-panel loss / pair-weight figure for the controls."""
+    r_pos = _number(r_pos, "r+", float, 0.0, 50.0)
+    r_neg = _number(r_neg, "r-", float, 0.0, 50.0)
+    tau = _number(tau, "τ", float, 0.0, 100.0, lo_open=True)
+    margin = _number(margin, "margin r0", float, -50.0, 50.0)
+    H = _number(H, "negatives H", int, 1, 64)
+    vary = _choice(vary, "vary", plots.LOSS_VARIABLES)
+    losses = [_choice(name, "losses", tuple(LOSSES)) for name in (losses or [])]
+    if not losses:
+        raise gr.Error("losses: choose at least one loss")
+    return show(plots.losses_figure(vary, r_pos=r_pos, r_neg=r_neg, tau=tau, margin=margin,
+                                    H=H, losses=tuple(losses)))
+
+
+def losses_tab():
+    """Tab "Losses": the losses and their pair weights against r+, r- or τ."""
+    with gr.Tab("Losses", id="losses"):
+        gr.Markdown(LOSSES_TEXT)
+        with gr.Row():
+            with gr.Column(scale=1, min_width=280):
+                vary = gr.Radio([("r+", "r_pos"), ("r-", "r_neg"), ("τ", "tau")],
+                                value="r_pos", label="horizontal axis")
+                r_pos = gr.Slider(0, 5, 1.0, step=0.05, label="r+ (when fixed)")
+                r_neg = gr.Slider(0, 5, 1.0, step=0.05, label="r- (when fixed, every negative)")
+                tau = gr.Slider(0.05, 5, 1.0, step=0.05, label="τ (when fixed)")
+                margin = gr.Slider(-2, 2, 0.0, step=0.1, label="soft-triplet margin r0")
+                H = gr.Slider(1, 16, 1, step=1, label="InfoNCE negatives H")
+                which = gr.CheckboxGroup(list(LOSSES), value=list(plots.THREE_LOSSES),
+                                         label="losses")
+            with gr.Column(scale=3):
+                fig = gr.Plot(loss_curves_plot(), label="losses and pair weights",
+                              elem_id="losses-plot", format="png")
+        controls = [vary, r_pos, r_neg, tau, margin, H, which]
+        gr.on([ctl.change for ctl in controls], loss_curves_plot, controls, fig,
+              trigger_mode="always_last", show_progress="hidden", api_name="loss_curves")
+
+
+# ----------------------------------------------------------------------------- BYOL tab
+def run_byol_ablation(data="toy", predictors=("none", "linear"),
+                      bn_means=("normal", "detach", "omit"), emas=("0", "0.99"), steps=300,
+                      weight_decay=0.02, seed=0):
+    """The BYOL ablation for the tab (``minissl.byol.demo_ablation``): table + two figures."""
+    from minissl.byol import demo_ablation
+    try:
+        md, f1, f2 = demo_ablation(data, list(predictors), list(bn_means),
+                                   [float(e) for e in emas], int(steps), None,
+                                   float(weight_decay), int(seed))
+    except ValueError as exc:
+        raise gr.Error(str(exc))
+    return md, show(f1), show(f2)
+
+
+def run_linear_byol(eta=0.01, alpha_p=1.0, T=20.0):
+    """Linear BYOL: ODE vs BYOL's SGD (``minissl.byol.demo_linear``)."""
+    from minissl.byol import demo_linear
+    try:
+        md, fig = demo_linear(float(eta), float(alpha_p), float(T))
+    except ValueError as exc:
+        raise gr.Error(str(exc))
+    return md, show(fig)
+
+
+def byol_tab():
+    """Tab "Why BYOL does not collapse": predictor x BN mean x EMA ablation (toy or HLTM,
+    collapse diagnostics, latent recovery on HLTM) and the exact linear dynamics."""
+    from minissl.batchnorm import MODES
+    with gr.Tab("Why BYOL does not collapse", id="byol"):
+        gr.Markdown("BYOL has no negative pairs. Train it with and without a predictor, with "
+                    "BatchNorm's mean part normal / detached / omitted, with and without an EMA "
+                    "target, and watch the embeddings collapse (effective rank → 1, std → 0) or "
+                    "not. See docs/byol.md.")
+        with gr.Row():
+            data = gr.Radio(["toy", "hltm"], value="toy", label="data")
+            preds = gr.CheckboxGroup(["none", "linear", "mlp"], value=["none", "linear"],
+                                     label="predictor")
+            means = gr.CheckboxGroup(list(MODES), value=list(MODES), label="BN mean part")
+            emas = gr.CheckboxGroup(["0", "0.99"], value=["0", "0.99"],
+                                    label="target EMA (0 = SimSiam)")
+        with gr.Row():
+            steps = gr.Slider(50, 1000, value=300, step=50, label="steps")
+            wd = gr.Slider(0.0, 0.1, value=0.02, step=0.005, label="weight decay")
+            seed = gr.Number(0, precision=0, label="seed")
+            run = gr.Button("Run ablation", variant="primary")
+        table = gr.Markdown()
+        with gr.Row():
+            fig_ab = gr.Plot(label="collapse diagnostics", format="png")
+            fig_sp = gr.Plot(label="embedding spectrum", format="png")
+        run.click(run_byol_ablation, [data, preds, means, emas, steps, wd, seed],
+                  [table, fig_ab, fig_sp], concurrency_limit=1, concurrency_id="training",
+                  api_name="byol_ablation")
+        gr.Markdown("### Linear BYOL: gradient-flow ODE (lines) vs BYOL's SGD (dots)")
+        with gr.Row():
+            eta = gr.Slider(0.0, 0.5, value=0.01, step=0.01, label="weight decay η")
+            alpha = gr.Slider(0.1, 10.0, value=1.0, step=0.1, label="predictor rate α_p")
+            T = gr.Slider(5, 60, value=20, step=5, label="time T")
+            run_lin = gr.Button("Integrate")
+        lin_md = gr.Markdown()
+        lin_fig = gr.Plot(format="png")
+        run_lin.click(run_linear_byol, [eta, alpha, T], [lin_md, lin_fig],
+                      concurrency_limit=1, concurrency_id="training", api_name="linear_byol")
+
+
+# ----------------------------------------------------------------------------- app
+TABS = [hltm_tab, losses_tab, byol_tab]
+
+
+def build_demo() -> gr.Blocks:
+    """The whole app, queued: training events run one at a time (``concurrency_id
+    "training"``), other users wait in the queue and see their position."""
+    with gr.Blocks(title="minissl: SSL with dual deep networks") as demo:
+        gr.Markdown(DESCRIPTION)
+        with gr.Tabs():
+            for tab in TABS:
+                tab()
+    demo.queue(max_size=64, default_concurrency_limit=2)
+    return demo
+
+
+def launch(demo, **kwargs):
+    """``demo.launch`` with the app's css (Gradio 6: theme/css go to launch)."""
+    return demo.launch(css=CSS, theme=gr.themes.Soft(), **kwargs)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="minissl demo: a Gradio app (see docs/demo.md)")
+    p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                   help="interface to listen on (default 127.0.0.1; 0.0.0.0 for all)")
+    p.add_argument("--port", type=int,
+                   default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+                   help="port (default $GRADIO_SERVER_PORT or 7860)")
+    p.add_argument("--share", action="store_true",
+                   help="also create a public gradio.live link (off by default)")
+    args = p.parse_args(argv)
+    if not 1 <= args.port <= 65535:
+        p.error(f"--port must be in [1, 65535], got {args.port}")
+    launch(build_demo(), server_name=args.host, server_port=args.port, share=args.share)
+
+
+if __name__ == "__main__":
+    main()
