@@ -235,7 +235,20 @@ def covariance_matvec(net, views, layer, xi=None):
     return lambda v: F.apply(v.reshape(F.shape)).ravel()
 
 
-def covariance_spectrum(net, views, layer, k=4, xi=None, method="auto", tol=0.0, seed=0):
+def _blas_threads(n):
+    """A context limiting BLAS threads to ``n`` (threadpoolctl, when installed), else a no-op."""
+    from contextlib import nullcontext
+    if n is None:
+        return nullcontext()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return nullcontext()
+    return threadpool_limits(limits=int(n), user_api="blas")
+
+
+def covariance_spectrum(net, views, layer, k=4, xi=None, method="auto", tol=0.0, seed=0,
+                        blas_threads=1):
     """Top-``k`` eigenpairs of ``OP_l``: ``(values (k,), vectors (P, k))``, values descending.
 
     ``method``: "lanczos" (``eigsh`` over a ``LinearOperator`` whose matvec is the matrix-free
@@ -244,6 +257,10 @@ def covariance_spectrum(net, views, layer, k=4, xi=None, method="auto", tol=0.0,
     ``tol`` is eigsh's relative accuracy (0: machine precision); ``seed`` fixes its start
     vector. Each eigenvector's sign is fixed so that its largest-magnitude entry is positive.
     Arrays are returned on the net's device.
+    ``blas_threads`` (NumPy path, "lanczos"): CPU BLAS threads during the solve (None: leave
+    as set). Lanczos spends its time in vector operations of length P and small products,
+    where threads do not pay: on a loaded 2-core machine 1 thread was ~20x faster than 2
+    (docs/performance.md). Needs threadpoolctl; without it this is a no-op.
     """
     layer = _check_layer(net, layer)
     if method not in SPECTRUM_METHODS:
@@ -254,6 +271,9 @@ def covariance_spectrum(net, views, layer, k=4, xi=None, method="auto", tol=0.0,
     k = int(k)
     if not tol >= 0:
         raise ValueError(f"tol must be >= 0, got {tol!r}")
+    if blas_threads is not None and (isinstance(blas_threads, bool) or int(blas_threads) !=
+                                     blas_threads or blas_threads < 1):
+        raise ValueError(f"blas_threads must be None or an integer >= 1, got {blas_threads!r}")
     if method == "lanczos" and k >= P - 1:
         raise ValueError(f"method='lanczos' needs k < P - 1 = {P - 1}, got k={k}; "
                          "use method='dense'")
@@ -278,7 +298,8 @@ def covariance_spectrum(net, views, layer, k=4, xi=None, method="auto", tol=0.0,
         if F.mask is not None:
             v0 = v0 * F.mask.ravel()
         if xp is np:
-            w, U = eigsh(A, k=k, which="LA", v0=v0, tol=tol)
+            with _blas_threads(blas_threads):   # after importing scipy, so its BLAS is seen
+                w, U = eigsh(A, k=k, which="LA", v0=v0, tol=tol)
         else:
             w, U = eigsh(A, k=k, which="LA", tol=tol)
         order = xp.argsort(w)[::-1]
