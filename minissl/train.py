@@ -178,6 +178,9 @@ def train(net, source, cfg=None, callback=None, **overrides):
         raise ValueError("update='covariance' needs a bias-free net without output "
                          "normalisation (bias=False, normalize=False): the covariance identity "
                          "f_L = K_l^T vec(W_l) does not hold otherwise")
+    if cfg.update == "covariance" and cfg.loss not in ("simple", "soft_triplet", "infonce"):
+        raise ValueError("update='covariance' takes loss 'simple', 'soft_triplet' or "
+                         f"'infonce' (the losses with covariance pair weights), got {cfg.loss!r}")
     rng = B.rng(cfg.seed)
     opt = SGD(net.parameters(), cfg.lr, cfg.momentum, cfg.weight_decay)
     hist = History()

@@ -398,6 +398,8 @@ def test_train_covariance_rejects_bias_and_bad_update():
     src = GaussianClusters(dim=4)
     with pytest.raises(ValueError, match="update='covariance' needs a bias-free"):
         train(ReLUNet([4, 5, 2], bias=True), src, update="covariance", steps=1)
+    with pytest.raises(ValueError, match="update='covariance' takes loss"):
+        train(ReLUNet([4, 5, 2]), src, update="covariance", loss="ref_nce", steps=1)
     with pytest.raises(ValueError, match="update must be one of"):
         train(ReLUNet([4, 5, 2]), src, update="hebbian", steps=1)
 
@@ -423,6 +425,8 @@ def test_bad_input_raises_value_error():
         minissl.covariance_operator(net, views, 0, xi=np.triu(np.ones((4, 4))))
     with pytest.raises(ValueError, match="k must be an integer in"):
         minissl.covariance_spectrum(net, views, 0, k=0)
+    with pytest.raises(ValueError, match="blas_threads must be None or an integer"):
+        minissl.covariance_spectrum(net, views, 0, blas_threads=0)
     with pytest.raises(ValueError, match="method must be one of"):
         minissl.covariance_spectrum(net, views, 0, method="power")
     with pytest.raises(ValueError, match="method='lanczos' needs k"):
