@@ -29,7 +29,10 @@ from minissl import plots
 from minissl.cli import PRESETS, HLTMConfig, _derive, _limit_threads, hltm_experiment
 from minissl.hltm import correlation_ceiling
 from minissl.losses import LOSSES
-from minissl.train import UPDATES, TrainingDiverged
+from minissl.covariance import (PAIR_WEIGHT_LOSSES, covariance_pair_weights,
+                                covariance_spectrum)
+from minissl.train import (UPDATES, TrainConfig, TrainingDiverged, covariance_step,
+                           loss_and_grads, train)
 
 DESCRIPTION = """
 # minissl: self-supervised learning with dual deep networks, live
@@ -173,33 +176,40 @@ def hltm_config(values: dict) -> HLTMConfig:
                      samples_per_epoch=v["steps_per_epoch"] * v["batch_size"], seed=v["seed"],
                      update=update, backend=backend, eval_samples=EVAL_SAMPLES)
     try:
-        return cfg.apply_preset()
+        cfg = cfg.apply_preset()
     except ValueError as exc:          # a library bound (e.g. cupy without a GPU)
         raise gr.Error(str(exc)) from None
+    if cfg.update == "covariance" and (cfg.bias or cfg.normalize):
+        raise gr.Error("update rule 'covariance' needs network setting 'theory' (bias-free, "
+                       "no output normalisation): the covariance identity does not hold "
+                       f"for the {cfg.preset!r} network")
+    return cfg
 
 
 class _Stopped(Exception):
     """Raised from the step hook to end a run the user stopped."""
 
 
-RUNS: dict = {}                # session hash -> {"stop": Event, "step": int}
+RUNS: dict = {}                # session hash -> {"stop": Event, "state": dict}
 RUNS_LOCK = threading.Lock()
 
 
-def hltm_stream(cfg: HLTMConfig, stop: threading.Event, state: dict, render):
-    """Run ``hltm_experiment(cfg)`` in a worker thread and yield ``(kind, records, figures,
-    payload)``: ``kind`` "epoch" while training, then "done" (payload: the ceiling
-    ``Correlation``), "stopped", "diverged" or "error" (payload: the message).
+def stream_run(run, stop: threading.Event, state: dict, render):
+    """Run ``run(emit, tick)`` in a worker thread and yield ``(kind, records, figures,
+    payload)``: ``kind`` "update" while training, then "done" (payload: ``run``'s return
+    value), "stopped", "diverged" or "error" (payload: the message).
 
-    ``records`` is a snapshot of all epoch records so far (epoch 0 = untrained); ``figures``
-    is ``render(records)``, computed in the worker right after an epoch when at least
-    ``RENDER_INTERVAL`` seconds (and three times the last drawing's cost) have passed since
-    the last picture (always for epoch 0 and at the end): drawing never competes with
-    training for the GIL, and takes at most about a quarter of the run. Setting ``stop`` ends the run within one step.
+    ``run`` calls ``emit(record)`` for every new record and ``tick(step)`` after every step
+    (``tick`` raises to end the run once ``stop`` is set: within one step). ``records`` is a
+    snapshot of all records so far; ``figures`` is ``render(records)``, computed in the worker
+    after a record when at least ``RENDER_INTERVAL`` seconds (and three times the last
+    drawing's cost) have passed since the last picture, always for the first record and at
+    the end: drawing never competes with training for the GIL, and takes at most about a
+    quarter of the run.
     """
     q: queue.Queue = queue.Queue()
     records: list = []
-    state.update(step=0, t0=time.perf_counter(), drawn=-math.inf)
+    state.update(step=0, t0=time.perf_counter(), drawn=-math.inf, cost=0.0)
 
     def draw(kind, payload=None):
         snap = list(records)
@@ -208,13 +218,13 @@ def hltm_stream(cfg: HLTMConfig, stop: threading.Event, state: dict, render):
         state["drawn"] = time.perf_counter()
         state["cost"] = state["drawn"] - t
 
-    def on_epoch(rec):
+    def emit(rec):
         records.append(rec)
-        wait = max(RENDER_INTERVAL, 3.0 * state.get("cost", 0.0))    # drawing <= ~25%
+        wait = max(RENDER_INTERVAL, 3.0 * state["cost"])
         if time.perf_counter() - state["drawn"] >= wait:
-            draw("epoch")
+            draw("update")
 
-    def on_step(step):
+    def tick(step):
         state["step"] = step
         if stop.is_set():
             raise _Stopped
@@ -222,8 +232,8 @@ def hltm_stream(cfg: HLTMConfig, stop: threading.Event, state: dict, render):
     def work():
         try:
             with _limit_threads(BLAS_THREADS):
-                _, ceiling = hltm_experiment(cfg, on_epoch=on_epoch, on_step=on_step)
-            draw("done", ceiling)
+                out = run(emit, tick)
+            draw("done", out)
         except _Stopped:
             draw("stopped")
         except TrainingDiverged as exc:
@@ -237,11 +247,45 @@ def hltm_stream(cfg: HLTMConfig, stop: threading.Event, state: dict, render):
         while True:
             item = q.get()
             yield item
-            if item[0] != "epoch":
+            if item[0] != "update":
                 return
     finally:
         stop.set()
         worker.join(timeout=30)
+
+
+def _register(request):
+    """A fresh stop flag and state for this session's run (the Stop button finds it)."""
+    key = getattr(request, "session_hash", None) or f"anon-{threading.get_ident()}"
+    run = {"stop": threading.Event(), "state": {}}
+    with RUNS_LOCK:
+        RUNS[key] = run
+    return key, run
+
+
+def _unregister(key, run):
+    run["stop"].set()
+    with RUNS_LOCK:
+        if RUNS.get(key) is run:
+            del RUNS[key]
+
+
+def stop_training(request: gr.Request = None):
+    """Stop this browser session's training run (the worker ends within one step)."""
+    key = getattr(request, "session_hash", None)
+    with RUNS_LOCK:
+        run = RUNS.get(key)
+    if run is None:
+        return "no training run is active"
+    run["stop"].set()
+    return f"stopping at step {run['state'].get('step', 0)} ..."
+
+
+def _finish_line(kind, payload, line):
+    line = {"done": "done: ", "stopped": "stopped by the user: "}.get(kind, "") + line
+    if kind in ("diverged", "error"):
+        line = f"{payload}\n(last good picture: {line})"
+    return line
 
 
 def _tree_arrays(tree, per_latent):
@@ -305,19 +349,18 @@ def train_hltm(preset="theory", depth=5, num_children=2, polarity_lo=0.7, polari
     x_eval, z_eval = tree.sample(cfg.eval_samples, _derive(cfg.seed, 3))   # as hltm_experiment
     ceiling = correlation_ceiling(tree, x=x_eval, z=z_eval).by_depth
     total = cfg.epochs * cfg.steps_per_epoch
-    key = getattr(request, "session_hash", None) or f"anon-{id(values)}"
-    stop = threading.Event()
-    state: dict = {}
-    with RUNS_LOCK:
-        RUNS[key] = {"stop": stop, "state": state}
+    key, reg = _register(request)
     progress(0, desc="starting", total=total, unit="steps")
+
+    def run(emit, tick):
+        return hltm_experiment(cfg, on_epoch=emit, on_step=tick)[1]
 
     def render(records):
         return hltm_figures(cfg, tree, records, ceiling)
 
     try:
-        for kind, records, figs, payload in hltm_stream(cfg, stop, state, render):
-            secs = time.perf_counter() - state["t0"]
+        for kind, records, figs, payload in stream_run(run, reg["stop"], reg["state"], render):
+            secs = time.perf_counter() - reg["state"]["t0"]
             if not records:            # stopped or failed before the untrained picture
                 if kind in ("diverged", "error"):
                     raise gr.Error(payload)
@@ -332,30 +375,14 @@ def train_hltm(preset="theory", depth=5, num_children=2, polarity_lo=0.7, polari
                     f"{last['corr_by_depth'][cfg.depth]:.3f} (untrained "
                     f"{first['corr_by_depth'][cfg.depth]:.3f}, ceiling "
                     f"{ceiling[cfg.depth]:.3f}) · {secs:.1f} s")
-            line = {"done": "done: ", "stopped": "stopped by the user: "}.get(kind, "") + line
-            if kind in ("diverged", "error"):
-                line = f"{payload}\n(last good epoch: {line})"
             progress(min(step, total) / total, desc=f"epoch {last['epoch']}/{cfg.epochs}")
-            status = "running" if kind == "epoch" else kind
-            yield (*figs, line, hltm_result(cfg, records, ceiling, status, secs))
+            status = "running" if kind == "update" else kind
+            yield (*figs, _finish_line(kind, payload, line),
+                   hltm_result(cfg, records, ceiling, status, secs))
             if kind in ("diverged", "error"):
                 raise gr.Error(payload)
     finally:
-        stop.set()
-        with RUNS_LOCK:
-            if RUNS.get(key, {}).get("stop") is stop:
-                del RUNS[key]
-
-
-def stop_hltm(request: gr.Request = None):
-    """Stop this browser session's training run (the worker ends within one step)."""
-    key = getattr(request, "session_hash", None)
-    with RUNS_LOCK:
-        run = RUNS.get(key)
-    if run is None:
-        return "no training run is active"
-    run["stop"].set()
-    return f"stopping at step {run['state'].get('step', 0)} ..."
+        _unregister(key, reg)
 
 
 def apply_example(name):
@@ -429,9 +456,197 @@ def hltm_tab():
                               api_name="train_hltm", concurrency_limit=1,
                               concurrency_id="training", show_progress="full",
                               show_progress_on=[status])
-        stop_btn.click(stop_hltm, None, status, cancels=[run], queue=False,
+        stop_btn.click(stop_training, None, status, cancels=[run], queue=False,
                        api_visibility="undocumented")
         example.change(apply_example, example, inputs + [note], queue=False,
+                       api_visibility="undocumented")
+
+
+# ----------------------------------------------------------------------------- Covariance tab
+COV_FIELDS = {
+    "depth": ("depth", int, 2, 5, 4, "tree depth, 2-5"),
+    "num_children": ("children", int, 2, 3, 2, "children per latent, 2-3"),
+    "polarity_lo": ("polarity low", float, 0.0, 1.0, 0.7, "|ρ| ~ U[low, high]"),
+    "polarity_hi": ("polarity high", float, 0.0, 1.0, 1.0, "0 ≤ low ≤ high ≤ 1"),
+    "hid": ("hid", int, 1, 20, 10, "units per latent, 1-20"),
+    "tau": ("τ", float, 0.0, 100.0, 0.1, "temperature, 0 < τ ≤ 100"),
+    "lr": ("learning rate", float, 0.0, 10.0, 0.1, "0 < lr ≤ 10"),
+    "batch_size": ("batch size", int, 2, 512, 128, "anchors per step, 2-512"),
+    "steps": ("steps", int, 1, 5000, 600, "training steps, 1-5000"),
+    "snapshots": ("pictures", int, 1, 50, 12, "spectra computed during the run, 1-50"),
+    "layer": ("layer l", int, 1, 5, 2, "1 = leaves -> depth-1 units; at most depth"),
+    "k": ("top k", int, 1, 16, 8, "eigenvalues shown, 1-16"),
+    "n_samples": ("samples N", int, 8, 512, 256, "samples x for OP = V^ξ[Kbar], 8-512"),
+    "n_views": ("views M", int, 1, 8, 4, "augmented views averaged in Kbar, 1-8"),
+    "seed": ("seed", int, 0, 2**31 - 1, 1, "tree, init, data"),
+}
+COV_ORDER = ("depth", "num_children", "polarity_lo", "polarity_hi", "hid", "loss", "tau", "lr",
+             "batch_size", "steps", "snapshots", "layer", "k", "n_samples", "n_views", "update",
+             "seed")
+COV_DEFAULTS = {k: v[4] for k, v in COV_FIELDS.items()}
+COV_DEFAULTS.update(loss="infonce", update="gradient")
+
+
+def covariance_settings(values: dict) -> dict:
+    """Validate the Covariance tab's settings (``gr.Error`` naming the field and bound)."""
+    v = {}
+    for key, (label, kind, lo, hi, _, _) in COV_FIELDS.items():
+        v[key] = _number(values.get(key), label, kind, lo, hi, lo_open=key in OPEN_LOW)
+    if v["polarity_lo"] > v["polarity_hi"]:
+        raise gr.Error(f"polarity low ({v['polarity_lo']:g}) must be <= polarity high "
+                       f"({v['polarity_hi']:g})")
+    if v["layer"] > v["depth"]:
+        raise gr.Error(f"layer l must be an integer in [1, depth = {v['depth']}], "
+                       f"got {v['layer']}")
+    v["loss"] = _choice(values.get("loss"), "loss", PAIR_WEIGHT_LOSSES)
+    v["update"] = _choice(values.get("update"), "update rule", UPDATES)
+    return v
+
+
+def covariance_figures(v, records):
+    last = records[-1]
+    fig_spec = plots.spectrum_figure(last["eigvals"], initial=records[0]["eigvals"],
+                                     layer=v["layer"],
+                                     title=f"top {v['k']} eigenvalues of OP, layer {v['layer']}"
+                                           f" (step {last['step']})")
+    steps = [r["step"] for r in records]
+    cos = {str(l + 1): [r["cos"][l] for r in records] for l in range(v["depth"])}
+    fig_cos = plots.cosine_figure(steps, cos)
+    fig_vec = plots.eigvec_figure(last["eigvec"], last["shape"], eigval=last["eigvals"][0],
+                                  layer=v["layer"])
+    return show(fig_spec), show(fig_cos), show(fig_vec)
+
+
+def train_covariance(depth=4, num_children=2, polarity_lo=0.7, polarity_hi=1.0, hid=10,
+                     loss="infonce", tau=0.1, lr=0.1, batch_size=128, steps=600, snapshots=12,
+                     layer=2, k=8, n_samples=256, n_views=4, update="gradient", seed=1,
+                     request: gr.Request = None, progress=gr.Progress()):
+    """Train the HLTM tree network and stream, at ``snapshots`` points: the top-k spectrum of
+    ``OP_l = V^ξ[Kbar_l]`` (fixed N x M views, ξ from the loss), the per-layer cosine between
+    the gradient step and the covariance-operator step (on a fixed batch), and the top
+    eigenvector of ``OP_l`` reshaped as ``W_l``."""
+    v = covariance_settings(dict(zip(COV_ORDER, (
+        depth, num_children, polarity_lo, polarity_hi, hid, loss, tau, lr, batch_size, steps,
+        snapshots, layer, k, n_samples, n_views, update, seed))))
+    tree = minissl.HLTM(v["depth"], v["num_children"], (v["polarity_lo"], v["polarity_hi"]),
+                        seed=v["seed"])
+    net = tree.network(v["hid"], seed=_derive(v["seed"], 1))
+    views = tree.views(v["n_samples"], v["n_views"], _derive(v["seed"], 3))    # (N, M, n_0)
+    batch = tree.triples(v["batch_size"], _derive(v["seed"], 5))
+    tcfg = TrainConfig(loss=v["loss"], tau=v["tau"], lr=v["lr"], steps=v["steps"],
+                       batch_size=v["batch_size"], update=v["update"],
+                       seed=_derive(v["seed"], 2))
+    lay = v["layer"] - 1                                       # index into net.weights
+    shape = tuple(net.weights[lay].shape)
+    if v["k"] > int(np.prod(shape)):
+        raise gr.Error(f"top k must be <= n_l * n_(l-1) = {int(np.prod(shape))} for layer "
+                       f"{v['layer']}, got {v['k']}")
+    every = max(1, v["steps"] // v["snapshots"])
+
+    def measure(step):
+        xi = None if v["loss"] == "simple" else covariance_pair_weights(
+            net, views, v["loss"], v["tau"])
+        w, U = covariance_spectrum(net, views, lay, v["k"], xi, tol=1e-6)
+        value, _, _, grads = loss_and_grads(net, batch, tcfg)
+        _, cos = covariance_step(net, batch, tcfg, grads)
+        return {"step": step, "eigvals": minissl.backend.to_numpy(w),
+                "eigvec": minissl.backend.to_numpy(U[:, 0]), "shape": shape, "cos": cos,
+                "loss": value}
+
+    def run(emit, tick):
+        emit(measure(0))
+
+        def callback(step, rec, _net):
+            tick(step)
+            if step % every == 0 or step == v["steps"]:
+                emit(measure(step))
+
+        train(net, tree, tcfg, callback=callback)
+
+    key, reg = _register(request)
+    progress(0, desc="starting", total=v["steps"], unit="steps")
+    try:
+        for kind, records, figs, payload in stream_run(
+                run, reg["stop"], reg["state"], lambda r: covariance_figures(v, r)):
+            secs = time.perf_counter() - reg["state"]["t0"]
+            if not records:
+                if kind in ("diverged", "error"):
+                    raise gr.Error(payload)
+                return
+            last = records[-1]
+            cos = ", ".join(f"{c:.2f}" for c in last["cos"])
+            line = (f"step {last['step']}/{v['steps']} · λ_max(OP_{v['layer']}) = "
+                    f"{last['eigvals'][0]:.4g} · cos per layer [{cos}] · loss on the fixed "
+                    f"batch {last['loss']:.4g} · {secs:.1f} s")
+            progress(last["step"] / v["steps"], desc=f"step {last['step']}")
+            yield (*figs, _finish_line(kind, payload, line))
+            if kind in ("diverged", "error"):
+                raise gr.Error(payload)
+    finally:
+        _unregister(key, reg)
+
+
+COV_TEXT = r"""
+For a bias-free ReLU network, layer $l$'s output is linear in its weights:
+$f_L(x) = K_l(x)^\top \mathrm{vec}(W_l)$. With $\bar K_l(x)$ its average over augmented views,
+the paper shows that gradient descent on the contrastive loss moves each layer by the
+**covariance operator**: $\mathrm{vec}(\Delta W_l) = \mathrm{OP}_l\,\mathrm{vec}(W_l)$,
+$\mathrm{OP}_l = \mathbb{V}^\xi[\bar K_l(x)]$ (pair weights $\xi$ from the loss; $2\mathbb{V}$
+for the simple loss, exact for a large batch). The weights grow along OP's top
+eigenvectors. Left: OP's top spectrum now (dots) and at initialisation (crosses). Middle:
+the cosine between the actual gradient step and $\mathrm{OP}_l\,\mathrm{vec}(W_l)$ per
+layer (1 = the theory holds exactly on this batch). Right: the top eigenvector reshaped as
+$W_l$ (rows: units of layer $l$, columns: its inputs; the tree mask shows as blocks).
+"""
+
+
+def covariance_tab():
+    """Tab "Covariance operator": OP's spectrum, gradient-vs-OP cosine, top eigenvector."""
+    with gr.Tab("Covariance operator", id="covariance"):
+        gr.Markdown(COV_TEXT)
+        with gr.Row():
+            with gr.Column(scale=1, min_width=320):
+                c = {}
+
+                def num(key):
+                    label, kind, lo, hi, default, hint = COV_FIELDS[key]
+                    c[key] = gr.Number(default, label=label, info=hint, elem_id=f"cov-{key}")
+
+                with gr.Row():
+                    num("depth"), num("num_children")
+                with gr.Row():
+                    num("polarity_lo"), num("polarity_hi")
+                with gr.Row():
+                    num("hid")
+                    c["loss"] = gr.Dropdown(list(PAIR_WEIGHT_LOSSES), value="infonce",
+                                            label="loss", info="sets the pair weights ξ")
+                with gr.Row():
+                    num("tau"), num("lr")
+                with gr.Row():
+                    num("batch_size"), num("steps")
+                with gr.Row():
+                    num("layer"), num("k")
+                with gr.Row():
+                    num("n_samples"), num("n_views")
+                with gr.Row():
+                    num("snapshots"), num("seed")
+                c["update"] = gr.Radio(list(UPDATES), value="gradient", label="update rule")
+                with gr.Row():
+                    go = gr.Button("Train", variant="primary", elem_id="cov-train")
+                    stop_btn = gr.Button("Stop", variant="stop", elem_id="cov-stop")
+            with gr.Column(scale=2):
+                status = gr.Textbox(label="status", lines=2, interactive=False,
+                                    elem_classes=["status-line"], elem_id="cov-status")
+                with gr.Row():
+                    spec = gr.Plot(label="spectrum of OP", elem_id="cov-spectrum",
+                                   format="png")
+                    cos = gr.Plot(label="cosine", elem_id="cov-cosine", format="png")
+                vec = gr.Plot(label="top eigenvector", elem_id="cov-eigvec", format="png")
+        run = go.click(train_covariance, [c[k] for k in COV_ORDER], [spec, cos, vec, status],
+                       api_name="train_covariance", concurrency_limit=1,
+                       concurrency_id="training", show_progress="full",
+                       show_progress_on=[status])
+        stop_btn.click(stop_training, None, status, cancels=[run], queue=False,
                        api_visibility="undocumented")
 
 
@@ -557,7 +772,7 @@ def byol_tab():
 
 
 # ----------------------------------------------------------------------------- app
-TABS = [hltm_tab, losses_tab, byol_tab]
+TABS = [hltm_tab, covariance_tab, losses_tab, byol_tab]
 
 
 def build_demo() -> gr.Blocks:

@@ -175,14 +175,19 @@ def loss_figure(steps, loss, *, collapsed=None, name="loss", title=None):
 
 
 # ----------------------------------------------------------------------------- covariance operator
-def spectrum_figure(eigvals, *, layer=None, title=None):
-    """The top eigenvalues of ``OP_l`` (descending), as a stem plot on a linear scale."""
+def spectrum_figure(eigvals, *, initial=None, layer=None, title=None):
+    """The top eigenvalues of ``OP_l`` (descending), as a stem plot on a linear scale;
+    ``initial`` (optional): the same at initialisation, drawn as grey crosses."""
     ev = np.sort(np.asarray(eigvals, float))[::-1]
     fig = _figure(5.2, 3.4)
     ax = fig.add_subplot()
     idx = np.arange(1, len(ev) + 1)
     ax.vlines(idx, 0, ev, color="tab:blue", lw=1.5)
-    ax.plot(idx, ev, "o", color="tab:blue", ms=4)
+    ax.plot(idx, ev, "o", color="tab:blue", ms=4, label="now")
+    if initial is not None:
+        ev0 = np.sort(np.asarray(initial, float))[::-1]
+        ax.plot(np.arange(1, len(ev0) + 1), ev0, "x", color="gray", ms=5, label="untrained")
+        ax.legend(fontsize=8)
     ax.axhline(0, color="k", lw=0.6)
     ax.set_xlabel("eigenvalue index")
     ax.set_ylabel("eigenvalue")
@@ -205,7 +210,8 @@ def cosine_figure(steps, cosines, *, title=None):
     for name, c in cosines.items():
         ax.plot(steps, np.asarray(c, float), lw=1.4, marker="o" if len(steps) < 3 else None,
                 ms=3, label=f"layer {name}" if name != "" else None)
-    ax.set_ylim(-1.02, 1.02)
+    lows = [np.nanmin(np.asarray(c, float)) for c in cosines.values() if np.isfinite(c).any()]
+    ax.set_ylim(min([0.0] + lows) - 0.05, 1.02)
     ax.axhline(1.0, color="k", ls=":", lw=0.8)
     ax.axhline(0.0, color="k", lw=0.5)
     ax.set_xlabel("step")
