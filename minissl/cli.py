@@ -104,6 +104,17 @@ class HLTMConfig:
         if self.negatives > 1 and self.loss != "infonce":
             raise ValueError(f"negatives must be 1 for loss={self.loss!r} (only infonce takes "
                              f"several), got {self.negatives}")
+        if self.update != "gradient" and None not in (self.bias, self.normalize):
+            # train() checks the net x update combination; ask it on a one-step toy run
+            # (hid 1, batch 2) so a bad combination is refused before anything is printed
+            tree = HLTM(self.depth, self.num_children, self.polarity, keep_depth=self.keep_depth,
+                        negatives=self.negatives)
+            toy = tree.network(1, bias=self.bias, normalize=self.normalize)
+            try:
+                with np.errstate(all="ignore"):
+                    train(toy, tree, replace(self, batch_size=2).train_config(steps=1))
+            except TrainingDiverged:
+                pass
         return self
 
     def train_config(self, steps):

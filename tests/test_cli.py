@@ -110,6 +110,14 @@ def test_update_flag_reaches_train_config(capsys):
         assert "--update: update must be one of" in capsys.readouterr().err
 
 
+@pytest.mark.skipif("covariance" not in UPDATES, reason="train() has no covariance update")
+def test_covariance_update_refuses_reference_net_before_printing(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["hltm", *SMALL, "--preset", "reference", "--update", "covariance"])
+    out, err = capsys.readouterr()
+    assert out == "" and "--update: update='covariance' needs a bias-free net" in err
+
+
 def test_diverged_run_reports_and_fails(capsys):
     status, out, err = run(capsys, "hltm", *SMALL, "--loss", "simple", "--lr", "50",
                            "--epochs", "5")
