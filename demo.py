@@ -84,6 +84,13 @@ def _number(value, name, kind, lo, hi, *, lo_open=False):
     return int(v) if kind is int else v
 
 
+def choice(choices, value, label, info):
+    """A dropdown whose value is checked by the callback (``_choice``), so that a bad value
+    sent to the API gets an error naming the field (gradio's own check does not)."""
+    return gr.Dropdown(list(choices), value=value, label=label, info=info,
+                       allow_custom_value=True)
+
+
 def _choice(value, name, choices):
     if value not in choices:
         raise gr.Error(f"{name} must be one of {', '.join(map(str, choices))}; got {value!r}")
@@ -179,10 +186,6 @@ def hltm_config(values: dict) -> HLTMConfig:
         cfg = cfg.apply_preset()
     except ValueError as exc:          # a library bound (e.g. cupy without a GPU)
         raise gr.Error(str(exc)) from None
-    if cfg.update == "covariance" and (cfg.bias or cfg.normalize):
-        raise gr.Error("update rule 'covariance' needs network setting 'theory' (bias-free, "
-                       "no output normalisation): the covariance identity does not hold "
-                       f"for the {cfg.preset!r} network")
     return cfg
 
 
@@ -409,9 +412,9 @@ def hltm_tab():
                                       label="examples", info="sets all the controls below")
                 note = gr.Markdown(f"*{EXAMPLES[0].note}*")
                 c = {}
-                c["preset"] = gr.Radio(list(PRESETS), value="theory", label="network setting",
-                                       info="theory: bias-free (the paper's analysis); "
-                                            "reference: biases + normalised output")
+                c["preset"] = choice(PRESETS, "theory", "network setting",
+                                     "theory: bias-free (the paper's analysis); "
+                                     "reference: biases + normalised output")
 
                 def num(key):
                     label, kind, lo, hi, default, hint = HLTM_FIELDS[key]
@@ -423,8 +426,7 @@ def hltm_tab():
                     num("polarity_lo"), num("polarity_hi")
                 with gr.Row():
                     num("hid")
-                    c["loss"] = gr.Dropdown(list(LOSSES), value="infonce", label="loss",
-                                            info="see the Losses tab")
+                    c["loss"] = choice(LOSSES, "infonce", "loss", "see the Losses tab")
                 with gr.Row():
                     num("tau"), num("lr")
                 with gr.Row():
@@ -432,10 +434,10 @@ def hltm_tab():
                 with gr.Row():
                     num("epochs"), num("steps_per_epoch")
                 with gr.Row():
-                    c["update"] = gr.Radio(list(UPDATES), value="gradient", label="update rule",
-                                           info="covariance: W += lr·OP vec(W)")
-                    c["backend"] = gr.Dropdown(list(minissl.BACKENDS), value="numpy",
-                                               label="backend", info="cupy needs a GPU")
+                    c["update"] = choice(UPDATES, "gradient", "update rule",
+                                         "covariance: W += lr·OP vec(W)")
+                    c["backend"] = choice(minissl.BACKENDS, "numpy", "backend",
+                                          "cupy needs a GPU")
                 with gr.Row():
                     train_btn = gr.Button("Train", variant="primary", elem_id="hltm-train")
                     stop_btn = gr.Button("Stop", variant="stop", elem_id="hltm-stop")
@@ -618,8 +620,8 @@ def covariance_tab():
                     num("polarity_lo"), num("polarity_hi")
                 with gr.Row():
                     num("hid")
-                    c["loss"] = gr.Dropdown(list(PAIR_WEIGHT_LOSSES), value="infonce",
-                                            label="loss", info="sets the pair weights ξ")
+                    c["loss"] = choice(PAIR_WEIGHT_LOSSES, "infonce", "loss",
+                                       "sets the pair weights ξ")
                 with gr.Row():
                     num("tau"), num("lr")
                 with gr.Row():
@@ -630,7 +632,8 @@ def covariance_tab():
                     num("n_samples"), num("n_views")
                 with gr.Row():
                     num("snapshots"), num("seed")
-                c["update"] = gr.Radio(list(UPDATES), value="gradient", label="update rule")
+                c["update"] = choice(UPDATES, "gradient", "update rule",
+                                     "covariance: W += lr·OP vec(W)")
                 with gr.Row():
                     go = gr.Button("Train", variant="primary", elem_id="cov-train")
                     stop_btn = gr.Button("Stop", variant="stop", elem_id="cov-stop")
