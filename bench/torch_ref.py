@@ -101,7 +101,7 @@ def make_step(model, lr, loss="infonce", tau=1.0, margin=0.0, negatives="given")
                                      tau, margin)
         value.backward()
         opt.step()
-        return value
+        return value.detach()
 
     return step
 
@@ -169,3 +169,56 @@ def normalized_correlation(model, x, z, level_starts, level_sizes, hid):
             out.append(torch.where(den > 0, cov.abs() / den.clamp_min(1e-300),
                                    torch.zeros_like(cov)).amax(1))
     return torch.cat(out)
+
+
+# ----------------------------------------------------------------------------- covariance spectrum
+def covariance_spectrum(weights, views, layer, k=4, tol=0.0, seed=0, counter=None):
+    """Top-k eigenpairs of ``OP_l = 2 V[Kbar_l]`` (bias-free, unmasked net), matrix-free in
+    torch, Lanczos from SciPy (``eigsh``; torch has no top-k Lanczos for an operator). The
+    products go up and down the layers with matmuls and ReLU gates (no Jacobian tensor):
+
+        u_n = mean_m J_l(x_nm) V f_{l-1}(x_nm),  c = (2/N)(u - mean u),
+        OP vec(V) = vec( (1/M) sum_nm (J_l(x_nm)^T c_n) f_{l-1}(x_nm)^T )
+
+    ``weights``: NumPy arrays, ``views`` (N, M, n_0) float64. Returns ``(values, vectors)``.
+    ``counter``: a dict whose "count" gets the number of products.
+    """
+    from scipy.sparse.linalg import LinearOperator, eigsh
+    Ws = [torch.as_tensor(np.asarray(W), dtype=torch.float64) for W in weights]
+    L = len(Ws)
+    N, M, n0 = views.shape
+    f = torch.as_tensor(np.asarray(views), dtype=torch.float64).reshape(N * M, n0)
+    gates, fs = [], [f]
+    with torch.no_grad():
+        for l, W in enumerate(Ws):
+            g = f @ W.T
+            if l < L - 1:
+                gates.append((g > 0).to(torch.float64))
+                f = torch.relu(g)
+                fs.append(f)
+    F = fs[layer]                                              # (NM, n_{l-1})
+    shape = tuple(Ws[layer].shape)
+    P = shape[0] * shape[1]
+    if counter is not None:
+        counter["count"] = 0
+
+    def mv(v):
+        if counter is not None:
+            counter["count"] += 1
+        with torch.no_grad():
+            V = torch.from_numpy(np.ascontiguousarray(v, dtype=np.float64)).reshape(shape)
+            h = F @ V.T                                        # (NM, n_l)
+            for a in range(layer, L - 1):
+                h = (h * gates[a]) @ Ws[a + 1].T
+            u = h.reshape(N, M, -1).mean(1)                    # (N, n_L)
+            c = (2.0 / N) * (u - u.mean(0))
+            d = c.repeat_interleave(M, dim=0)                  # (NM, n_L)
+            for a in range(L - 1, layer, -1):
+                d = (d @ Ws[a]) * gates[a - 1]
+            return ((d.T @ F) / M).reshape(-1).numpy()
+
+    A = LinearOperator((P, P), matvec=mv, dtype=np.float64)
+    v0 = np.random.default_rng(seed).standard_normal(P)
+    w, U = eigsh(A, k=k, which="LA", v0=v0, tol=tol)
+    order = np.argsort(w)[::-1]
+    return w[order], U[:, order]

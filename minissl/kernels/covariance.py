@@ -87,13 +87,7 @@ class Factors:
         for a in range(L - 1, l, -1):
             dT = self._down(a, dT)                                    # (n_{a-1}, NM)
             dT *= self.gates[a - 1]
-        st = self.st[l]
-        if st is None:
-            out = dT @ self.fT.T                                      # (n_l, n_{l-1})
-        else:
-            out = np.empty(self.shape, dtype=dT.dtype)
-            mlp.masked_grad_fm(np.ascontiguousarray(dT), self.fT, st[0], st[1], out)
-        return out / self.M
+        return (dT @ self.fT.T) / self.M                              # (n_l, n_{l-1}), unmasked
 
     def apply(self, V):
         """``OP vec(V)`` reshaped to (n_l, n_{l-1}) (the twin's formula)."""

@@ -20,12 +20,12 @@ Backward of ``sum(delta_L * g_L)`` (DESIGN.md §1), feature-major:
     dW[i, j]        = deltaT[i, :] . fT[j, :]        for j in cols_i (zero elsewhere)
     deltaT_prev[j]  = sum_{i: j in cols_i} W[i, j] deltaT[i, :],  then * (g_prev > 0)
 
-The fused training step (``fused_loss_and_grads``, given negatives) is two compiled calls:
-the forward of all views of a batch with their distances ``r_pos``, ``r_neg``; then, after the
-loss of ``losses.py`` has turned those into ``dL/dr`` (NumPy, N numbers: every loss stays
-written once), the chain to the embeddings and the whole backward. Both are split over
-anchors into one chunk per Numba thread (``prange``): every anchor's views are in its chunk,
-so chunks are independent and only the weight gradients are summed at the end.
+The fused training step (``fused_loss_and_grads``, given negatives) is one compiled call:
+the forward of all views of a batch, the distances ``r_pos``, ``r_neg``, the loss weights
+``dL/dr`` (compiled twins of ``losses.py``, tested against it), their chain to the embeddings
+and the whole backward. Forward and backward can be split over anchors into one chunk per
+Numba thread (``prange``): every anchor's views are in its chunk, so chunks are independent
+and only the weight gradients are summed at the end.
 
 Every kernel is ``@njit(cache=True)``: the first call in a fresh environment compiles (a few
 seconds) and writes the machine code to ``__pycache__``; later processes load it.
@@ -84,18 +84,70 @@ def net_structure(net):
 
 # ----------------------------------------------------------------------------- layer kernels
 @njit(cache=True)
+def _gather_axpy(wg, cols, cnt, src, dst):
+    """``dst[i, :] = sum_k wg[i, k] src[cols[i, k], :]`` (compact weights ``wg`` (n_out, kmax)).
+
+    The sum over k is unrolled by four so that each ``dst`` row is read and written once per
+    four inputs; the loop over the batch (contiguous) vectorises.
+    """
+    N = dst.shape[1]
+    for i in range(dst.shape[0]):
+        c = cnt[i]
+        if c == 0:
+            for n in range(N):
+                dst[i, n] = 0.0
+            continue
+        if c == 1:
+            j0 = cols[i, 0]
+            w0 = wg[i, 0]
+            for n in range(N):
+                dst[i, n] = w0 * src[j0, n]
+            continue
+        j0, j1 = cols[i, 0], cols[i, 1]
+        w0, w1 = wg[i, 0], wg[i, 1]
+        for n in range(N):
+            dst[i, n] = w0 * src[j0, n] + w1 * src[j1, n]
+        k = 2
+        while k + 4 <= c:
+            j0, j1, j2, j3 = cols[i, k], cols[i, k + 1], cols[i, k + 2], cols[i, k + 3]
+            w0, w1, w2, w3 = wg[i, k], wg[i, k + 1], wg[i, k + 2], wg[i, k + 3]
+            for n in range(N):
+                dst[i, n] += (w0 * src[j0, n] + w1 * src[j1, n]) + \
+                    (w2 * src[j2, n] + w3 * src[j3, n])
+            k += 4
+        while k < c:
+            j0 = cols[i, k]
+            w0 = wg[i, k]
+            for n in range(N):
+                dst[i, n] += w0 * src[j0, n]
+            k += 1
+
+
+@njit(cache=True)
+def _gather_rows(W, cols, cnt):
+    """Compact weights ``wg[i, k] = W[i, cols[i, k]]`` (n_out, kmax)."""
+    wg = np.zeros(cols.shape, W.dtype)
+    for i in range(cols.shape[0]):
+        for k in range(cnt[i]):
+            wg[i, k] = W[i, cols[i, k]]
+    return wg
+
+
+@njit(cache=True)
+def _gather_cols(W, colsT, cntT):
+    """Compact transposed weights ``wt[j, k] = W[colsT[j, k], j]`` (n_in, kmaxT)."""
+    wt = np.zeros(colsT.shape, W.dtype)
+    for j in range(colsT.shape[0]):
+        for k in range(cntT[j]):
+            wt[j, k] = W[colsT[j, k], j]
+    return wt
+
+
+@njit(cache=True)
 def masked_matmul_fm(W, cols, cnt, fT, gT):
     """``gT[i, :] = sum_k W[i, cols[i,k]] fT[cols[i,k], :]``: W (n_out, n_in), fT (n_in, N),
     gT (n_out, N) written in place (feature-major forward of a masked layer)."""
-    n_out, N = gT.shape
-    for i in range(n_out):
-        for n in range(N):
-            gT[i, n] = 0.0
-        for k in range(cnt[i]):
-            j = cols[i, k]
-            w = W[i, j]
-            for n in range(N):
-                gT[i, n] += w * fT[j, n]
+    _gather_axpy(_gather_rows(W, cols, cnt), cols, cnt, fT, gT)
 
 
 @njit(cache=True, fastmath=True)
@@ -104,17 +156,52 @@ def masked_grad_fm(dT, fT, cols, cnt, dW):
 
     dT (n_out, N), fT (n_in, N), dW (n_out, n_in) written in place (a masked ``delta.T @ f``).
     """
-    n_out = dW.shape[0]
-    N = dT.shape[1]
     dW[:, :] = 0.0
-    zero = np.zeros(1, dW.dtype)
-    for i in range(n_out):
-        for k in range(cnt[i]):
-            j = cols[i, k]
-            s = zero[0]                                      # accumulate in the array dtype
+    _grad_compact(dT, fT, cols, cnt, dW, True)
+
+
+@njit(cache=True, fastmath=True)
+def _grad_compact(dT, fT, cols, cnt, out, dense_out):
+    """Dot products ``dT[i, :] . fT[cols[i,k], :]``: into ``out[i, cols[i,k]]`` when
+    ``dense_out`` else added to ``out[i, k]``. Four dot products share each load of dT[i]."""
+    N = dT.shape[1]
+    zero = np.zeros(1, out.dtype)[0]                         # accumulate in the array dtype
+    for i in range(dT.shape[0]):
+        c = cnt[i]
+        k = 0
+        while k < c:
+            m = min(4, c - k)
+            j0 = cols[i, k]
+            j1 = cols[i, k + 1] if m > 1 else j0
+            j2 = cols[i, k + 2] if m > 2 else j0
+            j3 = cols[i, k + 3] if m > 3 else j0
+            s0 = zero
+            s1 = zero
+            s2 = zero
+            s3 = zero
             for n in range(N):
-                s += dT[i, n] * fT[j, n]
-            dW[i, j] = s
+                d = dT[i, n]
+                s0 += d * fT[j0, n]
+                s1 += d * fT[j1, n]
+                s2 += d * fT[j2, n]
+                s3 += d * fT[j3, n]
+            if dense_out:
+                out[i, j0] = s0
+                if m > 1:
+                    out[i, j1] = s1
+                if m > 2:
+                    out[i, j2] = s2
+                if m > 3:
+                    out[i, j3] = s3
+            else:
+                out[i, k] += s0
+                if m > 1:
+                    out[i, k + 1] += s1
+                if m > 2:
+                    out[i, k + 2] += s2
+                if m > 3:
+                    out[i, k + 3] += s3
+            k += m
 
 
 @njit(cache=True)
@@ -131,6 +218,13 @@ def masked_backprop_fm(W, cols, cnt, dT, outT):
             w = W[i, j]
             for n in range(N):
                 outT[j, n] += w * dT[i, n]
+
+
+@njit(cache=True)
+def masked_backprop_t_fm(W, colsT, cntT, dT, outT):
+    """Same product as ``masked_backprop_fm`` from the transposed structure
+    (``colsT[j, :cntT[j]]``: the units reading input j): each ``outT`` row is written once."""
+    _gather_axpy(_gather_cols(W, colsT, cntT), colsT, cntT, dT, outT)
 
 
 @njit(cache=True)
@@ -222,6 +316,9 @@ def backward_pass(weights, gs, fs, delta, masks=None, want_bias=False, want_inpu
 # feature-major buffer are [anchors | positives | negatives (anchor-major)], nc = nb (2 + H).
 # ``acts[c]`` holds f_0 .. f_{L-1} and g_L of the chunk: layer l's (n_l, nc) block starts at
 # ``aoffs[l] * ncmax`` (a C-contiguous reshape of a 1-D slice).
+LOSS_CODES = {"simple": 0, "soft_triplet": 1, "infonce": 2, "ref_nce": 3}
+
+
 @njit(cache=True)
 def _chunk_bounds(N, nchunks, c):
     return (N * c) // nchunks, (N * (c + 1)) // nchunks
@@ -234,10 +331,10 @@ def _layer_view(buf, aoffs, ncmax, l, n, nc):
 
 
 @njit(cache=True)
-def _forward_chunk(Ws, cols, cnts, x, x_pos, x_neg, a0, a1, buf, aoffs, ncmax, r_pos, r_neg):
+def _forward_chunk(wgs, cols, cnts, x, x_pos, x_neg, a0, a1, buf, aoffs, ncmax, r_pos, r_neg):
     """Forward of one chunk's views and their distances ``r_pos[a]``, ``r_neg[a, k]``.
-    Returns False when the output is not finite."""
-    L = len(Ws)
+    ``wgs[l]``: compact weights of layer l. Returns False when the output is not finite."""
+    L = len(wgs)
     nb = a1 - a0
     H = x_neg.shape[1]
     nc = nb * (2 + H)
@@ -251,9 +348,8 @@ def _forward_chunk(Ws, cols, cnts, x, x_pos, x_neg, a0, a1, buf, aoffs, ncmax, r
             for j in range(n0):
                 f[j, 2 * nb + a * H + k] = x_neg[a0 + a, k, j]
     for l in range(L):
-        W = Ws[l]
-        g = _layer_view(buf, aoffs, ncmax, l + 1, W.shape[0], nc)   # (n_l, nc)
-        masked_matmul_fm(W, cols[l], cnts[l], f, g)
+        g = _layer_view(buf, aoffs, ncmax, l + 1, wgs[l].shape[0], nc)   # (n_l, nc)
+        _gather_axpy(wgs[l], cols[l], cnts[l], f, g)
         if l < L - 1:
             relu_fm(g, g)                                    # f_l = relu(g_l); its gate is f_l > 0
         f = g
@@ -278,16 +374,18 @@ def _forward_chunk(Ws, cols, cnts, x, x_pos, x_neg, a0, a1, buf, aoffs, ncmax, r
     return True
 
 
-@njit(cache=True, fastmath=True)
-def _backward_chunk(Ws, cols, cnts, a0, a1, H, buf, aoffs, ncmax, c_pos, c_neg, part, goffs):
+@njit(cache=True)
+def _backward_chunk(wts, cols, cnts, colsT, cntsT, a0, a1, H, buf, aoffs, ncmax, c_pos, c_neg,
+                    part, goffs):
     """Chain ``c_pos = dL/dr_pos / N``, ``c_neg = dL/dr_neg / N`` to the chunk's outputs
     (``losses.chain_triples``), backward through the layers and add the compact weight
-    gradients ``dW[i, cols[i,k]]`` into ``part[goffs[l] + i*kmax + k]``."""
-    L = len(Ws)
+    gradients ``dW[i, cols[i,k]]`` into ``part[goffs[l] + i*kmax + k]``.
+    ``wts[l]``: compact transposed weights of layer l."""
+    L = len(wts)
     nb = a1 - a0
     nc = nb * (2 + H)
-    Z = _layer_view(buf, aoffs, ncmax, L, Ws[L - 1].shape[0], nc)      # (n_L, nc)
-    d = Z.shape[0]
+    d = cols[L - 1].shape[0]
+    Z = _layer_view(buf, aoffs, ncmax, L, d, nc)             # (n_L, nc)
     dT = np.zeros((d, nc), Z.dtype)
     for a in range(nb):
         cp = c_pos[a0 + a]
@@ -302,24 +400,15 @@ def _backward_chunk(Ws, cols, cnts, a0, a1, H, buf, aoffs, ncmax, c_pos, c_neg, 
                 u = cn * (Z[i, a] - Z[i, ck])
                 dT[i, a] += u
                 dT[i, ck] -= u
-    zero = np.zeros(1, Z.dtype)
     for l in range(L - 1, -1, -1):
-        W = Ws[l]
-        cl = cols[l]
-        cn_ = cnts[l]
-        fT = _layer_view(buf, aoffs, ncmax, l, W.shape[1], nc)        # f_l (n_l, nc)
-        kmax = cl.shape[1]
-        base = goffs[l]
-        for i in range(W.shape[0]):
-            for k in range(cn_[i]):
-                j = cl[i, k]
-                s = zero[0]
-                for n in range(nc):
-                    s += dT[i, n] * fT[j, n]
-                part[base + i * kmax + k] += s
+        n_out, kmax = cols[l].shape
+        n_in = cntsT[l].shape[0]
+        fT = _layer_view(buf, aoffs, ncmax, l, n_in, nc)    # f_l (n_in, nc)
+        g = part[goffs[l]:goffs[l] + n_out * kmax].reshape((n_out, kmax))
+        _grad_compact(dT, fT, cols[l], cnts[l], g, False)
         if l > 0:
-            nT = np.empty((W.shape[1], nc), Z.dtype)
-            masked_backprop_fm(W, cl, cn_, dT, nT)
+            nT = np.empty((n_in, nc), Z.dtype)
+            _gather_axpy(wts[l], colsT[l], cntsT[l], dT, nT)
             gate_fm(nT, fT)                                  # fT = relu(g_l): the same gate
             dT = nT
 
@@ -335,90 +424,163 @@ def _scatter(cols, cnts, part, goffs, dWs):
         kmax = cl.shape[1]
         for i in range(dW.shape[0]):
             for k in range(cnts[l][i]):
-                s = 0.0
-                for c in range(nchunks):
+                s = part[0, goffs[l] + i * kmax + k]
+                for c in range(1, nchunks):
                     s += part[c, goffs[l] + i * kmax + k]
                 dW[i, cl[i, k]] = s
 
 
 @njit(cache=True)
-def _forward_serial(Ws, cols, cnts, x, x_pos, x_neg, acts, aoffs, ncmax, r_pos, r_neg):
-    N = x.shape[0]
-    return _forward_chunk(Ws, cols, cnts, x, x_pos, x_neg, 0, N, acts[0], aoffs, ncmax,
-                          r_pos, r_neg)
-
-
-@njit(cache=True, parallel=True)
-def _forward_parallel(Ws, cols, cnts, x, x_pos, x_neg, acts, aoffs, ncmax, r_pos, r_neg):
-    N = x.shape[0]
-    nchunks = acts.shape[0]
-    ok = np.zeros(nchunks, np.bool_)
-    for c in prange(nchunks):
-        a0, a1 = _chunk_bounds(N, nchunks, c)
-        ok[c] = _forward_chunk(Ws, cols, cnts, x, x_pos, x_neg, a0, a1, acts[c], aoffs,
-                               ncmax, r_pos, r_neg)
-    return ok.all()
+def _loss_weights(r_pos, r_neg, code, tau, margin, c_pos, c_neg):
+    """Twin of ``losses.simple/soft_triplet/infonce/ref_nce``: writes ``c_pos = dL/dr_pos / N``
+    (N,) and ``c_neg = dL/dr_neg / N`` (N, H); returns ``(mean L, mean r_pos, mean r_neg)``."""
+    N, H = r_neg.shape
+    sL = 0.0
+    sp = 0.0
+    sn = 0.0
+    for a in range(N):
+        sp += r_pos[a]
+        for k in range(H):
+            sn += r_neg[a, k]
+    if code == 3:                                            # ref_nce, on batch means
+        u = (sn / N - sp / N) / tau
+        e = math.exp(-abs(u))
+        s = 1.0 / (1.0 + e) if u >= 0 else e / (1.0 + e)
+        w = s * (1.0 - s) / tau
+        for a in range(N):
+            c_pos[a] = w / N
+            c_neg[a, 0] = -w / N
+        return -s, sp / N, sn / (N * H)
+    for a in range(N):
+        rp = float(r_pos[a])
+        if code == 0:                                        # simple
+            Lv = rp - r_neg[a, 0]
+            dpos = 1.0
+            c_neg[a, 0] = -1.0 / N
+        elif code == 1:                                      # soft triplet
+            u = (rp - r_neg[a, 0] + margin) / tau
+            e = math.exp(-abs(u))
+            s = 1.0 / (1.0 + e) if u >= 0 else e / (1.0 + e)
+            Lv = tau * (max(u, 0.0) + math.log1p(e))
+            dpos = s
+            c_neg[a, 0] = -s / N
+        else:                                                # InfoNCE, log-sum-exp
+            amax = -rp / tau
+            for k in range(H):
+                amax = max(amax, -r_neg[a, k] / tau)
+            se = math.exp(-rp / tau - amax)
+            for k in range(H):
+                se += math.exp(-r_neg[a, k] / tau - amax)
+            dpos = 0.0
+            for k in range(H):
+                p = math.exp(-r_neg[a, k] / tau - amax) / se
+                c_neg[a, k] = -p / N
+                dpos += p
+            Lv = rp + tau * (amax + math.log(se))
+        c_pos[a] = dpos / N
+        sL += Lv
+    return sL / N, sp / N, sn / (N * H)
 
 
 @njit(cache=True)
-def _backward_serial(Ws, cols, cnts, H, acts, aoffs, ncmax, c_pos, c_neg, part, goffs, dWs):
-    N = c_pos.shape[0]
+def _fused_serial(Ws, cols, cnts, colsT, cntsT, x, x_pos, x_neg, code, tau, margin, acts,
+                  aoffs, ncmax, goffs, part, dWs):
+    """The whole step, one chunk: forward, distances, loss weights, backward, gradients.
+    Returns ``(mean L, mean r_pos, mean r_neg, finite)``."""
+    N = x.shape[0]
+    H = x_neg.shape[1]
+    dt = Ws[0].dtype
+    wgs = [_gather_rows(Ws[l], cols[l], cnts[l]) for l in range(len(Ws))]
+    r_pos = np.empty(N, dt)
+    r_neg = np.empty((N, H), dt)
+    if not _forward_chunk(wgs, cols, cnts, x, x_pos, x_neg, 0, N, acts[0], aoffs, ncmax,
+                          r_pos, r_neg):
+        return np.nan, np.nan, np.nan, False
+    c_pos = np.empty(N, dt)
+    c_neg = np.empty((N, H), dt)
+    Lm, rp, rn = _loss_weights(r_pos, r_neg, code, tau, margin, c_pos, c_neg)
+    wts = [_gather_cols(Ws[l], colsT[l], cntsT[l]) for l in range(len(Ws))]
     part[:, :] = 0.0
-    _backward_chunk(Ws, cols, cnts, 0, N, H, acts[0], aoffs, ncmax, c_pos, c_neg, part[0],
-                    goffs)
+    _backward_chunk(wts, cols, cnts, colsT, cntsT, 0, N, H, acts[0], aoffs, ncmax, c_pos, c_neg,
+                    part[0], goffs)
     _scatter(cols, cnts, part, goffs, dWs)
+    return Lm, rp, rn, True
 
 
 @njit(cache=True, parallel=True)
-def _backward_parallel(Ws, cols, cnts, H, acts, aoffs, ncmax, c_pos, c_neg, part, goffs, dWs):
-    N = c_pos.shape[0]
+def _fused_parallel(Ws, cols, cnts, colsT, cntsT, x, x_pos, x_neg, code, tau, margin, acts,
+                    aoffs, ncmax, goffs, part, dWs):
+    """``_fused_serial`` with the anchors split into ``acts.shape[0]`` chunks (``prange``)."""
+    N = x.shape[0]
+    H = x_neg.shape[1]
     nchunks = acts.shape[0]
+    dt = Ws[0].dtype
+    wgs = [_gather_rows(Ws[l], cols[l], cnts[l]) for l in range(len(Ws))]
+    r_pos = np.empty(N, dt)
+    r_neg = np.empty((N, H), dt)
+    ok = np.zeros(nchunks, np.bool_)
+    for c in prange(nchunks):
+        a0, a1 = _chunk_bounds(N, nchunks, c)
+        ok[c] = _forward_chunk(wgs, cols, cnts, x, x_pos, x_neg, a0, a1, acts[c], aoffs, ncmax,
+                               r_pos, r_neg)
+    if not ok.all():
+        return np.nan, np.nan, np.nan, False
+    c_pos = np.empty(N, dt)
+    c_neg = np.empty((N, H), dt)
+    Lm, rp, rn = _loss_weights(r_pos, r_neg, code, tau, margin, c_pos, c_neg)
+    wts = [_gather_cols(Ws[l], colsT[l], cntsT[l]) for l in range(len(Ws))]
     part[:, :] = 0.0
     for c in prange(nchunks):
         a0, a1 = _chunk_bounds(N, nchunks, c)
-        _backward_chunk(Ws, cols, cnts, a0, a1, H, acts[c], aoffs, ncmax, c_pos, c_neg,
-                        part[c], goffs)
+        _backward_chunk(wts, cols, cnts, colsT, cntsT, a0, a1, H, acts[c], aoffs, ncmax, c_pos,
+                        c_neg, part[c], goffs)
     _scatter(cols, cnts, part, goffs, dWs)
+    return Lm, rp, rn, True
 
 
 def fused_plan(net):
-    """``(cols, cnts, goffs, total)`` for the fused step: every layer as a row structure (a
-    dense layer gets the full one) and the offsets of their compact gradients (cached)."""
+    """Per layer ``(cols, cnt)`` and the transposed ``(colsT, cntT)`` for the fused step
+    (a dense layer gets the full structure), the offsets of the compact gradients and of the
+    activations (cached on the net)."""
     cached = getattr(net, "_numba_plan", None)
     if cached is not None and cached[0] is net.masks:
         return cached[1]
-    st = net_structure(net)
-    cols, cnts, goffs, total = [], [], [], 0
+    from ..backend import to_numpy
+    cols, cnts, colsT, cntsT, goffs, total = [], [], [], [], [], 0
     for l, W in enumerate(net.weights):
-        c, n = st[l] if st[l] is not None else dense_structure(*W.shape)
+        m = None if net.masks is None else net.masks[l]
+        m = np.ones(W.shape) if m is None else to_numpy(m)
+        c, n = row_structure(m)
+        cT, nT = row_structure(m.T)
         cols.append(c)
         cnts.append(n)
+        colsT.append(cT)
+        cntsT.append(nT)
         goffs.append(total)
         total += c.size
-    plan = (tuple(cols), tuple(cnts), np.asarray(goffs, np.int64), total)
+    aoffs = np.concatenate([[0], np.cumsum(net.sizes)]).astype(np.int64)
+    plan = (tuple(cols), tuple(cnts), tuple(colsT), tuple(cntsT), np.asarray(goffs, np.int64),
+            total, aoffs)
     net._numba_plan = (net.masks, plan)
     return plan
 
 
 def fused_loss_and_grads(net, batch, cfg, threads=None):
-    """Twin of ``train.loss_and_grads`` for given negatives: forward of all views, the loss
-    and backward in two compiled calls per step.
+    """Twin of ``train.loss_and_grads`` for given negatives: one compiled call per step.
 
-    Kernel 1 runs the forward of the anchors, positives and negatives and returns the
-    distances ``r_pos`` (N,), ``r_neg`` (N, H); the loss itself is the NumPy function of
-    ``losses.LOSSES`` (one place for every loss, batch-level ``ref_nce`` included), giving
-    ``dL/dr``; kernel 2 chains ``dL/dr / N`` to the embeddings (``chain_triples``) and runs the
-    backward. Returns ``(loss, r_pos, r_neg, grads)`` like the twin (``grads`` aligned with
-    ``net.parameters()``, dense, zero at masked entries), ``(nan, nan, nan, None)`` when the
-    output is not finite, or None when the fused step does not apply (in-batch negatives,
-    biases, output normalisation: the caller takes the general path).
+    Forward of the anchors, positives and negatives, the distances, the loss and its weights
+    ``dL/dr`` (twins of ``losses.LOSSES``, batch-level ``ref_nce`` included), their chain to
+    the embeddings (``chain_triples``) and the backward. Returns ``(loss, r_pos, r_neg,
+    grads)`` like the twin (``grads`` aligned with ``net.parameters()``, dense, zero at masked
+    entries), ``(nan, nan, nan, None)`` when the output is not finite, or None when the fused
+    step does not apply (in-batch negatives, biases, output normalisation, a loss without a
+    twin, more than ``FUSED_MAX_WEIGHTS`` live weights): the caller takes the general path.
     ``threads``: anchors are split into this many chunks run in parallel with ``prange``
-    (default ``THREADS`` = 1, serial; at least ``MIN_CHUNK`` anchors per chunk). Nets with
-    more than ``FUSED_MAX_WEIGHTS`` live weights return None (BLAS wins there).
+    (default ``THREADS`` = 1, serial; at least ``MIN_CHUNK`` anchors per chunk).
     """
-    if cfg.negatives != "given" or net.bias or net.normalize:
+    if (cfg.negatives != "given" or net.bias or net.normalize or cfg.loss not in LOSS_CODES):
         return None
-    cols, cnts, goffs, total = fused_plan(net)
+    cols, cnts, colsT, cntsT, goffs, total, aoffs = fused_plan(net)
     if total > FUSED_MAX_WEIGHTS:
         return None
     x, x_pos, x_neg = batch
@@ -433,27 +595,21 @@ def fused_loss_and_grads(net, batch, cfg, threads=None):
                          f"got {tuple(x_neg.shape)}")
     H = x_neg.shape[1]
     from ..losses import check_loss
-    fn = check_loss(cfg.loss, cfg.tau, H)
+    check_loss(cfg.loss, cfg.tau, H)
     if not np.isfinite(x_neg).all():
         raise ValueError("x_neg contains NaN or infinite values")
     x_neg = np.ascontiguousarray(x_neg)
-    Ws = tuple(net.weights)
-    dt = net.dtype
     threads = THREADS if threads is None else threads
     nchunks = max(1, min(int(threads), N // MIN_CHUNK))
     ncmax = -(-N // nchunks) * (2 + H)
-    aoffs = np.concatenate([[0], np.cumsum(net.sizes)]).astype(np.int64)
+    dt = net.dtype
     acts = np.empty((nchunks, int(aoffs[-1]) * ncmax), dt)
-    r_pos = np.empty(N, dt)
-    r_neg = np.empty((N, H), dt)
-    fwd, bwd = (_forward_serial, _backward_serial) if nchunks == 1 else \
-        (_forward_parallel, _backward_parallel)
-    if not fwd(Ws, cols, cnts, x, x_pos, x_neg, acts, aoffs, ncmax, r_pos, r_neg):
-        return math.nan, math.nan, math.nan, None
-    L, d_pos, d_neg = fn(r_pos, r_neg, float(cfg.tau), float(cfg.margin))
-    c_pos = np.ascontiguousarray(d_pos / N, dtype=dt)
-    c_neg = np.ascontiguousarray(d_neg / N, dtype=dt)
     part = np.empty((nchunks, total), dt)
+    Ws = tuple(net.weights)
     dWs = tuple(np.empty_like(W) for W in Ws)
-    bwd(Ws, cols, cnts, H, acts, aoffs, ncmax, c_pos, c_neg, part, goffs, dWs)
-    return float(L.mean()), float(r_pos.mean()), float(r_neg.mean()), list(dWs)
+    fn = _fused_serial if nchunks == 1 else _fused_parallel
+    Lm, rp, rn, ok = fn(Ws, cols, cnts, colsT, cntsT, x, x_pos, x_neg, LOSS_CODES[cfg.loss],
+                        float(cfg.tau), float(cfg.margin), acts, aoffs, ncmax, goffs, part, dWs)
+    if not ok:
+        return math.nan, math.nan, math.nan, None
+    return float(Lm), float(rp), float(rn), list(dWs)
