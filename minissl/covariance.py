@@ -41,6 +41,7 @@ from .nets import forward_pass, jacobians
 PAIR_WEIGHT_LOSSES = ("simple", "soft_triplet", "infonce")
 SPECTRUM_METHODS = ("auto", "lanczos", "dense")
 DENSE_MAX_P = 1024        # "auto" uses the explicit operator up to this many parameters
+DENSE_MAX_KBAR = 1 << 24  # ... and while Kbar (N * P * n_L numbers) stays below this
 
 
 # ----------------------------------------------------------------------------- validation
@@ -120,9 +121,13 @@ def kbar(net, views, layer):
     """``Kbar_l`` per sample: the mean of ``K_l`` over the M views. (N, M, n_0) -> (N, P, n_L)."""
     layer = _check_layer(net, layer)
     views = _check_views(net, views)
-    N, M, n0 = views.shape
-    K = connection(net, views.reshape(N * M, n0), layer)      # (N*M, P, n_L)
-    return K.reshape(N, M, *K.shape[1:]).mean(axis=1)
+    N, M, _ = views.shape
+    J, f = _layer_factors(net, views, layer)                   # (NM, n_L, n_l), (NM, n_{l-1})
+    nL, nl, n_prev = J.shape[1], J.shape[2], f.shape[1]
+    # Kbar[n, i, j, k] = (1/M) Σ_m J[nm, k, i] f[nm, j]; never the (N*M, P, n_L) K of all views
+    Kb = net.xp.einsum("nmki,nmj->nijk", J.reshape(N, M, nL, nl), f.reshape(N, M, n_prev),
+                       optimize=True) / M
+    return Kb.reshape(N, nl * n_prev, nL)                      # (N, P, n_L)
 
 
 def _mask_vec(net, layer):
@@ -253,7 +258,8 @@ def covariance_spectrum(net, views, layer, k=4, xi=None, method="auto", tol=0.0,
 
     ``method``: "lanczos" (``eigsh`` over a ``LinearOperator`` whose matvec is the matrix-free
     product; ``cupyx.scipy.sparse.linalg`` for CuPy arrays), "dense" (explicit OP and
-    ``eigh``; P² memory), "auto" (dense when P <= DENSE_MAX_P or k >= P - 1, else lanczos).
+    ``eigh``; P² + N P n_L memory), "auto" (dense when k >= P - 1, or when P <= DENSE_MAX_P
+    and N P n_L <= DENSE_MAX_KBAR; else lanczos).
     ``tol`` is eigsh's relative accuracy (0: machine precision); ``seed`` fixes its start
     vector. Each eigenvector's sign is fixed so that its largest-magnitude entry is positive.
     Arrays are returned on the net's device.
@@ -278,7 +284,10 @@ def covariance_spectrum(net, views, layer, k=4, xi=None, method="auto", tol=0.0,
         raise ValueError(f"method='lanczos' needs k < P - 1 = {P - 1}, got k={k}; "
                          "use method='dense'")
     xp = net.xp
-    if method == "dense" or (method == "auto" and (P <= DENSE_MAX_P or k >= P - 1)):
+    views = _check_views(net, views)
+    N = views.shape[0]
+    small = P <= DENSE_MAX_P and N * P * net.sizes[-1] <= DENSE_MAX_KBAR
+    if method == "dense" or (method == "auto" and (small or k >= P - 1)):
         OP = covariance_operator(net, views, layer, xi)
         w, U = xp.linalg.eigh(OP)
         vals, vecs = w[::-1][:k], U[:, ::-1][:, :k]
