@@ -105,7 +105,8 @@ def main(argv=None):
             rss_big = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             res = C.covariance_matvec(net, views, layer)(vecs[:, 0]) - vals[0] * vecs[:, 0]
             print(f"lanczos, P = {P}: {wall:.3f} s wall, {cpu:.3f} s CPU, peak traced "
-                  f"{mem:.1f} MB (process peak RSS so far {rss_big:.0f} MB); top-{args.k} = {np.array2string(vals, precision=6)}; "
+                  f"{mem:.1f} MB (process peak RSS so far {rss_big:.0f} MB); "
+                  f"top-{args.k} = {np.array2string(vals, precision=6)}; "
                   f"||OP u1 - l1 u1|| / l1 = {np.linalg.norm(res) / vals[0]:.1e}")
 
             lz = lambda: minissl.covariance_spectrum(ref_net, ref_views, 1, k=args.k,  # noqa: E731

@@ -101,7 +101,8 @@ def _layer_factors(net, views, layer):
 
 
 def connection(net, x, layer):
-    """``K_l(x)`` for each row of ``x``: ``K[n, i*n_{l-1} + j, k] = J_l(x_n)[k, i] f_{l-1}(x_n)[j]``.
+    """``K_l(x)`` for each row of ``x``:
+    ``K[n, i*n_{l-1} + j, k] = J_l(x_n)[k, i] f_{l-1}(x_n)[j]``.
 
     ``x``: (N, n_0) -> ``K``: (N, P, n_L), ``P = n_l n_{l-1}``. For a bias-free net without
     output normalisation ``f_L(x_n) = K[n].T @ net.weights[layer].ravel()`` (reversibility).
@@ -148,7 +149,8 @@ def covariance_operator(net, views, layer, xi=None):
 
     ``xi=None``: ``OP = 2 V[Kbar] = (2/N) Σ_n (Kbar_n - μ)(Kbar_n - μ)^T`` (population
     covariance over the N samples, contracted over the output index k).
-    ``xi`` (N, N) symmetric: ``OP = (1/N²) Σ_{n,n'} xi[n,n'] (Kbar_n - Kbar_n')(Kbar_n - Kbar_n')^T``.
+    ``xi`` (N, N) symmetric:
+    ``OP = (1/N²) Σ_{n,n'} xi[n,n'] (Kbar_n - Kbar_n')(Kbar_n - Kbar_n')^T``.
     On a masked layer the rows and columns of masked weights are zeroed (``D OP D``).
     Memory: N*P*n_L for Kbar plus P² for OP; use ``covariance_update``/``covariance_spectrum``
     for large layers.

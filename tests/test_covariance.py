@@ -1,6 +1,5 @@
 """The covariance operator (DESIGN.md §1, docs/theory.md): connection, exact finite-population
 theorem, weighted form, matrix-free update/spectrum, pair weights, linear nets, training by OP."""
-import math
 
 import numpy as np
 import pytest
