@@ -102,7 +102,8 @@ def _choice(value, name, choices):
 HLTM_FIELDS = {
     "depth": ("depth", int, 2, 7, 5, "tree depth L, 2-7 (root at L, leaves at 0)"),
     "num_children": ("children", int, 2, 3, 2, "children per latent, 2-3"),
-    "polarity_lo": ("polarity low", float, 0.0, 1.0, 0.7, "|ρ| ~ U[low, high], 0 ≤ low ≤ high ≤ 1"),
+    "polarity_lo": ("polarity low", float, 0.0, 1.0, 0.7,
+                    "|ρ| ~ U[low, high], 0 ≤ low ≤ high ≤ 1"),
     "polarity_hi": ("polarity high", float, 0.0, 1.0, 1.0, "P(child = parent) = (1+ρ)/2"),
     "hid": ("hid", int, 1, 50, 10, "hidden units per latent, 1-50"),
     "tau": ("τ", float, 0.0, 100.0, 0.1, "temperature, 0 < τ ≤ 100"),
@@ -444,11 +445,13 @@ def hltm_tab():
             with gr.Column(scale=2):
                 status = gr.Textbox(label="status", lines=2, interactive=False,
                                     elem_classes=["status-line"], elem_id="hltm-status")
-                tree_plot = gr.Plot(label="latent tree", elem_id="hltm-tree", format="png")
+                tree_plot = gr.Plot(show_label=False, label="latent tree", elem_id="hltm-tree",
+                                    format="png")
                 with gr.Row():
-                    corr_plot = gr.Plot(label="correlation per depth", elem_id="hltm-corr",
+                    corr_plot = gr.Plot(show_label=False, label="correlation per depth",
+                                        elem_id="hltm-corr", format="png")
+                    loss_plot = gr.Plot(show_label=False, label="loss", elem_id="hltm-loss",
                                         format="png")
-                    loss_plot = gr.Plot(label="loss", elem_id="hltm-loss", format="png")
                 with gr.Accordion("result (JSON, as returned by the /train_hltm endpoint)",
                                   open=False):
                     result = gr.JSON(label="result")
@@ -641,10 +644,13 @@ def covariance_tab():
                 status = gr.Textbox(label="status", lines=2, interactive=False,
                                     elem_classes=["status-line"], elem_id="cov-status")
                 with gr.Row():
-                    spec = gr.Plot(label="spectrum of OP", elem_id="cov-spectrum",
+                    spec = gr.Plot(show_label=False, label="spectrum of OP",
+                                   elem_id="cov-spectrum",
                                    format="png")
-                    cos = gr.Plot(label="cosine", elem_id="cov-cosine", format="png")
-                vec = gr.Plot(label="top eigenvector", elem_id="cov-eigvec", format="png")
+                    cos = gr.Plot(show_label=False, label="cosine", elem_id="cov-cosine",
+                                  format="png")
+                vec = gr.Plot(show_label=False, label="top eigenvector", elem_id="cov-eigvec",
+                              format="png")
         run = go.click(train_covariance, [c[k] for k in COV_ORDER], [spec, cos, vec, status],
                        api_name="train_covariance", concurrency_limit=1,
                        concurrency_id="training", show_progress="full",
@@ -702,7 +708,8 @@ def losses_tab():
                 which = gr.CheckboxGroup(list(LOSSES), value=list(plots.THREE_LOSSES),
                                          label="losses")
             with gr.Column(scale=3):
-                fig = gr.Plot(loss_curves_plot(), label="losses and pair weights",
+                fig = gr.Plot(loss_curves_plot(), show_label=False,
+                              label="losses and pair weights",
                               elem_id="losses-plot", format="png")
         controls = [vary, r_pos, r_neg, tau, margin, H, which]
         gr.on([ctl.change for ctl in controls], loss_curves_plot, controls, fig,

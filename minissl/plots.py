@@ -83,7 +83,8 @@ def tree_figure(num_children, depth, corr, polarity, *, title=None, label_limit=
             widths.append(0.4 + 2.2 * abs(rho[i]))
         if len(xs) <= label_limit:
             for i, x in enumerate(xs):
-                mx, my = 0.5 * (px[parent[i]] + x), 0.5 * (py + y)
+                # 70% of the way down the edge: siblings' labels spread apart
+                mx, my = 0.3 * px[parent[i]] + 0.7 * x, 0.3 * py + 0.7 * y
                 ax.text(mx, my, f"{rho[i]:+.2f}", fontsize=6.5, ha="center", va="center",
                         color=colors[-len(xs) + i],
                         bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none", alpha=0.8))
@@ -126,7 +127,7 @@ def corr_depth_figure(steps, corr_by_depth, *, untrained=None, ceiling=None, tit
     steps = np.asarray(steps, float)
     C = np.asarray(corr_by_depth, float).reshape(len(steps), -1)     # (T, D)
     D = C.shape[1]
-    fig = _figure()
+    fig = _figure(5.0, 3.4)
     ax = fig.add_subplot()
     cmap = __import__("matplotlib").colormaps["plasma"]
     for d in range(D):
@@ -159,7 +160,7 @@ def collapsed_loss(loss="infonce", tau=1.0, H=1, margin=0.0):
 
 def loss_figure(steps, loss, *, collapsed=None, name="loss", title=None):
     """Training loss against step, with the collapsed-embedding value as a horizontal line."""
-    fig = _figure()
+    fig = _figure(5.0, 3.4)
     ax = fig.add_subplot()
     ax.plot(np.asarray(steps, float), np.asarray(loss, float), color="tab:blue", lw=1.2,
             label=name)
