@@ -103,7 +103,8 @@ def jacobians(weights, gs, xp=np):
     J = xp.broadcast_to(xp.eye(nL, dtype=gs[-1].dtype), (N, nL, nL)).copy()
     Js = [J]
     for l in range(len(weights) - 1, 0, -1):
-        J = (J @ weights[l]) * (gs[l - 1] > 0)[:, None, :]   # (N, n_L, n_{l-1})
+        JW = (J.reshape(N * nL, -1) @ weights[l]).reshape(N, nL, -1)   # one GEMM, not N
+        J = JW * (gs[l - 1] > 0)[:, None, :]                           # (N, n_L, n_{l-1})
         Js.append(J)
     return Js[::-1]
 
