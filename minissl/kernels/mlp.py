@@ -42,6 +42,7 @@ from numba import njit, prange
 MIN_CHUNK = 16          # anchors per thread below which the fused step stays serial
 FUSED_MAX_WEIGHTS = 1 << 18   # larger nets: the fused loops lose to BLAS, take the general path
 THREADS = 1             # default chunks of the fused step (see docs/performance.md)
+SERIAL_CHUNK = 128      # anchors per chunk of the serial fused step
 
 
 # ----------------------------------------------------------------------------- structure
@@ -84,43 +85,54 @@ def net_structure(net):
 
 # ----------------------------------------------------------------------------- layer kernels
 @njit(cache=True)
-def _gather_axpy(wg, cols, cnt, src, dst):
-    """``dst[i, :] = sum_k wg[i, k] src[cols[i, k], :]`` (compact weights ``wg`` (n_out, kmax)).
+def _gather_axpy(wg, cols, cnt, src, dst, relu=False):
+    """``dst[i, :] = sum_k wg[i, k] src[cols[i, k], :]`` (compact weights ``wg`` (n_out, kmax)),
+    then ``max(., 0)`` when ``relu``.
 
     The sum over k is unrolled by four so that each ``dst`` row is read and written once per
     four inputs; the loop over the batch (contiguous) vectorises.
     """
     N = dst.shape[1]
+    zero = np.zeros(1, dst.dtype)[0]
     for i in range(dst.shape[0]):
-        c = cnt[i]
-        if c == 0:
+        _axpy_row(wg, cols, cnt, src, dst, i, N)
+        if relu:
             for n in range(N):
-                dst[i, n] = 0.0
-            continue
-        if c == 1:
-            j0 = cols[i, 0]
-            w0 = wg[i, 0]
-            for n in range(N):
-                dst[i, n] = w0 * src[j0, n]
-            continue
-        j0, j1 = cols[i, 0], cols[i, 1]
-        w0, w1 = wg[i, 0], wg[i, 1]
+                dst[i, n] = max(dst[i, n], zero)
+
+
+@njit(cache=True, inline="always")
+def _axpy_row(wg, cols, cnt, src, dst, i, N):
+    """Row i of ``_gather_axpy``."""
+    c = cnt[i]
+    if c == 0:
         for n in range(N):
-            dst[i, n] = w0 * src[j0, n] + w1 * src[j1, n]
-        k = 2
-        while k + 4 <= c:
-            j0, j1, j2, j3 = cols[i, k], cols[i, k + 1], cols[i, k + 2], cols[i, k + 3]
-            w0, w1, w2, w3 = wg[i, k], wg[i, k + 1], wg[i, k + 2], wg[i, k + 3]
-            for n in range(N):
-                dst[i, n] += (w0 * src[j0, n] + w1 * src[j1, n]) + \
-                    (w2 * src[j2, n] + w3 * src[j3, n])
-            k += 4
-        while k < c:
-            j0 = cols[i, k]
-            w0 = wg[i, k]
-            for n in range(N):
-                dst[i, n] += w0 * src[j0, n]
-            k += 1
+            dst[i, n] = 0.0
+        return
+    if c == 1:
+        j0 = cols[i, 0]
+        w0 = wg[i, 0]
+        for n in range(N):
+            dst[i, n] = w0 * src[j0, n]
+        return
+    j0, j1 = cols[i, 0], cols[i, 1]
+    w0, w1 = wg[i, 0], wg[i, 1]
+    for n in range(N):
+        dst[i, n] = w0 * src[j0, n] + w1 * src[j1, n]
+    k = 2
+    while k + 4 <= c:
+        j0, j1, j2, j3 = cols[i, k], cols[i, k + 1], cols[i, k + 2], cols[i, k + 3]
+        w0, w1, w2, w3 = wg[i, k], wg[i, k + 1], wg[i, k + 2], wg[i, k + 3]
+        for n in range(N):
+            dst[i, n] += (w0 * src[j0, n] + w1 * src[j1, n]) + \
+                (w2 * src[j2, n] + w3 * src[j3, n])
+        k += 4
+    while k < c:
+        j0 = cols[i, k]
+        w0 = wg[i, k]
+        for n in range(N):
+            dst[i, n] += w0 * src[j0, n]
+        k += 1
 
 
 @njit(cache=True)
@@ -231,20 +243,20 @@ def masked_backprop_t_fm(W, colsT, cntT, dT, outT):
 def relu_fm(gT, fT):
     """``fT = max(gT, 0)`` elementwise (same shapes)."""
     a, b = gT.shape
+    zero = np.zeros(1, fT.dtype)[0]
     for i in range(a):
         for n in range(b):
-            v = gT[i, n]
-            fT[i, n] = v if v > 0 else 0.0
+            fT[i, n] = max(gT[i, n], zero)
 
 
 @njit(cache=True)
 def gate_fm(dT, gT):
     """``dT *= (gT > 0)`` in place: the ReLU gate ``D_l`` of the backward pass."""
     a, b = dT.shape
+    zero = np.zeros(1, dT.dtype)[0]
     for i in range(a):
         for n in range(b):
-            if not gT[i, n] > 0:
-                dT[i, n] = 0.0
+            dT[i, n] = dT[i, n] if gT[i, n] > 0 else zero
 
 
 # ----------------------------------------------------------------------------- net passes
@@ -349,9 +361,7 @@ def _forward_chunk(wgs, cols, cnts, x, x_pos, x_neg, a0, a1, buf, aoffs, ncmax, 
                 f[j, 2 * nb + a * H + k] = x_neg[a0 + a, k, j]
     for l in range(L):
         g = _layer_view(buf, aoffs, ncmax, l + 1, wgs[l].shape[0], nc)   # (n_l, nc)
-        _gather_axpy(wgs[l], cols[l], cnts[l], f, g)
-        if l < L - 1:
-            relu_fm(g, g)                                    # f_l = relu(g_l); its gate is f_l > 0
+        _gather_axpy(wgs[l], cols[l], cnts[l], f, g, l < L - 1)   # f_l = relu(g_l), gate f_l > 0
         f = g
     d = f.shape[0]
     for i in range(d):
@@ -376,17 +386,20 @@ def _forward_chunk(wgs, cols, cnts, x, x_pos, x_neg, a0, a1, buf, aoffs, ncmax, 
 
 @njit(cache=True)
 def _backward_chunk(wts, cols, cnts, colsT, cntsT, a0, a1, H, buf, aoffs, ncmax, c_pos, c_neg,
-                    part, goffs):
+                    part, goffs, scratch):
     """Chain ``c_pos = dL/dr_pos / N``, ``c_neg = dL/dr_neg / N`` to the chunk's outputs
     (``losses.chain_triples``), backward through the layers and add the compact weight
     gradients ``dW[i, cols[i,k]]`` into ``part[goffs[l] + i*kmax + k]``.
-    ``wts[l]``: compact transposed weights of layer l."""
+    ``wts[l]``: compact transposed weights of layer l; ``scratch`` (2, max n_l * ncmax) holds
+    the two deltas (preallocated: no page faults per step)."""
     L = len(wts)
     nb = a1 - a0
     nc = nb * (2 + H)
     d = cols[L - 1].shape[0]
     Z = _layer_view(buf, aoffs, ncmax, L, d, nc)             # (n_L, nc)
-    dT = np.zeros((d, nc), Z.dtype)
+    dT = scratch[0, :d * nc].reshape((d, nc))
+    dT[:, :] = 0.0
+    side = 0
     for a in range(nb):
         cp = c_pos[a0 + a]
         for i in range(d):
@@ -407,7 +420,8 @@ def _backward_chunk(wts, cols, cnts, colsT, cntsT, a0, a1, H, buf, aoffs, ncmax,
         g = part[goffs[l]:goffs[l] + n_out * kmax].reshape((n_out, kmax))
         _grad_compact(dT, fT, cols[l], cnts[l], g, False)
         if l > 0:
-            nT = np.empty((n_in, nc), Z.dtype)
+            side = 1 - side
+            nT = scratch[side, :n_in * nc].reshape((n_in, nc))
             _gather_axpy(wts[l], colsT[l], cntsT[l], dT, nT)
             gate_fm(nT, fT)                                  # fT = relu(g_l): the same gate
             dT = nT
@@ -484,32 +498,38 @@ def _loss_weights(r_pos, r_neg, code, tau, margin, c_pos, c_neg):
 
 @njit(cache=True)
 def _fused_serial(Ws, cols, cnts, colsT, cntsT, x, x_pos, x_neg, code, tau, margin, acts,
-                  aoffs, ncmax, goffs, part, dWs):
-    """The whole step, one chunk: forward, distances, loss weights, backward, gradients.
+                  aoffs, ncmax, goffs, part, scratch, dWs):
+    """The whole step: forward, distances, loss weights, backward, gradients, over the
+    ``acts.shape[0]`` chunks of anchors one after the other (smaller chunks stay in cache).
     Returns ``(mean L, mean r_pos, mean r_neg, finite)``."""
     N = x.shape[0]
     H = x_neg.shape[1]
+    nchunks = acts.shape[0]
     dt = Ws[0].dtype
     wgs = [_gather_rows(Ws[l], cols[l], cnts[l]) for l in range(len(Ws))]
     r_pos = np.empty(N, dt)
     r_neg = np.empty((N, H), dt)
-    if not _forward_chunk(wgs, cols, cnts, x, x_pos, x_neg, 0, N, acts[0], aoffs, ncmax,
-                          r_pos, r_neg):
-        return np.nan, np.nan, np.nan, False
+    for c in range(nchunks):
+        a0, a1 = _chunk_bounds(N, nchunks, c)
+        if not _forward_chunk(wgs, cols, cnts, x, x_pos, x_neg, a0, a1, acts[c], aoffs, ncmax,
+                              r_pos, r_neg):
+            return np.nan, np.nan, np.nan, False
     c_pos = np.empty(N, dt)
     c_neg = np.empty((N, H), dt)
     Lm, rp, rn = _loss_weights(r_pos, r_neg, code, tau, margin, c_pos, c_neg)
     wts = [_gather_cols(Ws[l], colsT[l], cntsT[l]) for l in range(len(Ws))]
     part[:, :] = 0.0
-    _backward_chunk(wts, cols, cnts, colsT, cntsT, 0, N, H, acts[0], aoffs, ncmax, c_pos, c_neg,
-                    part[0], goffs)
+    for c in range(nchunks):
+        a0, a1 = _chunk_bounds(N, nchunks, c)
+        _backward_chunk(wts, cols, cnts, colsT, cntsT, a0, a1, H, acts[c], aoffs, ncmax, c_pos,
+                        c_neg, part[c], goffs, scratch[c])
     _scatter(cols, cnts, part, goffs, dWs)
     return Lm, rp, rn, True
 
 
 @njit(cache=True, parallel=True)
 def _fused_parallel(Ws, cols, cnts, colsT, cntsT, x, x_pos, x_neg, code, tau, margin, acts,
-                    aoffs, ncmax, goffs, part, dWs):
+                    aoffs, ncmax, goffs, part, scratch, dWs):
     """``_fused_serial`` with the anchors split into ``acts.shape[0]`` chunks (``prange``)."""
     N = x.shape[0]
     H = x_neg.shape[1]
@@ -533,7 +553,7 @@ def _fused_parallel(Ws, cols, cnts, colsT, cntsT, x, x_pos, x_neg, code, tau, ma
     for c in prange(nchunks):
         a0, a1 = _chunk_bounds(N, nchunks, c)
         _backward_chunk(wts, cols, cnts, colsT, cntsT, a0, a1, H, acts[c], aoffs, ncmax, c_pos,
-                        c_neg, part[c], goffs)
+                        c_neg, part[c], goffs, scratch[c])
     _scatter(cols, cnts, part, goffs, dWs)
     return Lm, rp, rn, True
 
@@ -601,15 +621,25 @@ def fused_loss_and_grads(net, batch, cfg, threads=None):
     x_neg = np.ascontiguousarray(x_neg)
     threads = THREADS if threads is None else threads
     nchunks = max(1, min(int(threads), N // MIN_CHUNK))
+    parallel = nchunks > 1
+    if not parallel:                                         # cache-sized serial chunks
+        nchunks = max(1, min(-(-N // SERIAL_CHUNK), N))
     ncmax = -(-N // nchunks) * (2 + H)
     dt = net.dtype
-    acts = np.empty((nchunks, int(aoffs[-1]) * ncmax), dt)
-    part = np.empty((nchunks, total), dt)
+    key = (nchunks, ncmax, dt)
+    bufs = getattr(net, "_numba_buffers", None)
+    if bufs is None or bufs[0] != key:                       # work buffers, reused across steps
+        bufs = (key, np.empty((nchunks, int(aoffs[-1]) * ncmax), dt),
+                np.empty((nchunks, total), dt),
+                np.empty((nchunks, 2, max(net.sizes) * ncmax), dt))
+        net._numba_buffers = bufs
+    _, acts, part, scratch = bufs
     Ws = tuple(net.weights)
     dWs = tuple(np.empty_like(W) for W in Ws)
-    fn = _fused_serial if nchunks == 1 else _fused_parallel
+    fn = _fused_parallel if parallel else _fused_serial
     Lm, rp, rn, ok = fn(Ws, cols, cnts, colsT, cntsT, x, x_pos, x_neg, LOSS_CODES[cfg.loss],
-                        float(cfg.tau), float(cfg.margin), acts, aoffs, ncmax, goffs, part, dWs)
+                        float(cfg.tau), float(cfg.margin), acts, aoffs, ncmax, goffs, part,
+                        scratch, dWs)
     if not ok:
         return math.nan, math.nan, math.nan, None
     return float(Lm), float(rp), float(rn), list(dWs)
