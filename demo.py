@@ -51,6 +51,8 @@ CSS = """
 .status-line textarea {font-family: ui-monospace, monospace; font-size: 0.85em;}
 """
 
+LATEX = [{"left": "$$", "right": "$$", "display": True},
+         {"left": "$", "right": "$", "display": False}]
 EVAL_SAMPLES = 4000          # fixed evaluation set of the streamed correlations
 MAX_WEIGHTS = 4_000_000      # dense (masked) weight entries of the tree network
 MAX_WORK = 2e11              # steps x batch_size x weights: about 4 minutes on 2 CPU cores
@@ -282,7 +284,8 @@ def stop_training(request: gr.Request = None):
     if run is None:
         return "no training run is active"
     run["stop"].set()
-    return f"stopping at step {run['state'].get('step', 0)} ..."
+    return (f"stopped by the user at step {run['state'].get('step', 0)} "
+            "(the pictures show the last update)")
 
 
 def _finish_line(kind, payload, line):
@@ -598,9 +601,9 @@ the paper shows that gradient descent on the contrastive loss moves each layer b
 **covariance operator**: $\mathrm{vec}(\Delta W_l) = \mathrm{OP}_l\,\mathrm{vec}(W_l)$,
 $\mathrm{OP}_l = \mathbb{V}^\xi[\bar K_l(x)]$ (pair weights $\xi$ from the loss; $2\mathbb{V}$
 for the simple loss, exact for a large batch). The weights grow along OP's top
-eigenvectors. Left: OP's top spectrum now (dots) and at initialisation (crosses). Middle:
-the cosine between the actual gradient step and $\mathrm{OP}_l\,\mathrm{vec}(W_l)$ per
-layer (1 = the theory holds exactly on this batch). Right: the top eigenvector reshaped as
+eigenvectors. Top left: OP's top spectrum now (dots) and at initialisation (crosses). Top
+right: the cosine between the actual gradient step and $\mathrm{OP}_l\,\mathrm{vec}(W_l)$ per
+layer (1 = the theory holds exactly on this batch). Bottom: the top eigenvector reshaped as
 $W_l$ (rows: units of layer $l$, columns: its inputs; the tree mask shows as blocks).
 """
 
@@ -608,7 +611,7 @@ $W_l$ (rows: units of layer $l$, columns: its inputs; the tree mask shows as blo
 def covariance_tab():
     """Tab "Covariance operator": OP's spectrum, gradient-vs-OP cosine, top eigenvector."""
     with gr.Tab("Covariance operator", id="covariance"):
-        gr.Markdown(COV_TEXT)
+        gr.Markdown(COV_TEXT, latex_delimiters=LATEX)
         with gr.Row():
             with gr.Column(scale=1, min_width=320):
                 c = {}
@@ -673,6 +676,7 @@ $\partial L/\partial r_+ = \sum_k \xi_k$ (dotted). The same $\xi$ weights the pa
 covariance operator $\mathrm{OP}^\xi_l$, so a loss matters to the dynamics only through $\xi$:
 the simple loss weights every pair equally ($\xi \equiv 1$); soft triplet and InfoNCE give
 little weight to negatives that are already far away, and τ sets how far is far.
+With one negative and $r_0 = 0$, InfoNCE *is* the soft triplet loss (dashed over solid).
 """
 
 
@@ -695,7 +699,7 @@ def loss_curves_plot(vary="r_pos", r_pos=1.0, r_neg=1.0, tau=1.0, margin=0.0, H=
 def losses_tab():
     """Tab "Losses": the losses and their pair weights against r+, r- or τ."""
     with gr.Tab("Losses", id="losses"):
-        gr.Markdown(LOSSES_TEXT)
+        gr.Markdown(LOSSES_TEXT, latex_delimiters=LATEX)
         with gr.Row():
             with gr.Column(scale=1, min_width=280):
                 vary = gr.Radio([("r+", "r_pos"), ("r-", "r_neg"), ("τ", "tau")],

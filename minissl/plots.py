@@ -298,8 +298,9 @@ def losses_figure(vary="r_pos", *, r_pos=1.0, r_neg=1.0, tau=1.0, margin=0.0, H=
     for name, (L, dp, xi) in curves.items():
         col = LOSS_COLORS.get(name)
         lab = LOSS_LABELS.get(name, name) + (f" (H={int(H)})" if name == "infonce" else "")
-        a1.plot(t, L, color=col, lw=1.8, label=lab)
-        a2.plot(t, xi, color=col, lw=1.8, label=f"ξ  {name}")
+        ls = "--" if name == "infonce" else "-"        # InfoNCE(H=1) = soft triplet(r_0=0)
+        a1.plot(t, L, color=col, lw=1.8, ls=ls, label=lab)
+        a2.plot(t, xi, color=col, lw=1.8, ls=ls, label=f"ξ  {name}")
         a2.plot(t, dp, color=col, lw=1.0, ls=":")
     a1.set_xlabel(xlabel)
     a1.set_ylabel("loss L (per anchor)")

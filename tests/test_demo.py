@@ -163,7 +163,7 @@ def test_stop_ends_the_run_with_its_pictures():
     gen = demo.train_hltm(**{**SMALL, "epochs": 200}, request=req, progress=_NoProgress())
     first = next(gen)
     assert first[4]["status"] == "running" and first[4]["epochs_done"] == 0
-    assert demo.stop_training(req).startswith("stopping at step")
+    assert demo.stop_training(req).startswith("stopped by the user at step")
     outs = list(gen)
     tree, corr, loss, status, result = outs[-1]
     assert result["status"] == "stopped" and result["epochs_done"] < 200
