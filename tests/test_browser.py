@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-dev-shm-usage"]          # containers often have a tiny /dev/shm
 SCREENSHOT = os.environ.get("MINISSL_SCREENSHOT")      # set: default setting, saved there
 
 pytestmark = [
