@@ -26,7 +26,7 @@ from gradio.components.plot import PlotData
 
 import minissl
 from minissl import plots
-from minissl.cli import PRESETS, HLTMConfig, _derive, _limit_threads, hltm_experiment
+from minissl.cli import PRESETS, HLTMConfig, derive_seed, limit_threads, hltm_experiment
 from minissl.hltm import correlation_ceiling
 from minissl.losses import LOSSES
 from minissl.covariance import (PAIR_WEIGHT_LOSSES, covariance_pair_weights,
@@ -237,7 +237,7 @@ def stream_run(run, stop: threading.Event, state: dict, render):
 
     def work():
         try:
-            with _limit_threads(BLAS_THREADS):
+            with limit_threads(BLAS_THREADS):
                 out = run(emit, tick)
             draw("done", out)
         except _Stopped:
@@ -353,7 +353,7 @@ def train_hltm(preset="theory", depth=5, num_children=2, polarity_lo=0.7, polari
                                    update, backend)))
     cfg = hltm_config(values)
     tree, _ = cfg.build()
-    x_eval, z_eval = tree.sample(cfg.eval_samples, _derive(cfg.seed, 3))   # as hltm_experiment
+    x_eval, z_eval = tree.sample(cfg.eval_samples, derive_seed(cfg.seed, 3))   # as hltm_experiment
     ceiling = correlation_ceiling(tree, x=x_eval, z=z_eval).by_depth
     total = cfg.epochs * cfg.steps_per_epoch
     key, reg = _register(request)
@@ -538,12 +538,12 @@ def train_covariance(depth=4, num_children=2, polarity_lo=0.7, polarity_hi=1.0, 
         snapshots, layer, k, n_samples, n_views, update, seed))))
     tree = minissl.HLTM(v["depth"], v["num_children"], (v["polarity_lo"], v["polarity_hi"]),
                         seed=v["seed"])
-    net = tree.network(v["hid"], seed=_derive(v["seed"], 1))
-    views = tree.views(v["n_samples"], v["n_views"], _derive(v["seed"], 3))    # (N, M, n_0)
-    batch = tree.triples(v["batch_size"], _derive(v["seed"], 5))
+    net = tree.network(v["hid"], seed=derive_seed(v["seed"], 1))
+    views = tree.views(v["n_samples"], v["n_views"], derive_seed(v["seed"], 3))    # (N, M, n_0)
+    batch = tree.triples(v["batch_size"], derive_seed(v["seed"], 5))
     tcfg = TrainConfig(loss=v["loss"], tau=v["tau"], lr=v["lr"], steps=v["steps"],
                        batch_size=v["batch_size"], update=v["update"],
-                       seed=_derive(v["seed"], 2))
+                       seed=derive_seed(v["seed"], 2))
     lay = v["layer"] - 1                                       # index into net.weights
     shape = tuple(net.weights[lay].shape)
     if v["k"] > int(np.prod(shape)):

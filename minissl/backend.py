@@ -100,3 +100,15 @@ def rng(seed=None) -> np.random.Generator:
     if isinstance(seed, np.random.Generator):
         return seed
     return np.random.default_rng(seed)
+
+
+def blas_threads(n):
+    """A context that limits NumPy's/SciPy's BLAS pool to ``n`` threads (None: unchanged).
+
+    The networks here are small: one BLAS thread is usually fastest, and several fight over a
+    busy machine (16-30x slower measured on a loaded 2-core container, docs/performance.md).
+    """
+    from contextlib import nullcontext
+
+    from threadpoolctl import threadpool_limits
+    return nullcontext() if n is None else threadpool_limits(limits=int(n), user_api="blas")

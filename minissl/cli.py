@@ -121,7 +121,7 @@ class HLTMConfig:
         return TrainConfig(loss=self.loss, tau=self.tau, margin=self.margin, lr=self.lr,
                            momentum=self.momentum, weight_decay=self.weight_decay,
                            steps=steps, batch_size=self.batch_size, update=self.update,
-                           seed=_derive(self.seed, 2), log_every=1)
+                           seed=derive_seed(self.seed, 2), log_every=1)
 
     @property
     def steps_per_epoch(self):
@@ -132,12 +132,12 @@ class HLTMConfig:
         tree = HLTM(self.depth, self.num_children, self.polarity, seed=self.seed,
                     keep_depth=self.keep_depth, negatives=self.negatives)
         net = tree.network(self.hid, bias=self.bias, normalize=self.normalize,
-                           norm_eps=1e-4 if self.normalize else 0.0, seed=_derive(self.seed, 1),
+                           norm_eps=1e-4 if self.normalize else 0.0, seed=derive_seed(self.seed, 1),
                            backend=self.backend, dtype=self.dtype)
         return tree, net
 
 
-def _derive(seed, stream):
+def derive_seed(seed, stream):
     """An independent integer seed for one use (1 init, 2 training data, 3 evaluation)."""
     return int(np.random.SeedSequence([int(seed), stream]).generate_state(1)[0])
 
@@ -154,7 +154,7 @@ def hltm_experiment(cfg, on_epoch=None, on_step=None):
     """
     cfg = cfg.apply_preset()
     tree, net = cfg.build()
-    x_eval, z_eval = tree.sample(cfg.eval_samples, _derive(cfg.seed, 3))
+    x_eval, z_eval = tree.sample(cfg.eval_samples, derive_seed(cfg.seed, 3))
     ceiling = correlation_ceiling(tree, x=x_eval, z=z_eval)
     t0 = time.perf_counter()
     records = []
@@ -168,7 +168,7 @@ def hltm_experiment(cfg, on_epoch=None, on_step=None):
             on_epoch(rec)
 
     tc = cfg.train_config(steps=max(1, cfg.epochs * cfg.steps_per_epoch))
-    rng0 = B.rng(_derive(cfg.seed, 4))
+    rng0 = B.rng(derive_seed(cfg.seed, 4))
     emit(0, float(np.mean([loss_and_grads(net, tree.triples(cfg.batch_size, rng0), tc)[0]
                            for _ in range(10)])))
     if cfg.epochs == 0:
@@ -281,19 +281,9 @@ def _flag_error(parser, exc):
     parser.error(f"{flag}: {msg}" if flag else msg)
 
 
-def _limit_threads(n):
-    """Limit BLAS threads to ``n`` while training (threadpoolctl if installed, else no-op).
-
-    The tree network's matrices are small: one BLAS thread is fastest, and several fight
-    over a busy machine (16x slower measured on a loaded 2-core container). Without
-    threadpoolctl, set ``OMP_NUM_THREADS=1`` before starting Python instead.
-    """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        import contextlib
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=n, user_api="blas")
+def limit_threads(n):
+    """Limit BLAS threads to ``n`` while training (``backend.blas_threads``)."""
+    return B.blas_threads(n)
 
 
 def _progress(args, total, desc):
@@ -362,7 +352,7 @@ def run_hltm(args):
 
     # The ceiling needs only the tree and the evaluation set: print it before training.
     tree, _ = cfg.build()
-    x_eval, z_eval = tree.sample(cfg.eval_samples, _derive(cfg.seed, 3))
+    x_eval, z_eval = tree.sample(cfg.eval_samples, derive_seed(cfg.seed, 3))
     ceil = correlation_ceiling(tree, x=x_eval, z=z_eval).by_depth
     if args.json:
         state["ceiling"] = {str(d): round(v, 6) for d, v in ceil.items()}
@@ -370,7 +360,7 @@ def run_hltm(args):
         print(_fmt_row(["ceiling"] + [f"{ceil[d]:.3f}" for d in depths] + ["", ""], widths),
               file=out, flush=True)
     try:
-        with _limit_threads(args.threads):
+        with limit_threads(args.threads):
             hltm_experiment(cfg, on_epoch=on_epoch,
                             on_step=(lambda s: bar.update(1)) if bar is not None else None)
     except TrainingDiverged as exc:
@@ -429,7 +419,7 @@ def sweep_configs(base, presets, polarities, hids, losses, seeds):
 
 def _sweep_one(cfg, threads=1):
     """Run one configuration; a flat result dict (NaN trained values if it diverged)."""
-    with _limit_threads(threads):
+    with limit_threads(threads):
         return _sweep_one_inner(cfg)
 
 
@@ -443,7 +433,7 @@ def _sweep_one_inner(cfg):
     except TrainingDiverged as exc:
         records, res["diverged"] = exc.records, True
         tree, _ = cfg.build()
-        x, z = tree.sample(cfg.eval_samples, _derive(cfg.seed, 3))
+        x, z = tree.sample(cfg.eval_samples, derive_seed(cfg.seed, 3))
         ceiling = correlation_ceiling(tree, x=x, z=z)
     last = records[-1] if not res["diverged"] else None
     for d in range(cfg.depth, 0, -1):

@@ -242,18 +242,6 @@ def covariance_matvec(net, views, layer, xi=None):
     return lambda v: F.apply(v.reshape(F.shape)).ravel()
 
 
-def _blas_threads(n):
-    """A context limiting BLAS threads to ``n`` (threadpoolctl, when installed), else a no-op."""
-    from contextlib import nullcontext
-    if n is None:
-        return nullcontext()
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return nullcontext()
-    return threadpool_limits(limits=int(n), user_api="blas")
-
-
 def covariance_spectrum(net, views, layer, k=4, xi=None, method="auto", tol=0.0, seed=0,
                         blas_threads=1):
     """Top-``k`` eigenpairs of ``OP_l``: ``(values (k,), vectors (P, k))``, values descending.
@@ -268,7 +256,7 @@ def covariance_spectrum(net, views, layer, k=4, xi=None, method="auto", tol=0.0,
     ``blas_threads`` (NumPy path, "lanczos"): CPU BLAS threads during the solve (None: leave
     as set). Lanczos spends its time in vector operations of length P and small products,
     where threads do not pay: on a loaded 2-core machine 1 thread was ~20x faster than 2
-    (docs/performance.md). Needs threadpoolctl; without it this is a no-op.
+    (docs/performance.md).
     """
     layer = _check_layer(net, layer)
     if method not in SPECTRUM_METHODS:
@@ -309,7 +297,7 @@ def covariance_spectrum(net, views, layer, k=4, xi=None, method="auto", tol=0.0,
         if F.mask is not None:
             v0 = v0 * F.mask.ravel()
         if xp is np:
-            with _blas_threads(blas_threads):   # after importing scipy, so its BLAS is seen
+            with B.blas_threads(blas_threads):   # after importing scipy, so its BLAS is seen
                 w, U = eigsh(A, k=k, which="LA", v0=v0, tol=tol)
         else:
             w, U = eigsh(A, k=k, which="LA", tol=tol)
