@@ -23,6 +23,8 @@ import math
 import time
 from dataclasses import dataclass, field, fields
 
+import numpy as np
+
 from . import backend as B
 from .losses import LOSSES, check_loss, contrastive_loss, simclr_loss
 
@@ -185,25 +187,27 @@ def train(net, source, cfg=None, callback=None, **overrides):
     opt = SGD(net.parameters(), cfg.lr, cfg.momentum, cfg.weight_decay)
     hist = History()
     t0 = time.perf_counter()
-    for step in range(1, cfg.steps + 1):
-        batch = source.triples(cfg.batch_size, rng)
-        value, r_pos, r_neg, grads = loss_and_grads(net, batch, cfg)
-        if not math.isfinite(value):
-            raise TrainingDiverged(
-                f"training diverged at step {step}: the loss became {value}. "
-                f"Try a smaller learning rate (lr={cfg.lr}) or a larger tau (tau={cfg.tau}).")
-        cos = None
-        if cfg.update == "covariance":
-            dWs, cos = covariance_step(net, batch, cfg, grads)
-            opt.step([-d for d in dWs])
-        else:
-            opt.step(grads)
-        rec = {"step": step, "loss": value, "r_pos": r_pos, "r_neg": r_neg,
-               "seconds": time.perf_counter() - t0}
-        if cos is not None:
-            rec["cos_by_layer"] = cos
-        hist.append(**rec)
-        if callback is not None and (step % cfg.log_every == 0 or step == cfg.steps):
-            if callback(step, rec, net) is False:
-                break
+    # overflow is not warned about: a non-finite loss stops the run with TrainingDiverged
+    with np.errstate(over="ignore", invalid="ignore"):
+        for step in range(1, cfg.steps + 1):
+            batch = source.triples(cfg.batch_size, rng)
+            value, r_pos, r_neg, grads = loss_and_grads(net, batch, cfg)
+            if not math.isfinite(value):
+                raise TrainingDiverged(
+                    f"training diverged at step {step}: the loss became {value}. "
+                    f"Try a smaller learning rate (lr={cfg.lr}) or a larger tau (tau={cfg.tau}).")
+            cos = None
+            if cfg.update == "covariance":
+                dWs, cos = covariance_step(net, batch, cfg, grads)
+                opt.step([-d for d in dWs])
+            else:
+                opt.step(grads)
+            rec = {"step": step, "loss": value, "r_pos": r_pos, "r_neg": r_neg,
+                   "seconds": time.perf_counter() - t0}
+            if cos is not None:
+                rec["cos_by_layer"] = cos
+            hist.append(**rec)
+            if callback is not None and (step % cfg.log_every == 0 or step == cfg.steps):
+                if callback(step, rec, net) is False:
+                    break
     return hist
