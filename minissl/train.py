@@ -129,8 +129,11 @@ def loss_and_grads(net, batch, cfg):
         Z = net.forward(xp.concatenate([x, x_pos]))
         if not bool(xp.isfinite(Z).all()):
             return math.nan, math.nan, math.nan, None
-        value, (d1, d2), (r_pos, r_neg) = simclr_loss(Z[:N], Z[N:], cfg.loss, cfg.tau,
-                                                      cfg.margin, return_distances=True)
+        simclr = simclr_loss
+        if net.backend == "numba":                # compiled twin (kernels/losses.py)
+            from .kernels.losses import simclr_loss as simclr
+        value, (d1, d2), (r_pos, r_neg) = simclr(Z[:N], Z[N:], cfg.loss, cfg.tau,
+                                                 cfg.margin, return_distances=True)
         dZ = xp.concatenate([d1, d2])
     else:
         x_neg = net.asarray(x_neg)

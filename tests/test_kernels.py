@@ -221,6 +221,22 @@ def test_train_in_batch_numba_general_path():
     np.testing.assert_allclose(hb, ha, rtol=1e-11)
 
 
+@pytest.mark.parametrize("dtype,tol", [("float64", 1e-12), ("float32", 2e-5)])
+def test_simclr_twin(dtype, tol):
+    from minissl.kernels.losses import simclr_loss as simclr_k
+    from minissl.losses import simclr_loss
+    rng = np.random.default_rng(17)
+    z1, z2 = (rng.standard_normal((9, 4)).astype(dtype) for _ in range(2))
+    a = simclr_loss(z1, z2, "infonce", 0.4, return_distances=True)
+    b = simclr_k(z1, z2, "infonce", 0.4, return_distances=True)
+    assert abs(a[0] - b[0]) < tol * max(1, abs(a[0]))
+    assert rel_err(a[1][0], b[1][0]) < tol and rel_err(a[1][1], b[1][1]) < tol
+    assert rel_err(a[2][0], b[2][0]) < tol
+    assert abs(float(a[2][1].mean()) - b[2][1]) < tol * float(a[2][1].mean())
+    with pytest.raises(ValueError, match="takes exactly H=1"):
+        simclr_k(z1, z2, "simple")
+
+
 # ----------------------------------------------------------------------------- HLTM statistics
 def test_best_unit_correlation_twin():
     rng = np.random.default_rng(12)
@@ -235,6 +251,34 @@ def test_best_unit_correlation_twin():
     assert b[1] == 0 and b[2] == 0 and b[0] > 0.3
     with pytest.raises(ValueError, match="z must be"):
         KH.best_unit_correlation(z, g[:, :2])
+
+
+@pytest.mark.parametrize("polarity,keep", [((0.6, 0.6), None), ((0.3, 0.9), 2)])
+def test_sampler_twin_has_the_law(polarity, keep):
+    """Same law as ``HLTM.triples`` (other random numbers): leaf means, anchor/positive and
+    anchor/negative agreement per leaf, and leaf-pair agreement within 5 standard errors."""
+    tree = HLTM(depth=3, num_children=2, polarity=polarity, seed=3, keep_depth=keep,
+                negatives=2)
+    n = 20000
+    a = tree.triples(n, np.random.default_rng(0))
+    b = KH.triples(tree, n, np.random.default_rng(1))
+    assert b[0].shape == (n, 8) and b[1].shape == (n, 8) and b[2].shape == (n, 2, 8)
+
+    def stats(x, xp, xn):
+        return np.concatenate([x.mean(0), (x == xp).mean(0), (x == xn[:, 1]).mean(0),
+                               (x[:, :1] == x[:, 1:]).mean(0)])
+    se = 0.5 / np.sqrt(n)
+    assert np.abs(stats(*a) - stats(*b)).max() < 5 * np.sqrt(2) * se
+    # negative control: a tree with other polarities is told apart
+    other = HLTM(depth=3, num_children=2, polarity=(0.95, 1.0), seed=3, keep_depth=keep,
+                 negatives=2)
+    c = KH.triples(other, n, np.random.default_rng(2))
+    assert np.abs(stats(*a) - stats(*c)).max() > 10 * se
+    # rho = +-1 exactly: the positive equals the anchor when only the root is shared
+    det = HLTM(depth=3, num_children=2, polarity=(1.0, 1.0), seed=0)
+    x, xp, xn = KH.triples(det, 50, 0)
+    np.testing.assert_array_equal(x, xp)
+    assert KH.Sampler(det).triples(4, 0)[0].shape == (4, 8)
 
 
 def test_normalized_correlation_numba_net_matches_numpy():

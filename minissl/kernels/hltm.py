@@ -76,3 +76,87 @@ def best_unit_correlation(z, g, dtype_eps=_EPS64):
         raise ValueError(f"z must be (n, G) and g (n, G, hid) with the same n, G; got "
                          f"{z.shape} and {g.shape}")
     return _best_unit_correlation(z, g, float(dtype_eps), _EPS64)
+
+
+# ----------------------------------------------------------------------------- the sampler
+# Twin of ``HLTM.triples`` with the same law and other random numbers: 32-bit uniforms cut
+# from the generator's raw 64-bit output. An edge flips when its uniform is below
+# ``round((1 - rho)/2 * 2**32)`` (the flip probability to within 2**-32); the root is the top
+# bit of its uniform. Nodes are breadth-first (parents before children), ``tree.parents()``.
+@njit(cache=True)
+def _grow(z, start, stop, parent, thr, u, t):
+    """Nodes ``start .. stop-1`` of ``z`` from their parents; returns the next draw index."""
+    for i in range(start, stop):
+        z[i] = z[parent[i]] ^ (u[t + i - start] < thr[i])
+    return t + stop - start
+
+
+@njit(cache=True)
+def _triples(n, H, n_top, parent, thr, u, x, x_pos, x_neg):
+    n_nodes = parent.shape[0]
+    n_leaves = x.shape[1]
+    z = np.zeros(n_nodes, np.uint8)
+    first_leaf = n_nodes - n_leaves
+    half = np.uint32(1 << 31)
+    t = 0
+    for a in range(n):
+        z[0] = u[t] >= half
+        t = _grow(z, 1, n_top, parent, thr, u, t + 1)       # the shared top levels
+        t = _grow(z, n_top, n_nodes, parent, thr, u, t)     # view 1
+        for j in range(n_leaves):
+            x[a, j] = z[first_leaf + j]
+        t = _grow(z, n_top, n_nodes, parent, thr, u, t)     # view 2
+        for j in range(n_leaves):
+            x_pos[a, j] = z[first_leaf + j]
+        for k in range(H):                                   # independent negatives
+            z[0] = u[t] >= half
+            t = _grow(z, 1, n_nodes, parent, thr, u, t + 1)
+            for j in range(n_leaves):
+                x_neg[a, k, j] = z[first_leaf + j]
+    return t
+
+
+def flip_thresholds(tree):
+    """``thr[i] = round((1 - rho_i)/2 * 2**32)`` per node, as uint64 (2**32 when rho = -1:
+    always flips); the root's is unused. A uniform 32-bit ``u`` flips the edge iff u < thr."""
+    p = (1.0 - np.nan_to_num(tree.rho, nan=1.0)) / 2.0
+    return np.minimum(np.round(p * 2.0 ** 32), 2.0 ** 32).astype(np.uint64)
+
+
+def triples(tree, n, rng=None):
+    """Twin of ``HLTM.triples(n, rng)``: ``(x, x_pos, x_neg)``, (n, n_0), (n, n_0),
+    (n, H, n_0) float64 in {0, 1}, with the same law (anchor and positive share the latents
+    of depth >= ``keep_depth``, the negatives are independent samples) and other random
+    numbers than the NumPy twin. ``rng``: a seed or ``np.random.Generator`` (advanced)."""
+    from .. import backend as B
+    n = tree._check_n(n)
+    rng = B.rng(rng)
+    c, H = tree.num_children, tree.negatives
+    n_nodes, n_leaves = tree.n_nodes, tree.n_leaves
+    n_top = int(tree.level_starts[tree.depth - tree.keep_depth + 1])   # nodes of shared levels
+    draws = n * (n_top + 2 * (n_nodes - n_top) + H * n_nodes)
+    u = rng.bit_generator.random_raw((draws + 1) // 2).view(np.uint32)   # 32-bit uniforms
+    parent = np.maximum(tree.parents(), 0)
+    x = np.empty((n, n_leaves))
+    x_pos = np.empty((n, n_leaves))
+    x_neg = np.empty((n, H, n_leaves))
+    _triples(n, H, n_top, parent, flip_thresholds(tree), u, x, x_pos, x_neg)
+    return x, x_pos, x_neg
+
+
+class Sampler:
+    """A data source (``minissl.data`` protocol) drawing ``triples`` with the compiled twin and
+    ``views`` with the tree's own NumPy sampler: ``train(net, Sampler(tree), cfg)``."""
+
+    def __init__(self, tree):
+        self.tree = tree
+
+    @property
+    def dim(self):
+        return self.tree.dim
+
+    def triples(self, n, rng=None):
+        return triples(self.tree, n, rng)
+
+    def views(self, n, m, rng=None):
+        return self.tree.views(n, m, rng)
