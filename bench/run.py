@@ -11,7 +11,9 @@ PyTorch), the useful floating-point work per step and the fraction of this machi
 Rows
 1. HLTM, reference configuration (depth 5, 2 children, hid 10, batch 128, 64,000 triples per
    epoch, InfoNCE with one given negative, SGD): training triples per second; and a full
-   epoch = sampling the epoch's triples + training + the correlation pass (10,000 samples).
+   epoch = sampling the epoch's triples + training + the correlation pass (10,000 samples);
+   the numba column samples with the compiled twin (``minissl.kernels.hltm.triples``), the
+   torch column with a torch sampler of the same law (``torch_ref.TorchHLTM``).
 2. Dense MLP 512->1024->1024->128, batch 512 (1,024 views), InfoNCE with in-batch
    negatives (SimCLR), float32: seconds per step.
 3. Matrix-free covariance spectrum (top 4 eigenpairs, Lanczos) of a 256x256 layer
@@ -88,14 +90,16 @@ def best_over_threads(timed, budget, torch):
     return best
 
 
-def peak_gflops(dtype, n, repeats):
-    """Measured peak: the best of NumPy's and PyTorch's n x n matmul, GFLOP/s."""
+def peak_gflops(dtype, n, repeats, budget):
+    """Measured peak: the best n x n matmul of NumPy and PyTorch, with 1 and ``budget``
+    threads, GFLOP/s: ``(best, numpy's best, torch's best)``."""
     import torch
     a = np.random.default_rng(0).standard_normal((n, n)).astype(dtype)
     b = a.T.copy()
-    t_np = best_time(lambda: a @ b, repeats)
     ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-    t_th = best_time(lambda: ta @ tb, repeats)
+    t_np = best_over_threads(lambda: best_time(lambda: a @ b, repeats), budget, torch)[0]
+    t_th = best_over_threads(lambda: best_time(lambda: ta @ tb, repeats), budget, torch)[0]
+    set_threads(budget, torch)
     return 2 * n ** 3 / min(t_np, t_th) / 1e9, 2 * n ** 3 / t_np / 1e9, 2 * n ** 3 / t_th / 1e9
 
 
@@ -141,8 +145,10 @@ def hltm_row(args, threads, torch):
     net = tree.network(hid, backend="numba", dtype=dt, seed=0)
     t, th = best_over_threads(lambda: best_time(lambda: epoch_minissl(net, steps),
                                                 args.repeats), threads, torch)
+    from minissl.kernels.hltm import triples as triples_numba
+    t_s = best_time(lambda: triples_numba(tree, n_epoch, np.random.default_rng(3)), 1, 1)
     t_c = best_time(lambda: normalized_correlation(tree, net, x=x_eval, z=z_eval), 1)
-    results["numba"] = (t, t + t_s + t_c, th, "fused step")
+    results["numba"] = (t, t + t_s + t_c, th, "fused step; compiled sampler")
 
     tdt = T.DTYPES[dt]
     tx, txp, txn = (torch.as_tensor(a, dtype=tdt) for a in (x, xp_, xn))
@@ -203,7 +209,8 @@ def dense_row(args, threads, torch, backends=("numpy", "numba")):
     set_threads(threads, torch)
     macs = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
     views = 2 * N
-    flops = 2 * views * (2 * macs + macs - sizes[0] * sizes[1]) + 2 * views * views * sizes[-1]
+    # forward, weight gradients, input gradients above layer 1; Gram Z Z^T and chain S Z
+    flops = 2 * views * (3 * macs - sizes[0] * sizes[1]) + 2 * 2 * views * views * sizes[-1]
     return {"name": f"dense 512-1024-1024-128 b{N} SimCLR {dt}", "flops": flops,
             "res": results, "dtype": dt}
 
@@ -287,7 +294,7 @@ def gpu_rows(args, torch):
         torch.cuda.synchronize()
     t_t = best_time(run_t, args.repeats) / nsteps
     macs = sum(p * q for p, q in zip(sizes[:-1], sizes[1:]))
-    flops = 2 * 2 * N * (3 * macs - sizes[0] * sizes[1]) + 2 * (2 * N) ** 2 * sizes[-1]
+    flops = 2 * 2 * N * (3 * macs - sizes[0] * sizes[1]) + 4 * (2 * N) ** 2 * sizes[-1]
     rows.append({"name": f"GPU dense 512-1024-1024-128 b{N} SimCLR {dt}", "flops": flops,
                  "dtype": dt, "res": {"cupy": (t_cp, None, 0, ""), "torch": (t_t, None, 0, "CUDA")},
                  "gpu": True})
@@ -354,8 +361,8 @@ def main(argv=None):
           f"{'' if threadpool_limits else ' (absent: BLAS keeps its pool)'}); "
           f"each timed with 1 and {threads}, best kept, 'thr' column)")
     n = 1024 if args.quick else 2048
-    p32 = peak_gflops(np.float32, n, args.repeats)
-    p64 = peak_gflops(np.float64, n, args.repeats)
+    p32 = peak_gflops(np.float32, n, max(args.repeats, 3), threads)
+    p64 = peak_gflops(np.float64, n, max(args.repeats, 3), threads)
     print(f"measured peak ({n}^3 matmul, best of numpy/torch): float32 {p32[0]:.0f} GFLOP/s "
           f"(numpy {p32[1]:.0f}, torch {p32[2]:.0f}), float64 {p64[0]:.0f} GFLOP/s "
           f"(numpy {p64[1]:.0f}, torch {p64[2]:.0f})")
