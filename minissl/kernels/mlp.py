@@ -84,55 +84,68 @@ def net_structure(net):
 
 
 # ----------------------------------------------------------------------------- layer kernels
-@njit(cache=True)
+@njit(cache=True, fastmath=True)
 def _gather_axpy(wg, cols, cnt, src, dst, relu=False):
     """``dst[i, :] = sum_k wg[i, k] src[cols[i, k], :]`` (compact weights ``wg`` (n_out, kmax)),
     then ``max(., 0)`` when ``relu``.
 
-    The sum over k is unrolled by four so that each ``dst`` row is read and written once per
-    four inputs; the loop over the batch (contiguous) vectorises.
+    The sum over k is unrolled (the first four inputs write the row, then eight, four, two or
+    one at a time accumulate) so that each ``dst`` row is read and written once per several
+    inputs; the loop over the batch (contiguous) vectorises.
     """
     N = dst.shape[1]
     zero = np.zeros(1, dst.dtype)[0]
     for i in range(dst.shape[0]):
-        _axpy_row(wg, cols, cnt, src, dst, i, N)
-        if relu:
+        c = cnt[i]
+        if c == 0:
+            for n in range(N):
+                dst[i, n] = zero
+            continue
+        m = min(c, 4)
+        j0 = cols[i, 0]
+        j1 = cols[i, 1] if m > 1 else j0
+        j2 = cols[i, 2] if m > 2 else j0
+        j3 = cols[i, 3] if m > 3 else j0
+        w0 = wg[i, 0]
+        w1 = wg[i, 1] if m > 1 else zero
+        w2 = wg[i, 2] if m > 2 else zero
+        w3 = wg[i, 3] if m > 3 else zero
+        last = relu and c == m
+        for n in range(N):
+            v = (w0 * src[j0, n] + w1 * src[j1, n]) + (w2 * src[j2, n] + w3 * src[j3, n])
+            dst[i, n] = max(v, zero) if last else v
+        k = m
+        while k + 8 <= c:
+            j0, j1, j2, j3 = cols[i, k], cols[i, k + 1], cols[i, k + 2], cols[i, k + 3]
+            j4, j5, j6, j7 = cols[i, k + 4], cols[i, k + 5], cols[i, k + 6], cols[i, k + 7]
+            w0, w1, w2, w3 = wg[i, k], wg[i, k + 1], wg[i, k + 2], wg[i, k + 3]
+            w4, w5, w6, w7 = wg[i, k + 4], wg[i, k + 5], wg[i, k + 6], wg[i, k + 7]
+            for n in range(N):
+                dst[i, n] += ((w0 * src[j0, n] + w1 * src[j1, n])
+                              + (w2 * src[j2, n] + w3 * src[j3, n])) \
+                    + ((w4 * src[j4, n] + w5 * src[j5, n]) + (w6 * src[j6, n] + w7 * src[j7, n]))
+            k += 8
+        while k + 4 <= c:
+            j0, j1, j2, j3 = cols[i, k], cols[i, k + 1], cols[i, k + 2], cols[i, k + 3]
+            w0, w1, w2, w3 = wg[i, k], wg[i, k + 1], wg[i, k + 2], wg[i, k + 3]
+            for n in range(N):
+                dst[i, n] += (w0 * src[j0, n] + w1 * src[j1, n]) + \
+                    (w2 * src[j2, n] + w3 * src[j3, n])
+            k += 4
+        while k + 2 <= c:
+            j0, j1 = cols[i, k], cols[i, k + 1]
+            w0, w1 = wg[i, k], wg[i, k + 1]
+            for n in range(N):
+                dst[i, n] += w0 * src[j0, n] + w1 * src[j1, n]
+            k += 2
+        if k < c:
+            j0 = cols[i, k]
+            w0 = wg[i, k]
+            for n in range(N):
+                dst[i, n] += w0 * src[j0, n]
+        if relu and c > 4:
             for n in range(N):
                 dst[i, n] = max(dst[i, n], zero)
-
-
-@njit(cache=True, inline="always")
-def _axpy_row(wg, cols, cnt, src, dst, i, N):
-    """Row i of ``_gather_axpy``."""
-    c = cnt[i]
-    if c == 0:
-        for n in range(N):
-            dst[i, n] = 0.0
-        return
-    if c == 1:
-        j0 = cols[i, 0]
-        w0 = wg[i, 0]
-        for n in range(N):
-            dst[i, n] = w0 * src[j0, n]
-        return
-    j0, j1 = cols[i, 0], cols[i, 1]
-    w0, w1 = wg[i, 0], wg[i, 1]
-    for n in range(N):
-        dst[i, n] = w0 * src[j0, n] + w1 * src[j1, n]
-    k = 2
-    while k + 4 <= c:
-        j0, j1, j2, j3 = cols[i, k], cols[i, k + 1], cols[i, k + 2], cols[i, k + 3]
-        w0, w1, w2, w3 = wg[i, k], wg[i, k + 1], wg[i, k + 2], wg[i, k + 3]
-        for n in range(N):
-            dst[i, n] += (w0 * src[j0, n] + w1 * src[j1, n]) + \
-                (w2 * src[j2, n] + w3 * src[j3, n])
-        k += 4
-    while k < c:
-        j0 = cols[i, k]
-        w0 = wg[i, k]
-        for n in range(N):
-            dst[i, n] += w0 * src[j0, n]
-        k += 1
 
 
 @njit(cache=True)
@@ -183,6 +196,22 @@ def _grad_compact(dT, fT, cols, cnt, out, dense_out):
         k = 0
         while k < c:
             m = min(4, c - k)
+            if m == 2:                                       # a pair (binary-tree leaves)
+                j0, j1 = cols[i, k], cols[i, k + 1]
+                s0 = zero
+                s1 = zero
+                for n in range(N):
+                    d = dT[i, n]
+                    s0 += d * fT[j0, n]
+                    s1 += d * fT[j1, n]
+                if dense_out:
+                    out[i, j0] = s0
+                    out[i, j1] = s1
+                else:
+                    out[i, k] += s0
+                    out[i, k + 1] += s1
+                k += 2
+                continue
             j0 = cols[i, k]
             j1 = cols[i, k + 1] if m > 1 else j0
             j2 = cols[i, k + 2] if m > 2 else j0
@@ -352,12 +381,13 @@ def _forward_chunk(wgs, cols, cnts, x, x_pos, x_neg, a0, a1, buf, aoffs, ncmax, 
     nc = nb * (2 + H)
     n0 = x.shape[1]
     f = _layer_view(buf, aoffs, ncmax, 0, n0, nc)           # (n_0, nc)
-    for a in range(nb):
-        for j in range(n0):
+    for j in range(n0):                                      # transpose in, rows written in order
+        for a in range(nb):
             f[j, a] = x[a0 + a, j]
+        for a in range(nb):
             f[j, nb + a] = x_pos[a0 + a, j]
-        for k in range(H):
-            for j in range(n0):
+        for a in range(nb):
+            for k in range(H):
                 f[j, 2 * nb + a * H + k] = x_neg[a0 + a, k, j]
     for l in range(L):
         g = _layer_view(buf, aoffs, ncmax, l + 1, wgs[l].shape[0], nc)   # (n_l, nc)
