@@ -74,11 +74,11 @@ def simclr_loss(z1, z2, tau=1.0):
     N = B // 2
     sq = (Z * Z).sum(1)
     R = (0.5 * (sq[:, None] + sq[None, :]) - Z @ Z.T).clamp_min(0)   # r_ij (B, B)
-    idx = torch.arange(B)
+    idx = torch.arange(B, device=Z.device)
     partner = (idx + N) % B
     r_pos = R[idx, partner]
     logits = -R / tau
-    logits = logits.masked_fill(torch.eye(B, dtype=torch.bool), float("-inf"))
+    logits = logits.masked_fill(torch.eye(B, dtype=torch.bool, device=Z.device), float("-inf"))
     return (r_pos + tau * torch.logsumexp(logits, dim=1)).mean()
 
 
