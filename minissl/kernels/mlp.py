@@ -84,10 +84,16 @@ def net_structure(net):
 
 
 # ----------------------------------------------------------------------------- layer kernels
+@njit(cache=True, inline="always")
+def _w(W, i, j, trans):
+    """``W[i, j]``, or ``W[j, i]`` when ``trans``."""
+    return W[j, i] if trans else W[i, j]
+
+
 @njit(cache=True, fastmath=True)
-def _gather_axpy(wg, cols, cnt, src, dst, relu=False):
-    """``dst[i, :] = sum_k wg[i, k] src[cols[i, k], :]`` (compact weights ``wg`` (n_out, kmax)),
-    then ``max(., 0)`` when ``relu``.
+def _gather_axpy(W, cols, cnt, src, dst, relu=False, trans=False):
+    """``dst[i, :] = sum_k w_ik src[cols[i, k], :]`` with ``w_ik = W[i, cols[i, k]]``, or
+    ``W[cols[i, k], i]`` when ``trans`` (the transposed product), then ``max(., 0)`` if ``relu``.
 
     The sum over k is unrolled (the first four inputs write the row, then eight, four, two or
     one at a time accumulate) so that each ``dst`` row is read and written once per several
@@ -106,10 +112,10 @@ def _gather_axpy(wg, cols, cnt, src, dst, relu=False):
         j1 = cols[i, 1] if m > 1 else j0
         j2 = cols[i, 2] if m > 2 else j0
         j3 = cols[i, 3] if m > 3 else j0
-        w0 = wg[i, 0]
-        w1 = wg[i, 1] if m > 1 else zero
-        w2 = wg[i, 2] if m > 2 else zero
-        w3 = wg[i, 3] if m > 3 else zero
+        w0 = _w(W, i, cols[i, 0], trans)
+        w1 = _w(W, i, cols[i, 1], trans) if m > 1 else zero
+        w2 = _w(W, i, cols[i, 2], trans) if m > 2 else zero
+        w3 = _w(W, i, cols[i, 3], trans) if m > 3 else zero
         last = relu and c == m
         for n in range(N):
             v = (w0 * src[j0, n] + w1 * src[j1, n]) + (w2 * src[j2, n] + w3 * src[j3, n])
@@ -118,8 +124,8 @@ def _gather_axpy(wg, cols, cnt, src, dst, relu=False):
         while k + 8 <= c:
             j0, j1, j2, j3 = cols[i, k], cols[i, k + 1], cols[i, k + 2], cols[i, k + 3]
             j4, j5, j6, j7 = cols[i, k + 4], cols[i, k + 5], cols[i, k + 6], cols[i, k + 7]
-            w0, w1, w2, w3 = wg[i, k], wg[i, k + 1], wg[i, k + 2], wg[i, k + 3]
-            w4, w5, w6, w7 = wg[i, k + 4], wg[i, k + 5], wg[i, k + 6], wg[i, k + 7]
+            w0, w1, w2, w3 = _w(W, i, cols[i, k], trans), _w(W, i, cols[i, k + 1], trans), _w(W, i, cols[i, k + 2], trans), _w(W, i, cols[i, k + 3], trans)
+            w4, w5, w6, w7 = _w(W, i, cols[i, k + 4], trans), _w(W, i, cols[i, k + 5], trans), _w(W, i, cols[i, k + 6], trans), _w(W, i, cols[i, k + 7], trans)
             for n in range(N):
                 dst[i, n] += ((w0 * src[j0, n] + w1 * src[j1, n])
                               + (w2 * src[j2, n] + w3 * src[j3, n])) \
@@ -127,20 +133,20 @@ def _gather_axpy(wg, cols, cnt, src, dst, relu=False):
             k += 8
         while k + 4 <= c:
             j0, j1, j2, j3 = cols[i, k], cols[i, k + 1], cols[i, k + 2], cols[i, k + 3]
-            w0, w1, w2, w3 = wg[i, k], wg[i, k + 1], wg[i, k + 2], wg[i, k + 3]
+            w0, w1, w2, w3 = _w(W, i, cols[i, k], trans), _w(W, i, cols[i, k + 1], trans), _w(W, i, cols[i, k + 2], trans), _w(W, i, cols[i, k + 3], trans)
             for n in range(N):
                 dst[i, n] += (w0 * src[j0, n] + w1 * src[j1, n]) + \
                     (w2 * src[j2, n] + w3 * src[j3, n])
             k += 4
         while k + 2 <= c:
             j0, j1 = cols[i, k], cols[i, k + 1]
-            w0, w1 = wg[i, k], wg[i, k + 1]
+            w0, w1 = _w(W, i, cols[i, k], trans), _w(W, i, cols[i, k + 1], trans)
             for n in range(N):
                 dst[i, n] += w0 * src[j0, n] + w1 * src[j1, n]
             k += 2
         if k < c:
             j0 = cols[i, k]
-            w0 = wg[i, k]
+            w0 = _w(W, i, cols[i, k], trans)
             for n in range(N):
                 dst[i, n] += w0 * src[j0, n]
         if relu and c > 4:
@@ -149,30 +155,10 @@ def _gather_axpy(wg, cols, cnt, src, dst, relu=False):
 
 
 @njit(cache=True)
-def _gather_rows(W, cols, cnt):
-    """Compact weights ``wg[i, k] = W[i, cols[i, k]]`` (n_out, kmax)."""
-    wg = np.zeros(cols.shape, W.dtype)
-    for i in range(cols.shape[0]):
-        for k in range(cnt[i]):
-            wg[i, k] = W[i, cols[i, k]]
-    return wg
-
-
-@njit(cache=True)
-def _gather_cols(W, colsT, cntT):
-    """Compact transposed weights ``wt[j, k] = W[colsT[j, k], j]`` (n_in, kmaxT)."""
-    wt = np.zeros(colsT.shape, W.dtype)
-    for j in range(colsT.shape[0]):
-        for k in range(cntT[j]):
-            wt[j, k] = W[colsT[j, k], j]
-    return wt
-
-
-@njit(cache=True)
 def masked_matmul_fm(W, cols, cnt, fT, gT):
     """``gT[i, :] = sum_k W[i, cols[i,k]] fT[cols[i,k], :]``: W (n_out, n_in), fT (n_in, N),
     gT (n_out, N) written in place (feature-major forward of a masked layer)."""
-    _gather_axpy(_gather_rows(W, cols, cnt), cols, cnt, fT, gT)
+    _gather_axpy(W, cols, cnt, fT, gT)
 
 
 @njit(cache=True, fastmath=True)
@@ -265,7 +251,7 @@ def masked_backprop_fm(W, cols, cnt, dT, outT):
 def masked_backprop_t_fm(W, colsT, cntT, dT, outT):
     """Same product as ``masked_backprop_fm`` from the transposed structure
     (``colsT[j, :cntT[j]]``: the units reading input j): each ``outT`` row is written once."""
-    _gather_axpy(_gather_cols(W, colsT, cntT), colsT, cntT, dT, outT)
+    _gather_axpy(W, colsT, cntT, dT, outT, False, True)
 
 
 @njit(cache=True)
@@ -372,10 +358,10 @@ def _layer_view(buf, aoffs, ncmax, l, n, nc):
 
 
 @njit(cache=True)
-def _forward_chunk(wgs, cols, cnts, x, x_pos, x_neg, a0, a1, buf, aoffs, ncmax, r_pos, r_neg):
+def _forward_chunk(Ws, cols, cnts, x, x_pos, x_neg, a0, a1, buf, aoffs, ncmax, r_pos, r_neg):
     """Forward of one chunk's views and their distances ``r_pos[a]``, ``r_neg[a, k]``.
-    ``wgs[l]``: compact weights of layer l. Returns False when the output is not finite."""
-    L = len(wgs)
+    Returns False when the output is not finite."""
+    L = len(Ws)
     nb = a1 - a0
     H = x_neg.shape[1]
     nc = nb * (2 + H)
@@ -390,8 +376,8 @@ def _forward_chunk(wgs, cols, cnts, x, x_pos, x_neg, a0, a1, buf, aoffs, ncmax, 
             for k in range(H):
                 f[j, 2 * nb + a * H + k] = x_neg[a0 + a, k, j]
     for l in range(L):
-        g = _layer_view(buf, aoffs, ncmax, l + 1, wgs[l].shape[0], nc)   # (n_l, nc)
-        _gather_axpy(wgs[l], cols[l], cnts[l], f, g, l < L - 1)   # f_l = relu(g_l), gate f_l > 0
+        g = _layer_view(buf, aoffs, ncmax, l + 1, Ws[l].shape[0], nc)    # (n_l, nc)
+        _gather_axpy(Ws[l], cols[l], cnts[l], f, g, l < L - 1)    # f_l = relu(g_l), gate f_l > 0
         f = g
     d = f.shape[0]
     for i in range(d):
@@ -415,14 +401,14 @@ def _forward_chunk(wgs, cols, cnts, x, x_pos, x_neg, a0, a1, buf, aoffs, ncmax, 
 
 
 @njit(cache=True)
-def _backward_chunk(wts, cols, cnts, colsT, cntsT, a0, a1, H, buf, aoffs, ncmax, c_pos, c_neg,
+def _backward_chunk(Ws, cols, cnts, colsT, cntsT, a0, a1, H, buf, aoffs, ncmax, c_pos, c_neg,
                     part, goffs, scratch):
     """Chain ``c_pos = dL/dr_pos / N``, ``c_neg = dL/dr_neg / N`` to the chunk's outputs
     (``losses.chain_triples``), backward through the layers and add the compact weight
     gradients ``dW[i, cols[i,k]]`` into ``part[goffs[l] + i*kmax + k]``.
-    ``wts[l]``: compact transposed weights of layer l; ``scratch`` (2, max n_l * ncmax) holds
-    the two deltas (preallocated: no page faults per step)."""
-    L = len(wts)
+    ``scratch`` (2, max n_l * ncmax) holds the two deltas (preallocated: no page faults per
+    step)."""
+    L = len(Ws)
     nb = a1 - a0
     nc = nb * (2 + H)
     d = cols[L - 1].shape[0]
@@ -452,7 +438,7 @@ def _backward_chunk(wts, cols, cnts, colsT, cntsT, a0, a1, H, buf, aoffs, ncmax,
         if l > 0:
             side = 1 - side
             nT = scratch[side, :n_in * nc].reshape((n_in, nc))
-            _gather_axpy(wts[l], colsT[l], cntsT[l], dT, nT)
+            _gather_axpy(Ws[l], colsT[l], cntsT[l], dT, nT, False, True)
             gate_fm(nT, fT)                                  # fT = relu(g_l): the same gate
             dT = nT
 
@@ -475,14 +461,16 @@ def _scatter(cols, cnts, part, goffs, dWs):
 
 
 @njit(cache=True)
-def _loss_weights(r_pos, r_neg, code, tau, margin, c_pos, c_neg):
-    """Twin of ``losses.simple/soft_triplet/infonce/ref_nce``: writes ``c_pos = dL/dr_pos / N``
-    (N,) and ``c_neg = dL/dr_neg / N`` (N, H); returns ``(mean L, mean r_pos, mean r_neg)``."""
+def _loss_weights(r_pos, r_neg, code, tau, margin, c_pos, c_neg, a0, a1):
+    """Twin of ``losses.simple/soft_triplet/infonce/ref_nce`` for anchors ``a0 <= a < a1`` of
+    a batch of N = len(r_pos): writes ``c_pos = dL/dr_pos / N`` and ``c_neg = dL/dr_neg / N``;
+    returns the sums of L, r_pos and r_neg over the range. ``ref_nce`` (batch means) needs
+    the whole batch: ``a0 = 0, a1 = N``."""
     N, H = r_neg.shape
     sL = 0.0
     sp = 0.0
     sn = 0.0
-    for a in range(N):
+    for a in range(a0, a1):
         sp += r_pos[a]
         for k in range(H):
             sn += r_neg[a, k]
@@ -494,8 +482,8 @@ def _loss_weights(r_pos, r_neg, code, tau, margin, c_pos, c_neg):
         for a in range(N):
             c_pos[a] = w / N
             c_neg[a, 0] = -w / N
-        return -s, sp / N, sn / (N * H)
-    for a in range(N):
+        return -s * N, sp, sn
+    for a in range(a0, a1):
         rp = float(r_pos[a])
         if code == 0:                                        # simple
             Lv = rp - r_neg[a, 0]
@@ -523,69 +511,105 @@ def _loss_weights(r_pos, r_neg, code, tau, margin, c_pos, c_neg):
             Lv = rp + tau * (amax + math.log(se))
         c_pos[a] = dpos / N
         sL += Lv
-    return sL / N, sp / N, sn / (N * H)
+    return sL, sp, sn
+
+
+@njit(cache=True)
+def _chunk_step(Ws, cols, cnts, colsT, cntsT, x, x_pos, x_neg, code, tau, margin, acts, aoffs,
+                ncmax, goffs, part, scratch, r_pos, r_neg, c_pos, c_neg, stats, c):
+    """Forward, per-anchor loss weights and backward of chunk c (losses other than
+    ``ref_nce``): writes ``stats[c] = (sum L, sum r_pos, sum r_neg, finite)``."""
+    N = x.shape[0]
+    a0, a1 = _chunk_bounds(N, acts.shape[0], c)
+    if not _forward_chunk(Ws, cols, cnts, x, x_pos, x_neg, a0, a1, acts[c], aoffs, ncmax,
+                          r_pos, r_neg):
+        stats[c, 3] = 0.0
+        return
+    sL, sp, sn = _loss_weights(r_pos, r_neg, code, tau, margin, c_pos, c_neg, a0, a1)
+    stats[c, 0] = sL
+    stats[c, 1] = sp
+    stats[c, 2] = sn
+    stats[c, 3] = 1.0
+    part[c, :] = 0.0
+    _backward_chunk(Ws, cols, cnts, colsT, cntsT, a0, a1, x_neg.shape[1], acts[c], aoffs, ncmax,
+                    c_pos, c_neg, part[c], goffs, scratch[c])
 
 
 @njit(cache=True)
 def _fused_serial(Ws, cols, cnts, colsT, cntsT, x, x_pos, x_neg, code, tau, margin, acts,
                   aoffs, ncmax, goffs, part, scratch, dWs):
     """The whole step: forward, distances, loss weights, backward, gradients, over the
-    ``acts.shape[0]`` chunks of anchors one after the other (smaller chunks stay in cache).
+    ``acts.shape[0]`` chunks of anchors one after the other.
     Returns ``(mean L, mean r_pos, mean r_neg, finite)``."""
     N = x.shape[0]
     H = x_neg.shape[1]
     nchunks = acts.shape[0]
     dt = Ws[0].dtype
-    wgs = [_gather_rows(Ws[l], cols[l], cnts[l]) for l in range(len(Ws))]
     r_pos = np.empty(N, dt)
     r_neg = np.empty((N, H), dt)
-    for c in range(nchunks):
-        a0, a1 = _chunk_bounds(N, nchunks, c)
-        if not _forward_chunk(wgs, cols, cnts, x, x_pos, x_neg, a0, a1, acts[c], aoffs, ncmax,
-                              r_pos, r_neg):
-            return np.nan, np.nan, np.nan, False
     c_pos = np.empty(N, dt)
     c_neg = np.empty((N, H), dt)
-    Lm, rp, rn = _loss_weights(r_pos, r_neg, code, tau, margin, c_pos, c_neg)
-    wts = [_gather_cols(Ws[l], colsT[l], cntsT[l]) for l in range(len(Ws))]
-    part[:, :] = 0.0
-    for c in range(nchunks):
-        a0, a1 = _chunk_bounds(N, nchunks, c)
-        _backward_chunk(wts, cols, cnts, colsT, cntsT, a0, a1, H, acts[c], aoffs, ncmax, c_pos,
-                        c_neg, part[c], goffs, scratch[c])
+    stats = np.zeros((nchunks, 4))
+    if code == 3:                                            # batch-level loss: two phases
+        for c in range(nchunks):
+            a0, a1 = _chunk_bounds(N, nchunks, c)
+            if not _forward_chunk(Ws, cols, cnts, x, x_pos, x_neg, a0, a1, acts[c], aoffs,
+                                  ncmax, r_pos, r_neg):
+                return np.nan, np.nan, np.nan, False
+        sL, sp, sn = _loss_weights(r_pos, r_neg, code, tau, margin, c_pos, c_neg, 0, N)
+        part[:, :] = 0.0
+        for c in range(nchunks):
+            a0, a1 = _chunk_bounds(N, nchunks, c)
+            _backward_chunk(Ws, cols, cnts, colsT, cntsT, a0, a1, H, acts[c], aoffs, ncmax,
+                            c_pos, c_neg, part[c], goffs, scratch[c])
+    else:
+        for c in range(nchunks):
+            _chunk_step(Ws, cols, cnts, colsT, cntsT, x, x_pos, x_neg, code, tau, margin, acts,
+                        aoffs, ncmax, goffs, part, scratch, r_pos, r_neg, c_pos, c_neg, stats, c)
+            if stats[c, 3] == 0:
+                return np.nan, np.nan, np.nan, False
+        sL, sp, sn = stats[:, 0].sum(), stats[:, 1].sum(), stats[:, 2].sum()
     _scatter(cols, cnts, part, goffs, dWs)
-    return Lm, rp, rn, True
+    return sL / N, sp / N, sn / (N * H), True
 
 
 @njit(cache=True, parallel=True)
 def _fused_parallel(Ws, cols, cnts, colsT, cntsT, x, x_pos, x_neg, code, tau, margin, acts,
                     aoffs, ncmax, goffs, part, scratch, dWs):
-    """``_fused_serial`` with the anchors split into ``acts.shape[0]`` chunks (``prange``)."""
+    """``_fused_serial`` with the chunks run in parallel (``prange``); per-anchor losses need
+    one parallel region, ``ref_nce`` two (its weights need every anchor's distances)."""
     N = x.shape[0]
     H = x_neg.shape[1]
     nchunks = acts.shape[0]
     dt = Ws[0].dtype
-    wgs = [_gather_rows(Ws[l], cols[l], cnts[l]) for l in range(len(Ws))]
     r_pos = np.empty(N, dt)
     r_neg = np.empty((N, H), dt)
-    ok = np.zeros(nchunks, np.bool_)
-    for c in prange(nchunks):
-        a0, a1 = _chunk_bounds(N, nchunks, c)
-        ok[c] = _forward_chunk(wgs, cols, cnts, x, x_pos, x_neg, a0, a1, acts[c], aoffs, ncmax,
-                               r_pos, r_neg)
-    if not ok.all():
-        return np.nan, np.nan, np.nan, False
     c_pos = np.empty(N, dt)
     c_neg = np.empty((N, H), dt)
-    Lm, rp, rn = _loss_weights(r_pos, r_neg, code, tau, margin, c_pos, c_neg)
-    wts = [_gather_cols(Ws[l], colsT[l], cntsT[l]) for l in range(len(Ws))]
-    part[:, :] = 0.0
-    for c in prange(nchunks):
-        a0, a1 = _chunk_bounds(N, nchunks, c)
-        _backward_chunk(wts, cols, cnts, colsT, cntsT, a0, a1, H, acts[c], aoffs, ncmax, c_pos,
-                        c_neg, part[c], goffs, scratch[c])
+    stats = np.zeros((nchunks, 4))
+    if code == 3:
+        ok = np.zeros(nchunks, np.bool_)
+        for c in prange(nchunks):
+            a0, a1 = _chunk_bounds(N, nchunks, c)
+            ok[c] = _forward_chunk(Ws, cols, cnts, x, x_pos, x_neg, a0, a1, acts[c], aoffs,
+                                   ncmax, r_pos, r_neg)
+        if not ok.all():
+            return np.nan, np.nan, np.nan, False
+        sL, sp, sn = _loss_weights(r_pos, r_neg, code, tau, margin, c_pos, c_neg, 0, N)
+        part[:, :] = 0.0
+        for c in prange(nchunks):
+            a0, a1 = _chunk_bounds(N, nchunks, c)
+            _backward_chunk(Ws, cols, cnts, colsT, cntsT, a0, a1, H, acts[c], aoffs, ncmax,
+                            c_pos, c_neg, part[c], goffs, scratch[c])
+    else:
+        for c in prange(nchunks):
+            _chunk_step(Ws, cols, cnts, colsT, cntsT, x, x_pos, x_neg, code, tau, margin, acts,
+                        aoffs, ncmax, goffs, part, scratch, r_pos, r_neg, c_pos, c_neg, stats, c)
+        if not (stats[:, 3] > 0).all():
+            return np.nan, np.nan, np.nan, False
+        sL, sp, sn = stats[:, 0].sum(), stats[:, 1].sum(), stats[:, 2].sum()
     _scatter(cols, cnts, part, goffs, dWs)
-    return Lm, rp, rn, True
+    return sL / N, sp / N, sn / (N * H), True
 
 
 def fused_plan(net):
