@@ -21,14 +21,15 @@ from __future__ import annotations
 import numpy as np
 
 from . import mlp
+from ..covariance import _Factors
 
 
-class Factors:
+class Factors(_Factors):
     """What ``OP_l v`` needs for one layer: the gates and ``f_{l-1}`` of every view.
 
     Same contract as ``covariance._Factors(net, views, layer, xi)``: ``views`` (N, M, n_0),
     ``xi`` None or (N, N) symmetric. ``kbar_t(V)`` -> (N, n_L); ``kbar_sum(c)`` ->
-    (n_l, n_{l-1}); ``apply(V)`` -> ``OP vec(V)`` as (n_l, n_{l-1}).
+    (n_l, n_{l-1}); ``apply(V)`` (inherited: the formula is shared) -> ``OP vec(V)``.
     """
 
     def __init__(self, net, views, layer, xi):
@@ -88,18 +89,3 @@ class Factors:
             dT = self._down(a, dT)                                    # (n_{a-1}, NM)
             dT *= self.gates[a - 1]
         return (dT @ self.fT.T) / self.M                              # (n_l, n_{l-1}), unmasked
-
-    def apply(self, V):
-        """``OP vec(V)`` reshaped to (n_l, n_{l-1}) (the twin's formula)."""
-        if self.mask is not None:
-            V = V * self.mask
-        u = self.kbar_t(V)                                            # (N, n_L)
-        N = self.N
-        if self.xi is None:
-            c = (2.0 / N) * (u - u.mean(axis=0))
-        else:
-            c = (2.0 / N**2) * (self.lap @ u)
-        out = self.kbar_sum(c)
-        if self.mask is not None:
-            out = out * self.mask
-        return out
