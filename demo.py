@@ -401,6 +401,15 @@ def apply_example(name):
     return [vals[k] for k in HLTM_ORDER] + [f"*{ex.note}*"]
 
 
+def number_box(c, fields, prefix):
+    """A function ``num(key)`` that adds ``c[key] = gr.Number`` from ``fields[key]``
+    (label, kind, lo, hi, default, hint), with ``elem_id`` ``{prefix}-{key}``."""
+    def num(key):
+        label, kind, lo, hi, default, hint = fields[key]
+        c[key] = gr.Number(default, label=label, info=hint, elem_id=f"{prefix}-{key}")
+    return num
+
+
 def hltm_tab():
     """Tab "Latent recovery (HLTM)": settings, Train/Stop, streamed pictures, API endpoint."""
     with gr.Tab("Latent recovery (HLTM)", id="hltm"):
@@ -420,10 +429,7 @@ def hltm_tab():
                                      "theory: bias-free (the paper's analysis); "
                                      "reference: biases + normalised output")
 
-                def num(key):
-                    label, kind, lo, hi, default, hint = HLTM_FIELDS[key]
-                    c[key] = gr.Number(default, label=label, info=hint, elem_id=f"hltm-{key}")
-
+                num = number_box(c, HLTM_FIELDS, "hltm")
                 with gr.Row():
                     num("depth"), num("num_children")
                 with gr.Row():
@@ -616,10 +622,7 @@ def covariance_tab():
             with gr.Column(scale=1, min_width=320):
                 c = {}
 
-                def num(key):
-                    label, kind, lo, hi, default, hint = COV_FIELDS[key]
-                    c[key] = gr.Number(default, label=label, info=hint, elem_id=f"cov-{key}")
-
+                num = number_box(c, COV_FIELDS, "cov")
                 with gr.Row():
                     num("depth"), num("num_children")
                 with gr.Row():
