@@ -10,7 +10,6 @@ The README screenshot is this test with the default setting, written to a path y
 import base64
 import io
 import os
-import socket
 
 import numpy as np
 import pytest
@@ -29,22 +28,9 @@ sync_api = pytest.importorskip("playwright.sync_api")
 pytest.importorskip("gradio")
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def url():
-    import demo
-    app = demo.build_demo()
-    _, url, _ = demo.launch(app, prevent_thread_lock=True, server_name="127.0.0.1",
-                            server_port=_free_port(), quiet=True)
-    try:
-        yield url
-    finally:
-        app.close()
+def url(demo_url):
+    return demo_url
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ import contextlib
 import gc
 import io
 import json
-import socket
 
 import numpy as np
 import pytest
@@ -26,21 +25,9 @@ from minissl import cli, plots  # noqa: E402
 SMALL = dict(depth=4, epochs=4, steps_per_epoch=100, batch_size=64, seed=1)
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def client():
-    app = demo.build_demo()
-    _, url, _ = demo.launch(app, prevent_thread_lock=True, server_name="127.0.0.1",
-                            server_port=_free_port(), quiet=True)
-    try:
-        yield gradio_client.Client(url, verbose=False)
-    finally:
-        app.close()
+def client(demo_url):
+    return gradio_client.Client(demo_url, verbose=False)
 
 
 def _png(plot):
