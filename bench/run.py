@@ -134,7 +134,7 @@ def hltm_row(args, threads, torch):
 
     # minissl numpy: slow, timed on a few steps and scaled to the epoch
     k_np = min(steps, 20 if args.quick else 40)
-    net = tree.network(hid, backend="numpy", dtype=dt, seed=0)
+    net = minissl.tree_network(tree, hid, backend="numpy", dtype=dt, seed=0)
     t, th = best_over_threads(
         lambda: best_time(lambda: epoch_minissl(net, k_np), args.repeats) * steps / k_np,
         threads, torch)
@@ -142,7 +142,7 @@ def hltm_row(args, threads, torch):
     t_c = best_time(lambda: normalized_correlation(tree, net, x=x_eval, z=z_eval), 1)
     results["numpy"] = (t, t + t_s + t_c, th, f"timed on {k_np} steps")
 
-    net = tree.network(hid, backend="numba", dtype=dt, seed=0)
+    net = minissl.tree_network(tree, hid, backend="numba", dtype=dt, seed=0)
     t, th = best_over_threads(lambda: best_time(lambda: epoch_minissl(net, steps),
                                                 args.repeats), threads, torch)
     from minissl.kernels.hltm import triples as triples_numba
@@ -152,7 +152,7 @@ def hltm_row(args, threads, torch):
 
     tdt = T.DTYPES[dt]
     tx, txp, txn = (torch.as_tensor(a, dtype=tdt) for a in (x, xp_, xn))
-    ref = tree.network(hid, dtype=dt, seed=0)
+    ref = minissl.tree_network(tree, hid, dtype=dt, seed=0)
     model = T.MaskedMLP(ref.sizes, [B.to_numpy(m) for m in ref.masks], dt,
                         [B.to_numpy(W) for W in ref.weights])
     step = T.make_step(model, cfg.lr, cfg.loss, cfg.tau)
@@ -302,7 +302,7 @@ def gpu_rows(args, torch):
     tree = HLTM(depth=5, num_children=2, seed=0)
     Nb = 4096
     x, xp_, xn = tree.triples(Nb * 4, np.random.default_rng(1))
-    net = tree.network(10, backend="cupy", dtype=dt, seed=0)
+    net = minissl.tree_network(tree, 10, backend="cupy", dtype=dt, seed=0)
     hc = TrainConfig(loss="infonce", tau=0.1, lr=0.1, batch_size=Nb)
     opt = SGD(net.parameters(), hc.lr)
     cx, cxp, cxn = cp.asarray(x), cp.asarray(xp_), cp.asarray(xn)
@@ -313,7 +313,7 @@ def gpu_rows(args, torch):
             opt.step(loss_and_grads(net, (cx[sl], cxp[sl], cxn[sl]), hc)[3])
         cp.cuda.Device().synchronize()
     t_cp = best_time(run_cp2, args.repeats) / 4
-    ref = tree.network(10, dtype=dt, seed=0)
+    ref = minissl.tree_network(tree, 10, dtype=dt, seed=0)
     model = T.MaskedMLP(ref.sizes, ref.masks, dt, ref.weights).cuda()
     step = T.make_step(model, hc.lr, hc.loss, hc.tau)
     tx, txp, txn = (torch.from_numpy(v.astype(dt)).cuda() for v in (x, xp_, xn))

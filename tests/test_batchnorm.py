@@ -5,8 +5,9 @@ affine; the split into direct/mean/variance paths and the covariance form of the
 import numpy as np
 import pytest
 
-from minissl.batchnorm import (MODES, BatchNorm, bn_backward, bn_backward_parts, bn_forward,
-                               weight_grad_parts)
+from minissl.layers import BN_MODES as MODES
+from minissl.layers import (BatchNorm, bn_backward, bn_backward_parts, bn_forward,
+                            bn_weight_grad_parts as weight_grad_parts)
 from minissl.gradcheck import check_gradients, gradient_error, numerical_gradient
 
 
