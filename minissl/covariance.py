@@ -220,6 +220,7 @@ class Factors:
         plans = [lin.plan for lin in net.linears()]
         self.products = products(net.weights, plans, gs, fs, self.layer, self.N, self.M)
         self.shape = tuple(net.weights[self.layer].shape)          # (n_l, n_{l-1})
+        self.dtype = net.dtype
         self.mask = None if net.masks is None else net.masks[self.layer]
         if self.xi is not None:
             self.lap = xp.diag(self.xi.sum(axis=1)) - self.xi      # (N, N)
@@ -274,17 +275,12 @@ def covariance_spectrum(net, views, layer, k=4, xi=None, method="auto", tol=0.0,
     (docs/performance.md).
     """
     layer = _check_layer(net, layer)
-    if method not in SPECTRUM_METHODS:
-        raise ValueError(f"method must be one of {SPECTRUM_METHODS}, got {method!r}")
+    B.check_choice("method", method, SPECTRUM_METHODS)
     P = int(np.prod(net.weights[layer].shape))
-    if isinstance(k, bool) or int(k) != k or not 1 <= k <= P:
-        raise ValueError(f"k must be an integer in [1, {P}] (P = n_l*n_(l-1)), got {k!r}")
-    k = int(k)
-    if not tol >= 0:
-        raise ValueError(f"tol must be >= 0, got {tol!r}")
-    if blas_threads is not None and (isinstance(blas_threads, bool) or int(blas_threads) !=
-                                     blas_threads or blas_threads < 1):
-        raise ValueError(f"blas_threads must be None or an integer >= 1, got {blas_threads!r}")
+    k = B.check_int("k", k, 1, P)                                   # P = n_l n_(l-1)
+    tol = B.check_real("tol", tol, 0)
+    if blas_threads is not None:
+        B.check_int("blas_threads (None or an integer)", blas_threads, 1)
     if method == "lanczos" and k >= P - 1:
         raise ValueError(f"method='lanczos' needs k < P - 1 = {P - 1}, got k={k}; "
                          "use method='dense'")
@@ -297,31 +293,34 @@ def covariance_spectrum(net, views, layer, k=4, xi=None, method="auto", tol=0.0,
         w, U = xp.linalg.eigh(OP)
         vals, vecs = w[::-1][:k], U[:, ::-1][:, :k]
     else:
-        F = Factors(net, views, layer, xi)
-        dtype = net.dtype
-        if xp is np:
-            from scipy.sparse.linalg import LinearOperator, eigsh
-        else:  # CuPy arrays: the cupyx Lanczos solver, same interface
-            from cupyx.scipy.sparse.linalg import LinearOperator, eigsh
-
-        def mv(v):
-            return F.apply(v.reshape(F.shape)).reshape(v.shape)
-
-        A = LinearOperator((P, P), matvec=mv, dtype=dtype)
-        v0 = xp.asarray(B.rng(seed).standard_normal(P).astype(dtype))
-        if F.mask is not None:
-            v0 = v0 * F.mask.ravel()
-        if xp is np:
-            with B.blas_threads(blas_threads):   # after importing scipy, so its BLAS is seen
-                w, U = eigsh(A, k=k, which="LA", v0=v0, tol=tol)
-        else:
-            w, U = eigsh(A, k=k, which="LA", tol=tol)
-        order = xp.argsort(w)[::-1]
-        vals, vecs = w[order], U[:, order]
+        vals, vecs = _lanczos(Factors(net, views, layer, xi), k, tol, seed, blas_threads)
     idx = xp.argmax(xp.abs(vecs), axis=0)
     signs = xp.sign(vecs[idx, xp.arange(k)])
     signs = xp.where(signs == 0, 1.0, signs)
     return xp.ascontiguousarray(vals), xp.ascontiguousarray(vecs * signs)
+
+
+def _lanczos(F, k, tol, seed, blas_threads):
+    """Top-``k`` eigenpairs of ``OP`` given its ``Factors``, descending: ``eigsh`` over a
+    ``LinearOperator`` (``cupyx.scipy.sparse.linalg`` for CuPy arrays)."""
+    xp, P = F.xp, int(np.prod(F.shape))
+    if xp is np:
+        from scipy.sparse.linalg import LinearOperator, eigsh
+    else:  # CuPy arrays: the cupyx Lanczos solver, same interface
+        from cupyx.scipy.sparse.linalg import LinearOperator, eigsh
+    dtype = F.dtype
+    A = LinearOperator((P, P), matvec=lambda v: F.apply(v.reshape(F.shape)).reshape(v.shape),
+                       dtype=dtype)
+    if xp is np:
+        v0 = B.rng(seed).standard_normal(P).astype(dtype)
+        if F.mask is not None:
+            v0 = v0 * F.mask.ravel()
+        with B.blas_threads(blas_threads):   # after importing scipy, so its BLAS is seen
+            w, U = eigsh(A, k=k, which="LA", v0=v0, tol=tol)
+    else:
+        w, U = eigsh(A, k=k, which="LA", tol=tol)
+    order = xp.argsort(w)[::-1]
+    return w[order], U[:, order]
 
 
 # ----------------------------------------------------------------------------- pair weights

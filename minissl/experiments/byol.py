@@ -146,21 +146,28 @@ def predictor_alignment(source, cfg=None, **overrides):
     return eigen_alignment(model.F, model.Wp), model, hist
 
 
+def _save(fig, outdir, name):
+    with open(os.path.join(outdir, name), "wb") as fh:
+        fh.write(P.to_png(fig, dpi=90))
+    P.close(fig)
+    print(f"wrote {os.path.join(outdir, name)}")
+
+
 def byol_doc_figures(outdir="docs/img", seed=0):
     """Run the experiments of docs/byol.md, write its PNG figures to ``outdir`` and print the
     numbers the doc quotes (``python -m minissl byol-figures --outdir docs/img``)."""
     os.makedirs(outdir, exist_ok=True)
-
-    def save(fig, name):
-        with open(os.path.join(outdir, name), "wb") as fh:
-            fh.write(P.to_png(fig, dpi=90))
-        P.close(fig)
-        print(f"wrote {os.path.join(outdir, name)}")
-
     src = make_source("toy", seed=seed)
     base = BYOLConfig(lr=0.5, weight_decay=0.02, steps=300, batch_size=64, log_every=10,
                       ema=0.0, seed=seed)
-    # 1. collapse diagnostics over training: no BN/no predictor vs BN + predictor
+    _collapse_figures(src, base, outdir)
+    _implicit_contrastive_figure(src, base, outdir)
+    _linear_figures(outdir, seed)
+    _directpred_figure(src, base, outdir)
+
+
+def _collapse_figures(src, base, outdir):
+    """Collapse diagnostics over training: no BN/no predictor vs BN + predictor."""
     runs = {"no BN, no predictor": dict(predictor="none", bn_mean="omit", bn_var="omit"),
             "BN (mean normal) + linear predictor": dict(predictor="linear")}
     hists, spectra = {}, {}
@@ -170,9 +177,11 @@ def byol_doc_figures(outdir="docs/img", seed=0):
         r = h.records[-1]
         print(f"{label}: effective rank {r['effective_rank']:.2f}, std {r['std']:.3f}, "
               f"loss {r['eval_loss']:.4f}, collapsed loss {r['collapsed_loss']:.4f}")
-    save(P.byol_history_figure(hists), "byol_collapse.png")
-    save(P.byol_spectrum_figure(spectra), "byol_spectrum.png")
-    # 2. implicit contrastive term
+    _save(P.byol_history_figure(hists), outdir, "byol_collapse.png")
+    _save(P.byol_spectrum_figure(spectra), outdir, "byol_spectrum.png")
+
+
+def _implicit_contrastive_figure(src, base, outdir):
     steps, norms, parts, _, _ = trace_implicit_contrastive(src, base, log_every=30)
     frac = norms["mean_cross"][-1] / norms["mean"][-1]
     rel = np.linalg.norm(parts["direct"] + parts["mean"] - parts["covariance"]) / \
@@ -180,8 +189,12 @@ def byol_doc_figures(outdir="docs/img", seed=0):
     print(f"implicit contrastive: ||dW_mean||/||dW_total|| at the end "
           f"{norms['mean'][-1] / np.linalg.norm(parts['total']):.3f}; cross-sample share "
           f"||mean_cross||/||mean|| {frac:.4f}; covariance-form error {rel:.1e}")
-    save(P.implicit_contrastive_figure(steps, norms, parts), "byol_implicit_contrastive.png")
-    # 3. linear BYOL: ODE vs simulation, two regimes, and the regime grid
+    _save(P.implicit_contrastive_figure(steps, norms, parts), outdir,
+          "byol_implicit_contrastive.png")
+
+
+def _linear_figures(outdir, seed):
+    """Linear BYOL: ODE vs Euler vs SGD in two regimes, and the regime grid."""
     W0, Wp0, Wa0, X, Xp = LB.default_problem(seed=seed)
     for name, (alpha_p, eta, T) in {"survives": (1.0, 0.01, 20.0),
                                     "collapses": (0.3, 0.2, 60.0)}.items():
@@ -198,15 +211,18 @@ def byol_doc_figures(outdir="docs/img", seed=0):
         print(f"linear BYOL ({name}: alpha_p {alpha_p}, eta {eta}): ||W(0)|| "
               f"{ode_at[0]:.3f} -> ||W({T:g})|| {ode_at[-1]:.3e}; Euler dt=0.01 max rel. error "
               f"{e_eu:.2e}; SGD (lr 0.01, batch 512) max |Δ||W|||/max||W|| {e_sgd:.3f}")
-        save(P.linear_byol_figure(t, Ws, ts, Wss, title=f"linear BYOL, α_p={alpha_p}, "
-                                  f"η={eta}: ODE (lines) vs SGD (dots)"),
-             f"linear_byol_{name}.png")
+        _save(P.linear_byol_figure(t, Ws, ts, Wss, title=f"linear BYOL, α_p={alpha_p}, "
+                                   f"η={eta}: ODE (lines) vs SGD (dots)"),
+              outdir, f"linear_byol_{name}.png")
     etas, alphas = [0.0, 0.02, 0.05, 0.1, 0.2, 0.5], [0.1, 0.3, 1.0, 3.0, 10.0]
     G = LB.regime_grid(etas, alphas, T=100.0, dt=0.05)
     print("regime grid ||W(100)||_F (rows eta", etas, ", columns alpha_p", alphas, "):")
     print(np.array2string(G, precision=3, suppress_small=True))
-    save(P.byol_regimes_figure(etas, alphas, G), "linear_byol_regimes.png")
-    # 4. DirectPred vs a trained linear predictor
+    _save(P.byol_regimes_figure(etas, alphas, G), outdir, "linear_byol_regimes.png")
+
+
+def _directpred_figure(src, base, outdir):
+    """DirectPred against a trained linear predictor (no BN)."""
     al, _, h = predictor_alignment(src, base, steps=1000, lr=0.1, bn_mean="omit",
                                    bn_var="omit", predictor_lr=10.0, log_every=1000)
     print(f"trained linear predictor (no BN, wd 0.02, alpha_p 10, 1000 steps): offdiag "
@@ -214,7 +230,7 @@ def byol_doc_figures(outdir="docs/img", seed=0):
           f"p/p1 {np.round(al['p'] / al['p'][0], 2)}, sqrt(s/s1) "
           f"{np.round(al['p_directpred'], 2)}, effective rank "
           f"{h.records[-1]['effective_rank']:.2f}")
-    save(P.directpred_figure(al), "byol_directpred.png")
+    _save(P.directpred_figure(al), outdir, "byol_directpred.png")
     _, h = train_byol(src, base, steps=1000, lr=0.1, bn_mean="omit", bn_var="omit",
                       directpred=True, log_every=1000)
     r = h.records[-1]
