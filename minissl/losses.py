@@ -1,6 +1,6 @@
 """The three contrastive losses, each written once as a function of the distances.
 
-Distances (DESIGN.md §1): ``r_pos = ½||z - z_pos||²`` (N,), ``r_neg[:, k] = ½||z - z_neg_k||²``
+Distances (docs/design.md): ``r_pos = ½||z - z_pos||²`` (N,), ``r_neg[:, k] = ½||z - z_neg_k||²``
 (N, H). Per anchor:
 
 - simple:       ``L = r_pos - r_1``                                    (H = 1)

@@ -1,4 +1,4 @@
-"""The covariance operator (DESIGN.md §1, docs/theory.md): connection, exact finite-population
+"""The covariance operator (docs/design.md, docs/theory.md): connection, exact finite-population
 theorem, weighted form, matrix-free update/spectrum, pair weights, linear nets, training by OP."""
 
 import numpy as np

@@ -39,7 +39,7 @@ def test_r_derivatives_and_identity(loss, tau):
     r_pos, r_neg = rng.uniform(0, 3, 7), rng.uniform(0, 3, (7, H))
     fn = LOSSES[loss]
     L, d_pos, d_neg = fn(r_pos, r_neg, tau, 0.3)
-    # ∂L/∂r_+ = −Σ_k ∂L/∂r_k ≥ 0  (DESIGN.md §1)
+    # ∂L/∂r_+ = −Σ_k ∂L/∂r_k ≥ 0  (docs/design.md)
     np.testing.assert_allclose(d_pos, -d_neg.sum(1), atol=1e-14)
     assert (d_pos >= 0).all()
     # partial derivatives against central differences in r
