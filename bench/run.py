@@ -41,9 +41,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import minissl  # noqa: E402
 from minissl import backend as B  # noqa: E402
-from minissl.hltm import HLTM, normalized_correlation  # noqa: E402
+from minissl.hltm import HLTM  # noqa: E402
+from minissl.metrics import normalized_correlation  # noqa: E402
 from minissl.nets import ReLUNet  # noqa: E402
-from minissl.train import SGD, TrainConfig, loss_and_grads  # noqa: E402
+from minissl.optim import SGD  # noqa: E402
+from minissl.train import TrainConfig, gradient_step, loss_and_grads  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- timing
@@ -126,10 +128,10 @@ def hltm_row(args, threads, torch):
     results = {}
 
     def epoch_minissl(net, nsteps):
-        opt = SGD(net.parameters(), cfg.lr)
+        opt, step = SGD(net.parameters(), cfg.lr), gradient_step(net, cfg)
         for s in range(nsteps):
             sl = slice(s * batch, (s + 1) * batch)
-            _, _, _, g = loss_and_grads(net, (x[sl], xp_[sl], xn[sl]), cfg)
+            _, _, _, g = step((x[sl], xp_[sl], xn[sl]))
             opt.step(g)
 
     # minissl numpy: slow, timed on a few steps and scaled to the epoch
