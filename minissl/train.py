@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -83,10 +83,6 @@ class TrainConfig:
                              f"needs negatives), got {self.batch_size}")
         B.check_choice("update", self.update, UPDATES)
         return self
-
-    @classmethod
-    def field_names(cls):
-        return [f.name for f in fields(cls)]
 
 
 def check_batch(net, batch, negatives="given"):
