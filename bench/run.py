@@ -378,13 +378,16 @@ def gpu_rows(args, torch):
 
 # ----------------------------------------------------------------------------- JAX rows
 JAX_VARIANTS = (("jax-scan", "scan", "grouped einsum, lax.scan epoch"),
-                ("jax-step", "step", "grouped einsum, jit call per step"),
+                ("jax-step", "step", "grouped einsum, jit call per step, packed weights"),
                 ("jax-dense", "dense", "dense W*mask, lax.scan epoch"))
 
 
 class JaxWorker:
-    """``python bench/jax_ref.py --worker DATA`` on the first ``threads`` CPUs of this process
-    (affinity set before the child starts, so XLA's thread pool has ``threads`` workers).
+    """``python bench/jax_ref.py --worker DATA`` on the first ``threads`` CPUs of this process:
+    the affinity is set before the child starts, so XLA's CPU thread pool (sized once, from the
+    CPUs the process may use) has ``threads`` workers; with 1 thread also
+    ``--xla_cpu_multi_thread_eigen=false``. (``intra_op_parallelism_threads`` is no XLA flag:
+    XLA_FLAGS ignores it without leading dashes and aborts on it with them.)
     ``compile``: {variant: (trace+lower s, XLA compile s)}; ``time(variant)`` -> (s, loss)."""
 
     def __init__(self, data_path, threads):
@@ -394,7 +397,8 @@ class JaxWorker:
         cpus = sorted(os.sched_getaffinity(0))[:threads]
         env = dict(os.environ)
         if threads == 1:
-            env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
+            env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "")
+                                + " --xla_cpu_multi_thread_eigen=false").strip()
         here = os.path.dirname(os.path.abspath(__file__))
         self.proc = subprocess.Popen(
             [sys.executable, os.path.join(here, "jax_ref.py"), "--worker", data_path],
@@ -432,88 +436,96 @@ def jax_rows(args, threads, torch):
     except ImportError as e:
         return [{"name": "HLTM JAX comparison", "skip": f"no jax ({e})"}]
     import tempfile
-    import torch_ref as T
-    hid, batch, steps, tau, lr = 10, 128, 500, 0.1, 0.1
-    rounds = 5 if args.quick else 9
+    hid, batch, steps = 10, 128, 500
     tree = m_tree(5, 2, (0.7, 1.0), 0)
     sizes, masks = m_sizes_masks(tree, hid)
-    x, xp_, xn = m_triples(tree, steps * batch, np.random.default_rng(1))
+    data = m_triples(tree, steps * batch, np.random.default_rng(1))    # the epoch, shared
     W0 = [np.asarray(W, np.float64) for W in m_net(sizes, masks, "float64", "numpy").weights]
+    with tempfile.TemporaryDirectory(prefix="minissl-jax-") as tmp:
+        return [jax_row(args, threads, torch, os.path.join(tmp, f"epoch-{dt}.npz"), dt,
+                        hid, batch, steps, sizes, masks, W0, data)
+                for dt in ("float32", "float64")]
+
+
+def jax_row(args, threads, torch, path, dt, hid, batch, steps, sizes, masks, W0, data,
+            tau=0.1, lr=0.1):
+    """One dtype of ``jax_rows``: every entry trains the same epoch from the same weights."""
+    import torch_ref as T
+    rounds = 5 if args.quick else 9
     ths = sorted({1, threads})
-    rows = []
-    tmp = tempfile.mkdtemp(prefix="minissl-jax-")
-    for dt in ("float32", "float64"):
-        path = os.path.join(tmp, f"epoch-{dt}.npz")
-        np.savez(path, dtype=dt, hid=hid, steps=steps, tau=tau, lr=lr, L=len(W0), unroll=1,
-                 x=x, x_pos=xp_, x_neg=xn, **{f"W{l}": W for l, W in enumerate(W0)},
-                 **{f"M{l}": m for l, m in enumerate(masks)})
-        workers = {th: JaxWorker(path, th) for th in ths}
-        try:
-            # minissl numba: one net, weights reset before every epoch
-            net = m_net(sizes, masks, dt, "numba")
-            m_step = m_stepper(net, tau, lr, batch)
-            bx, bxp, bxn = (a.astype(dt) for a in (x, xp_, xn))
-            sl = [slice(s * batch, (s + 1) * batch) for s in range(steps)]
+    x, xp_, xn = data
+    np.savez(path, dtype=dt, hid=hid, steps=steps, tau=tau, lr=lr, L=len(W0), unroll=1,
+             x=x, x_pos=xp_, x_neg=xn, **{f"W{l}": W for l, W in enumerate(W0)},
+             **{f"M{l}": m for l, m in enumerate(masks)})
+    sl = [slice(s * batch, (s + 1) * batch) for s in range(steps)]
 
-            def epoch_numba():
-                for W, W_0 in zip(net.weights, W0):
-                    W[...] = W_0
-                t = time.perf_counter()
-                for s in sl:
-                    v = m_step((bx[s], bxp[s], bxn[s]))
-                return time.perf_counter() - t, float(v)
+    # minissl numba: one net, weights reset before every epoch (outside the timing)
+    net = m_net(sizes, masks, dt, "numba")
+    m_step = m_stepper(net, tau, lr, batch)
+    bx, bxp, bxn = (a.astype(dt) for a in data)
 
-            tdt = T.DTYPES[dt]
-            tx, txp, txn = (torch.as_tensor(a, dtype=tdt) for a in (x, xp_, xn))
-            model = T.MaskedMLP(sizes, masks, dt, W0)
-            t_step = T.make_step(model, lr, "infonce", tau)
+    def epoch_numba():
+        for W, W_0 in zip(net.weights, W0):
+            W[...] = W_0
+        t = time.perf_counter()
+        for s in sl:
+            v = m_step((bx[s], bxp[s], bxn[s]))
+        return time.perf_counter() - t, float(v)
 
-            def epoch_torch():
-                with torch.no_grad():
-                    for lin, W_0 in zip(model.layers, W0):
-                        lin.weight.copy_(torch.as_tensor(W_0, dtype=tdt))
-                t = time.perf_counter()
-                for s in sl:
-                    v = t_step((tx[s], txp[s], txn[s]))
-                return time.perf_counter() - t, float(v)
+    tdt = T.DTYPES[dt]
+    tx, txp, txn = (torch.as_tensor(a, dtype=tdt) for a in data)
+    model = T.MaskedMLP(sizes, masks, dt, W0)
+    t_step = T.make_step(model, lr, "infonce", tau)
 
-            entries = []
-            for th in ths:
-                entries.append(("numba", th, epoch_numba, "fused step (minissl)"))
-                entries.append(("torch", th, epoch_torch, "autograd, masked nn.Linear"))
-                for name, var, how in JAX_VARIANTS:
-                    entries.append((name, th, (lambda w=workers[th], v=var: w.time(v)), how))
-            times = {(e[0], e[1]): [] for e in entries}
-            losses = {}
-            for r in range(rounds + 1):                       # round 0: warm-up, not kept
-                k = r % len(entries)
-                for impl, th, fn, _ in entries[k:] + entries[:k]:
-                    if impl in ("numba", "torch"):
-                        set_threads(th, torch)
-                    t, v = fn()
-                    if r:
-                        times[(impl, th)].append(t)
-                    losses[(impl, th)] = v
-            set_threads(threads, torch)
-        finally:
-            for w in workers.values():
-                w.close()
-        res = {}
-        for impl, th, _, how in entries:
-            ts = np.array(times[(impl, th)])
-            res[(impl, th)] = (float(np.median(ts)), float(ts.min()), float(ts.max()), how)
-        ref = losses[("numba", ths[0])]
-        agree = max(abs(v - ref) / abs(ref) for v in losses.values())
-        comp = "; ".join(
-            f"{th} thr: " + ", ".join(f"{v} {a + b:.2f} s (trace+lower {a:.2f}, XLA {b:.2f})"
-                                      for v, (a, b) in w.compile.items())
-            for th, w in workers.items())
-        rows.append({"name": f"HLTM d5 c2 hid10 b{batch} {dt} (JAX)", "kind": "jax",
-                     "steps": steps, "n": steps * batch, "dtype": dt, "res": res,
-                     "flops": tree_flops(m_net(sizes, masks, dt, "numpy"), batch * 3),
-                     "note": f"median of {rounds} interleaved rounds of a {steps}-step epoch; "
-                             f"final losses agree to {agree:.0e}; JAX compile: {comp}"})
-    return rows
+    def epoch_torch():
+        with torch.no_grad():
+            for lin, W_0 in zip(model.layers, W0):
+                lin.weight.copy_(torch.as_tensor(W_0, dtype=tdt))
+        t = time.perf_counter()
+        for s in sl:
+            v = t_step((tx[s], txp[s], txn[s]))
+        return time.perf_counter() - t, float(v)
+
+    workers = {}
+    try:
+        for th in ths:
+            workers[th] = JaxWorker(path, th)
+        entries = []
+        for th in ths:
+            entries.append(("numba", th, epoch_numba, "fused step (minissl)"))
+            entries.append(("torch", th, epoch_torch, "autograd, masked nn.Linear"))
+            for name, var, how in JAX_VARIANTS:
+                entries.append((name, th, (lambda w=workers[th], v=var: w.time(v)), how))
+        times = {(e[0], e[1]): [] for e in entries}
+        losses = {}
+        for r in range(rounds + 1):                           # round 0: warm-up, not kept
+            k = r % len(entries)
+            for impl, th, fn, _ in entries[k:] + entries[:k]:
+                if impl in ("numba", "torch"):
+                    set_threads(th, torch)
+                t, v = fn()
+                if r:
+                    times[(impl, th)].append(t)
+                losses[(impl, th)] = v
+    finally:
+        set_threads(threads, torch)
+        for w in workers.values():
+            w.close()
+    res = {}
+    for impl, th, _, how in entries:
+        ts = np.array(times[(impl, th)])
+        res[(impl, th)] = (float(np.median(ts)), float(ts.min()), float(ts.max()), how)
+    ref = losses[("numba", ths[0])]
+    agree = max(abs(v - ref) / abs(ref) for v in losses.values())
+    comp = "; ".join(
+        f"{th} thr: " + ", ".join(f"{v} {a + b:.2f} s (trace+lower {a:.2f}, XLA {b:.2f})"
+                                  for v, (a, b) in w.compile.items())
+        for th, w in workers.items())
+    return {"name": f"HLTM d5 c2 hid10 b{batch} {dt} (JAX)", "kind": "jax", "steps": steps,
+            "n": steps * batch, "dtype": dt, "res": res,
+            "flops": tree_flops(m_net(sizes, masks, dt, "numpy"), batch * 3),
+            "note": f"median of {rounds} interleaved rounds of a {steps}-step epoch; final "
+                    f"losses agree to {agree:.0e}; JAX compile: {comp}"}
 
 
 def print_jax_row(r, peak):

@@ -204,10 +204,14 @@ def test_jax_scanned_epoch_and_per_step_match_minissl_train():
             J.to_params(W0, hid, layout), *data)
         assert rel_err(losses, np.asarray(jl)) < TOL
         assert weights_err(net.weights, J.from_params(params, layout)) < TOL
-    step = J.make_step(tau, lr, "gfb")
-    params, out = J.run_steps(step, J.to_params(W0, hid), J.split_steps(*data))
-    assert abs(float(out[0]) - losses[-1]) < TOL * abs(losses[-1])
-    assert weights_err(net.weights, J.from_params(params)) < TOL
+    for packed in (False, True):
+        p0 = J.to_params(W0, hid)
+        shapes = [p.shape for p in p0] if packed else None
+        step = J.make_step(tau, lr, "gfb", shapes=shapes)
+        params, out = J.run_steps(step, J.pack(p0)[0] if packed else p0, J.split_steps(*data))
+        assert abs(float(out[0]) - losses[-1]) < TOL * abs(losses[-1])
+        params = J.unpack(params, shapes) if packed else params
+        assert weights_err(net.weights, J.from_params(params)) < TOL
     # negative control: the same epoch with another τ drifts away from minissl's
     _, (jl, _, _) = J.make_epoch(0.2, lr)(J.to_params(W0, hid), *data)
     assert rel_err(losses, np.asarray(jl)) > 1e-3
