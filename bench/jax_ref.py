@@ -300,6 +300,13 @@ def run_steps(step, params, batches):
 
 
 # ----------------------------------------------------------------------------- timing
+def weight_movement(weights, initial):
+    """``sqrt(sum_l ||W_l - W0_l||²)`` (float64): how far an epoch moved the weights, a
+    sensitive check that two implementations trained alike (the loss barely moves here)."""
+    return float(np.sqrt(sum(np.sum((np.asarray(W, np.float64) - np.asarray(W0, np.float64)) ** 2)
+                             for W, W0 in zip(weights, initial))))
+
+
 def compile_times(fn, *args):
     """``(trace + lower seconds, compile seconds, compiled)`` of a jitted ``fn`` on ``args``."""
     t0 = time.perf_counter()
@@ -330,8 +337,8 @@ class Bench:
             layout = "dense" if name == "dense" else DEFAULT_LAYOUT
             p = self._params(name)
             if name == "step":
-                shapes = [q.shape for q in to_params(self.weights, hid, layout, self.dtype)]
-                fn = make_step(tau, lr, layout, masks, shapes)
+                self.shapes = [q.shape for q in to_params(self.weights, hid, layout, self.dtype)]
+                fn = make_step(tau, lr, layout, masks, self.shapes)
                 tl, tc, _ = compile_times(fn, p, *self.batches[0])
             else:
                 fn = make_epoch(tau, lr, layout, masks, unroll)
@@ -346,6 +353,8 @@ class Bench:
         return pack(p)[0] if name == "step" else p
 
     def run(self, name):
+        """One epoch of ``name`` from the initial weights: ``(seconds, final loss, moved)``,
+        ``moved`` = ||W_final - W_0|| over all layers (computed after the timing)."""
         p = self._params(name)
         jax.block_until_ready(p)
         t = time.perf_counter()
@@ -356,13 +365,17 @@ class Bench:
             p, out = self.fns[name](p, *self.data)
             jax.block_until_ready(p)
             loss = float(out[0][-1])
-        return time.perf_counter() - t, loss
+        t = time.perf_counter() - t
+        if name == "step":
+            p = unpack(p, self.shapes)
+        ws = from_params(p, "dense" if name == "dense" else DEFAULT_LAYOUT)
+        return t, loss, weight_movement(ws, self.weights)
 
 
 def worker(path):
     """bench/run.py's worker: reads the epoch from ``path`` (.npz), compiles, prints one JSON
     line ``{"ready": ..., "compile": ...}``, then answers each stdin line (a variant name) with
-    ``{"seconds": ..., "loss": ...}``; stops at EOF or "quit". Affinity and XLA_FLAGS are
+    ``{"seconds": ..., "loss": ..., "moved": ...}`` (``Bench.run``); stops at EOF or "quit". Affinity and XLA_FLAGS are
     the caller's (set before this process started)."""
     d = np.load(path)
     dtype = str(d["dtype"])
@@ -381,8 +394,8 @@ def worker(path):
         name = line.strip()
         if not name or name == "quit":
             break
-        t, loss = b.run(name)
-        print(json.dumps({"seconds": t, "loss": loss}), file=out, flush=True)
+        t, loss, moved = b.run(name)
+        print(json.dumps({"seconds": t, "loss": loss, "moved": moved}), file=out, flush=True)
 
 
 # ----------------------------------------------------------------------------- standalone

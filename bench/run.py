@@ -388,7 +388,8 @@ class JaxWorker:
     CPUs the process may use) has ``threads`` workers; with 1 thread also
     ``--xla_cpu_multi_thread_eigen=false``. (``intra_op_parallelism_threads`` is no XLA flag:
     XLA_FLAGS ignores it without leading dashes and aborts on it with them.)
-    ``compile``: {variant: (trace+lower s, XLA compile s)}; ``time(variant)`` -> (s, loss)."""
+    ``compile``: {variant: (trace+lower s, XLA compile s)}; ``time(variant)`` -> (seconds,
+    (final loss, weight movement))."""
 
     def __init__(self, data_path, threads):
         import json
@@ -417,7 +418,7 @@ class JaxWorker:
         self.proc.stdin.write(variant + "\n")
         self.proc.stdin.flush()
         r = self._read()
-        return r["seconds"], r["loss"]
+        return r["seconds"], (r["loss"], r["moved"])
 
     def close(self):
         try:
@@ -470,7 +471,8 @@ def jax_row(args, threads, torch, path, dt, hid, batch, steps, sizes, masks, W0,
         t = time.perf_counter()
         for s in sl:
             v = m_step((bx[s], bxp[s], bxn[s]))
-        return time.perf_counter() - t, float(v)
+        t = time.perf_counter() - t
+        return t, (float(v), weight_movement(net.weights, W0))
 
     tdt = T.DTYPES[dt]
     tx, txp, txn = (torch.as_tensor(a, dtype=tdt) for a in data)
@@ -484,7 +486,9 @@ def jax_row(args, threads, torch, path, dt, hid, batch, steps, sizes, masks, W0,
         t = time.perf_counter()
         for s in sl:
             v = t_step((tx[s], txp[s], txn[s]))
-        return time.perf_counter() - t, float(v)
+        t = time.perf_counter() - t
+        return t, (float(v), weight_movement([lin.weight.detach().numpy() for lin in model.layers],
+                                             W0))
 
     workers = {}
     try:
@@ -516,7 +520,7 @@ def jax_row(args, threads, torch, path, dt, hid, batch, steps, sizes, masks, W0,
         ts = np.array(times[(impl, th)])
         res[(impl, th)] = (float(np.median(ts)), float(ts.min()), float(ts.max()), how)
     ref = losses[("numba", ths[0])]
-    agree = max(abs(v - ref) / abs(ref) for v in losses.values())
+    agree = [max(abs(v[i] - ref[i]) / abs(ref[i]) for v in losses.values()) for i in (0, 1)]
     comp = "; ".join(
         f"{th} thr: " + ", ".join(f"{v} {a + b:.2f} s (trace+lower {a:.2f}, XLA {b:.2f})"
                                   for v, (a, b) in w.compile.items())
@@ -524,8 +528,16 @@ def jax_row(args, threads, torch, path, dt, hid, batch, steps, sizes, masks, W0,
     return {"name": f"HLTM d5 c2 hid10 b{batch} {dt} (JAX)", "kind": "jax", "steps": steps,
             "n": steps * batch, "dtype": dt, "res": res,
             "flops": tree_flops(m_net(sizes, masks, dt, "numpy"), batch * 3),
-            "note": f"median of {rounds} interleaved rounds of a {steps}-step epoch; final "
-                    f"losses agree to {agree:.0e}; JAX compile: {comp}"}
+            "note": f"median of {rounds} interleaved rounds of a {steps}-step epoch; all "
+                    f"entries' final loss agrees to {agree[0]:.0e}, weight movement "
+                    f"||W - W0|| ({ref[1]:.3e}) to {agree[1]:.0e} (relative); "
+                    f"JAX compile: {comp}"}
+
+
+def weight_movement(weights, initial):
+    """``sqrt(sum_l ||W_l - W0_l||²)``: how far an epoch moved the weights (as jax_ref's)."""
+    return float(np.sqrt(sum(np.sum((np.asarray(W, np.float64) - W0) ** 2)
+                             for W, W0 in zip(weights, initial))))
 
 
 def print_jax_row(r, peak):

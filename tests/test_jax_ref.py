@@ -235,5 +235,7 @@ def test_jax_bench_worker_protocol(tmp_path):
     lines = [json.loads(s) for s in p.stdout.splitlines()]
     assert lines[0]["ready"] and set(lines[0]["compile"]) == {"scan", "step", "dense"}
     assert len(lines) == 4 and all(r["seconds"] > 0 for r in lines[1:])
-    # the three variants trained the same epoch: the same final loss
+    # the three variants trained the same epoch: the same final loss and weights
     assert max(abs(r["loss"] - lines[1]["loss"]) for r in lines[1:]) < TOL * abs(lines[1]["loss"])
+    assert max(abs(r["moved"] - lines[1]["moved"]) for r in lines[1:]) < 1e-9 * lines[1]["moved"]
+    assert lines[1]["moved"] > 0
