@@ -59,8 +59,7 @@ from minissl.train import TrainConfig, gradient_step, loss_and_grads  # noqa: E4
 
 
 # ----------------------------------------------------------------------------- minissl adapters
-# Used by the JAX rows only, through minissl's stable public names (the package is being
-# restructured): update these if the names move.
+# Used by the JAX rows.
 def m_tree(depth=5, num_children=2, polarity=(0.7, 1.0), seed=0):
     return minissl.HLTM(depth=depth, num_children=num_children, polarity=polarity, seed=seed)
 
@@ -78,15 +77,13 @@ def m_net(sizes, masks, dtype, backend, seed=0):
 
 
 def m_stepper(net, tau, lr, batch_size):
-    """``step(batch) -> loss``: minissl's loss_and_grads (the numba fused step for a numba
-    net) and the plain SGD update ``W -= lr * grad``, in place."""
-    import importlib
-    lag = importlib.import_module("minissl.train").loss_and_grads
+    """``step(batch) -> loss``: minissl's ``gradient_step`` (the compiled fused step for a
+    numba net) and the plain SGD update ``W -= lr * grad``, in place."""
     cfg = minissl.TrainConfig(loss="infonce", tau=tau, lr=lr, batch_size=batch_size)
-    weights = net.weights
+    weights, lag = net.weights, gradient_step(net, cfg)
 
     def step(batch):
-        value, _, _, grads = lag(net, batch, cfg)
+        value, _, _, grads = lag(batch)
         for W, g in zip(weights, grads):
             W -= lr * g
         return value

@@ -40,10 +40,11 @@ def m_triples(tree, n, rng):
 
 
 def m_loss_and_grads(net, batch, tau, lr):
-    """minissl's ``(loss, r_pos mean, r_neg mean, grads)`` (dense masked grads)."""
-    lag = importlib.import_module("minissl.train").loss_and_grads
+    """minissl's ``(loss, r_pos mean, r_neg mean, grads)`` (dense masked grads) from
+    ``train.gradient_step``: the compiled fused step on a numba net."""
+    gradient_step = importlib.import_module("minissl.train").gradient_step
     cfg = minissl.TrainConfig(loss="infonce", tau=tau, lr=lr, batch_size=len(batch[0]))
-    value, rp, rn, grads = lag(net, batch, cfg)
+    value, rp, rn, grads = gradient_step(net, cfg)(batch)
     return value, rp, rn, [np.asarray(g) for g in grads]
 
 
