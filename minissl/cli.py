@@ -27,7 +27,7 @@ from .byol import PREDICTORS, PRESETS as BYOL_PRESETS, BYOLConfig
 from .hltm import check_polarity
 from .layers import BN_MODES
 from .losses import LOSSES
-from .train import UPDATES, TrainingDiverged
+from .train import SAMPLERS, UPDATES, TrainingDiverged
 
 
 # ----------------------------------------------------------------------------- shared
@@ -116,6 +116,10 @@ def _add_hltm_model_flags(p, multi=False):
                        help="range of |rho| (default 0.7 1.0)")
         g.add_argument("--hid", type=int, default=None, help="units per latent (10)")
         g.add_argument("--loss", default=None, help=f"one of {', '.join(LOSSES)}")
+    g.add_argument("--sampler", choices=SAMPLERS, default=None,
+                   help="numpy (default; the same numbers on every backend) or compiled "
+                        "(backend numba: batches drawn in compiled code, same law, other "
+                        "random numbers; a tree net trains whole epochs per call)")
     g.add_argument("--keep-depth", type=int, default=None,
                    help="positives share latents of tree depth >= this (default: root only)")
     g.add_argument("--tau", type=float, default=None,
@@ -163,7 +167,8 @@ def run_hltm(args):
               f"polarity {cfg.polarity}, hid {cfg.hid}, loss {cfg.loss} (tau {cfg.tau:g}), "
               f"bias {cfg.bias}, normalize {cfg.normalize}, update {cfg.update}, "
               f"lr {cfg.lr:g}, batch {cfg.batch_size}, {cfg.steps_per_epoch} steps/epoch, "
-              f"backend {cfg.backend}, seed {cfg.seed}")
+              f"backend {cfg.backend}{', compiled sampler' * (cfg.sampler == 'compiled')}, "
+              f"seed {cfg.seed}")
         print(_fmt_row(["epoch"] + [f"d{d}" for d in depths] + ["loss", "seconds"], widths))
     bar = _progress(args, cfg.epochs, "hltm")
     ceil = {}

@@ -19,6 +19,16 @@ Each record then holds ``cos_by_layer``: per layer, the cosine between the gradi
 
 On backend "numba" a whole step of a plain (masked) net with given negatives is one compiled
 call (``kernels.twin("train_step")``, built once per run by ``gradient_step``).
+
+``sampler="compiled"`` (HLTM sources on backend "numba") draws the batches with the compiled
+sampler (``kernels.twin("triples")``: the same law as ``HLTM.triples``, other random numbers,
+so a run differs from one with the NumPy sampler). For a tree network (``nets.tree_network``,
+plain or with biases and output normalisation) with given negatives and the gradient update,
+whole chunks of steps then run in one compiled call each (``kernels.twin("train_epoch")``):
+a chunk ends at the next multiple of ``log_every`` (at most ``CHUNK_STEPS`` steps), so a
+callback sees the network after its own step; the records of a chunk are made after it ran
+(they share its end time) and ``stop`` is checked between chunks. Its results equal, to
+rounding, those of the per-step path with the compiled sampler.
 """
 from __future__ import annotations
 
@@ -30,12 +40,15 @@ import numpy as np
 
 from . import backend as B
 from .covariance import covariance_pair_weights, covariance_update
+from .hltm import HLTM
 from .kernels import twin
 from .losses import LOSSES, check_loss, chain_gram, contrastive_loss, simclr_weights
 from .optim import SGD, History, notify, stopped
 
 NEGATIVES = ("given", "in_batch")
 UPDATES = ("gradient", "covariance")
+SAMPLERS = ("numpy", "compiled")
+CHUNK_STEPS = 500        # most steps per compiled call (``stop`` is checked between calls)
 COVARIANCE_LOSSES = ("simple", "soft_triplet", "infonce")
 MAX_STEPS = 10 ** 9
 
@@ -60,6 +73,7 @@ class TrainConfig:
     update: str = "gradient"       # "gradient" (SGD on the loss) or "covariance" (OP vec W)
     seed: int = 0                  # data seed
     log_every: int = 1             # call the callback every this many steps
+    sampler: str = "numpy"         # "numpy" (source.triples) | "compiled" (HLTM, backend numba)
 
     def validate(self):
         B.check_choice("loss", self.loss, tuple(LOSSES))
@@ -82,6 +96,7 @@ class TrainConfig:
             raise ValueError(f"batch_size must be >= 2 for negatives='in_batch' (each anchor "
                              f"needs negatives), got {self.batch_size}")
         B.check_choice("update", self.update, UPDATES)
+        B.check_choice("sampler", self.sampler, SAMPLERS)
         return self
 
 
@@ -184,43 +199,107 @@ def check_run(plain, cfg):
                          f"losses with covariance pair weights), got {cfg.loss!r}")
 
 
-def train(net, source, cfg=None, callback=None, stop=None, **overrides):
-    """Train ``net`` on ``source.triples`` for ``cfg.steps`` steps; returns a ``History``.
+def batch_sampler(net, source, cfg):
+    """``sample(n, rng) -> (x, x_pos, x_neg)``: ``source.triples``, or the compiled HLTM
+    sampler for ``sampler="compiled"`` (ValueError unless the source is an ``HLTM`` and the
+    net's backend is "numba")."""
+    if cfg.sampler == "numpy":
+        return source.triples
+    compiled = twin("triples", net.backend)
+    if compiled is None or not isinstance(source, HLTM):
+        raise ValueError(f"sampler='compiled' needs an HLTM source and backend 'numba', got "
+                         f"{type(source).__name__} and backend {net.backend!r}")
+    return lambda n, rng: compiled(source, n, rng)
 
-    Every step appends a record ``{step, loss, r_pos, r_neg, seconds[, cos_by_layer]}``;
-    every ``cfg.log_every`` steps (and at the last) ``callback(record)`` is called: returning
-    ``False`` ends the run early, as does ``stop.is_set()`` (checked every step). Raises
-    ``TrainingDiverged`` when the loss stops being finite.
-    """
-    cfg = replace(cfg or TrainConfig(), **overrides).validate()
-    check_run(net.plain, cfg)
+
+def epoch_twin(net, source, cfg):
+    """The compiled chunks of steps (``kernels.twin("train_epoch")``, built for this run) where
+    they apply: ``sampler="compiled"`` on an HLTM, backend "numba", given negatives, the
+    gradient update, a tree network (grouped masks, no BN) of the source's width, not more
+    live weights than the fused step takes; else None."""
+    epoch = twin("train_epoch", net.backend)
+    if (epoch is None or cfg.sampler != "compiled" or not isinstance(source, HLTM)
+            or cfg.negatives != "given" or cfg.update != "gradient" or net.masks is None
+            or net.batchnorm is not None or net.sizes[0] != source.dim):
+        return None
+    Ks = epoch.groups(net.sizes, [B.to_numpy(m) for m in net.masks])
+    if Ks is None:
+        return None
+    check_loss(cfg.loss, cfg.tau, source.negatives)
+    return epoch(net.weights, net.biases, Ks, source, cfg.batch_size, cfg.loss, cfg.tau,
+                 cfg.margin, cfg.lr, cfg.momentum, cfg.weight_decay, net.normalize,
+                 net.norm_eps)
+
+
+def steps_runner(net, source, cfg):
+    """``(advance, chunked)``: ``advance(n)`` runs up to n training steps and returns one
+    ``(loss, r_pos, r_neg, cos_by_layer or None)`` per step run (it stops after a step whose
+    loss is not finite, before that step's update); ``chunked``: True for the compiled
+    chunks (``epoch_twin``), False for the per-step path (call it with n = 1)."""
     rng = B.rng(cfg.seed)
-    step_fn = gradient_step(net, cfg)
+    epoch = epoch_twin(net, source, cfg)
+    if epoch is not None:
+        return (lambda n: [(float(v), float(rp), float(rn), None)
+                           for v, rp, rn in epoch.run(rng, n)]), True
+    sample, step_fn = batch_sampler(net, source, cfg), gradient_step(net, cfg)
     opt = SGD(net.parameters(), cfg.lr, cfg.momentum, cfg.weight_decay)
-    hist = History()
-    t0 = time.perf_counter()
-    # overflow is not warned about: a non-finite loss stops the run with TrainingDiverged
-    with np.errstate(over="ignore", invalid="ignore"):
-        for step in range(1, cfg.steps + 1):
-            batch = source.triples(cfg.batch_size, rng)
+
+    def advance(n):
+        out = []
+        for _ in range(n):
+            batch = sample(cfg.batch_size, rng)
             value, r_pos, r_neg, grads = step_fn(batch)
-            if not math.isfinite(value):
-                raise TrainingDiverged(
-                    f"training diverged at step {step}: the loss became {value}. "
-                    f"Try a smaller learning rate (lr={cfg.lr}) or a larger tau (tau={cfg.tau}).")
             cos = None
+            if not math.isfinite(value):
+                out.append((value, r_pos, r_neg, cos))
+                break
             if cfg.update == "covariance":
                 dWs, cos = covariance_step(net, batch, cfg, grads)
                 opt.step([-d for d in dWs])
             else:
                 opt.step(grads)
-            rec = {"step": step, "loss": value, "r_pos": r_pos, "r_neg": r_neg,
-                   "seconds": time.perf_counter() - t0}
-            if cos is not None:
-                rec["cos_by_layer"] = cos
-            hist.append(**rec)
-            if (step % cfg.log_every == 0 or step == cfg.steps) and notify(callback, rec):
-                break
+            out.append((value, r_pos, r_neg, cos))
+        return out
+    return advance, False
+
+
+def train(net, source, cfg=None, callback=None, stop=None, **overrides):
+    """Train ``net`` on ``source.triples`` for ``cfg.steps`` steps; returns a ``History``.
+
+    Every step appends a record ``{step, loss, r_pos, r_neg, seconds[, cos_by_layer]}``;
+    every ``cfg.log_every`` steps (and at the last) the record also gets ``loss_mean`` (the
+    mean loss since the previous such record) and ``callback(record)`` is called: returning
+    ``False`` ends the run early, as does ``stop.is_set()`` (checked every step, or every
+    chunk of compiled steps: see the module docstring). Raises ``TrainingDiverged`` when the
+    loss stops being finite.
+    """
+    cfg = replace(cfg or TrainConfig(), **overrides).validate()
+    check_run(net.plain, cfg)
+    advance, chunked = steps_runner(net, source, cfg)
+    hist, window, step = History(), [], 0
+    t0 = time.perf_counter()
+    # overflow is not warned about: a non-finite loss stops the run with TrainingDiverged
+    with np.errstate(over="ignore", invalid="ignore"):
+        while step < cfg.steps:
+            n = min(cfg.log_every - step % cfg.log_every, cfg.steps - step, CHUNK_STEPS)
+            for value, r_pos, r_neg, cos in advance(n if chunked else 1):
+                step += 1
+                if not math.isfinite(value):
+                    raise TrainingDiverged(
+                        f"training diverged at step {step}: the loss became {value}. Try a "
+                        f"smaller learning rate (lr={cfg.lr}) or a larger tau (tau={cfg.tau}).")
+                rec = {"step": step, "loss": value, "r_pos": r_pos, "r_neg": r_neg,
+                       "seconds": time.perf_counter() - t0}
+                if cos is not None:
+                    rec["cos_by_layer"] = cos
+                window.append(value)
+                due = step % cfg.log_every == 0 or step == cfg.steps
+                if due:
+                    rec["loss_mean"] = float(np.mean(window))
+                    window.clear()
+                hist.append(**rec)
+                if due and notify(callback, rec):
+                    return hist
             if stopped(stop):
                 break
     return hist

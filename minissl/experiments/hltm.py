@@ -56,6 +56,8 @@ class HLTMConfig:
     normalize: bool | None = None      # preset: False | True (norm_eps 1e-4)
     update: str = "gradient"           # "gradient" | "covariance" (train.TrainConfig)
     backend: str = "numpy"             # "numpy" | "numba" | "cupy"
+    sampler: str = "numpy"             # "numpy" | "compiled" (backend numba: same law, other
+                                       # random numbers; whole epochs in one compiled call)
     dtype: str = "float64"
     eval_samples: int = 10000          # fixed evaluation set for the correlation
 
@@ -83,6 +85,9 @@ class HLTMConfig:
                              f"got {self.samples_per_epoch}")
         B.check_backend(self.backend)
         B.check_dtype(self.dtype)
+        if self.sampler == "compiled" and self.backend != "numba":
+            raise ValueError(f"sampler='compiled' needs backend='numba', got "
+                             f"backend={self.backend!r}")
         tc = self.train_config(steps=1).validate()
         if self.negatives > 1 and self.loss != "infonce":
             raise ValueError(f"negatives must be 1 for loss={self.loss!r} (only infonce takes "
@@ -97,7 +102,8 @@ class HLTMConfig:
         return TrainConfig(loss=self.loss, tau=self.tau, margin=self.margin, lr=self.lr,
                            momentum=self.momentum, weight_decay=self.weight_decay,
                            steps=steps, batch_size=self.batch_size, update=self.update,
-                           seed=B.derive_seed(self.seed, 2), log_every=1)
+                           seed=B.derive_seed(self.seed, 2), log_every=self.steps_per_epoch,
+                           sampler=self.sampler)
 
     @property
     def steps_per_epoch(self):
@@ -139,15 +145,16 @@ def hltm_experiment(cfg, callback=None, stop=None):
     ``"ceiling_by_depth"``; the loss of epoch e >= 1 is the mean training loss of its steps,
     of epoch 0 the mean over 10 fresh batches.
     ``ceiling`` is a ``Correlation`` on the same fixed evaluation set. ``callback(record)``
-    after each epoch (False ends the run), ``stop.is_set()`` checked every step. A diverged
-    run raises ``TrainingDiverged`` with the completed records in ``exc.records``.
+    after each epoch (False ends the run), ``stop.is_set()`` checked every step (every epoch
+    with ``sampler="compiled"``, whose epochs are single compiled calls). A diverged run raises
+    ``TrainingDiverged`` with the completed records in ``exc.records``.
     """
     cfg = cfg.apply_preset()
     tree, net = cfg.build()
     x_eval, z_eval = eval_set(tree, cfg)
     ceiling = correlation_ceiling(tree, x=x_eval, z=z_eval)
     t0 = time.perf_counter()
-    records, losses = [], []
+    records = []
 
     def emit(epoch, loss):
         corr = normalized_correlation(tree, net, x=x_eval, z=z_eval)
@@ -166,16 +173,13 @@ def hltm_experiment(cfg, callback=None, stop=None):
                          for _ in range(10)])
     if emit(0, float(first)) or cfg.epochs == 0 or stopped(stop):
         return records, ceiling
-    def on_step(rec):
-        losses.append(rec["loss"])
-        if rec["step"] % cfg.steps_per_epoch == 0:
-            end = emit(rec["step"] // cfg.steps_per_epoch, float(np.mean(losses)))
-            losses.clear()
-            if end:
-                return False
+
+    def on_epoch(rec):                           # train calls it once per epoch (log_every)
+        if emit(rec["step"] // cfg.steps_per_epoch, rec["loss_mean"]):
+            return False
 
     try:
-        train(net, tree, tc, callback=on_step, stop=stop)
+        train(net, tree, tc, callback=on_epoch, stop=stop)
     except TrainingDiverged as exc:
         exc.records = records
         raise

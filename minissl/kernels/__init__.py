@@ -10,6 +10,10 @@ minissl; they are imported on first use, so NumPy-only users never load Numba.
 |-------------------------|---------------------------------------|---------------------------------|
 | linear                  | kernels.mlp.LinearPlan(mask)          | layers.linear / linear_backward |
 | train_step              | kernels.mlp.FusedStep.build(...)      | train.loss_and_grads            |
+| train_epoch             | kernels.tree.TreeEpoch(...)           | train.train's per-step loop     |
+|                         |                                       | with the compiled sampler       |
+| triples                 | kernels.hltm.triples (same law, other | hltm.HLTM.triples               |
+|                         | random numbers)                       |                                 |
 | simclr_weights          | kernels.losses.simclr_weights         | losses.simclr_weights           |
 | connection              | kernels.covariance.GateProducts(...)  | covariance.JacobianProducts     |
 | best_unit_correlation   | kernels.hltm.best_unit_correlation    | metrics.best_unit_correlation   |
@@ -21,6 +25,8 @@ import importlib
 TWINS = {
     "linear": ("mlp", "LinearPlan"),
     "train_step": ("mlp", "FusedStep"),
+    "train_epoch": ("tree", "TreeEpoch"),
+    "triples": ("hltm", "triples"),
     "simclr_weights": ("losses", "simclr_weights"),
     "connection": ("covariance", "GateProducts"),
     "best_unit_correlation": ("hltm", "best_unit_correlation"),

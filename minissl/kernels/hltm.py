@@ -1,5 +1,5 @@
 """Numba twins of the HLTM correlation statistics (``metrics.best_unit_correlation``) and of
-the HLTM sampler (``HLTM.triples``, same law, other random numbers).
+the HLTM sampler (``HLTM.triples``, same law, other random numbers: bit-sliced, see below).
 
 For every latent group j (G of them) with ``hid`` units, over n samples (float64, two passes
 like the twin: centre first, then multiply, so a nearly constant unit is not read as
@@ -80,41 +80,103 @@ def best_unit_correlation(z, g, dtype_eps=_EPS64):
 
 
 # ----------------------------------------------------------------------------- the sampler
-# Twin of ``HLTM.triples`` with the same law and other random numbers: 32-bit uniforms cut
-# from the generator's raw 64-bit output. An edge flips when its uniform is below
-# ``round((1 - rho)/2 * 2**32)`` (the flip probability to within 2**-32); the root is the top
-# bit of its uniform. Nodes are breadth-first (parents before children), ``tree.parents()``.
+# Twin of ``HLTM.triples`` with the same law and other random numbers. Bit-sliced: one uint64
+# word holds one node of 64 samples (bit b of word w is sample 64 w + b), so a tree level is a
+# few word operations for 64 samples at once. An edge flips a lane with probability
+# ``thr / 2**32``, ``thr = round((1 - rho)/2 * 2**32)`` (the flip probability to within 2**-32):
+# the lane's 32-bit uniform U is compared with ``thr`` bit by bit from the top, one random word
+# per bit for all 64 lanes, until every lane is decided (about 7 words per 64 flips instead of
+# 32). The random words come from xoshiro256** (Blackman & Vigna) seeded by four raw 64-bit
+# words of the caller's NumPy generator per call; the root is a uniform random bit. Nodes are
+# breadth-first (parents before children), ``tree.parents()``.
+_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
+_TWO32 = np.uint64(1 << 32)
+
+
 @njit(cache=True)
-def _grow(z, start, stop, parent, thr, u, t):
-    """Nodes ``start .. stop-1`` of ``z`` from their parents; returns the next draw index."""
+def _rotl(x, k):
+    return (x << np.uint64(k)) | (x >> np.uint64(64 - k))
+
+
+@njit(cache=True)
+def _next(st):
+    """``(output, new state)`` of xoshiro256** for the state ``st`` (four uint64)."""
+    s0, s1, s2, s3 = st
+    out = _rotl(s1 * np.uint64(5), 7) * np.uint64(9)
+    t = s1 << np.uint64(17)
+    s2 ^= s0
+    s3 ^= s1
+    s1 ^= s2
+    s0 ^= s3
+    s2 ^= t
+    s3 = _rotl(s3, 45)
+    return out, (s0, s1, s2, s3)
+
+
+@njit(cache=True)
+def _flips(thr, st):
+    """``(word, new state)``: a word whose bits are independent Bernoulli(thr / 2**32): lane set
+    iff U < thr for the lane's uniform 32-bit U, compared from the top bit down (stops once
+    all lanes are decided)."""
+    if thr == 0:
+        return np.uint64(0), st
+    if thr >= _TWO32:
+        return _ALL, st
+    res = np.uint64(0)
+    eq = _ALL                                                # lanes with U == thr so far
+    for bit in range(31, -1, -1):
+        r, st = _next(st)
+        if (thr >> np.uint64(bit)) & np.uint64(1):
+            res |= eq & ~r                                   # U's bit 0 < thr's bit 1
+            eq &= r
+        else:
+            eq &= ~r                                         # U's bit 1 > thr's bit 0
+        if eq == 0:
+            break
+    return res, st
+
+
+@njit(cache=True)
+def _grow_bits(z, start, stop, parent, thr, st):
+    """Nodes ``start .. stop-1`` of ``z`` (n_nodes, n_words) from their parents; returns the
+    generator's new state."""
     for i in range(start, stop):
-        z[i] = z[parent[i]] ^ (u[t + i - start] < thr[i])
-    return t + stop - start
+        for w in range(z.shape[1]):
+            f, st = _flips(thr[i], st)
+            z[i, w] = z[parent[i], w] ^ f
+    return st
 
 
 @njit(cache=True)
-def _triples(n, H, n_top, parent, thr, u, x, x_pos, x_neg):
-    n_nodes = parent.shape[0]
-    n_leaves = x.shape[1]
-    z = np.zeros(n_nodes, np.uint8)
-    first_leaf = n_nodes - n_leaves
-    half = np.uint32(1 << 31)
-    t = 0
-    for a in range(n):
-        z[0] = u[t] >= half
-        t = _grow(z, 1, n_top, parent, thr, u, t + 1)       # the shared top levels
-        t = _grow(z, n_top, n_nodes, parent, thr, u, t)     # view 1
+def sample_bits(seed, n_top, parent, thr, z, out):
+    """One batch of triples, bit-sliced: ``out[v, j, w]`` (2 + H, n_leaves, n_words) uint64
+    holds leaf j of view v (0 anchor, 1 positive, 2 + k negative k) of samples 64 w .. 64 w + 63.
+    ``seed`` (4,) uint64 seeds the generator (an all-zero seed is replaced by 1);
+    ``z`` (n_nodes, n_words) uint64 is scratch. The anchor and the positive share nodes
+    ``0 .. n_top-1``; every negative is an independent tree."""
+    st = (seed[0], seed[1], seed[2], seed[3])
+    if seed[0] == 0 and seed[1] == 0 and seed[2] == 0 and seed[3] == 0:
+        st = (np.uint64(1), seed[1], seed[2], seed[3])
+    n_nodes, nw = z.shape
+    n_leaves = out.shape[1]
+    first = n_nodes - n_leaves
+    for v in range(out.shape[0]):
+        if v != 1:                                           # a new tree (the positive keeps
+            for w in range(nw):                              # the anchor's top levels)
+                z[0, w], st = _next(st)
+            st = _grow_bits(z, 1, n_top, parent, thr, st)
+        st = _grow_bits(z, n_top, n_nodes, parent, thr, st)
         for j in range(n_leaves):
-            x[a, j] = z[first_leaf + j]
-        t = _grow(z, n_top, n_nodes, parent, thr, u, t)     # view 2
-        for j in range(n_leaves):
-            x_pos[a, j] = z[first_leaf + j]
-        for k in range(H):                                   # independent negatives
-            z[0] = u[t] >= half
-            t = _grow(z, 1, n_nodes, parent, thr, u, t + 1)
-            for j in range(n_leaves):
-                x_neg[a, k, j] = z[first_leaf + j]
-    return t
+            for w in range(nw):
+                out[v, j, w] = z[first + j, w]
+
+
+@njit(cache=True)
+def unpack_bits(bits, n, dst, col0, stride):
+    """``dst[j, col0 + a * stride] = bit a of bits[j]`` for samples a < n, as 0.0 / 1.0."""
+    for j in range(bits.shape[0]):
+        for a in range(n):
+            dst[j, col0 + a * stride] = (bits[j, a >> 6] >> np.uint64(a & 63)) & np.uint64(1)
 
 
 def flip_thresholds(tree):
@@ -124,20 +186,46 @@ def flip_thresholds(tree):
     return np.minimum(np.round(p * 2.0 ** 32), 2.0 ** 32).astype(np.uint64)
 
 
+class Sampler:
+    """The compiled sampler of one tree: its structure (``n_top`` shared nodes, parents,
+    thresholds) and scratch, built once. ``seeds(rng, k)`` draws the (k, 4) seeds of k batches
+    from a NumPy generator; ``bits(seed, n)`` makes one batch of n triples, bit-sliced (see
+    ``sample_bits``)."""
+
+    def __init__(self, tree):
+        self.H, self.n_leaves = tree.negatives, tree.n_leaves
+        self.n_top = int(tree.level_starts[tree.depth - tree.keep_depth + 1])  # shared nodes
+        self.parent = np.maximum(tree.parents(), 0).astype(np.int64)
+        self.thr = flip_thresholds(tree)
+        self.n_nodes = tree.n_nodes
+
+    @staticmethod
+    def seeds(rng, k):
+        return rng.bit_generator.random_raw(4 * k).astype(np.uint64).reshape(k, 4)
+
+    def buffers(self, n):
+        nw = -(-n // 64)
+        return (np.empty((self.n_nodes, nw), np.uint64),
+                np.empty((2 + self.H, self.n_leaves, nw), np.uint64))
+
+    def bits(self, seed, n):
+        z, out = self.buffers(n)
+        sample_bits(seed, self.n_top, self.parent, self.thr, z, out)
+        return out
+
+
 def triples(tree, n, rng):
     """Twin of ``HLTM.triples(n, rng)``: ``(x, x_pos, x_neg)``, (n, n_0), (n, n_0),
     (n, H, n_0) float64 in {0, 1}, with the same law (anchor and positive share the latents
     of depth >= ``keep_depth``, the negatives are independent samples) and other random
-    numbers than the NumPy twin. ``rng``: a ``np.random.Generator`` (advanced); ``n``
-    validated by the caller."""
-    H = tree.negatives
-    n_nodes, n_leaves = tree.n_nodes, tree.n_leaves
-    n_top = int(tree.level_starts[tree.depth - tree.keep_depth + 1])   # nodes of shared levels
-    draws = n * (n_top + 2 * (n_nodes - n_top) + H * n_nodes)
-    u = rng.bit_generator.random_raw((draws + 1) // 2).view(np.uint32)   # 32-bit uniforms
-    parent = np.maximum(tree.parents(), 0)
-    x = np.empty((n, n_leaves))
-    x_pos = np.empty((n, n_leaves))
-    x_neg = np.empty((n, H, n_leaves))
-    _triples(n, H, n_top, parent, flip_thresholds(tree), u, x, x_pos, x_neg)
-    return x, x_pos, x_neg
+    numbers than the NumPy twin: four raw words of ``rng`` (advanced) seed the bit-sliced
+    sampler (see above). ``n`` validated by the caller."""
+    sam = Sampler(tree)
+    with np.errstate(over="ignore"):                         # wrapping uint64 arithmetic
+        out = sam.bits(Sampler.seeds(rng, 1)[0], n)
+    H, n0 = sam.H, sam.n_leaves
+    xT = np.empty((2 + H, n0, n))                            # feature-major, then transposed
+    for v in range(2 + H):
+        unpack_bits(out[v], n, xT[v], 0, 1)
+    x_neg = np.ascontiguousarray(xT[2:].transpose(2, 0, 1))
+    return np.ascontiguousarray(xT[0].T), np.ascontiguousarray(xT[1].T), x_neg

@@ -392,7 +392,7 @@ def _scatter(cols, cnts, part, goffs, dWs):
 
 
 @njit(cache=True)
-def _loss_weights(r_pos, r_neg, code, tau, margin, c_pos, c_neg, a0, a1):
+def loss_weights(r_pos, r_neg, code, tau, margin, c_pos, c_neg, a0, a1):
     """Twin of ``losses.simple/soft_triplet/infonce/ref_nce`` for anchors ``a0 <= a < a1`` of
     a batch of N = len(r_pos): writes ``c_pos = dL/dr_pos / N`` and ``c_neg = dL/dr_neg / N``;
     returns the sums of L, r_pos and r_neg over the range. ``ref_nce`` (batch means) needs
@@ -433,10 +433,12 @@ def _loss_weights(r_pos, r_neg, code, tau, margin, c_pos, c_neg, a0, a1):
                 amax = max(amax, -r_neg[a, k] / tau)
             se = math.exp(-rp / tau - amax)
             for k in range(H):
-                se += math.exp(-r_neg[a, k] / tau - amax)
+                e = math.exp(-r_neg[a, k] / tau - amax)
+                c_neg[a, k] = e                              # kept for p below
+                se += e
             dpos = 0.0
             for k in range(H):
-                p = math.exp(-r_neg[a, k] / tau - amax) / se
+                p = c_neg[a, k] / se
                 c_neg[a, k] = -p / N
                 dpos += p
             Lv = rp + tau * (amax + math.log(se))
@@ -456,7 +458,7 @@ def _chunk_step(Ws, cols, cnts, colsT, cntsT, x, x_pos, x_neg, code, tau, margin
                           r_pos, r_neg):
         stats[c, 3] = 0.0
         return
-    sL, sp, sn = _loss_weights(r_pos, r_neg, code, tau, margin, c_pos, c_neg, a0, a1)
+    sL, sp, sn = loss_weights(r_pos, r_neg, code, tau, margin, c_pos, c_neg, a0, a1)
     stats[c, 0] = sL
     stats[c, 1] = sp
     stats[c, 2] = sn
@@ -487,7 +489,7 @@ def _fused_serial(Ws, cols, cnts, colsT, cntsT, x, x_pos, x_neg, code, tau, marg
             if not _forward_chunk(Ws, cols, cnts, x, x_pos, x_neg, a0, a1, acts[c], aoffs,
                                   ncmax, r_pos, r_neg):
                 return np.nan, np.nan, np.nan, False
-        sL, sp, sn = _loss_weights(r_pos, r_neg, code, tau, margin, c_pos, c_neg, 0, N)
+        sL, sp, sn = loss_weights(r_pos, r_neg, code, tau, margin, c_pos, c_neg, 0, N)
         part[:, :] = 0.0
         for c in range(nchunks):
             a0, a1 = _chunk_bounds(N, nchunks, c)
@@ -526,7 +528,7 @@ def _fused_parallel(Ws, cols, cnts, colsT, cntsT, x, x_pos, x_neg, code, tau, ma
                                    ncmax, r_pos, r_neg)
         if not ok.all():
             return np.nan, np.nan, np.nan, False
-        sL, sp, sn = _loss_weights(r_pos, r_neg, code, tau, margin, c_pos, c_neg, 0, N)
+        sL, sp, sn = loss_weights(r_pos, r_neg, code, tau, margin, c_pos, c_neg, 0, N)
         part[:, :] = 0.0
         for c in prange(nchunks):
             a0, a1 = _chunk_bounds(N, nchunks, c)
