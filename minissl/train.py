@@ -152,15 +152,16 @@ def loss_and_grads(net, batch, cfg):
 
 
 def gradient_step(net, cfg):
-    """The function ``batch -> (loss, r_pos, r_neg, grads)`` of a run: the compiled fused
-    step (built once, holding its work buffers) where it applies (backend "numba", a plain
-    net, given negatives, a loss with a twin, not too many weights), else ``loss_and_grads``."""
-    fused = twin("train_step", net.backend)
-    if fused is None or not net.plain or cfg.negatives != "given":
+    """The function ``batch -> (loss, r_pos, r_neg, grads)`` of a run: the compiled step
+    (built once, holding its work buffers) where it applies (backend "numba", no BN, given
+    negatives, a tree network or a plain net, not too many weights), else ``loss_and_grads``."""
+    build = twin("train_step", net.backend)
+    if build is None or net.batchnorm is not None or cfg.negatives != "given":
         return lambda batch: loss_and_grads(net, batch, cfg)
     masks = None if net.masks is None else [None if m is None else B.to_numpy(m)
                                             for m in net.masks]
-    step = fused.build(net.sizes, masks, net.dtype)
+    step = build(net.sizes, masks, net.dtype, weights=net.weights, biases=net.biases,
+                 normalize=net.normalize, eps=net.norm_eps)
     if step is None:
         return lambda batch: loss_and_grads(net, batch, cfg)
 

@@ -96,6 +96,23 @@ def test_backend_flag(capsys):
     assert "invalid choice" in capsys.readouterr().err
 
 
+def test_sampler_flag(capsys):
+    """--sampler compiled (backend numba): same table, its own numbers from epoch 1 on (epoch
+    0 and the ceiling are the NumPy sampler's), reproducible; refused on other backends."""
+    argv = ["hltm", *SMALL, "--backend", "numba", "--json"]
+    _, a, _ = run(capsys, *argv)
+    _, b, _ = run(capsys, *argv, "--sampler", "compiled")
+    _, c, _ = run(capsys, *argv, "--sampler", "compiled")
+    a, b, c = ([json.loads(ln) for ln in out.strip().splitlines()] for out in (a, b, c))
+    assert [o["epoch"] for o in b] == [0, 1, 2]
+    assert b[0]["corr_by_depth"] == a[0]["corr_by_depth"] and b[0]["loss"] == a[0]["loss"]
+    assert b[-1]["loss"] != a[-1]["loss"]
+    assert [o["loss"] for o in b] == [o["loss"] for o in c]
+    with pytest.raises(SystemExit):
+        cli.main(["hltm", *SMALL, "--sampler", "compiled"])
+    assert "--sampler: sampler='compiled' needs backend='numba'" in capsys.readouterr().err
+
+
 def test_update_flag_reaches_train_config(capsys):
     """--update covariance goes to TrainConfig: it runs where train() supports it and is a
     usage error naming the flag where it does not."""

@@ -19,10 +19,12 @@ from minissl.hltm import HLTM
 from minissl.kernels import hltm as KH
 from minissl.kernels import losses as KL
 from minissl.kernels import mlp, twin
+from minissl.kernels import tree as KT
 from minissl.layers import linear, linear_backward
 from minissl.losses import simclr_weights
 from minissl.metrics import best_unit_correlation, normalized_correlation
-from minissl.train import check_batch, gradient_step, loss_and_grads
+from minissl.optim import SGD
+from minissl.train import check_batch, epoch_twin, gradient_step, loss_and_grads
 
 JIT_OFF = os.environ.get("NUMBA_DISABLE_JIT", "0") == "1"
 
@@ -34,6 +36,15 @@ def rel_err(a, b):
 
 def grads_err(ga, gb):
     return max(rel_err(a, b) for a, b in zip(ga, gb))
+
+
+def grads_err_all(ga, gb):
+    """Largest difference over all gradient arrays relative to the largest gradient entry (a
+    bias gradient that is zero up to rounding, e.g. of the top layer under the simple loss,
+    has no relative error of its own)."""
+    scale = max(float(np.abs(np.asarray(a, float)).max()) for a in ga)
+    return max(float(np.abs(np.asarray(a, float) - np.asarray(b, float)).max())
+               for a, b in zip(ga, gb)) / scale
 
 
 def tree_net(depth=3, c=2, hid=4, **kw):
@@ -215,9 +226,14 @@ def test_fused_step_declines_and_validates():
     b = (rng.random((8, tree.dim)), rng.random((8, tree.dim)), rng.random((8, 1, tree.dim)))
     general = gradient_step(net, TrainConfig(negatives="in_batch")).__qualname__
     assert gradient_step(net, TrainConfig()).__qualname__ != general
-    _, nb = tree_net(backend="numba", bias=True)
-    assert gradient_step(nb, TrainConfig()).__qualname__ == general
+    _, nb = tree_net(backend="numba", bias=True, normalize=True)     # the reference preset
+    assert gradient_step(nb, TrainConfig()).__qualname__ != general
+    dense_bias = ReLUNet([6, 5, 3], bias=True, backend="numba")      # no compiled step
+    assert gradient_step(dense_bias, TrainConfig()).__qualname__ == general
+    bn = ReLUNet([6, 5, 3], batchnorm={"mean": "normal"}, backend="numba")
+    assert gradient_step(bn, TrainConfig()).__qualname__ == general
     assert mlp.FusedStep.build([4, 1 << 10, 1 << 9], None, "float64") is None   # too large
+    assert KT.build_step([4, 1 << 10, 1 << 9], None, "float64", biases=[0]) is None
     step = gradient_step(net, TrainConfig())
     with pytest.raises(ValueError, match="x_neg must have shape"):
         step((b[0], b[1], b[2][:3]))
@@ -250,6 +266,215 @@ def test_train_in_batch_numba_general_path():
     ha = train(ReLUNet([5, 6, 3], seed=1), src, **cfg)["loss"]
     hb = train(ReLUNet([5, 6, 3], seed=1, backend="numba"), src, **cfg)["loss"]
     np.testing.assert_allclose(hb, ha, rtol=1e-11)
+
+
+# ----------------------------------------------------------------------------- tree nets
+def ref_tree(bias=False, normalize=False, depth=3, c=2, hid=4, H=1, dtype="float64"):
+    """A tree, and the same tree network on backends numpy and numba (the reference preset's
+    options when ``bias``/``normalize``)."""
+    tree = HLTM(depth=depth, num_children=c, seed=1, negatives=H)
+    kw = dict(bias=bias, normalize=normalize, norm_eps=1e-4 if normalize else 0.0, seed=2,
+              dtype=dtype)
+    return tree, minissl.tree_network(tree, hid, **kw), \
+        minissl.tree_network(tree, hid, backend="numba", **kw)
+
+
+def test_tree_groups_recognises_tree_networks_only():
+    tree, net, _ = ref_tree(depth=3, c=3, hid=2)
+    assert KT.tree_groups(net.sizes, masks_of(net)) == [3, 6, 6]
+    rng = np.random.default_rng(0)
+    assert KT.tree_groups([6, 9, 7, 4], random_masks([6, 9, 7, 4], rng)) is None
+    assert KT.tree_groups(net.sizes, None) is None
+    other = [m.copy() for m in masks_of(net)]
+    other[1][0, -1] = 1                                # one extra connection
+    assert KT.tree_groups(net.sizes, other) is None
+
+
+TREE_CASES = [dict(loss="infonce"), dict(loss="ref_nce", bias=True, normalize=True),
+              dict(loss="infonce", H=3), dict(loss="soft_triplet", c=3, hid=3),
+              dict(loss="simple", bias=True)]
+
+
+@pytest.mark.parametrize("case", TREE_CASES)
+@pytest.mark.parametrize("binary", [True, False])
+def test_tree_step_matches_loss_and_grads(case, binary):
+    """The compiled step of a tree network (``TreeStep``: biases, output normalisation)
+    returns what ``loss_and_grads`` returns, on binary and on real-valued inputs."""
+    case = dict(case)
+    loss = case.pop("loss")
+    tree, a, b = ref_tree(**case)
+    batch = tree.triples(12, np.random.default_rng(3))
+    if not binary:
+        batch = tuple(x + 0.3 * np.random.default_rng(4).standard_normal(x.shape) for x in batch)
+    cfg = TrainConfig(loss=loss, tau=0.5, margin=0.1)
+    want = loss_and_grads(a, batch, cfg)
+    got = gradient_step(b, cfg)(batch)
+    for x, y in zip(want[:3], got[:3]):
+        assert abs(x - y) <= 1e-12 * max(abs(x), 1.0)
+    assert len(got[3]) == len(want[3]) and grads_err_all(want[3], got[3]) < 1e-12
+    for g, m in zip(got[3], b.masks):
+        assert not g[m == 0].any()
+
+
+def test_tree_step_float32():
+    tree, a, b = ref_tree(bias=True, normalize=True, depth=4, hid=5, dtype="float32")
+    batch = tree.triples(40, np.random.default_rng(5))
+    cfg = TrainConfig(loss="ref_nce", tau=0.05)
+    want, got = loss_and_grads(a, batch, cfg), gradient_step(b, cfg)(batch)
+    assert abs(want[0] - got[0]) < 1e-5 * max(1, abs(want[0]))
+    assert grads_err(want[3], got[3]) < 1e-4
+
+
+def test_tree_step_finite_differences_and_negative_control():
+    """Central differences of the loss (reference preset: biases, normalised output) agree
+    with the compiled step's weight and bias gradients; a step built without the
+    normalisation does not."""
+    tree, _, net = ref_tree(bias=True, normalize=True, depth=2, hid=3)
+    batch = tree.triples(10, np.random.default_rng(6))
+    cfg = TrainConfig(loss="infonce", tau=0.6)
+    step = gradient_step(net, cfg)
+    g = step(batch)[3]
+    rng, h = np.random.default_rng(7), 1e-6
+    params = net.parameters()
+    for l, p in enumerate(params):
+        live = np.argwhere(net.masks[l] > 0) if l < net.depth else np.arange(p.size)[:, None]
+        idx = tuple(live[rng.integers(len(live))])
+        p0 = p[idx]
+        p[idx] = p0 + h
+        lp = step(batch)[0]
+        p[idx] = p0 - h
+        lm = step(batch)[0]
+        p[idx] = p0
+        assert abs((lp - lm) / (2 * h) - g[l][idx]) < 1e-7 * max(1.0, abs(g[l][idx]))
+    wrong = KT.build_step(net.sizes, masks_of(net), net.dtype, weights=net.weights,
+                          biases=net.biases, normalize=False)
+    x, xp, xn = check_batch(net, batch)
+    g_bad = wrong(net.weights, x, xp, xn, cfg.loss, cfg.tau, cfg.margin)[3]
+    assert grads_err(g, g_bad) > 1e-3
+
+
+def compiled_per_step(net, tree, cfg, steps, rng):
+    """The reference of the compiled epoch: ``kernels.hltm.triples`` batches, then
+    ``loss_and_grads`` and ``optim.SGD`` per step (NumPy), returning the per-step stats."""
+    rng, out = np.random.default_rng(rng), []
+    opt = SGD(net.parameters(), cfg.lr, cfg.momentum, cfg.weight_decay)
+    for _ in range(steps):
+        batch = KH.triples(tree, cfg.batch_size, rng)
+        value, rp, rn, grads = loss_and_grads(net, batch, cfg)
+        opt.step(grads)
+        out.append((value, rp, rn))
+    return np.array(out)
+
+
+EPOCH_CASES = [dict(loss="infonce"), dict(loss="ref_nce", bias=True, normalize=True),
+               dict(loss="infonce", H=3, momentum=0.9, weight_decay=0.01),
+               dict(loss="soft_triplet", c=3, hid=3),          # collapsed layers 1-2, c = 3
+               dict(loss="simple", c=4, hid=3, depth=2)]       # 2**4 > 3 + 4: no collapse
+
+
+@pytest.mark.parametrize("case", EPOCH_CASES)
+def test_tree_epoch_matches_the_per_step_reference(case):
+    """``TreeEpoch.run`` (the compiled epoch: sampling, steps, SGD) equals the NumPy steps on
+    the batches of ``kernels.hltm.triples`` drawn from the same generator; weights and
+    biases of the net are current after every call, and a changed weight is seen."""
+    case = dict(case)
+    loss, mom, wd = case.pop("loss"), case.pop("momentum", 0.0), case.pop("weight_decay", 0.0)
+    tree, a, b = ref_tree(**case)
+    cfg = TrainConfig(loss=loss, tau=0.5, margin=0.1, lr=0.1, momentum=mom, weight_decay=wd,
+                      batch_size=16, sampler="compiled")
+    ep = epoch_twin(b, tree, cfg)
+    assert ep is not None and ep.net.pat == KT.collapses(b.sizes, ep.Ks)
+    rng, rng_ref = np.random.default_rng(8), np.random.default_rng(8)
+    got = np.concatenate([ep.run(rng, 3), ep.run(rng, 2)])   # two calls, one stream
+    want = compiled_per_step(a, tree, cfg, 5, rng_ref)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+    assert max(rel_err(x, y) for x, y in zip(a.parameters(), b.parameters())) < 1e-12
+    # a weight changed between calls is seen by the next call (and the check would see a
+    # difference: the reference without the change disagrees)
+    a2 = a.copy()
+    for net in (a, b):
+        net.weights[-1][0, 0] += 1e-2
+    state = rng.bit_generator.state
+    got = ep.run(rng, 1)
+    rng_ref.bit_generator.state = state
+    assert abs(got[0, 0] - compiled_per_step(a, tree, cfg, 1, rng_ref)[0, 0]) \
+        <= 1e-12 * max(1.0, abs(got[0, 0]))
+    rng_ref.bit_generator.state = state
+    assert abs(got[0, 0] - compiled_per_step(a2, tree, cfg, 1, rng_ref)[0, 0]) > 1e-9
+
+
+def test_tree_epoch_float32_and_divergence():
+    tree, a, b = ref_tree(bias=True, normalize=True, depth=4, hid=5, dtype="float32")
+    cfg = TrainConfig(loss="ref_nce", tau=0.05, lr=0.1, batch_size=32, sampler="compiled")
+    got = epoch_twin(b, tree, cfg).run(np.random.default_rng(1), 4)
+    want = compiled_per_step(a, tree, cfg, 4, 1)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    small, _, c = ref_tree()
+    c.weights[-1][0, 0] = np.inf                        # not finite: stops before the update
+    W = c.weights[0].copy()
+    ep = epoch_twin(c, small, TrainConfig(lr=0.1, batch_size=8, sampler="compiled"))
+    st = ep.run(np.random.default_rng(0), 3)
+    assert st.shape == (1, 3) and np.isnan(st).all() and np.array_equal(W, c.weights[0])
+
+
+def test_tree_epoch_gradient_finite_differences_and_negative_control():
+    """One compiled step with the collapsed layers 1-2 moves every weight and bias by
+    ``-lr`` times the central difference of the loss on the batch it drew; an epoch built
+    without the biases does not."""
+    tree, a, b = ref_tree(bias=True, normalize=True, depth=3, hid=3)
+    cfg = TrainConfig(loss="infonce", tau=0.5, lr=1.0, batch_size=8, sampler="compiled")
+    batch = KH.triples(tree, 8, np.random.default_rng(2))
+    before = [p.copy() for p in b.parameters()]
+    ep = epoch_twin(b, tree, cfg)
+    assert ep.net.pat
+    ep.run(np.random.default_rng(2), 1)
+    moved = [p0 - p for p0, p in zip(before, b.parameters())]          # = lr * grad
+    rng, h = np.random.default_rng(3), 1e-6
+    for l, p in enumerate(a.parameters()):
+        idx = tuple(np.argwhere(moved[l] != 0)[rng.integers(np.count_nonzero(moved[l]))])
+        p0 = p[idx]
+        p[idx] = p0 + h
+        lp = loss_and_grads(a, batch, cfg)[0]
+        p[idx] = p0 - h
+        lm = loss_and_grads(a, batch, cfg)[0]
+        p[idx] = p0
+        assert abs((lp - lm) / (2 * h) - moved[l][idx]) < 1e-7 * max(1.0, abs(moved[l][idx]))
+    _, _, c = ref_tree(bias=True, normalize=True, depth=3, hid=3)
+    wrong = KT.TreeEpoch(c.weights, None, ep.Ks, tree, 8, "infonce", 0.5, 0.0, 1.0,
+                         normalize=True, eps=1e-4)
+    w0 = [W.copy() for W in c.weights]
+    wrong.run(np.random.default_rng(2), 1)
+    assert max(rel_err(m, W0 - W) for m, W0, W in zip(moved, w0, c.weights)) > 1e-3
+
+
+def test_train_with_the_compiled_sampler():
+    """``train(sampler="compiled")``: whole chunks ending at callback steps, the records of
+    the per-step path with the same batches, ``loss_mean`` at callback records; errors where
+    the compiled sampler cannot run."""
+    tree, a, b = ref_tree(bias=True, normalize=True)
+    cfg = dict(loss="ref_nce", tau=0.05, lr=0.1, steps=7, batch_size=16, seed=4,
+               sampler="compiled", log_every=3)
+    seen = []
+    hb = train(b, tree, **cfg, callback=lambda r: seen.append((r["step"], r["loss_mean"],
+                                                               b.weights[0].copy())))
+    want = compiled_per_step(a, tree, TrainConfig(**{k: v for k, v in cfg.items()
+                                                     if k != "log_every"}), 7, 4)
+    np.testing.assert_allclose(hb["loss"], want[:, 0], rtol=1e-12)
+    assert [s for s, _, _ in seen] == [3, 6, 7]
+    assert seen[0][1] == pytest.approx(np.mean(want[:3, 0]), rel=1e-12)
+    assert not np.array_equal(seen[0][2], seen[1][2])      # the weights after step 3, then 6
+    assert len(hb) == 7 and "loss_mean" not in hb.records[0]
+    with pytest.raises(ValueError, match="sampler='compiled' needs an HLTM"):
+        train(ReLUNet([5, 4], backend="numba"), GaussianClusters(dim=5), sampler="compiled",
+              steps=1)
+    with pytest.raises(ValueError, match="sampler='compiled' needs an HLTM"):
+        train(a, tree, sampler="compiled", steps=1)        # backend numpy
+    with pytest.raises(ValueError, match="sampler must be one of"):
+        TrainConfig(sampler="fast").validate()
+    _, _, plain = ref_tree()
+    with pytest.raises(TrainingDiverged, match="diverged at step"):
+        train(plain, tree, loss="infonce", lr=1e6, steps=40, batch_size=8,
+              sampler="compiled", log_every=40)
 
 
 @pytest.mark.parametrize("dtype,tol", [("float64", 1e-12), ("float32", 2e-5)])

@@ -9,7 +9,8 @@ minissl; they are imported on first use, so NumPy-only users never load Numba.
 | name                    | twin                                  | reference                       |
 |-------------------------|---------------------------------------|---------------------------------|
 | linear                  | kernels.mlp.LinearPlan(mask)          | layers.linear / linear_backward |
-| train_step              | kernels.mlp.FusedStep.build(...)      | train.loss_and_grads            |
+| train_step              | kernels.tree.build_step(...): a tree  | train.loss_and_grads            |
+|                         | net's TreeStep, else mlp.FusedStep    |                                 |
 | train_epoch             | kernels.tree.TreeEpoch(...)           | train.train's per-step loop     |
 |                         |                                       | with the compiled sampler       |
 | triples                 | kernels.hltm.triples (same law, other | hltm.HLTM.triples               |
@@ -24,7 +25,7 @@ import importlib
 
 TWINS = {
     "linear": ("mlp", "LinearPlan"),
-    "train_step": ("mlp", "FusedStep"),
+    "train_step": ("tree", "build_step"),
     "train_epoch": ("tree", "TreeEpoch"),
     "triples": ("hltm", "triples"),
     "simclr_weights": ("losses", "simclr_weights"),

@@ -88,17 +88,18 @@ def best_unit_correlation(z, g, dtype_eps=_EPS64):
 # per bit for all 64 lanes, until every lane is decided (about 7 words per 64 flips instead of
 # 32). The random words come from xoshiro256** (Blackman & Vigna) seeded by four raw 64-bit
 # words of the caller's NumPy generator per call; the root is a uniform random bit. Nodes are
-# breadth-first (parents before children), ``tree.parents()``.
+# breadth-first (parents before children), ``tree.parents()``. The helpers are inlined into
+# ``sample_bits`` (one compiled function, so LLVM optimises their code once).
 _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 _TWO32 = np.uint64(1 << 32)
 
 
-@njit(cache=True)
+@njit(inline="always")
 def _rotl(x, k):
     return (x << np.uint64(k)) | (x >> np.uint64(64 - k))
 
 
-@njit(cache=True)
+@njit(inline="always")
 def _next(st):
     """``(output, new state)`` of xoshiro256** for the state ``st`` (four uint64)."""
     s0, s1, s2, s3 = st
@@ -113,7 +114,7 @@ def _next(st):
     return out, (s0, s1, s2, s3)
 
 
-@njit(cache=True)
+@njit(inline="always")
 def _flips(thr, st):
     """``(word, new state)``: a word whose bits are independent Bernoulli(thr / 2**32): lane set
     iff U < thr for the lane's uniform 32-bit U, compared from the top bit down (stops once
@@ -136,7 +137,7 @@ def _flips(thr, st):
     return res, st
 
 
-@njit(cache=True)
+@njit(inline="always")
 def _grow_bits(z, start, stop, parent, thr, st):
     """Nodes ``start .. stop-1`` of ``z`` (n_nodes, n_words) from their parents; returns the
     generator's new state."""

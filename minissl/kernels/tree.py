@@ -32,102 +32,119 @@ Every kernel is ``@njit(cache=True)``; with ``NUMBA_DISABLE_JIT=1`` they run as 
 """
 from __future__ import annotations
 
+import functools
 import math
+from collections import namedtuple
 
 import numpy as np
 from numba import njit
 
 from .hltm import Sampler, sample_bits, unpack_bits
-from .mlp import FUSED_MAX_WEIGHTS, LOSS_CODES, loss_weights
+from .mlp import FUSED_MAX_WEIGHTS, LOSS_CODES, FusedStep, loss_weights
 
 # LLVM may reassociate and contract (vectorised sums, FMAs) but keeps NaN and inf semantics,
 # so a diverging run is still seen as one.
 FAST = {"reassoc", "contract", "arcp", "nsz"}
 
+# What the compiled functions take, grouped (numba passes named tuples by value, typed once):
+Net = namedtuple("Net", "Ws bs Ks pat")      # dense weights, biases, K_l, layers 1-2 may collapse
+Loss = namedtuple("Loss", "code tau margin normalize eps")
+Work = namedtuple("Work", "acts ind Y dY tmp pre A2 b2 T S tf r_pos r_neg c_pos c_neg dWs "
+                   "dbs")
+
 
 # ----------------------------------------------------------------------------- layers
 @njit(cache=True, fastmath=FAST)
-def forward_layer(W, b, K, dense, src, dst, relu):
+def forward_layer(W, b, K, wstride, src, dst, relu):
     """``dst[r, :] = b[r] + sum_k w[r, k] src[j K + k, :]`` for unit r = j h + o of group j,
-    then ``max(., 0)`` if ``relu``; ``w[r, k] = W[r, j K + k]`` (``dense``: the masked
-    (n_out, n_in) matrix) or ``W[r, k]`` (compact (n_out, K)). ``src`` (n_in, V), ``dst``
-    (n_out, V). The first four inputs write the row, then eight (or four, or one) at a time
-    accumulate, so each row is read and written once per several inputs."""
+    then ``max(., 0)`` if ``relu``; ``w[r, k] = W[r, j wstride + k]``: ``wstride = K`` for the
+    dense masked (n_out, n_in) matrix, 0 for compact (n_out, K) weights. ``src`` (n_in, V),
+    ``dst`` (n_out, V). The first four inputs write a row, then eight (or four, or one) at a
+    time accumulate, so each row is read and written once per several inputs."""
     n_out, V = dst.shape
     G = src.shape[0] // K
     h = n_out // G
     zero = np.zeros(1, dst.dtype)[0]
-    for r in range(n_out):
-        base = (r // h) * K
-        wo = base if dense else 0
-        d = dst[r]
-        bo = b[r]
-        m = min(K, 4)
-        w0 = W[r, wo]
-        w1 = W[r, wo + 1] if m > 1 else zero
-        w2 = W[r, wo + 2] if m > 2 else zero
-        w3 = W[r, wo + 3] if m > 3 else zero
-        s0 = src[base]
-        s1 = src[base + min(1, m - 1)]
-        s2 = src[base + min(2, m - 1)]
-        s3 = src[base + min(3, m - 1)]
-        for n in range(V):
-            d[n] = bo + ((w0 * s0[n] + w1 * s1[n]) + (w2 * s2[n] + w3 * s3[n]))
-        k = m
-        while k + 8 <= K:
-            w0, w1, w2, w3 = W[r, wo + k], W[r, wo + k + 1], W[r, wo + k + 2], W[r, wo + k + 3]
-            w4, w5, w6, w7 = W[r, wo + k + 4], W[r, wo + k + 5], W[r, wo + k + 6], \
-                W[r, wo + k + 7]
-            s0, s1, s2, s3 = src[base + k], src[base + k + 1], src[base + k + 2], \
-                src[base + k + 3]
-            s4, s5, s6, s7 = src[base + k + 4], src[base + k + 5], src[base + k + 6], \
-                src[base + k + 7]
+    for j in range(G):
+        base = j * K
+        wo = j * wstride
+        for r in range(j * h, (j + 1) * h):
+            d = dst[r]
+            bo = b[r]
+            m = min(K, 4)
+            w0 = W[r, wo]
+            w1 = W[r, wo + 1] if m > 1 else zero
+            w2 = W[r, wo + 2] if m > 2 else zero
+            w3 = W[r, wo + 3] if m > 3 else zero
+            s0 = src[base]
+            s1 = src[base + min(1, m - 1)]
+            s2 = src[base + min(2, m - 1)]
+            s3 = src[base + min(3, m - 1)]
             for n in range(V):
-                d[n] += ((w0 * s0[n] + w1 * s1[n]) + (w2 * s2[n] + w3 * s3[n])) + \
-                    ((w4 * s4[n] + w5 * s5[n]) + (w6 * s6[n] + w7 * s7[n]))
-            k += 8
-        while k + 4 <= K:
-            w0, w1, w2, w3 = W[r, wo + k], W[r, wo + k + 1], W[r, wo + k + 2], W[r, wo + k + 3]
-            s0, s1, s2, s3 = src[base + k], src[base + k + 1], src[base + k + 2], \
-                src[base + k + 3]
-            for n in range(V):
-                d[n] += (w0 * s0[n] + w1 * s1[n]) + (w2 * s2[n] + w3 * s3[n])
-            k += 4
-        while k < K:
-            w0 = W[r, wo + k]
-            s0 = src[base + k]
-            for n in range(V):
-                d[n] += w0 * s0[n]
-            k += 1
-        if relu:
-            for n in range(V):
-                d[n] = max(d[n], zero)
+                d[n] = bo + ((w0 * s0[n] + w1 * s1[n]) + (w2 * s2[n] + w3 * s3[n]))
+            k = m
+            while k + 8 <= K:
+                w0, w1, w2, w3 = W[r, wo + k], W[r, wo + k + 1], W[r, wo + k + 2], \
+                    W[r, wo + k + 3]
+                w4, w5, w6, w7 = W[r, wo + k + 4], W[r, wo + k + 5], W[r, wo + k + 6], \
+                    W[r, wo + k + 7]
+                s0, s1, s2, s3 = src[base + k], src[base + k + 1], src[base + k + 2], \
+                    src[base + k + 3]
+                s4, s5, s6, s7 = src[base + k + 4], src[base + k + 5], \
+                    src[base + k + 6], src[base + k + 7]
+                for n in range(V):
+                    d[n] += ((w0 * s0[n] + w1 * s1[n]) + (w2 * s2[n] + w3 * s3[n])) + \
+                        ((w4 * s4[n] + w5 * s5[n]) + (w6 * s6[n] + w7 * s7[n]))
+                k += 8
+            while k + 4 <= K:
+                w0, w1, w2, w3 = W[r, wo + k], W[r, wo + k + 1], W[r, wo + k + 2], \
+                    W[r, wo + k + 3]
+                s0, s1, s2, s3 = src[base + k], src[base + k + 1], src[base + k + 2], \
+                    src[base + k + 3]
+                for n in range(V):
+                    d[n] += (w0 * s0[n] + w1 * s1[n]) + (w2 * s2[n] + w3 * s3[n])
+                k += 4
+            while k < K:
+                w0 = W[r, wo + k]
+                s0 = src[base + k]
+                for n in range(V):
+                    d[n] += w0 * s0[n]
+                k += 1
+            if relu:
+                for n in range(V):
+                    d[n] = max(d[n], zero)
 
 
 @njit(cache=True, fastmath=FAST)
-def backward_layer(W, K, f, delta, dW, db, want_prev, tmp):
+def backward_layer(W, K, wstride, f, delta, dW, db, want_prev, tmp):
     """Weight and bias gradients of a grouped layer, then (``want_prev``) the delta of the
     layer below written over its activations ``f`` (see the module docstring).
 
-    ``W`` (n_out, n_in) dense (read only with ``want_prev``), ``f`` (n_in, V) the layer's
+    ``W`` as in ``forward_layer`` (read only with ``want_prev``), ``f`` (n_in, V) the layer's
     input (post-ReLU), ``delta`` (n_out, V); ``dW`` (n_out, K) and ``db`` (n_out,) written;
     ``tmp`` (2, V) scratch. The weight gradient takes eight dot products at a time (two delta
-    rows x four inputs share their loads); the input gradient two input rows at a time."""
+    rows x four inputs share their loads), the input gradient two input rows at a time."""
     n_out, V = delta.shape
     G = f.shape[0] // K
     h = n_out // G
     zero = np.zeros(1, dW.dtype)[0]
     for j in range(G):
         base = j * K
-        for r in range(j * h, (j + 1) * h):
+        wo = j * wstride
+        r0 = j * h
+        for r in range(r0, r0 + h):
+            db[r] = zero
+            for k in range(K):
+                dW[r, k] = zero
+        for r in range(r0, r0 + h):
             d = delta[r]
             sb = zero
             for n in range(V):
                 sb += d[n]
-            db[r] = sb
-        r = j * h
-        while r < (j + 1) * h:
-            two = r + 1 < (j + 1) * h
+            db[r] += sb
+        r = r0
+        while r < r0 + h:
+            two = r + 1 < r0 + h
             da = delta[r]
             dc = delta[r + 1] if two else da
             k = 0
@@ -160,22 +177,21 @@ def backward_layer(W, K, f, delta, dW, db, want_prev, tmp):
                     c3 += dc[n] * x3
                 for q, (a, c) in enumerate(((a0, c0), (a1, c1), (a2, c2), (a3, c3))):
                     if q < m:
-                        dW[r, k + q] = a
+                        dW[r, k + q] += a
                         if two:
-                            dW[r + 1, k + q] = c
+                            dW[r + 1, k + q] += c
                 k += m
             r += 2
         if not want_prev:
             continue
-        r0 = j * h
-        t0 = tmp[0]
-        t1 = tmp[1]
+        t0r = tmp[0]
+        t1r = tmp[1]
         k = 0
         while k < K:
-            kb = k + 1 if k + 1 < K else k                   # a pair of inputs k, kb
+            kb = k + 1 if k + 1 < K else k               # a pair of inputs k, kb
             for n in range(V):
-                t0[n] = zero
-                t1[n] = zero
+                t0r[n] = zero
+                t1r[n] = zero
             o = 0
             while o < h:
                 m = min(4, h - o)
@@ -183,14 +199,14 @@ def backward_layer(W, K, f, delta, dW, db, want_prev, tmp):
                 rb = r0 + o + min(1, m - 1)
                 rc = r0 + o + min(2, m - 1)
                 rd = r0 + o + min(3, m - 1)
-                w0 = W[ra, base + k]
-                w1 = W[rb, base + k] if m > 1 else zero
-                w2 = W[rc, base + k] if m > 2 else zero
-                w3 = W[rd, base + k] if m > 3 else zero
-                v0 = W[ra, base + kb]
-                v1 = W[rb, base + kb] if m > 1 else zero
-                v2 = W[rc, base + kb] if m > 2 else zero
-                v3 = W[rd, base + kb] if m > 3 else zero
+                w0 = W[ra, wo + k]
+                w1 = W[rb, wo + k] if m > 1 else zero
+                w2 = W[rc, wo + k] if m > 2 else zero
+                w3 = W[rd, wo + k] if m > 3 else zero
+                v0 = W[ra, wo + kb]
+                v1 = W[rb, wo + kb] if m > 1 else zero
+                v2 = W[rc, wo + kb] if m > 2 else zero
+                v3 = W[rd, wo + kb] if m > 3 else zero
                 d0 = delta[ra]
                 d1 = delta[rb]
                 d2 = delta[rc]
@@ -200,43 +216,46 @@ def backward_layer(W, K, f, delta, dW, db, want_prev, tmp):
                     e1 = d1[n]
                     e2 = d2[n]
                     e3 = d3[n]
-                    t0[n] += (w0 * e0 + w1 * e1) + (w2 * e2 + w3 * e3)
-                    t1[n] += (v0 * e0 + v1 * e1) + (v2 * e2 + v3 * e3)
+                    t0r[n] += (w0 * e0 + w1 * e1) + (w2 * e2 + w3 * e3)
+                    t1r[n] += (v0 * e0 + v1 * e1) + (v2 * e2 + v3 * e3)
                 o += m
             fa = f[base + k]
-            for n in range(V):                               # the gate f > 0 (f = relu(g))
-                fa[n] = t0[n] if fa[n] > 0 else zero
+            for n in range(V):                      # the gate f > 0 (f = relu(g))
+                fa[n] = t0r[n] if fa[n] > 0 else zero
             if kb != k:
                 fb = f[base + kb]
                 for n in range(V):
-                    fb[n] = t1[n] if fb[n] > 0 else zero
+                    fb[n] = t1r[n] if fb[n] > 0 else zero
             k += 2
 
 
 # ----------------------------------------------------------------------------- layers 1-2
 # On binary leaves, layer 1 (groups of h units reading c leaves) has only P = 2**c input
-# patterns per group, so its outputs are a table: f_1[(j, u), n] = relu(pre[j, p_j(n), u]),
+# patterns per group, so its outputs are a table: f_1[(j, u), n] = relu(pre[j, u, p_j(n)]),
 # p_j(n) the pattern of group j's leaves in view n. Layers 1 and 2 then collapse, exactly,
-# into one grouped layer on the pattern indicators I[j P + p, n] = [p_j(n) = p]:
+# into one grouped layer on the pattern indicators I[j, p, n] = [p_j(n) = p], p = 1 .. P-1
+# (pattern 0 goes into the bias, as sum_p I[j, p, n] = 1):
 #
-#     g_2[o, n] = b_2[o] + sum_{i < c, p < P} A2[o, i P + p] I[(j' c + i) P + p, n]
-#     A2[o, i P + p] = sum_u W_2[o, j' K_2 + i h + u] relu(pre[j' c + i, p, u])
+#     g_2[o, n] = b2[o] + sum_{i < c, 0 < p < P} A2[o, i (P-1) + p-1] I[j' c + i, p, n]
+#     A2[o, i (P-1) + p-1] = sum_u W_2[o, j' K_2 + i h + u] (R[j, u, p] - R[j, u, 0])
+#     b2[o] = b_2[o] + sum_{i, u} W_2[o, j' K_2 + i h + u] R[j, u, 0],   R = relu(pre)
 #
-# (c P inputs per unit instead of c h, and layer 1 is never evaluated per view); backward,
-# with T[o, i P + p] = sum_n delta_2[o, n] I[(j' c + i) P + p, n] (the same dot products as a
-# weight gradient), every gradient of layers 1 and 2 is a small contraction of T:
+# (c (P-1) inputs per unit instead of c h, and layer 1 is never evaluated per view);
+# backward, with the pattern sums T[o, i, p] = sum_n delta_2[o, n] I[j, p, n] (the same dot
+# products as a weight gradient, and T[o, i, 0] = db_2[o] - sum_{p>0} T[o, i, p]), every
+# gradient of layers 1 and 2 is a small contraction of T:
 #
-#     dW_2[o, i h + u] = sum_p relu(pre[j, p, u]) T[o, i P + p]
-#     S[j, p, u] = sum_{o in group j'} W_2[o, j' K_2 + i h + u] T[o, i P + p]
-#     dW_1[j h + u, t] = sum_p [pre[j, p, u] > 0] bit_t(p) S[j, p, u],   db_1 = same without bit_t
+#     dW_2[o, i h + u] = sum_p R[j, u, p] T[o, i, p]
+#     S[j, u, p] = sum_{o in group j'} W_2[o, j' K_2 + i h + u] T[o, i, p]
+#     dW_1[j h + u, t] = sum_p [pre[j, u, p] > 0] bit_t(p) S[j, u, p],  db_1 = same without bit_t
 #
 # Used when it does less work (P <= h + c: c <= 3 for h = 10).
 @njit(cache=True)
 def pattern_rows(lbits, N, H, c, ind):
-    """``ind[j P + p, col] = 1.0`` where the leaves ``j c .. j c + c - 1`` of the view in
-    column ``col`` read the bits of ``p`` (leaf ``j c + t`` is bit t), else 0.0. ``lbits``
-    (2 + H, n_leaves, n_words) from ``sample_bits``; columns [anchors | positives |
-    negatives, anchor-major]."""
+    """``ind[j (P-1) + p-1, col] = 1.0`` where the leaves ``j c .. j c + c - 1`` of the view
+    in column ``col`` read the bits of ``p`` (leaf ``j c + t`` is bit t), else 0.0, for
+    p = 1 .. P-1. ``lbits`` (2 + H, n_leaves, n_words) from ``sample_bits``; columns
+    [anchors | positives | negatives, anchor-major]."""
     P = 1 << c
     G1 = lbits.shape[1] // c
     nw = lbits.shape[2]
@@ -246,8 +265,8 @@ def pattern_rows(lbits, N, H, c, ind):
         col0 = 0 if v == 0 else (N if v == 1 else 2 * N + v - 2)
         stride = 1 if v < 2 else H
         for j in range(G1):
-            for p in range(P):
-                row = ind[j * P + p]
+            for p in range(1, P):
+                row = ind[j * (P - 1) + p - 1]
                 for w in range(nw):
                     word = ~zero
                     for t in range(c):
@@ -265,39 +284,47 @@ def pattern_rows(lbits, N, H, c, ind):
 
 
 @njit(cache=True, fastmath=FAST)
-def leaf_tables(W1, b1, c, W2, K2, pre, A2):
-    """Layer 1's pre-activation per pattern, ``pre[j, p, u] = b_1[j h + u] + sum_t
-    W_1[j h + u, j c + t] bit_t(p)``, and the collapsed weights ``A2`` (n_2, c P) (see above)."""
-    G1, P, h = pre.shape
+def leaf_tables(W1, b1, c, W2, b_2, pre, A2, b2):
+    """Layer 1's pre-activation per pattern, ``pre[j, u, p] = b_1[j h + u] + sum_t
+    W_1[j h + u, t] bit_t(p)``, and the collapsed weights ``A2`` (n_2, c (P-1)) and bias
+    ``b2`` (n_2,) of layer 2 (from its bias ``b_2``; see above). ``W1`` (n_1, c) and ``W2``
+    (n_2, K_2) are compact."""
+    G1, h, P = pre.shape
     zero = np.zeros(1, pre.dtype)[0]
     for j in range(G1):
-        for p in range(P):
-            for u in range(h):
-                r = j * h + u
+        for u in range(h):
+            r = j * h + u
+            for p in range(P):
                 s = b1[r]
                 for t in range(c):
                     if (p >> t) & 1:
-                        s += W1[r, j * c + t]
-                pre[j, p, u] = s
+                        s += W1[r, t]
+                pre[j, u, p] = s
     n2 = W2.shape[0]
     h2 = n2 // (G1 // c)
     for o in range(n2):
         jp = o // h2
+        bo = b_2[o]
         for i in range(c):
             j = jp * c + i
-            wb = jp * K2 + i * h
-            for p in range(P):
+            for p in range(P):                               # sum_u W_2 R, per pattern
                 s = zero
                 for u in range(h):
-                    s += W2[o, wb + u] * max(pre[j, p, u], zero)
-                A2[o, i * P + p] = s
+                    s += W2[o, i * h + u] * max(pre[j, u, p], zero)
+                if p == 0:
+                    bo += s
+                    s0 = s
+                else:
+                    A2[o, i * (P - 1) + p - 1] = s - s0
+        b2[o] = bo
 
 
 @njit(cache=True, fastmath=FAST)
-def leaf_grads(W2, K2, c, pre, T, dW2, dW1, db1, S):
-    """The gradients of layers 1 and 2 from the pattern sums ``T`` (n_2, c P) (see above):
-    ``dW2`` (n_2, K_2), ``dW1`` (n_1, c), ``db1`` (n_1,) written; ``S`` (G_1, P, h) scratch."""
-    G1, P, h = pre.shape
+def leaf_grads(W2, c, pre, T, db2, dW2, dW1, db1, S, tf):
+    """The gradients of layers 1 and 2 from the pattern sums ``T`` (n_2, c (P-1)) and
+    ``db2`` (see above): ``dW2`` (n_2, K_2), ``dW1`` (n_1, c), ``db1`` (n_1,) written;
+    ``W2`` compact (n_2, K_2); ``S`` (G_1, h, P), ``tf`` (P,) scratch."""
+    G1, h, P = pre.shape
     n2 = W2.shape[0]
     h2 = n2 // (G1 // c)
     zero = np.zeros(1, pre.dtype)[0]
@@ -306,14 +333,18 @@ def leaf_grads(W2, K2, c, pre, T, dW2, dW1, db1, S):
         jp = o // h2
         for i in range(c):
             j = jp * c + i
-            wb = jp * K2 + i * h
+            t0 = db2[o]
+            for p in range(1, P):
+                tf[p] = T[o, i * (P - 1) + p - 1]
+                t0 -= tf[p]
+            tf[0] = t0
             for u in range(h):
-                dW2[o, i * h + u] = zero
-            for p in range(P):
-                t = T[o, i * P + p]
-                for u in range(h):
-                    dW2[o, i * h + u] += max(pre[j, p, u], zero) * t
-                    S[j, p, u] += W2[o, wb + u] * t
+                w = W2[o, i * h + u]
+                s = zero
+                for p in range(P):
+                    s += max(pre[j, u, p], zero) * tf[p]
+                    S[j, u, p] += w * tf[p]
+                dW2[o, i * h + u] = s
     for j in range(G1):
         for u in range(h):
             r = j * h + u
@@ -321,7 +352,7 @@ def leaf_grads(W2, K2, c, pre, T, dW2, dW1, db1, S):
             for t in range(c):
                 dW1[r, t] = zero
             for p in range(P):
-                v = S[j, p, u] if pre[j, p, u] > 0 else zero
+                v = S[j, u, p] if pre[j, u, p] > 0 else zero
                 sb += v
                 for t in range(c):
                     if (p >> t) & 1:
@@ -331,23 +362,18 @@ def leaf_grads(W2, K2, c, pre, T, dW2, dW1, db1, S):
 
 # ----------------------------------------------------------------------------- the output
 @njit(cache=True, fastmath=FAST)
-def top_chain(Z, Y, dY, normalize, eps, N, H, code, tau, margin, r_pos, r_neg, c_pos,
-              c_neg, scratch):
-    """The output side of a step: ``Y = Z / (||Z|| + eps)`` per view (``normalize``), the
-    distances ``r_pos[a] = ½||y_a - y_{N+a}||²``, ``r_neg[a, k] = ½||y_a - y_{2N+aH+k}||²``,
-    the loss weights ``c = dL/dr / N`` (``mlp.loss_weights``) and their chain to the outputs
-    (``losses.chain_triples``), then through the normalisation
-    (``layers.l2_normalize_backward``); ``dL/dZ`` is written over ``Z`` (``Y``, ``dY``
-    (d, V), ``scratch`` (2, V)). Loops run over views, innermost. Returns ``(sum L,
-    sum r_pos, sum r_neg, finite)``: not finite (and nothing written) when Z is not."""
+def top_forward(Z, Y, normalize, eps, N, H, r_pos, r_neg, nrm):
+    """The outputs' side of the forward: ``Y = Z / (||Z|| + eps)`` per view (``normalize``;
+    ``nrm`` (V,) gets ||Z||), the distances ``r_pos[a] = ½||y_a - y_{N+a}||²`` and
+    ``r_neg[a, k] = ½||y_a - y_{2N+aH+k}||²`` (y = Z without normalisation). Returns False
+    (and writes nothing) when Z is not finite. Loops run over views, innermost."""
     d, V = Z.shape
-    nrm = scratch[0]
     bad = False
     for i in range(d):
         for n in range(V):
             bad |= not np.isfinite(Z[i, n])
     if bad:
-        return np.nan, np.nan, np.nan, False
+        return False
     Yv = Y if normalize else Z
     if normalize:
         nrm[:] = 0.0
@@ -373,15 +399,26 @@ def top_chain(Z, Y, dY, normalize, eps, N, H, code, tau, margin, r_pos, r_neg, c
                 r_neg[a, k] += u * u
     r_pos *= 0.5
     r_neg *= 0.5
-    sL, sp, sn = loss_weights(r_pos, r_neg, code, tau, margin, c_pos, c_neg, 0, N)
+    return True
+
+
+@njit(cache=True, fastmath=FAST)
+def top_backward(Z, Y, dY, normalize, eps, N, H, c_pos, c_neg, scratch):
+    """The loss weights ``c = dL/dr / N`` chained to the outputs (``losses.chain_triples``)
+    and through the normalisation (``layers.l2_normalize_backward``,
+    ``dz = (dy - y (y.dy) s/||z||) / s``, ``s = ||z|| + eps``): ``dL/dZ`` is written over
+    ``Z``. ``Y``, ``scratch[0]`` = ||Z|| from ``top_forward``; ``dY`` (d, V), ``scratch[1]``
+    scratch."""
+    d, V = Z.shape
+    Yv = Y if normalize else Z
     out = dY if normalize else Z
-    ga = scratch[1]                                          # the anchors' sums
+    nrm, ga = scratch[0], scratch[1]
     for i in range(d):
         y = Yv[i]
         o = out[i]
-        for a in range(N):
-            ga[a] = c_pos[a] * (y[a] - y[N + a])
-        for k in range(H):
+        for a in range(N):                                   # read y before ``out`` (= y
+            ga[a] = c_pos[a] * (y[a] - y[N + a])             # without normalisation) is
+        for k in range(H):                                   # overwritten
             for a in range(N):
                 ga[a] += c_neg[a, k] * (y[a] - y[2 * N + a * H + k])
         for a in range(N):
@@ -392,8 +429,8 @@ def top_chain(Z, Y, dY, normalize, eps, N, H, code, tau, margin, r_pos, r_neg, c
         for a in range(N):
             o[a] = ga[a]
     if not normalize:
-        return sL, sp, sn, True
-    for n in range(V):                                       # dz = (dy - y (y.dy) s/|z|)/s
+        return
+    for n in range(V):
         yd = 0.0
         for i in range(d):
             yd += Y[i, n] * dY[i, n]
@@ -402,90 +439,120 @@ def top_chain(Z, Y, dY, normalize, eps, N, H, code, tau, margin, r_pos, r_neg, c
         ratio = sc / nrm[n] if nrm[n] > 0 else 0.0
         for i in range(d):
             Z[i, n] = (dY[i, n] - Y[i, n] * yd * ratio) * inv
-    return sL, sp, sn, True
 
 
 @njit(cache=True, fastmath=FAST)
-def sgd_layer(W, K, dW, V, b, db, vb, lr, momentum, wd, bias):
-    """``v = momentum v + (g + wd p)``, ``p -= lr v`` (``optim.SGD``) on the live weights
-    of a grouped layer (``W`` dense; ``dW``, ``V`` compact (n_out, K)) and, with ``bias``, on
-    ``b`` (``db``, ``vb``)."""
-    n_out, n_in = W.shape
-    h = n_out // (n_in // K)
-    for r in range(n_out):
-        base = (r // h) * K
-        for k in range(K):
-            g = dW[r, k]
-            if wd != 0:
-                g = g + wd * W[r, base + k]
-            if momentum != 0:
-                g = momentum * V[r, k] + g
-                V[r, k] = g
-            W[r, base + k] -= lr * g
-        if bias:
-            g = db[r]
-            if wd != 0:
-                g = g + wd * b[r]
-            if momentum != 0:
-                g = momentum * vb[r] + g
-                vb[r] = g
-            b[r] -= lr * g
+def sgd_layer(W, dW, V, lr, momentum, wd):
+    """``v = momentum v + (g + wd p)``, ``p -= lr v`` (``optim.SGD``) on one array of
+    parameters (compact weights (n_out, K), or biases as (1, n))."""
+    if momentum == 0 and wd == 0:
+        for r in range(W.shape[0]):
+            for k in range(W.shape[1]):
+                W[r, k] -= lr * dW[r, k]
+        return
+    for r in range(W.shape[0]):
+        for k in range(W.shape[1]):
+            g = momentum * V[r, k] + (dW[r, k] + wd * W[r, k])
+            V[r, k] = g
+            W[r, k] -= lr * g
 
 
-# ----------------------------------------------------------------------------- the epoch
-@njit(cache=True)
-def run_steps(seeds, n_top, parent, thr, zbits, lbits, N, H, Ws, bs, Ks, bias, normalize,
-              eps, code, tau, margin, lr, momentum, wd, Vs, vbs, dWs, dbs, acts, Y, pat, pre,
-              A2, stats):
-    """``len(seeds)`` SGD steps (see the module docstring); ``stats[s] = (mean L, mean r_pos,
-    mean r_neg)``. With ``pat`` layers 1 and 2 run collapsed on the pattern indicators
-    (``acts[0]`` holds them, ``acts[1]`` is unused; ``pre``, ``A2`` their tables).
-    Returns the number of steps completed: a step whose output is not finite stops the run
-    before its update (its ``stats`` NaN)."""
+# ----------------------------------------------------------------------------- steps
+@njit(inline="always")
+def step_core(net, loss, w, N, H, first, normalize, wstride):
+    """Forward of layers ``first .. L-1`` (their input in ``w.acts[first]``), distances, loss
+    weights, backward down to layer ``first`` (its delta over ``w.acts[first]`` when
+    ``first > 0``): fills ``w.dWs``, ``w.dbs`` of those layers. Returns ``(sum L, sum r_pos,
+    sum r_neg, finite)``; nothing is written past the output when it is not finite.
+    (Inlined into its callers: LLVM then optimises the kernels it calls once per entry point,
+    not once more.)"""
+    Ws, bs, Ks, acts = net.Ws, net.bs, net.Ks, w.acts
     L = len(Ws)
-    dt = acts[0].dtype
-    V = acts[0].shape[1]
-    r_pos = np.empty(N, dt)
-    r_neg = np.empty((N, H), dt)
-    c_pos = np.empty(N, dt)
-    c_neg = np.empty((N, H), dt)
-    dY = np.empty_like(Y)
-    tmp = np.empty((2, V), dt)
-    c = Ks[0]
-    first = 2 if pat else 0
-    T = np.empty_like(A2)
-    S = np.empty_like(pre)
-    for s in range(seeds.shape[0]):
-        sample_bits(seeds[s], n_top, parent, thr, zbits, lbits)
-        if pat:
-            pattern_rows(lbits, N, H, c, acts[0])
-            leaf_tables(Ws[0], bs[0], c, Ws[1], Ks[1], pre, A2)
-            forward_layer(A2, bs[1], A2.shape[1], False, acts[0], acts[2], L > 2)
-        else:
-            x = acts[0]
-            unpack_bits(lbits[0], N, x, 0, 1)
-            unpack_bits(lbits[1], N, x, N, 1)
-            for k in range(H):
-                unpack_bits(lbits[2 + k], N, x, 2 * N + k, H)
-        for l in range(first, L):
-            forward_layer(Ws[l], bs[l], Ks[l], True, acts[l], acts[l + 1], l < L - 1)
-        sL, sp, sn, ok = top_chain(acts[L], Y, dY, normalize, eps, N, H, code, tau, margin,
-                                   r_pos, r_neg, c_pos, c_neg, tmp)
-        if not ok:
-            stats[s, :] = np.nan
-            return s
-        for l in range(L - 1, first - 1, -1):
-            backward_layer(Ws[l], Ks[l], acts[l], acts[l + 1], dWs[l], dbs[l], l > 0, tmp)
-        if pat:
-            backward_layer(A2, A2.shape[1], acts[0], acts[2], T, dbs[1], False, tmp)
-            leaf_grads(Ws[1], Ks[1], c, pre, T, dWs[1], dWs[0], dbs[0], S)
-        for l in range(L):
-            sgd_layer(Ws[l], Ks[l], dWs[l], Vs[l], bs[l], dbs[l], vbs[l], lr, momentum, wd,
-                      bias)
-        stats[s, 0] = sL / N
-        stats[s, 1] = sp / N
-        stats[s, 2] = sn / (N * H)
-    return seeds.shape[0]
+    for l in range(first, L):
+        forward_layer(Ws[l], bs[l], Ks[l], wstride * Ks[l], acts[l], acts[l + 1], l < L - 1)
+    if not top_forward(acts[L], w.Y, normalize, loss.eps, N, H, w.r_pos, w.r_neg, w.tmp[0]):
+        return np.nan, np.nan, np.nan, False
+    sL, sp, sn = loss_weights(w.r_pos, w.r_neg, loss.code, loss.tau, loss.margin, w.c_pos,
+                              w.c_neg, N - N, N)
+    top_backward(acts[L], w.Y, w.dY, normalize, loss.eps, N, H, w.c_pos, w.c_neg, w.tmp)
+    for l in range(L - 1, first - 1, -1):
+        backward_layer(Ws[l], Ks[l], wstride * Ks[l], acts[l], acts[l + 1], w.dWs[l],
+                       w.dbs[l], l > 0, w.tmp)
+    return sL, sp, sn, True
+
+
+@functools.lru_cache(maxsize=None)
+def epoch_kernel(pat, normalize):
+    """The compiled ``run_steps`` for one variant: ``pat`` (layers 1-2 collapsed on leaf
+    patterns) and ``normalize`` are compile-time constants of the closure, so a run compiles
+    only its own branches (numba keys the cache on them)."""
+
+    @njit(cache=True)
+    def run_steps(seeds, n_top, parent, thr, zbits, lbits, net, loss, w, lr, momentum, wd,
+                  bias, Vs, vbs, stats):
+        """``len(seeds)`` SGD steps on batches of the compiled sampler (see the module
+        docstring) of the net with compact weights ``net.Ws`` (n_l, K_l); ``stats[s] =
+        (mean L, mean r_pos, mean r_neg)``. Returns the number of steps completed: a step
+        whose output is not finite stops the run before its update (its ``stats`` NaN)."""
+        N, H = w.c_neg.shape
+        Ws, bs, Ks = net.Ws, net.bs, net.Ks
+        for s in range(seeds.shape[0]):
+            sample_bits(seeds[s], n_top, parent, thr, zbits, lbits)
+            if pat:
+                pattern_rows(lbits, N, H, Ks[0], w.ind)
+                leaf_tables(Ws[0], bs[0], Ks[0], Ws[1], bs[1], w.pre, w.A2, w.b2)
+                forward_layer(w.A2, w.b2, w.A2.shape[1], N - N, w.ind, w.acts[2],
+                              len(Ws) > 2)
+                first = 2
+            else:
+                for v in range(2 + H):
+                    unpack_bits(lbits[v], N, w.acts[0], N * min(v, 2) + max(v - 2, 0),
+                                1 if v < 2 else H)
+                first = 0
+            sL, sp, sn, ok = step_core(net, loss, w, N, H, first, normalize, N - N)
+            if not ok:
+                stats[s, :] = np.nan
+                return s
+            if pat:
+                backward_layer(w.A2, w.A2.shape[1], N - N, w.ind, w.acts[2], w.T, w.dbs[1],
+                               N < 0, w.tmp)
+                leaf_grads(Ws[1], Ks[0], w.pre, w.T, w.dbs[1], w.dWs[1], w.dWs[0], w.dbs[0],
+                           w.S, w.tf)
+            for l in range(len(Ws)):
+                sgd_layer(Ws[l], w.dWs[l], Vs[l], lr, momentum, wd)
+                if bias:
+                    n = bs[l].shape[0]
+                    sgd_layer(bs[l].reshape((1, n)), w.dbs[l].reshape((1, n)),
+                              vbs[l].reshape((1, n)), lr, momentum, wd)
+            stats[s, 0] = sL / N
+            stats[s, 1] = sp / N
+            stats[s, 2] = sn / (N * H)
+        return seeds.shape[0]
+
+    return run_steps
+
+
+@functools.lru_cache(maxsize=None)
+def step_kernel(normalize):
+    """The compiled ``run_step`` for ``normalize`` (a compile-time constant, as above)."""
+
+    @njit(cache=True)
+    def run_step(x, x_pos, x_neg, net, loss, w):
+        """One step on a given batch (twin of ``train.loss_and_grads``): ``x``, ``x_pos``
+        (N, n_0), ``x_neg`` (N, H, n_0), layer by layer (the inputs need not be binary).
+        Returns ``(sum L, sum r_pos, sum r_neg, finite)``; the gradients in ``w.dWs``,
+        ``w.dbs``."""
+        N, H, n0 = x_neg.shape
+        f = w.acts[0]                                        # leaves, feature-major
+        for j in range(n0):
+            for a in range(N):
+                f[j, a] = x[a, j]
+                f[j, N + a] = x_pos[a, j]
+                for k in range(H):
+                    f[j, 2 * N + a * H + k] = x_neg[a, k, j]
+        return step_core(net, loss, w, N, H, N - N, normalize, N - N + 1)
+
+    return run_step
 
 
 def tree_groups(sizes, masks):
@@ -514,60 +581,169 @@ def tree_groups(sizes, masks):
     return Ks
 
 
-class TreeEpoch:
-    """Runs chunks of SGD steps of a tree network on an HLTM in one compiled call each
-    (twin of ``train.train``'s loop with ``sampler="compiled"``; see the module docstring).
+def collapses(sizes, Ks):
+    """Whether layers 1-2 of a grouped net run collapsed on leaf patterns (binary leaves): at
+    least two layers and ``2**c <= h + c`` (c = K_1 leaves per group, h units per group), when
+    that does less work than layer 1 and 2 themselves."""
+    c = int(Ks[0])
+    h1 = sizes[1] // (sizes[0] // c)
+    return len(Ks) >= 2 and 2 ** c <= h1 + c
 
-    Built once per run from the net's arrays (weights and biases are updated in place, so the
-    network is current after every chunk), its ``Ks`` (``tree_groups``), the tree, the loss
-    and the SGD settings; it holds the momentum buffers and the work buffers.
+
+def work_buffers(sizes, Ks, N, H, dtype):
+    """The ``Work`` of a grouped net for batches of N anchors, H negatives (see
+    ``step_core``): activations (n_l, V), V = N (2 + H), the pattern tables and scratch."""
+    dt = np.dtype(dtype)
+    V = N * (2 + H)
+    c = int(Ks[0])
+    G1, h1, P = sizes[0] // c, sizes[1] // (sizes[0] // c), 2 ** c
+    acts = tuple(np.empty((n, V), dt) for n in sizes)
+    e = lambda *shape: np.empty(shape, dt)  # noqa: E731
+    n2 = sizes[2] if len(sizes) > 2 else 1
+    return Work(acts=acts, ind=e(G1 * (P - 1), V), Y=e(sizes[-1], V), dY=e(sizes[-1], V),
+                tmp=e(2, V), pre=e(G1, h1, P), A2=e(n2, c * (P - 1)), b2=e(n2),
+                T=e(n2, c * (P - 1)), S=e(G1, h1, P), tf=e(P), r_pos=e(N), r_neg=e(N, H),
+                c_pos=e(N), c_neg=e(N, H),
+                dWs=tuple(np.zeros((n, K), dt) for n, K in zip(sizes[1:], Ks)),
+                dbs=tuple(np.zeros(n, dt) for n in sizes[1:]))
+
+
+class _Grouped:
+    """What a ``TreeStep`` and a ``TreeEpoch`` share: the net (its arrays, used in place),
+    the loss, the work buffers (rebuilt when the batch shape changes)."""
+
+    def __init__(self, weights, biases, Ks, normalize, eps):
+        Ws = tuple(weights)
+        dt = Ws[0].dtype
+        self.sizes = [Ws[0].shape[1]] + [W.shape[0] for W in Ws]
+        self.bias = biases is not None
+        bs = tuple(biases) if self.bias else tuple(np.zeros(W.shape[0], dt) for W in Ws)
+        self.Ks = np.asarray(Ks, np.int64)
+        self.net = Net(Ws, bs, self.Ks, bool(collapses(self.sizes, Ks)))
+        self.norm = (bool(normalize), float(eps))
+        self.work, self.shape = None, None
+
+    def buffers(self, N, H):
+        if self.shape != (N, H):
+            self.work = work_buffers(self.sizes, self.Ks, N, H, self.net.Ws[0].dtype)
+            self.shape = (N, H)
+            self.lbits = np.empty((2 + H, self.sizes[0], -(-N // 64)), np.uint64)
+        return self.work
+
+    def loss(self, loss, tau, margin):
+        return Loss(LOSS_CODES[loss], float(tau), float(margin), *self.norm)
+
+
+class TreeStep(_Grouped):
+    """Twin of ``train.loss_and_grads`` for a grouped (tree) network with given negatives,
+    plain or with biases and output normalisation: one compiled call per step
+    (``run_step``), the work buffers kept across steps. Built by ``build_step``.
+
+    ``step(weights, x, x_pos, x_neg, loss, tau, margin)`` -> ``(loss, r_pos, r_neg, grads)``
+    (means; ``grads`` dense like ``net.grads()``: weights, zero at masked entries, then biases)
+    or ``(nan, nan, nan, None)`` when the output is not finite. Inputs validated by the
+    caller; the biases are the arrays it was built with."""
+
+    def __call__(self, weights, x, x_pos, x_neg, loss, tau, margin):
+        N, H = x_neg.shape[:2]
+        if any(a is not b for a, b in zip(weights, self.net.Ws)):
+            self.net = self.net._replace(Ws=tuple(weights))
+        w = self.buffers(N, H)
+        with np.errstate(over="ignore"):
+            sL, sp, sn, ok = step_kernel(self.norm[0])(
+                x, x_pos, np.ascontiguousarray(x_neg), self.net, self.loss(loss, tau, margin), w)
+        if not ok:
+            return math.nan, math.nan, math.nan, None
+        grads = [dense_grad(dW, K, W.shape) for dW, K, W in zip(w.dWs, self.Ks, self.net.Ws)]
+        if self.bias:
+            grads += [db.copy() for db in w.dbs]
+        return float(sL) / N, float(sp) / N, float(sn) / (N * H), grads
+
+
+class TreeEpoch(_Grouped):
+    """Runs chunks of SGD steps of a tree network on an HLTM in one compiled call each
+    (``run_steps``; twin of ``train.train``'s loop with ``sampler="compiled"``, see the module
+    docstring). Built once per run from the net's arrays, its ``Ks`` (``tree_groups``), the
+    tree, the loss and the SGD settings; it holds the momentum and work buffers. Inside a
+    call the weights are compact (each unit's live weights contiguous); they are read from
+    the net's dense weights before and written back after every call, and the biases are
+    updated in place, so the network is current after every chunk.
+
     ``run(rng, k)`` draws k seeds from ``rng`` (``Sampler.seeds``: the stream
     ``kernels.hltm.triples`` draws) and returns ``stats`` (k', 3) of the k' <= k steps run:
-    (loss, mean r_pos, mean r_neg) per step; k' < k when step k' + 1 was not finite (its
-    update not applied)."""
-
-    def __init__(self, weights, biases, Ks, tree, batch_size, loss, tau, margin, lr,
-                 momentum=0.0, weight_decay=0.0, normalize=False, eps=0.0, patterns=None):
-        self.Ws = tuple(weights)
-        dt = self.Ws[0].dtype
-        self.bias = biases is not None
-        self.bs = tuple(biases) if self.bias else tuple(np.zeros(W.shape[0], dt)
-                                                        for W in self.Ws)
-        self.Ks = np.asarray(Ks, np.int64)
-        self.sampler = Sampler(tree)
-        self.N, self.H = int(batch_size), tree.negatives
-        self.zbits, self.lbits = self.sampler.buffers(self.N)
-        V = self.N * (2 + self.H)
-        sizes = [self.Ws[0].shape[1]] + [W.shape[0] for W in self.Ws]
-        c, h1 = int(Ks[0]), sizes[1] // (sizes[0] // int(Ks[0]))
-        self.pat = len(self.Ws) >= 2 and (2 ** c <= h1 + c if patterns is None else patterns)
-        if self.pat:                                         # layers 1-2 collapsed
-            P, G1 = 2 ** c, sizes[0] // c
-            sizes[0], sizes[1] = G1 * P, 1
-            self.pre = np.empty((G1, P, h1), dt)
-            self.A2 = np.empty((sizes[2], c * P), dt)
-        else:
-            self.pre, self.A2 = np.empty((1, 1, 1), dt), np.empty((1, 1), dt)
-        self.acts = tuple(np.empty((n, V), dt) for n in sizes)
-        self.Y = np.empty((sizes[-1], V), dt)
-        self.dWs = tuple(np.zeros((W.shape[0], K), dt) for W, K in zip(self.Ws, Ks))
-        self.Vs = tuple(np.zeros_like(d) for d in self.dWs)
-        self.dbs = tuple(np.zeros(W.shape[0], dt) for W in self.Ws)
-        self.vbs = tuple(np.zeros_like(d) for d in self.dbs)
-        self.loss = (LOSS_CODES[loss], float(tau), float(margin))
-        self.sgd = (float(lr), float(momentum), float(weight_decay))
-        self.norm = (bool(normalize), float(eps))
+    (loss, mean r_pos, mean r_neg) per step; when step k' was not finite its row is NaN and
+    its update was not applied."""
 
     groups = staticmethod(tree_groups)
+
+    def __init__(self, weights, biases, Ks, tree, batch_size, loss, tau, margin, lr,
+                 momentum=0.0, weight_decay=0.0, normalize=False, eps=0.0):
+        super().__init__(weights, biases, Ks, normalize, eps)
+        self.dense = self.net.Ws
+        self.net = self.net._replace(Ws=tuple(compact(W, K) for W, K in
+                                              zip(self.dense, self.Ks)))
+        self.sampler = Sampler(tree)
+        self.N, self.H = int(batch_size), tree.negatives
+        self.zbits = np.empty((tree.n_nodes, -(-self.N // 64)), np.uint64)
+        self.lossp = self.loss(loss, tau, margin)
+        self.sgd = (float(lr), float(momentum), float(weight_decay), self.bias,
+                    tuple(np.zeros_like(W) for W in self.net.Ws),
+                    tuple(np.zeros_like(b) for b in self.net.bs))
 
     def run(self, rng, k):
         seeds = Sampler.seeds(rng, k)
         stats = np.zeros((k, 3))
-        sam = self.sampler
+        w, sam = self.buffers(self.N, self.H), self.sampler
+        for D, C, K in zip(self.dense, self.net.Ws, self.Ks):
+            C[...] = compact(D, K)
         with np.errstate(over="ignore"):                     # wrapping uint64 arithmetic
-            done = run_steps(seeds, sam.n_top, sam.parent, sam.thr, self.zbits, self.lbits,
-                             self.N, self.H, self.Ws, self.bs, self.Ks, self.bias,
-                             self.norm[0], self.norm[1], *self.loss, *self.sgd, self.Vs,
-                             self.vbs, self.dWs, self.dbs, self.acts, self.Y, self.pat,
-                             self.pre, self.A2, stats)
+            done = epoch_kernel(self.net.pat, self.norm[0])(
+                seeds, sam.n_top, sam.parent, sam.thr, self.zbits, self.lbits, self.net,
+                self.lossp, w, *self.sgd, stats)
+        for D, C, K in zip(self.dense, self.net.Ws, self.Ks):
+            set_dense(D, K, C)
         return stats[:done + (done < k)]
+
+
+def _diagonal(W, K):
+    """``(W4, idx)``: the (G, h, G, K) view of a grouped layer's dense ``W`` (n_out, n_in)
+    and the group index, so that ``W4[idx, :, idx, :]`` are its live (G, h, K) blocks."""
+    n_out, n_in = W.shape
+    G = n_in // K
+    return W.reshape(G, n_out // G, G, K), np.arange(G)
+
+
+def compact(W, K):
+    """The live weights of a grouped layer's dense ``W``: (n_out, K), row r holding
+    ``W[r, j K : (j + 1) K]`` of its group j."""
+    W4, idx = _diagonal(W, K)
+    return W4[idx, :, idx, :].reshape(W.shape[0], K)
+
+
+def set_dense(W, K, C):
+    """Write compact weights ``C`` (n_out, K) into the live blocks of the dense ``W``."""
+    W4, idx = _diagonal(W, K)
+    W4[idx, :, idx, :] = C.reshape(len(idx), -1, K)
+
+
+def dense_grad(dW, K, shape):
+    """The dense masked gradient (n_out, n_in) of a grouped layer from its compact ``dW``
+    (zero at the masked entries)."""
+    out = np.zeros(shape, dW.dtype)
+    set_dense(out, K, dW)
+    return out
+
+
+def build_step(sizes, masks, dtype, threads=None, weights=None, biases=None,
+               normalize=False, eps=0.0):
+    """The compiled step of a net (twin ``train_step``), built once per run: a ``TreeStep``
+    on the net's ``weights`` and ``biases`` (arrays used in place) for grouped (tree) masks,
+    else ``mlp.FusedStep.build`` for a plain net; None when neither applies (biases or
+    normalisation on a net that is not grouped, or too many live weights). Called as
+    ``step(weights, x, x_pos, x_neg, loss, tau, margin)``."""
+    Ks = None if masks is None or weights is None else tree_groups(sizes, masks)
+    if Ks is not None:
+        return TreeStep(weights, biases, Ks, normalize, eps)
+    if biases is not None or normalize:
+        return None
+    return FusedStep.build(sizes, masks, dtype, threads)
