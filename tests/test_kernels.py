@@ -491,6 +491,69 @@ def test_simclr_twin(dtype, tol):
         KL.simclr_weights(Z, "simple")
 
 
+# ----------------------------------------------------------------------------- compiling
+class _FakeDispatcher:
+    def __init__(self, name, module):
+        self.py_func = lambda: None
+        self.py_func.__name__, self.py_func.__module__ = name, module
+        self.stats = type("S", (), {"cache_path": "/some/cache"})()
+
+
+def test_compile_notice_once_and_only_for_minissl_kernels():
+    """The notice is printed when Numba starts compiling a minissl kernel, once; compiles of
+    other code and later compiles print nothing (no timing involved)."""
+    import io
+    from minissl.kernels.compiling import CompileNotice
+    from numba.core.event import Event, EventStatus
+    out = io.StringIO()
+    notice = CompileNotice(stream=out)
+
+    def start(name, module):
+        notice.notify(Event("numba:compile", EventStatus.START,
+                            data={"dispatcher": _FakeDispatcher(name, module)}))
+    start("helper", "somebody.else")
+    assert out.getvalue() == ""
+    start("run_steps", "minissl.kernels.tree")
+    first = out.getvalue()
+    assert first.startswith("minissl: compiling Numba kernels, once (~7 s)") and \
+        "/some/cache" in first
+    start("run_step", "minissl.kernels.tree")
+    assert out.getvalue() == first
+
+
+@pytest.mark.skipif(JIT_OFF, reason="nothing is compiled with NUMBA_DISABLE_JIT=1")
+def test_compile_notice_cold_cache_only(tmp_path):
+    """A fresh process with an empty cache prints the notice on stderr; the next process,
+    loading the cached kernels, prints nothing."""
+    import subprocess
+    code = ("import numpy as np; from minissl.hltm import HLTM; "
+            "from minissl.kernels import hltm; hltm.triples(HLTM(2, 2), 3, np.random.default_rng(0))")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                           cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           timeout=300) for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr
+    assert "minissl: compiling Numba kernels, once" in runs[0].stderr
+    assert "compiling" not in runs[1].stderr
+
+
+def test_cache_falls_back_to_a_temp_dir_when_nothing_is_writable(monkeypatch):
+    import numba
+    from minissl.kernels import compiling
+
+    def refuse(**kw):
+        def deco(f):
+            raise RuntimeError("cannot cache function: no locator available")
+        return deco
+    monkeypatch.setattr(compiling, "njit", refuse)
+    monkeypatch.setattr(numba.config, "CACHE_DIR", numba.config.CACHE_DIR)
+    with pytest.warns(RuntimeWarning, match="caching compiled kernels in"):
+        path = compiling.ensure_cache()
+    assert path.endswith("minissl-numba-cache") and numba.config.CACHE_DIR == path
+    monkeypatch.undo()
+    assert compiling.ensure_cache() is None
+
+
 # ----------------------------------------------------------------------------- HLTM statistics
 def test_best_unit_correlation_twin():
     rng = np.random.default_rng(12)

@@ -19,6 +19,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .compiling import announce_compiles
+
+announce_compiles()             # cache location, and a notice when compiling (cold cache)
+
 _EPS64 = float(np.finfo(np.float64).eps)
 
 

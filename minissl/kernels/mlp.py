@@ -38,6 +38,10 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from .compiling import announce_compiles
+
+announce_compiles()             # cache location, and a notice when compiling (cold cache)
+
 MIN_CHUNK = 16          # anchors per thread below which the fused step stays serial
 FUSED_MAX_WEIGHTS = 1 << 18   # larger nets: the fused loops lose to BLAS, take the general path
 THREADS = 1             # default chunks of the fused step (see docs/performance.md)

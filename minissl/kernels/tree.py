@@ -39,8 +39,11 @@ from collections import namedtuple
 import numpy as np
 from numba import njit
 
+from .compiling import announce_compiles
 from .hltm import Sampler, sample_bits, unpack_bits
 from .mlp import FUSED_MAX_WEIGHTS, LOSS_CODES, FusedStep, loss_weights
+
+announce_compiles()             # cache location, and a notice when compiling (cold cache)
 
 # LLVM may reassociate and contract (vectorised sums, FMAs) but keeps NaN and inf semantics,
 # so a diverging run is still seen as one.
