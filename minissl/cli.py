@@ -23,7 +23,7 @@ from dataclasses import fields
 
 from . import backend as B
 from . import experiments as E
-from .byol import PREDICTORS, PRESETS as BYOL_PRESETS, BYOLConfig
+from .byol import DATASETS, PREDICTORS, PRESETS as BYOL_PRESETS, BYOLConfig
 from .hltm import check_polarity
 from .layers import BN_MODES
 from .losses import LOSSES
@@ -337,7 +337,7 @@ def add_byol_parser(subparsers):
                     "print the collapse diagnostics (effective rank, std of the normalised "
                     "embeddings x sqrt(d), loss, loss of a collapsed online branch; on HLTM the "
                     "mean normalized correlation of the latents).")
-    p.add_argument("--data", choices=E.DATASETS, default="toy")
+    p.add_argument("--data", choices=DATASETS, default="toy")
     p.add_argument("--preset", choices=tuple(BYOL_PRESETS), default="minissl",
                    help="minissl's conventions or the paper authors' code's (docs/byol.md)")
     p.add_argument("--predictors", nargs="+", default=["none", "linear"], choices=PREDICTORS)

@@ -1,6 +1,7 @@
 """Experiments: commented config dataclasses and the runners the CLI, the app and the docs use.
 
-Every runner takes its config, ``callback=None`` (called with each record as it is made;
+Submodules load on first use of one of their names (``E.HLTMConfig`` imports only
+``experiments.hltm``). Every runner takes its config, ``callback=None`` (called with each record as it is made;
 returning ``False`` ends the run) and ``stop=None`` (a ``threading.Event``-like flag checked
 every training step), and returns its records (see ``optim``).
 
@@ -11,13 +12,31 @@ every training step), and returns its records (see ``optim``).
 | ``byol``      | ``run_ablation``, ``byol_ablation``, ``linear_regime``,                  |
 |               | ``trace_implicit_contrastive``, ``predictor_alignment``, doc figures    |
 """
-from .byol import (DATASETS, ablation_table, byol_ablation, byol_doc_figures, linear_regime,
-                   make_source, predictor_alignment, run_ablation, trace_implicit_contrastive)
-from .covariance import CovarianceConfig, covariance_experiment
-from .hltm import (PRESETS, HLTMConfig, eval_set, hltm_experiment, run_sweep, sweep_configs,
-                   sweep_one, sweep_table)
+import importlib
 
-__all__ = ["DATASETS", "ablation_table", "byol_ablation", "byol_doc_figures", "linear_regime",
-           "make_source", "predictor_alignment", "run_ablation", "trace_implicit_contrastive",
-           "CovarianceConfig", "covariance_experiment", "PRESETS", "HLTMConfig", "eval_set",
-           "hltm_experiment", "run_sweep", "sweep_configs", "sweep_one", "sweep_table"]
+_NAMES = {
+    "byol": ("DATASETS", "ablation_table", "byol_ablation", "byol_doc_figures",
+             "linear_regime", "make_source", "predictor_alignment", "run_ablation",
+             "trace_implicit_contrastive"),
+    "covariance": ("CovarianceConfig", "covariance_experiment"),
+    "hltm": ("PRESETS", "HLTMConfig", "eval_set", "hltm_experiment", "run_sweep",
+             "sweep_configs", "sweep_one", "sweep_table"),
+}
+_MODULE_OF = {name: module for module, names in _NAMES.items() for name in names}
+__all__ = [name for names in _NAMES.values() for name in names]
+
+
+def __getattr__(name):
+    """Load the submodule that defines ``name`` on first use (PEP 562), so that ``hltm``
+    runs never import the BYOL experiments (SciPy's ODE solvers, Matplotlib)."""
+    module = _MODULE_OF.get(name, name if name in _NAMES else None)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    mod = importlib.import_module(f"{__name__}.{module}")
+    value = mod if name == module else getattr(mod, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__) | set(_NAMES))

@@ -17,16 +17,13 @@ import numpy as np
 from .. import backend as B
 from .. import linear_byol as LB
 from .. import plots as P
-from ..byol import PREDICTORS, BYOLConfig, byol_for, train_byol
+from ..byol import DATASETS, PREDICTORS, BYOLConfig, byol_for, train_byol
 from ..data import GaussianClusters
 from ..hltm import HLTM
 from ..layers import BN_MODES
 from ..metrics import eigen_alignment, normalized_correlation
 from ..optim import notify, stopped
 from ..train import TrainingDiverged
-
-DATASETS = ("toy", "hltm")
-
 
 def make_source(data="toy", seed=0, depth=4, num_children=2, polarity=(0.7, 1.0), noise=1.0):
     """The data source of an experiment: ``"toy"`` = ``GaussianClusters(8 clusters, dim 16,

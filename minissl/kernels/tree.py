@@ -657,7 +657,9 @@ class TreeStep(_Grouped):
                 x, x_pos, np.ascontiguousarray(x_neg), self.net, self.loss(loss, tau, margin), w)
         if not ok:
             return math.nan, math.nan, math.nan, None
-        grads = [dense_grad(dW, K, W.shape) for dW, K, W in zip(w.dWs, self.Ks, self.net.Ws)]
+        grads = [np.empty_like(W) for W in self.net.Ws]
+        for g, dW, K in zip(grads, w.dWs, self.Ks):
+            scatter_dense(dW, K, g)
         if self.bias:
             grads += [db.copy() for db in w.dbs]
         return float(sL) / N, float(sp) / N, float(sn) / (N * H), grads
@@ -729,12 +731,17 @@ def set_dense(W, K, C):
     W4[idx, :, idx, :] = C.reshape(len(idx), -1, K)
 
 
-def dense_grad(dW, K, shape):
-    """The dense masked gradient (n_out, n_in) of a grouped layer from its compact ``dW``
-    (zero at the masked entries)."""
-    out = np.zeros(shape, dW.dtype)
-    set_dense(out, K, dW)
-    return out
+@njit(cache=True)
+def scatter_dense(dW, K, out):
+    """``out`` (n_out, n_in): the compact ``dW`` (n_out, K) of a grouped layer at its live
+    entries, zeros elsewhere."""
+    n_out, n_in = out.shape
+    h = n_out // (n_in // K)
+    out[:, :] = 0.0
+    for r in range(n_out):
+        base = (r // h) * K
+        for k in range(K):
+            out[r, base + k] = dW[r, k]
 
 
 def build_step(sizes, masks, dtype, threads=None, weights=None, biases=None,
