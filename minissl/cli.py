@@ -228,6 +228,10 @@ def add_sweep_parser(subparsers):
                    help="parallel processes (joblib; -1 = all cores)")
     p.add_argument("--csv", metavar="PATH", default=None,
                    help="also write one row per configuration x seed to PATH")
+    p.add_argument("--dask", metavar="SCHEDULER", default=None,
+                   help="run the configurations on a Dask distributed cluster: the scheduler's "
+                        "address, e.g. tcp://127.0.0.1:8786 (the 'cluster' extra; --n-jobs "
+                        "is then ignored)")
     return p
 
 
@@ -248,12 +252,14 @@ def run_sweep(args):
     print(f"# sweep: {len(cfgs)} runs ({len(cfgs) // args.seeds} configurations x "
           f"{args.seeds} seeds), depth {base.depth}, {base.epochs} epochs x "
           f"{cfgs[0].steps_per_epoch} steps, batch {base.batch_size}, update {base.update}, "
-          f"n_jobs {args.n_jobs}", flush=True)
+          + (f"Dask scheduler {args.dask}" if args.dask else f"n_jobs {args.n_jobs}"),
+          flush=True)
     t0 = time.perf_counter()
     bar = _progress(args, len(cfgs), "sweep")
     try:
         results = E.run_sweep(cfgs, args.n_jobs, args.threads,
-                              callback=(lambda r: bar.update(1)) if bar is not None else None)
+                              callback=(lambda r: bar.update(1)) if bar is not None else None,
+                              scheduler=args.dask)
     finally:
         if bar is not None:
             bar.close()

@@ -227,16 +227,38 @@ def sweep_one(cfg, threads=1):
     return res
 
 
-def run_sweep(cfgs, n_jobs=1, threads=1, callback=None):
-    """``sweep_one`` over ``cfgs`` in parallel processes (joblib, whose backends reach Dask and
-    Ray clusters); ``callback(result)`` as each arrives. Returns the results in order."""
+def run_sweep(cfgs, n_jobs=1, threads=1, callback=None, scheduler=None):
+    """``sweep_one`` over ``cfgs`` in parallel processes (joblib); ``callback(result)`` as
+    each arrives. Returns the results in order.
+
+    ``scheduler``: run them on a Dask distributed cluster instead, through joblib's Dask
+    backend: the scheduler's address (``"tcp://host:8786"``) or a ``distributed.Client``
+    (every worker thread takes configurations; ``n_jobs`` is then ignored). Needs the
+    ``cluster`` extra (``dask[distributed]``); each worker must be able to import minissl.
+    Ray works the same way through its joblib backend (docs/performance.md)."""
     from joblib import Parallel, delayed
     results = []
-    for r in Parallel(n_jobs=n_jobs, return_as="generator")(
-            delayed(sweep_one)(c, threads) for c in cfgs):
-        results.append(r)
-        notify(callback, r)
+    with _joblib_backend(scheduler):
+        for r in Parallel(n_jobs=n_jobs if scheduler is None else -1, return_as="generator")(
+                delayed(sweep_one)(c, threads) for c in cfgs):
+            results.append(r)
+            notify(callback, r)
     return results
+
+
+def _joblib_backend(scheduler):
+    """A context: joblib's default backend (None), or its Dask backend on a Client."""
+    from contextlib import ExitStack
+    stack = ExitStack()
+    if scheduler is None:
+        return stack
+    from distributed import Client
+    from joblib import parallel_config
+    client = scheduler if isinstance(scheduler, Client) else stack.enter_context(
+        Client(scheduler))
+    stack.enter_context(client.as_current())
+    stack.enter_context(parallel_config(backend="dask"))
+    return stack
 
 
 def _mean_std(vals):
