@@ -219,6 +219,36 @@ def hltm_row(args, threads, torch):
             "flops": flops, "res": results, "dtype": dt}
 
 
+# ----------------------------------------------------------------------------- BYOL row
+def byol_row(args, threads, torch, dt="float64"):
+    """BYOL on the HLTM tree encoder (depth 5, 2 children, hid 10, BN after each hidden layer,
+    linear predictor, batch 128 of two views): seconds per ``BYOL.step``, backend numpy
+    against backend numba (its masked layers through ``kernels.mlp.LinearPlan``; BN, the
+    predictor, the loss and the EMA stay NumPy). The ratio column is numpy's time / this time
+    (no PyTorch BYOL here)."""
+    from minissl.byol import BYOLConfig, byol_for
+    tree = HLTM(depth=5, num_children=2, polarity=(0.7, 1.0), seed=0)
+    nsteps = 20 if args.quick else 60
+    views = [tree.views(128, 2, np.random.default_rng(s)) for s in range(nsteps)]
+    results = {}
+    for be in ("numpy", "numba"):
+        model = byol_for(tree, BYOLConfig(lr=0.05, batch_size=128, seed=0), hid=10, backend=be,
+                         dtype=dt)
+
+        def run():
+            for v in views:
+                model.step(v[:, 0], v[:, 1])
+        t, th = best_over_threads(lambda: best_time(run, args.repeats) / nsteps, threads, torch)
+        results[be] = (t, None, th, "LinearPlan for the masked layers" if be == "numba" else
+                       "NumPy (BLAS)")
+    set_threads(threads, torch)
+    net = byol_for(tree, BYOLConfig(), hid=10).online
+    return {"name": f"BYOL HLTM tree encoder b128 {dt}", "res": results, "dtype": dt,
+            "ref": "numpy", "flops": tree_flops(net, 2 * 128) * 2,
+            "note": "x numpy (no PyTorch BYOL); GFLOP counts the online net's masked layers, "
+                    "forward and backward, and the target's forward as one more"}
+
+
 # ----------------------------------------------------------------------------- dense row
 def dense_row(args, threads, torch, backends=("numpy", "numba")):
     import torch_ref as T
@@ -588,8 +618,8 @@ def main(argv=None):
                     help="thread budget for Numba and PyTorch (default: all cores)")
     ap.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                     help="dtype of the HLTM row (the dense row is float32, spectrum float64)")
-    ap.add_argument("--rows", default="hltm,dense,spectrum,gpu,jax",
-                    help="comma-separated subset of hltm,dense,spectrum,gpu,jax")
+    ap.add_argument("--rows", default="hltm,dense,byol,spectrum,gpu,jax",
+                    help="comma-separated subset of hltm,dense,byol,spectrum,gpu,jax")
     args = ap.parse_args(argv)
     if args.repeats is None:
         args.repeats = 2 if args.quick else 3
@@ -623,6 +653,8 @@ def main(argv=None):
         rows.append(hltm_row(args, threads, torch))
     if "dense" in rows_wanted:
         rows.append(dense_row(args, threads, torch))
+    if "byol" in rows_wanted:
+        rows.extend(byol_row(args, threads, torch, dt) for dt in ("float64", "float32"))
     if "spectrum" in rows_wanted:
         rows.append(spectrum_row(args, threads, torch))
     if "gpu" in rows_wanted:
@@ -646,7 +678,7 @@ def main(argv=None):
         if r.get("kind") == "jax":
             print_jax_row(r, peak)
             continue
-        t_ref = r["res"]["torch"][0]
+        t_ref = r["res"][r.get("ref", "torch")][0]
         steps = r.get("steps")
         for impl, (t, t_epoch, th, how) in r["res"].items():
             if r.get("gpu"):

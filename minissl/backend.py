@@ -27,12 +27,19 @@ class BackendError(ValueError):
     """A backend was asked for that cannot run here (names the parameter and the choices)."""
 
 
+_CUPY = []
+
+
 def _cupy():
-    try:
-        import cupy  # noqa: F401
-    except Exception:  # ImportError, or a CUDA library that fails to load
-        return None
-    return cupy
+    """The cupy module, or None; looked up once (a failed import is not retried on every
+    ``array_module`` call: that cost ~1 ms per BYOL step in import machinery)."""
+    if not _CUPY:
+        try:
+            import cupy  # noqa: F401
+        except Exception:  # ImportError, or a CUDA library that fails to load
+            cupy = None
+        _CUPY.append(cupy)
+    return _CUPY[0]
 
 
 def cupy_available() -> bool:
