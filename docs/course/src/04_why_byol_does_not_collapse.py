@@ -20,8 +20,9 @@
 #
 # Nothing pushes different samples apart, and a network that maps every input to the same
 # point reaches the minimum, $L = 0$. So why does training not simply **collapse**? This
-# notebook follows the paper's BYOL analysis (Tian, Yu, Chen & Ganguli 2020, §5) and its
-# sequel (Tian, Chen & Ganguli 2021, "DirectPred"):
+# notebook follows the BYOL analysis of Tian, Yu, Chen & Ganguli (2020) and its sequel,
+# Tian, Chen & Ganguli (2021), *Understanding self-supervised learning dynamics without
+# contrastive pairs* (which introduced DirectPred):
 #
 # 1. collapse without a predictor, and the predictor × BatchNorm ablation;
 # 2. BatchNorm's mean as an implicit contrastive term;
