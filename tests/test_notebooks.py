@@ -153,3 +153,14 @@ def test_notebook_runs(name):
     print(f"{name}: {time.perf_counter() - t0:.1f} s")
     assert not [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
                 if o.output_type == "error"]
+
+
+@pytest.mark.slow
+def test_a_failing_cell_fails_the_run():
+    """Negative control for ``test_notebook_runs``: an exception in a cell is raised."""
+    nbclient = pytest.importorskip("nbclient", reason="pip install -e '.[test]'")
+    pytest.importorskip("ipykernel", reason="pip install -e '.[test]'")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1"),
+                                         nbformat.v4.new_code_cell("assert x == 2, 'boom'")])
+    with pytest.raises(nbclient.exceptions.CellExecutionError, match="boom"):
+        refresh.execute(nb)
