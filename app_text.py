@@ -76,8 +76,9 @@ initial value, **trained**, or **scaled** up at initialisation and trained. Left
 depth-1 units' mean selectivity and the bottom layer's relative weight change; right: the
 exact linear flow. With the simple loss (ξ ≡ 1: the gradient *is* OP vec W) the trained and
 scaled top layers accelerate the bottom layer until the unbounded loss blows up (×). Try
-InfoNCE with lr 0.1: the advantage is early only, a frozen top layer ends better.
-(`python -m minissl acceleration`, docs/theory.md §9.)
+InfoNCE with lr 0.1: the picture is mixed, a trained top raises the units' mean selectivity
+most but the best unit ends highest with a frozen top (`python -m minissl acceleration`, and
+with `--loss infonce --lr 0.1`; docs/theory.md §9).
 """
 
 LOSSES_TEXT = r"""

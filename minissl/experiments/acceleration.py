@@ -90,7 +90,7 @@ def _arm(cfg, arm, tree, x, z, emit, stop):
     def snap(step):
         corr = normalized_correlation(tree, net, x=x, z=z)
         W1 = B.to_numpy(net.weights[0])
-        return emit({"arm": arm, "step": step,
+        return emit({"step": step, "arm": arm,
                      "unit_corr": float(corr.per_unit[depth1].mean()),
                      "best_corr": corr.by_depth[1],
                      "dW1": float(np.linalg.norm(W1 - W0) / np.linalg.norm(W0)),
@@ -115,7 +115,7 @@ def _arm(cfg, arm, tree, x, z, emit, stop):
 
 def acceleration_experiment(cfg, callback=None, stop=None):
     """Run the three arms of ``cfg`` (an ``AccelerationConfig``); returns the records
-    ``{"arm", "step", "unit_corr", "best_corr", "dW1", "diverged"}``, arm by arm (module
+    ``{"step", "arm", "unit_corr", "best_corr", "dW1", "diverged"}``, arm by arm (module
     docstring; a diverged arm's last record is marked after its callback). ``callback(record)``
     after each (False ends the run); ``stop.is_set()`` checked every step."""
     cfg = cfg.validate()
@@ -141,7 +141,7 @@ def linear_acceleration(top_scale=2.0, t_end=0.3, dt=1e-3, seed=0, every=20):
     """The three arms for the linear two-layer flow ``f = W_2 W_1 x`` (8 -> 6 -> 4), Euler
     steps ``dt`` up to ``t_end`` of ``ΔW_l = linear_covariance_update(...)`` (ΔW_2 = 0 for
     "frozen"), on 64 x 4 Gaussian views (``GaussianViews``: ``X = diag(4, 1, ..., 1) / 4``,
-    ``X' = 0.1 I``) from ``seed``. Records ``{"arm", "t", "W1" (||W_1(t)|| / ||W_1(0)||),
+    ``X' = 0.1 I``) from ``seed``. Records ``{"step", "t", "arm", "W1" (||W_1(t)|| / ||W_1(0)||),
     "align" (||W_1 e_1||² / ||W_1||²), "diverged"}`` every ``every`` steps; the flow of the
     simple loss blows up in finite time, and an arm stops (marked) once ``||W_1||`` is not
     finite or above 100 times its start."""
@@ -161,7 +161,8 @@ def linear_acceleration(top_scale=2.0, t_end=0.3, dt=1e-3, seed=0, every=20):
                 out[-1]["diverged"] = True
                 break
             if i % every == 0:
-                out.append({"arm": arm, "t": round(i * dt, 12), "W1": grow, "diverged": False,
+                out.append({"step": i, "t": round(i * dt, 12), "arm": arm, "W1": grow,
+                            "diverged": False,
                             "align": float((W1[:, 0] ** 2).sum() / (W1 ** 2).sum())})
             with np.errstate(over="ignore", invalid="ignore"):
                 d1, d2 = linear_covariance_update([W1, W2], views)

@@ -67,11 +67,15 @@ def probe_rows(tree, result):
 def cluster_probe(source, net, seed, n=2000, k=10):
     """Linear and k-NN probes of the cluster id of a ``GaussianClusters`` ``source`` from each
     representation of ``net`` (one view per sample, ``source.sample``): ``{"linear": {name:
-    accuracy}, "knn": {...}, "chance": 1 / n_clusters}``."""
+    accuracy}, "knn": {...}, "bayes", "chance": 1 / n_clusters}``. ``"bayes"``: the test
+    accuracy of the nearest centre, the Bayes classifier of equally likely clusters with the
+    same isotropic noise."""
     (x_tr, y_tr), (x_te, y_te) = probe_sets(source.sample, n, seed)
     R_tr, R_te = representations(net, x_tr), representations(net, x_te)
     out = {kind: {name: float(probe(R_tr[name], y_tr, R_te[name], y_te, kind, k=k)[0])
                   for name in R_tr} for kind in PROBES}
+    d2 = ((x_te[:, None, :] - source.centers[None]) ** 2).sum(-1)      # (n, n_clusters)
+    out["bayes"] = float((d2.argmin(axis=1) == y_te).mean())
     out["chance"] = 1.0 / source.n_clusters
     return out
 
