@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -90,10 +90,6 @@ class TrainConfig:
         B.check_choice("update", self.update, UPDATES)
         check_frozen(self.frozen)
         return self
-
-    @classmethod
-    def field_names(cls):
-        return [f.name for f in fields(cls)]
 
 
 def check_frozen(frozen, depth=None):
