@@ -96,3 +96,9 @@ the simple loss weights every pair equally ($\xi \equiv 1$); soft triplet and In
 little weight to negatives that are already far away, and τ sets how far is far.
 With one negative and $r_0 = 0$, InfoNCE *is* the soft triplet loss (dashed over solid).
 """
+
+BYOL_TEXT = """
+BYOL has no negative pairs. Train it with and without a predictor, with BatchNorm's mean part
+normal / detached / omitted, with and without an EMA target, and watch the embeddings collapse
+(effective rank → 1, std → 0) or not. See docs/byol.md.
+"""

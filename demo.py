@@ -32,7 +32,8 @@ from minissl.layers import BN_MODES
 from minissl.losses import LOSS_VARIABLES, THREE_LOSSES
 from minissl.train import UPDATES
 
-from app_text import ACCEL_TEXT, COV_TEXT, DESCRIPTION, HLTM_TEXT, LOSSES_TEXT, LUCK_TEXT
+from app_text import (ACCEL_TEXT, BYOL_TEXT, COV_TEXT, DESCRIPTION, HLTM_TEXT, LOSSES_TEXT,
+                      LUCK_TEXT)
 
 CSS = ".status-line textarea {font-family: ui-monospace, monospace; font-size: 0.85em;}"
 LATEX = [{"left": "$$", "right": "$$", "display": True},
@@ -691,10 +692,7 @@ def byol_tab():
     """Tab "Why BYOL does not collapse": predictor x BN mean x EMA ablation (toy or HLTM,
     collapse diagnostics, latent recovery on HLTM) and the exact linear dynamics."""
     with gr.Tab("Why BYOL does not collapse", id="byol"):
-        gr.Markdown("BYOL has no negative pairs. Train it with and without a predictor, with "
-                    "BatchNorm's mean part normal / detached / omitted, with and without an EMA "
-                    "target, and watch the embeddings collapse (effective rank → 1, std → 0) or "
-                    "not. See docs/byol.md.")
+        gr.Markdown(BYOL_TEXT)
         with gr.Row():
             data = gr.Radio(list(E.DATASETS), value="toy", label="data")
             preds = gr.CheckboxGroup(list(PREDICTORS), value=["none", "linear"],
