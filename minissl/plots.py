@@ -114,40 +114,6 @@ def tree_figure(num_children, depth, corr, polarity, *, title=None, label_limit=
     return fig
 
 
-def corr_depth_figure(steps, corr_by_depth, *, untrained=None, ceiling=None, title=None):
-    """Normalized correlation per depth against training step.
-
-    ``steps`` (T,); ``corr_by_depth`` (T, D): column ``d`` is tree depth ``d + 1`` (the
-    latents just above the leaves are depth 1, the root is depth D). ``untrained`` (D,):
-    the value at initialisation, drawn dashed; ``ceiling`` (D,): the best any function of the
-    leaves can reach (exact posterior-mean correlation), drawn dotted.
-    """
-    steps = np.asarray(steps, float)
-    C = np.asarray(corr_by_depth, float).reshape(len(steps), -1)     # (T, D)
-    D = C.shape[1]
-    fig = _figure(5.0, 3.4)
-    ax = fig.add_subplot()
-    cmap = __import__("matplotlib").colormaps["plasma"]
-    for d in range(D):
-        col = cmap(0.85 * d / max(1, D - 1))
-        ax.plot(steps, C[:, d], color=col, lw=1.8, marker="o" if len(steps) < 3 else None,
-                ms=3, label=f"depth {d + 1}")
-        if untrained is not None:
-            ax.axhline(untrained[d], color=col, ls="--", lw=0.9)
-        if ceiling is not None:
-            ax.axhline(ceiling[d], color=col, ls=":", lw=1.2)
-    ax.set_xlabel("step")
-    ax.set_ylabel("normalized correlation")
-    ax.set_ylim(0, 1.02)
-    if len(steps) and steps.max() > steps.min():
-        ax.set_xlim(steps.min(), steps.max())
-    ax.legend(fontsize=7, ncol=2 if D > 4 else 1, loc="lower right")
-    note = "dashed: untrained" + (", dotted: ceiling" if ceiling is not None else "")
-    ax.set_title(title or f"correlation per depth ({note})", fontsize=9)
-    ax.grid(alpha=0.3)
-    return fig
-
-
 def loss_figure(steps, loss, *, collapsed=None, name="loss", title=None):
     """Training loss against step, with the collapsed-embedding value as a horizontal line."""
     fig = _figure(5.0, 3.4)
