@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 import time
 from dataclasses import fields
@@ -26,6 +27,7 @@ from . import experiments as E
 from .byol import PREDICTORS, PRESETS as BYOL_PRESETS, BYOLConfig
 from .hltm import check_polarity
 from .layers import BN_MODES
+from .limits import ResourceLimitError
 from .losses import LOSSES
 from .train import UPDATES, TrainingDiverged
 
@@ -36,6 +38,25 @@ def _positive_int(s):
     if v < 1:
         raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {s}")
     return v
+
+
+def _jobs(s):
+    """A joblib process count: an integer >= 1, or -1 (all cores), -2 (all but one), ..."""
+    v = int(s)
+    if v == 0 or v < -(os.cpu_count() or 1):
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, or -1 for all cores, got {s}")
+    return v
+
+
+def _csv_path(s):
+    """A path whose folder exists and is writable (checked before a sweep starts)."""
+    folder = os.path.dirname(os.path.abspath(s))
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        raise argparse.ArgumentTypeError(f"cannot write {s!r}: the folder {folder!r} does not "
+                                         "exist or is not writable")
+    if os.path.isdir(s):
+        raise argparse.ArgumentTypeError(f"cannot write {s!r}: it is a folder")
+    return s
 
 
 def add_training_flags(p):
@@ -71,6 +92,8 @@ def _config(cls, args, **override):
 def _flag_error(parser, exc, cls):
     """Report a config ValueError as a usage error naming the flag (exit status 2)."""
     msg = str(exc)
+    if isinstance(exc, ResourceLimitError):            # names its settings itself
+        parser.error(msg)
     head = msg.split(" ", 1)[0].split("[", 1)[0].split("=", 1)[0]
     names = {f.name for f in fields(cls)}
     flag = "--" + head.replace("_", "-") if head in names else ("--hid" if head == "sizes"
@@ -154,6 +177,7 @@ def _round_depths(d):
 def run_hltm(args):
     try:
         cfg = _config(E.HLTMConfig, args).apply_preset()
+        cfg.check_cost()
     except ValueError as exc:
         _flag_error(args._parser, exc, E.HLTMConfig)
     depths = list(range(cfg.depth, 0, -1))
@@ -219,9 +243,9 @@ def add_sweep_parser(subparsers):
     _add_hltm_model_flags(p, multi=True)
     add_training_flags(p)
     p.add_argument("--seeds", type=_positive_int, default=3, help="seeds 1..N (default 3)")
-    p.add_argument("--n-jobs", type=int, default=1,
+    p.add_argument("--n-jobs", type=_jobs, default=1,
                    help="parallel processes (joblib; -1 = all cores)")
-    p.add_argument("--csv", metavar="PATH", default=None,
+    p.add_argument("--csv", metavar="PATH", type=_csv_path, default=None,
                    help="also write one row per configuration x seed to PATH")
     return p
 
@@ -238,6 +262,8 @@ def run_sweep(args):
         base = _config(E.HLTMConfig, base_args)
         cfgs = E.sweep_configs(base, args.preset or ["theory"], pols, args.hid or [10],
                                args.loss or ["preset"], range(1, args.seeds + 1))
+        for c in cfgs:
+            c.check_cost()                    # each run alone (a sweep's total is not capped)
     except ValueError as exc:
         _flag_error(parser, exc, E.HLTMConfig)
     print(f"# sweep: {len(cfgs)} runs ({len(cfgs) // args.seeds} configurations x "
@@ -289,6 +315,7 @@ def add_covariance_parser(subparsers):
 def run_covariance(args):
     try:
         cfg = _config(E.CovarianceConfig, args).validate()
+        cfg.cost().check()
     except ValueError as exc:
         _flag_error(args._parser, exc, E.CovarianceConfig)
     if not args.json:
@@ -344,7 +371,7 @@ def add_byol_parser(subparsers):
     p.add_argument("--hid", type=int, default=10, help="units per latent (HLTM)")
     p.add_argument("--depth", type=int, default=4, help="HLTM depth")
     p.add_argument("--noise", type=float, default=1.0, help="toy augmentation noise")
-    p.add_argument("--jobs", type=int, default=1, help="parallel processes (joblib)")
+    p.add_argument("--jobs", type=_jobs, default=1, help="parallel processes (joblib)")
     for name in _BYOL_FIELDS:
         flag = "--" + name.replace("_", "-")
         default = BYOL_CLI_DEFAULTS.get(name, getattr(BYOLConfig, name))
@@ -368,7 +395,9 @@ def run_byol(args):
         for e in args.emas:
             if not 0 <= e < 1:
                 raise ValueError(f"--emas: every EMA decay must be in [0, 1), got {e!r}")
-        B.check_int("--hid", args.hid, 1)
+        B.check_int("--hid", args.hid, 1, 4096)
+        grid = E.ablation_grid(cfg, args.predictors, args.bn_means, args.emas)
+        E.ablation_cost(args.data, grid, args.hid, source_kw).check()
     except ValueError as exc:
         _flag_error(args._parser, exc, BYOLConfig)
     print(f"# BYOL ablation on {args.data}: lr {cfg.lr:g}, weight decay {cfg.weight_decay:g}, "

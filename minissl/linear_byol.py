@@ -31,6 +31,7 @@ from scipy.integrate import solve_ivp
 from . import backend as B
 from .byol import BYOL, BYOLConfig
 from .data import GaussianViews, check_psd
+from .optim import stopped
 
 
 def expected_grads(W, Wp, Wa, X, Xp):
@@ -129,10 +130,11 @@ def euler(W0, Wp0, Wa0, X, Xp, T, dt, alpha_p=1.0, beta=1.0, eta=0.0, record_eve
 
 # ----------------------------------------------------------------------------- SGD
 def simulate_sgd(W0, Wp0, Wa0, X, Xp, T, lr, alpha_p=1.0, beta=1.0, eta=0.0, batch_size=256,
-                 seed=0, record_every=None):
+                 seed=0, record_every=None, stop=None):
     """BYOL's own SGD (``byol.BYOL`` with a linear encoder and predictor, no BN, no
     normalisation) on ``GaussianViews(X, Xp)``: ``ema = 1 - lr*beta``, ``predictor_lr =
-    alpha_p``, ``weight_decay = eta``. Returns ``(t, Ws, Wps, Was)`` like ``integrate``."""
+    alpha_p``, ``weight_decay = eta``. Returns ``(t, Ws, Wps, Was)`` like ``integrate``;
+    ``stop.is_set()`` (checked every step) ends it early with the records so far."""
     if not 0 < lr * beta <= 1:
         raise ValueError(f"lr * beta must be in (0, 1] (the EMA rate per step), got {lr * beta}")
     W0, Wp0, Wa0 = (np.asarray(a, float) for a in (W0, Wp0, Wa0))
@@ -152,9 +154,11 @@ def simulate_sgd(W0, Wp0, Wa0, X, Xp, T, lr, alpha_p=1.0, beta=1.0, eta=0.0, bat
     for k in range(1, steps + 1):
         x1, x2, _ = src.triples(batch_size, rng)
         model.step(x1, x2)
-        if k % every == 0 or k == steps:
+        if k % every == 0 or k == steps or stopped(stop):
             ts.append(k * lr)
             out.append(get())
+        if stopped(stop):
+            break
     return (np.array(ts),) + tuple(np.stack([o[i] for o in out]) for i in range(3))
 
 

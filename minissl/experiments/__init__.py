@@ -11,13 +11,14 @@ every training step), and returns its records (see ``optim``).
 | ``byol``      | ``run_ablation``, ``byol_ablation``, ``linear_regime``,                  |
 |               | ``trace_implicit_contrastive``, ``predictor_alignment``, doc figures    |
 """
-from .byol import (DATASETS, ablation_table, byol_ablation, byol_doc_figures, linear_regime,
-                   make_source, predictor_alignment, run_ablation, trace_implicit_contrastive)
+from .byol import (DATASETS, ablation_cost, ablation_grid, ablation_table, byol_ablation,
+                   byol_doc_figures, linear_regime, make_source, predictor_alignment,
+                   run_ablation, trace_implicit_contrastive)
 from .covariance import CovarianceConfig, covariance_experiment
 from .hltm import (PRESETS, HLTMConfig, eval_set, hltm_experiment, run_sweep, sweep_configs,
                    sweep_one, sweep_table)
 
-__all__ = ["DATASETS", "ablation_table", "byol_ablation", "byol_doc_figures", "linear_regime",
+__all__ = ["DATASETS", "ablation_cost", "ablation_grid", "ablation_table", "byol_ablation", "byol_doc_figures", "linear_regime",
            "make_source", "predictor_alignment", "run_ablation", "trace_implicit_contrastive",
            "CovarianceConfig", "covariance_experiment", "PRESETS", "HLTMConfig", "eval_set",
            "hltm_experiment", "run_sweep", "sweep_configs", "sweep_one", "sweep_table"]
