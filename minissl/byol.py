@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 
 from . import backend as B
 from .layers import BN_MODES, BN_OMIT_VAR, BatchNorm, Linear, bn_weight_grad_parts
@@ -171,10 +171,6 @@ class BYOLConfig:
                      (diag, "the diagnostics", f"eval_size={self.eval_size}, "
                                                f"log_every={self.log_every}")))
 
-    @classmethod
-    def field_names(cls):
-        return [f.name for f in fields(cls)]
-
 
 # ----------------------------------------------------------------------------- the model
 class BYOL:
@@ -255,10 +251,6 @@ class BYOL:
                     raise ValueError(f"{name}[{l}] must have shape {tuple(mine.shape)}, got "
                                      f"{tuple(W.shape)}")
                 mine[...] = B.check_finite(f"{name}[{l}]", W, self.xp)
-
-    def embed(self, x):
-        """Online encoder output f(x) (N, d) (BN uses this batch's statistics)."""
-        return self.online.forward(x)
 
     # -- one pass
     def loss_and_grads(self, x1, x2):

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -85,10 +85,6 @@ class TrainConfig:
                              f"needs negatives), got {self.batch_size}")
         B.check_choice("update", self.update, UPDATES)
         return self
-
-    @classmethod
-    def field_names(cls):
-        return [f.name for f in fields(cls)]
 
 
 def train_cost(sizes, cfg, negatives=1, draws_per_sample=None, dtype="float64", steps_param=None):

@@ -50,10 +50,10 @@ CASES = [  # (predictor, bn_mean, bn_var, bn_affine, normalize)
 ]
 
 
-def _small_model(predictor, mean, var, affine, normalize, seed=0, hidden=(6, 5)):
+def _small_model(predictor, mean, var, affine, normalize, seed=0, hidden=(6, 5), **extra):
     cfg = BYOLConfig(hidden=hidden, out_dim=4, predictor=predictor, predictor_hidden=5,
                      bn_mean=mean, bn_var=var, bn_affine=affine, normalize=normalize,
-                     ema=0.5, seed=seed)
+                     ema=0.5, seed=seed, **extra)
     m = BYOL(3, cfg)
     g = np.random.default_rng(seed + 100)
     for p in m.parameters():                # move BN affine away from (1, 0); a distinct target
@@ -67,9 +67,13 @@ def _all_bns(m):
     return m.online.batchnorms() + (m.predictor.batchnorms() if m.predictor else [])
 
 
+REFERENCE_BN = dict(bn_stats="per_view", bn_omit_var="centred")
+
+
+@pytest.mark.parametrize("extra", [{}, REFERENCE_BN], ids=["joint", "reference-bn"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(map(str, c)))
-def test_network_gradient_matches_finite_differences(case):
-    m, x1, x2 = _small_model(*case)
+def test_network_gradient_matches_finite_differences(case, extra):
+    m, x1, x2 = _small_model(*case, **extra)
     m.loss_and_grads(x1, x2)
     for bn in _all_bns(m):       # detached statistics: constants at the evaluation point
         if bn.mean == "detach" or bn.var == "detach":
@@ -177,6 +181,33 @@ def test_directpred_in_training():
     np.testing.assert_allclose(m.Wp, directpred_weights(m.F, 0.01)[0], atol=1e-12)
     with pytest.raises(ValueError, match="directpred needs predictor='linear'"):
         BYOLConfig(directpred=True, predictor="mlp").validate()
+
+
+def test_reference_preset_and_its_options():
+    """The paper authors' choices (docs/byol.md): BN statistics per view, centred unbiased
+    variance without centring, DirectPred's F from the first batch with a 1e-4 floor and W_p
+    set after the update, the predictor's weight decay as in its optimiser."""
+    cfg = BYOLConfig.from_preset("reference", directpred=True, predictor="linear",
+                                 weight_decay=0.1, predictor_lr=10.0, steps=3, batch_size=8,
+                                 hidden=(6,), out_dim=4)
+    assert (cfg.bn_stats, cfg.bn_omit_var, cfg.directpred_init, cfg.directpred_floor,
+            cfg.directpred_set, cfg.predictor_wd) == \
+        ("per_view", "centred", "first", 1e-4, "after", "optimizer")
+    m = BYOL(3, cfg)
+    assert all(bn.groups == 2 for bn in m.online.batchnorms())
+    assert m.opt_pred.wd == 0.1 and BYOL(3, cfg, predictor_wd="ode").opt_pred.wd == 0.01
+    g = np.random.default_rng(0)
+    x1, x2 = g.normal(size=(8, 3)), g.normal(size=(8, 3))
+    Wp0 = m.Wp.copy()
+    m.step(x1, x2)
+    z = m._last[0]
+    np.testing.assert_allclose(m.F, z.T @ z / len(z), atol=1e-14)    # F starts at batch 1
+    np.testing.assert_allclose(m.Wp, directpred_weights(m.F, 0.01, 1e-4)[0], atol=1e-14)
+    assert not np.allclose(Wp0, m.Wp)                                # set after the update
+    Wp, p, _ = directpred_weights(np.diag([4.0, 1e-12, 0.0]), eps=0.0, floor=1e-4)
+    np.testing.assert_allclose(np.sort(p), [1e-4, 1e-4, 1.0], atol=1e-9)
+    with pytest.raises(ValueError, match="preset must be one of"):
+        BYOLConfig.from_preset("luck")
 
 
 # ----------------------------------------------------------------------------- linear BYOL
@@ -336,3 +367,21 @@ def test_cli_byol_bad_flags_are_usage_errors(capsys):
     with pytest.raises(SystemExit):
         main(["byol", "--lr", "0"])
     assert "lr must be a finite number > 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("backend", ["numba", pytest.param("cupy", marks=pytest.mark.gpu)])
+def test_byol_runs_on_every_backend_with_the_same_numbers(backend):
+    """BYOL is built from the shared layers, so it runs on each backend: the tree encoder's
+    masked layers in the compiled kernels ("numba") or on the GPU ("cupy")."""
+    from minissl.backend import cupy_available, to_numpy
+    if backend == "cupy" and not cupy_available():
+        pytest.skip("needs CuPy and an NVIDIA GPU")
+    src = make_source("hltm", seed=1, depth=3)
+    cfg = BYOLConfig(out_dim=4, steps=4, batch_size=16, log_every=2, eval_size=32)
+    _, ha = BY.train_byol(src, cfg, model=BY.byol_for(src, cfg, hid=4))
+    m = BY.byol_for(src, cfg, hid=4, backend=backend)
+    assert all(lin.plan is not None for lin in m.online.linears()) or backend != "numba"
+    m, hb = BY.train_byol(src, cfg, model=m)
+    np.testing.assert_allclose(hb["loss"], ha["loss"], rtol=1e-10)
+    np.testing.assert_allclose(hb["effective_rank"], ha["effective_rank"], rtol=1e-8)
+    assert to_numpy(m.online.weights[0]).shape == tuple(m.online.weights[0].shape)
