@@ -42,7 +42,7 @@ SETTINGS = [
 def main():
     print(f"# {platform.machine()}, {os.cpu_count()} cores, load average "
           f"{os.getloadavg()[0]:.1f}; MADDS_PER_SECOND {limits.MADDS_PER_SECOND:.0e}, "
-          f"STEP_OVERHEAD {limits.STEP_OVERHEAD:.0e}, DRAW_COST {limits.DRAW_COST}")
+          f"STEP_OVERHEAD {limits.STEP_OVERHEAD:.2g}, DRAW_COST {limits.DRAW_COST}")
     print("| setting | steps | estimated s | measured s | measured / estimated |")
     print("|---|---|---|---|---|")
     for name, kw in SETTINGS:

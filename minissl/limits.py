@@ -35,9 +35,10 @@ import numpy as np
 
 # Calibration (docs/performance.md, "Cost model"; bench/calibrate_cost.py): one core of the
 # 2-core x86_64 container ran the tree network's training steps at 8.7e9-2.6e10 multiply-adds
-# per second, and a tiny network's step took 0.33-0.42 ms, of which 0.06 ms drawing its data.
+# per second, and a tiny network's step took 0.33-0.42 ms idle, 0.62 ms at load average 4.8
+# (of which 0.06 ms drawing its data).
 MADDS_PER_SECOND = 5e9   # about half the slowest measured BLAS rate: estimates err long
-STEP_OVERHEAD = 2.5e6    # one training step's fixed cost (0.5 ms at MADDS_PER_SECOND)
+STEP_OVERHEAD = 4e6      # one training step's fixed cost (0.8 ms at MADDS_PER_SECOND)
 DRAW_COST = 50           # one random number of the data (HLTM: 7 ns per node and sample)
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 _UNITS = {"": 1, "K": KiB, "M": MiB, "G": GiB, "T": 1 << 40}
