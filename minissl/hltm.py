@@ -41,11 +41,11 @@ SAMPLE_BYTES = 18        # per node and sample: the bool level, its float64 copy
 def check_polarity(polarity):
     """Validate a polarity range ``(lo, hi)`` with ``0 <= lo <= hi <= 1``; return floats."""
     try:
-        lo, hi = (float(p) for p in polarity)
+        lo, hi = (B.check_real("polarity", p, 0, 1) for p in polarity)
     except (TypeError, ValueError):
         raise ValueError(f"polarity must be a pair (lo, hi) with 0 <= lo <= hi <= 1, "
                          f"got {polarity!r}") from None
-    if not 0.0 <= lo <= hi <= 1.0:
+    if not lo <= hi:
         raise ValueError(f"polarity must be a pair (lo, hi) with 0 <= lo <= hi <= 1, "
                          f"got {polarity!r}")
     return lo, hi

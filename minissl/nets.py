@@ -21,7 +21,7 @@ import numpy as np
 from . import backend as B
 from .checkpoint import CheckpointError, load_state, save_state
 from .layers import BatchNorm, L2Normalize, Linear, ReLU, Sequential
-from .limits import ResourceLimitError, check_memory, mlp_weights
+from .limits import ResourceLimitError, check_memory, mlp_activation_bytes, mlp_weights
 
 MAX_LAYERS = 64          # depth limit (number of weight matrices)
 MAX_WIDTH = 1 << 20      # width limit per layer
@@ -114,6 +114,7 @@ class ReLUNet(Sequential):
             raise ValueError(f"masks must be None or a list of one array (or None) per layer, "
                              f"got {type(masks).__name__}")
         check_net_size(self.sizes, masks, self.dtype, limits)
+        self.limits = limits
         self.backend = B.check_backend(backend)
         self.xp = B.get_xp(backend)
         self.bias, self.normalize = bool(bias), bool(normalize)
@@ -181,10 +182,14 @@ class ReLUNet(Sequential):
         return self.xp.asarray(a, dtype=self.dtype)
 
     def check_input(self, x, name="x"):
-        """``x`` as a finite (N, n_0) array on the net's device, else ``ValueError``."""
+        """``x`` as a finite (N, n_0) array on the net's device, else ``ValueError``; the
+        forward caches of its N rows are checked against the net's ``limits``."""
         x = self.asarray(x)
         if x.ndim != 2 or x.shape[1] != self.sizes[0]:
             raise ValueError(f"{name} must have shape (N, {self.sizes[0]}), got {tuple(x.shape)}")
+        check_memory(2 * mlp_activation_bytes(self.sizes, x.shape[0], self.dtype),
+                     "the forward and backward passes", f"{name} with N={x.shape[0]} rows",
+                     self.limits)
         return B.check_finite(name, x, self.xp)
 
     # -- passes

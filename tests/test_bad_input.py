@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 import minissl
 from minissl import cli
+from minissl import linear_byol as LB
 from minissl import experiments as E
 from minissl.backend import check_int, check_real
 from minissl.byol import BYOL, BYOLConfig, train_byol
@@ -85,6 +86,8 @@ def refused(fn, error, match, peak_mib=64):
     (lambda: HLTM(depth=10 ** 7, num_children=1), r"depth must be an integer in \[1, 64\]"),
     (lambda: HLTM(depth=3, num_children=2.5), r"num_children must be an integer"),
     (lambda: HLTM(polarity=(NAN, 1.0)), r"polarity must be a pair"),
+    (lambda: HLTM(polarity=("0.1", "0.9")), r"polarity must be a pair"),
+    (lambda: LB.default_problem(n=10 ** 9), r"n must be an integer in \[1, 1024\]"),
     (lambda: HLTM(negatives=0), r"negatives must be an integer in \[1, 65536\]"),
     (lambda: GaussianClusters(dim=1e9), r"dim must be an integer in \[1, 1048576\]"),
     (lambda: GaussianClusters(noise=NAN), r"noise must be a finite number >= 0"),
@@ -265,6 +268,10 @@ def test_non_binary_leaves_are_refused():
     (lambda: E.CovarianceConfig(n_samples=10 ** 5, n_views=8).validate().cost().check(),
      r"views of shape \(N, M\) = \(100000, 8\) needs ~10\.9 GiB"),
     (lambda: E.run_ablation(cfg=BYOLConfig(steps=10 ** 8)), r"runs=12, steps=100000000 needs"),
+    (lambda: LB.euler(*LB.default_problem(), T=1e12, dt=1e-3), r"T=1e\+12, dt=0\.001 needs"),
+    (lambda: LB.simulate_sgd(*LB.default_problem(), T=1e9, lr=0.01), r"T=1e\+09, lr=0\.01 needs"),
+    (lambda: ReLUNet([8, 4], limits=Limits(1 << 20, 1e9)).forward(np.zeros((100000, 8))),
+     r"x with N=100000 rows needs ~36\.6 MiB for the forward and backward passes"),
 ])
 def test_huge_requests_are_refused_before_allocating(fn, match):
     msg = refused(fn, ResourceLimitError, match)
