@@ -7,7 +7,8 @@ Gradio wiring only: every number comes from a runner of ``minissl.experiments`` 
 code as ``python -m minissl hltm|covariance|byol``), every picture from ``minissl.plots``
 (rendered to PNG and closed at once). One builder function per tab, listed in ``TABS``;
 ``build_demo()`` returns the queued ``gr.Blocks``; ``main()`` parses flags. The training
-events are API endpoints (``/train_hltm``, ``/train_covariance``, ...; docs/demo.md).
+events are API endpoints (``/train_hltm``, ``/train_covariance``, ...; docs/demo.md). The
+long Markdown texts live in ``app_text.py``.
 """
 import argparse
 import base64
@@ -34,22 +35,14 @@ from minissl.limits import PUBLIC_APP
 from minissl.losses import LOSS_VARIABLES, THREE_LOSSES
 from minissl.train import UPDATES
 
-DESCRIPTION = """
-# minissl: self-supervised learning with dual deep networks, live
+from app_text import (ACCEL_TEXT, BYOL_TEXT, COV_TEXT, DESCRIPTION, HLTM_TEXT, LOSSES_TEXT,
+                      LUCK_TEXT)
 
-A small bias-free ReLU network is trained with a contrastive loss on data from a
-**hierarchical latent tree model** (HLTM): binary latents in a tree, only the leaves are seen.
-It is never told the latents, yet its hidden units come to correlate with them, from the
-leaves upwards. The theory (Tian, Yu, Chen & Ganguli 2020, *Understanding Self-supervised
-Learning with Dual Deep Networks*) explains why: each layer's weight update is a
-**covariance operator** applied to the weights. The tabs let you train and watch
-(*Latent recovery*), look at that operator (*Covariance operator*) and at the losses that
-weight it (*Losses*), and see why BYOL does not collapse.
-"""
 CSS = ".status-line textarea {font-family: ui-monospace, monospace; font-size: 0.85em;}"
 LATEX = [{"left": "$$", "right": "$$", "display": True},
          {"left": "$", "right": "$", "display": False}]
 EVAL_SAMPLES = 4000          # fixed evaluation set of the streamed correlations
+PROBE_SAMPLES = 1000         # probe training and test sets (the root, untrained and trained)
 LIMITS = PUBLIC_APP          # every request's memory and estimated work (docs/demo.md)
 RENDER_INTERVAL = 0.5        # seconds of training between two streamed pictures (at least)
 
@@ -377,7 +370,7 @@ def hltm_config(values: dict) -> E.HLTMConfig:
         samples_per_epoch=v["steps_per_epoch"] * v["batch_size"], seed=v["seed"],
         update=checked(check_choice, "update rule", values.get("update"), UPDATES),
         backend=checked(check_choice, "backend", values.get("backend"), minissl.BACKENDS),
-        eval_samples=EVAL_SAMPLES)
+        eval_samples=EVAL_SAMPLES, probe="root", probe_samples=PROBE_SAMPLES)
     cfg = checked(cfg.apply_preset)
     checked(cfg.check_cost, LIMITS)
     return cfg
@@ -391,7 +384,7 @@ def hltm_figures(cfg, tree, records):
                                  title=f"epoch {last['epoch']}: latents coloured by best |corr| "
                                        "(edges: polarity, blue +, red -)")
     ceiling = records[0]["ceiling_by_depth"]
-    fig_corr = plots.corr_depth_figure(
+    fig_corr = plots.corr_panels_figure(
         [r["step"] for r in records], [[r["corr_by_depth"][d] for d in depths] for r in records],
         untrained=[records[0]["corr_by_depth"][d] for d in depths],
         ceiling=[ceiling[d] for d in depths])
@@ -426,8 +419,10 @@ def train_hltm(preset="theory", depth=5, num_children=2, polarity_lo=0.7, polari
                hid=10, loss="infonce", tau=0.1, lr=0.1, batch_size=128, epochs=20,
                steps_per_epoch=150, seed=1, update="gradient", backend="numpy",
                request: gr.Request = None, progress=gr.Progress()):
-    """Train the tree network on an HLTM, streaming (tree, corr-per-depth, loss, status, JSON)
-    after every epoch. The final JSON holds ``corr_by_depth`` (see ``hltm_result``)."""
+    """Train the tree network on an HLTM, streaming (tree, corr-per-depth, loss, status, JSON,
+    run) after every epoch. The final JSON holds ``corr_by_depth`` (see ``hltm_result``); the
+    run ``{"cfg", "records"}`` goes to a ``gr.State`` (not part of the API's outputs) for the
+    per-unit and probe views (``luck_figures``)."""
     cfg = hltm_config(dict(zip(HLTM_ORDER, (
         preset, depth, num_children, polarity_lo, polarity_hi, hid, loss, tau, lr, batch_size,
         epochs, steps_per_epoch, seed, update, backend))))
@@ -448,7 +443,7 @@ def train_hltm(preset="theory", depth=5, num_children=2, polarity_lo=0.7, polari
             request, lambda emit, stop: E.hltm_experiment(cfg, emit, stop, LIMITS),
             lambda r: hltm_figures(cfg, tree, r), status):
         yield (*figs, line, hltm_result(cfg, records, "running" if kind == "update" else kind,
-                                        time.perf_counter() - t0))
+                                        time.perf_counter() - t0), {"cfg": cfg, "records": records})
 
 
 def apply_example(name):
@@ -463,12 +458,7 @@ def apply_example(name):
 def hltm_tab():
     """Tab "Latent recovery (HLTM)": settings, Train/Stop, streamed pictures, API endpoint."""
     with gr.Tab("Latent recovery (HLTM)", id="hltm"):
-        gr.Markdown(
-            "Binary latents in a tree; the network sees only the leaves and is trained to "
-            "pull two views sharing the root together and push independent samples apart. "
-            "Each latent is coloured by the best |correlation| between it and the "
-            "pre-activations of *its* units. Dashed: the untrained network; dotted: the "
-            "ceiling (exact posterior mean, the best any function of the leaves can do).")
+        gr.Markdown(HLTM_TEXT)
         with gr.Row():
             with gr.Column(scale=1, min_width=320):
                 example = gr.Dropdown([e.name for e in EXAMPLES], value=EXAMPLES[0].name,
@@ -512,16 +502,46 @@ def hltm_tab():
                 with gr.Accordion("result (JSON, as returned by the /train_hltm endpoint)",
                                   open=False):
                     result = gr.JSON(label="result")
+        run_state = gr.State()
+        latent, luck_plots = luck_section()
         inputs = [c[k] for k in HLTM_ORDER]
         run = train_btn.click(cancellable(train_hltm), inputs, [tree_plot, corr_plot, loss_plot,
-                                                                status, result],
+                                                                status, result, run_state],
                               api_name="train_hltm", concurrency_limit=1,
                               concurrency_id="training", show_progress="full",
                               show_progress_on=[status])
+        for event in (run.then, latent.change):
+            event(luck_figures, [run_state, latent], luck_plots, api_visibility="undocumented")
         stop_btn.click(stop_training, None, status, cancels=[run], queue=False,
                        api_name="stop")
         example.change(apply_example, example, inputs + [note], queue=False,
                        api_visibility="undocumented")
+
+
+def luck_figures(run=None, latent=0):
+    """The per-unit view (``experiments.unit_view``) and the probe figure
+    (``experiments.probe_view``; the root's, unless that latent was probed) of the last run
+    ``{"cfg", "records"}`` for the BFS ``latent``; (None, None) before a run."""
+    if not run or not run.get("records"):
+        return None, None
+    tree, records = run["cfg"].tree(), run["records"]
+    latent = checked(check_int, "latent", latent, 0, tree.n_latents - 1)
+    units = show(plots.unit_view_figure(checked(E.unit_view, tree, records, latent)))
+    probe = (show(plots.probe_figure(E.probe_view(tree, records, latent)))
+             if "probe" in records[0] else None)
+    return units, probe
+
+
+def luck_section():
+    """The HLTM tab's "luck" part: a latent chooser, the per-unit view and the probe figure."""
+    gr.Markdown(LUCK_TEXT, latex_delimiters=LATEX)
+    latent = gr.Number(0, precision=0, minimum=0, label="latent (BFS index)",
+                       info="0 = the root, 1..c its children, then the next level",
+                       elem_id="hltm-latent")
+    units = gr.Plot(show_label=False, label="per-unit selectivity", elem_id="hltm-units",
+                    format="png")
+    probe = gr.Plot(show_label=False, label="probes", elem_id="hltm-probe", format="png")
+    return latent, [units, probe]
 
 
 # ----------------------------------------------------------------------------- Covariance tab
@@ -602,18 +622,6 @@ def train_covariance(depth=4, num_children=2, polarity_lo=0.7, polarity_hi=1.0, 
         yield (*figs, line)
 
 
-COV_TEXT = r"""
-For a bias-free ReLU network, layer $l$'s output is linear in its weights:
-$f_L(x) = K_l(x)^\top \mathrm{vec}(W_l)$. With $\bar K_l(x)$ its average over augmented views,
-the paper shows that gradient descent on the contrastive loss moves each layer by the
-**covariance operator**: $\mathrm{vec}(\Delta W_l) = \mathrm{OP}_l\,\mathrm{vec}(W_l)$,
-$\mathrm{OP}_l = \mathbb{V}^\xi[\bar K_l(x)]$ (pair weights $\xi$ from the loss; $2\mathbb{V}$
-for the simple loss, exact for a large batch). The weights grow along OP's top
-eigenvectors. Top left: OP's top spectrum now (dots) and at initialisation (crosses). Top
-right: the cosine between the actual gradient step and $\mathrm{OP}_l\,\mathrm{vec}(W_l)$ per
-layer (1 = the theory holds exactly on this batch). Bottom: the top eigenvector reshaped as
-$W_l$ (rows: units of layer $l$, columns: its inputs; the tree mask shows as blocks).
-"""
 
 
 def covariance_tab():
@@ -657,24 +665,55 @@ def covariance_tab():
                        show_progress_on=[status])
         stop_btn.click(stop_training, None, status, cancels=[run], queue=False,
                        api_visibility="undocumented")
+        acceleration_section()
+
+
+# field: (label, kind, lo, hi, default, hint)
+ACC_FIELDS = {
+    "lr": ("learning rate", float, 0.0, 1.0, 0.01, "0 < lr ≤ 1"),
+    "steps": ("steps", int, 10, 1000, 200, "per arm, 10-1000"),
+    "top_scale": ("top scale", float, 1.0, 5.0, 2.0, "the scaled arm's W_L factor, 1-5"),
+    "seed": ("seed", int, 0, 2**31 - 1, 1, "tree, init, data"),
+}
+
+
+def run_acceleration(loss="simple", update="gradient", lr=0.01, steps=200, top_scale=2.0,
+                     seed=1):
+    """The top-layer-acceleration figure (``experiments.acceleration_experiment`` on a depth-2
+    tree, top layer frozen / trained / scaled, and ``linear_acceleration``) and a summary."""
+    v = settings(ACC_FIELDS, dict(lr=lr, steps=steps, top_scale=top_scale, seed=seed))
+    cfg = E.AccelerationConfig(
+        loss=checked(check_choice, "loss", loss, PAIR_WEIGHT_LOSSES),
+        update=checked(check_choice, "update rule", update, UPDATES), **v,
+        snapshots=min(20, v["steps"]))
+    with blas_threads(1):
+        records = checked(E.acceleration_experiment, cfg)
+        linear = E.linear_acceleration(cfg.top_scale)
+    ends = {a: [r for r in records if r["arm"] == a][-1] for a in E.ARMS}
+    md = " · ".join(f"top {a}: mean |corr| {r['unit_corr']:.3f}, ‖ΔW₁‖/‖W₁‖ {r['dW1']:.3f} at "
+                    f"step {r['step']}" + (" (then diverged)" if r["diverged"] else "")
+                    for a, r in ends.items())
+    return show(plots.acceleration_figure(records, linear)), md
+
+
+def acceleration_section():
+    """The Covariance tab's top-layer-acceleration section."""
+    gr.Markdown(ACCEL_TEXT, latex_delimiters=LATEX)
+    with gr.Row():
+        loss = choice(PAIR_WEIGHT_LOSSES, "simple", "loss", "simple: ξ ≡ 1")
+        update = choice(UPDATES, "gradient", "update rule", "covariance: W += lr·OP vec(W)")
+        c = {}
+        num = number_box(c, ACC_FIELDS, "acc")
+        for key in ACC_FIELDS:
+            num(key)
+        go = gr.Button("Run the three arms", elem_id="acc-run")
+    summary = gr.Markdown()
+    fig = gr.Plot(show_label=False, label="acceleration", elem_id="acc-plot", format="png")
+    go.click(run_acceleration, [loss, update] + [c[k] for k in ACC_FIELDS], [fig, summary],
+             api_name="acceleration", concurrency_limit=1, concurrency_id="training")
 
 
 # ----------------------------------------------------------------------------- Losses tab
-LOSSES_TEXT = r"""
-**Conventions.** Distances are *half* squared distances of embeddings:
-$r_+ = \tfrac12\|f(x)-f(x_+)\|^2$ to the positive, $r_k = \tfrac12\|f(x)-f(x_k^-)\|^2$ to
-negative $k$. Per anchor:
-simple $L = r_+ - r_1$;
-soft triplet $L = \tau\log(1+e^{(r_+ - r_1 + r_0)/\tau})$;
-InfoNCE $L = -\tau\log\frac{e^{-r_+/\tau}}{e^{-r_+/\tau}+\sum_k e^{-r_k/\tau}}$.
-**Signs.** Every loss increases with $r_+$ and decreases with each $r_k$:
-the **pair weight** $\xi_k = -\partial L/\partial r_k \ge 0$ and
-$\partial L/\partial r_+ = \sum_k \xi_k$ (dotted). The same $\xi$ weights the pairs in the
-covariance operator $\mathrm{OP}^\xi_l$, so a loss matters to the dynamics only through $\xi$:
-the simple loss weights every pair equally ($\xi \equiv 1$); soft triplet and InfoNCE give
-little weight to negatives that are already far away, and τ sets how far is far.
-With one negative and $r_0 = 0$, InfoNCE *is* the soft triplet loss (dashed over solid).
-"""
 LOSS_FIELDS = {"r_pos": ("r+", float, 0.0, 50.0, 1.0, ""), "r_neg": ("r-", float, 0.0, 50.0, 1.0, ""),
                "tau": ("τ", float, 0.0, 100.0, 1.0, ""),
                "margin": ("margin r0", float, -50.0, 50.0, 0.0, ""),
@@ -807,10 +846,7 @@ def byol_tab():
     """Tab "Why BYOL does not collapse": predictor x BN mean x EMA ablation (toy or HLTM,
     collapse diagnostics, latent recovery on HLTM) and the exact linear dynamics."""
     with gr.Tab("Why BYOL does not collapse", id="byol"):
-        gr.Markdown("BYOL has no negative pairs. Train it with and without a predictor, with "
-                    "BatchNorm's mean part normal / detached / omitted, with and without an EMA "
-                    "target, and watch the embeddings collapse (effective rank → 1, std → 0) or "
-                    "not. See docs/byol.md.")
+        gr.Markdown(BYOL_TEXT)
         with gr.Row():
             data = gr.Radio(list(E.DATASETS), value="toy", label="data")
             preds = gr.CheckboxGroup(list(PREDICTORS), value=["none", "linear"],

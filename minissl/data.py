@@ -40,6 +40,13 @@ class GaussianClusters:
     def labels(self, n, rng):
         return B.rng(rng).integers(0, self.n_clusters, B.check_int("n", n, 1))
 
+    def sample(self, n, rng):
+        """``(x, labels)``: one view ``c + noise * ε`` (n, dim) of each of n random centres and
+        the centres' ids (n,) (what a probe of the cluster id is fit and scored on)."""
+        rng = B.rng(rng)
+        y = self.labels(n, rng)                               # (n,)
+        return self.centers[y] + self.noise * rng.standard_normal((len(y), self.dim)), y
+
     def views(self, n, m, rng):
         """(n, m, dim): m noisy views of each of n random centres."""
         rng = B.rng(rng)

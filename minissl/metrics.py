@@ -25,20 +25,23 @@ from .limits import DRAW_COST, Cost, mlp_activation_bytes, mlp_weights
 
 
 class Correlation(NamedTuple):
-    """Per-latent values (breadth-first, root first) and their mean per tree depth."""
+    """Per-latent values (breadth-first, root first), their mean per tree depth, and (from
+    ``normalized_correlation``) every unit's value: ``per_latent == per_unit.max(1)``."""
     per_latent: np.ndarray      # (n_latents,) float64
     by_depth: dict              # {tree depth: mean over that depth's latents}, depth L first
+    per_unit: np.ndarray | None = None   # (n_latents, hid) float64 |corr(z_mu, g_u)|; None
+                                         # for the ceiling (one value per latent)
 
 
 # ----------------------------------------------------------------------------- correlation
-def best_unit_correlation(z, g, dtype_eps=np.finfo(np.float64).eps):
-    """``max_u |corr(z_j, g_{j,u})|`` per group j: the normalized correlation of each latent.
+def unit_correlations(z, g, dtype_eps=np.finfo(np.float64).eps):
+    """``|corr(z_j, g_{j,u})|`` for every unit u of every group j: each unit's selectivity.
 
     ``z``: (n, G) latent values, ``g``: (n, G, hid) the pre-activations of each latent's group.
     Float64, two passes (centre, then multiply), so a nearly constant unit is not read as
     correlated by cancellation. A unit (or latent) whose spread is at rounding level of its
     values (``std <= 4 * dtype_eps * max|g|``, exactly constant included) counts as 0.
-    Returns (G,) float64 in [0, 1].
+    Returns (G, hid) float64 in [0, 1].
     """
     z = np.asarray(z, dtype=np.float64)
     g = np.asarray(g, dtype=np.float64)
@@ -55,7 +58,13 @@ def best_unit_correlation(z, g, dtype_eps=np.finfo(np.float64).eps):
     live = (np.sqrt(var_g) > tol_g) & (np.sqrt(var_z) > tol_z)[:, None]
     denom = np.sqrt(np.where(live, var_z[:, None] * var_g, 1.0))
     corr = np.where(live, np.abs(cov) / denom, 0.0)
-    return np.minimum(corr, 1.0).max(axis=1)
+    return np.minimum(corr, 1.0)
+
+
+def best_unit_correlation(z, g, dtype_eps=np.finfo(np.float64).eps):
+    """``max_u |corr(z_j, g_{j,u})|`` per group j: the normalized correlation of each latent,
+    ``unit_correlations(z, g, dtype_eps).max(axis=1)``, (G,) float64 in [0, 1]."""
+    return unit_correlations(z, g, dtype_eps).max(axis=1)
 
 
 def hid_of(tree, net):
@@ -125,18 +134,20 @@ def normalized_correlation(tree, net, n=10000, rng=0, *, x=None, z=None, limits=
     """For each latent mu: ``max_u |Pearson(z_mu, g_u)|`` over the pre-activations of mu's
     ``hid`` units, on ``n`` samples from ``tree`` (or on the given evaluation set ``x, z``).
 
-    Float64, two passes (``best_unit_correlation``, or its compiled twin for a "numba" net).
-    Returns ``Correlation(per_latent (n_latents,) BFS, by_depth {depth: mean})``.
+    Float64, two passes (``unit_correlations``, or its compiled twin for a "numba" net).
+    Returns ``Correlation(per_latent (n_latents,) BFS, by_depth {depth: mean}, per_unit
+    (n_latents, hid))``, every unit's |Pearson| with its latent, ``per_latent`` its row max.
     ``correlation_cost`` is checked against ``limits`` first.
     """
     x, z = _eval_set(tree, n, rng, x, z)
     correlation_cost(tree, net.sizes, len(x), net.dtype).check(limits)
-    corr = twin("best_unit_correlation", net.backend) or best_unit_correlation
+    corr = twin("unit_correlations", net.backend) or unit_correlations
     eps = np.finfo(net.dtype).eps
     s = tree.level_starts
-    per = np.concatenate([corr(z[:, s[k]:s[k + 1]], g, eps)
-                          for k, g in enumerate(group_preactivations(tree, net, x))])
-    return Correlation(per, _by_depth(tree, per))
+    units = np.concatenate([corr(z[:, s[k]:s[k + 1]], g, eps)
+                            for k, g in enumerate(group_preactivations(tree, net, x))])
+    per = units.max(axis=1)                                        # (n_latents,)
+    return Correlation(per, _by_depth(tree, per), units)
 
 
 def correlation_ceiling(tree, n=10000, rng=0, *, x=None, z=None, limits=None):

@@ -10,6 +10,11 @@ One step on a batch ``(x, x_pos, x_neg)`` (x_neg: (N, H, n_0)) with shared weigh
 With ``negatives="in_batch"`` the SimCLR arrangement is used instead (x_neg is ignored; each of
 the 2N views has its partner as positive and the other 2N - 2 views as negatives).
 
+With ``frozen = (l, ...)`` (0-based indices into ``net.weights``) those layers' weights (and
+biases) are left out of the update: the optimiser only holds the other parameters, so a frozen
+layer keeps its initial values while its gradient still flows through it to the layers below
+(the top-layer-acceleration experiment, ``experiments.acceleration``).
+
 With ``update="covariance"`` every layer moves by the covariance operator instead:
 ``W_l += lr * ΔW_l``, ``vec(ΔW_l) = OP_l vec(W_l)`` on the batch's views ``[x, x_pos]``
 (N, 2, n_0), pair weights from ``covariance.covariance_pair_weights`` (ξ ≡ 1 for "simple"),
@@ -62,6 +67,7 @@ class TrainConfig:
     update: str = "gradient"       # "gradient" (SGD on the loss) or "covariance" (OP vec W)
     seed: int = 0                  # data seed
     log_every: int = 1             # call the callback every this many steps
+    frozen: tuple = ()             # layers (0-based, net.weights) not updated (see module doc)
 
     def validate(self):
         B.check_choice("loss", self.loss, tuple(LOSSES))
@@ -84,6 +90,7 @@ class TrainConfig:
             raise ValueError(f"batch_size must be >= 2 for negatives='in_batch' (each anchor "
                              f"needs negatives), got {self.batch_size}")
         B.check_choice("update", self.update, UPDATES)
+        check_frozen(self.frozen)
         return self
 
 
@@ -117,6 +124,26 @@ def train_cost(sizes, cfg, negatives=1, draws_per_sample=None, dtype="float64", 
         work += cfg.steps * (L * N2 * (sizes[-1] + 3) * weights + N2 * N2 * sizes[-1])
     steps_param = steps_param or f"steps={cfg.steps}"
     return Cost(tuple(memory), ((work, "training", f"{steps_param}, {param}"),))
+
+
+def check_frozen(frozen, depth=None):
+    """``frozen`` as a sorted tuple of distinct layer indices ``0 <= l < depth`` (``depth``
+    None: only ``l >= 0``), else ``ValueError`` naming ``frozen``."""
+    if isinstance(frozen, (str, bytes)) or not hasattr(frozen, "__iter__"):
+        raise ValueError(f"frozen must be a tuple of layer indices, got {frozen!r}")
+    hi = None if depth is None else depth - 1
+    out = tuple(sorted({B.check_int("frozen (a layer index)", l, 0, hi) for l in frozen}))
+    if len(out) != len(tuple(frozen)):
+        raise ValueError(f"frozen must list distinct layers, got {frozen!r}")
+    return out
+
+
+def trainable(net, frozen=()):
+    """Indices into ``net.parameters()`` of what the optimiser updates: every parameter but
+    the weights (and biases) of the ``frozen`` layers."""
+    frozen, L = check_frozen(frozen, net.depth), net.depth
+    skip = set(frozen) | ({L + l for l in frozen} if net.bias else set())   # W_l, then b_l
+    return [i for i in range(len(net.parameters())) if i not in skip]
 
 
 def check_batch(net, batch, negatives="given"):
@@ -241,7 +268,9 @@ def train(net, source, cfg=None, callback=None, stop=None, limits=None, **overri
                getattr(source, "n_nodes", None), net.dtype).check(limits)
     rng = B.rng(cfg.seed)
     step_fn = gradient_step(net, cfg)
-    opt = SGD(net.parameters(), cfg.lr, cfg.momentum, cfg.weight_decay)
+    keep = trainable(net, cfg.frozen)                  # all parameters but the frozen layers'
+    params = net.parameters()
+    opt = SGD([params[i] for i in keep], cfg.lr, cfg.momentum, cfg.weight_decay)
     hist = History()
     t0 = time.perf_counter()
     # overflow is not warned about: a non-finite loss stops the run with TrainingDiverged
@@ -256,9 +285,9 @@ def train(net, source, cfg=None, callback=None, stop=None, limits=None, **overri
             cos = None
             if cfg.update == "covariance":
                 dWs, cos = covariance_step(net, batch, cfg, grads)
-                opt.step([-d for d in dWs])
+                opt.step([-dWs[i] for i in keep])
             else:
-                opt.step(grads)
+                opt.step([grads[i] for i in keep])
             rec = {"step": step, "loss": value, "r_pos": r_pos, "r_neg": r_neg,
                    "seconds": time.perf_counter() - t0}
             if cos is not None:

@@ -154,7 +154,7 @@ def test_stop_ends_the_run_with_its_pictures():
     assert first[4]["status"] == "running" and first[4]["epochs_done"] == 0
     assert demo.stop_training(req).startswith("stopped by the user at step")
     outs = list(gen)
-    tree, corr, loss, status, result = outs[-1]
+    tree, corr, loss, status, result, run = outs[-1]
     assert result["status"] == "stopped" and result["epochs_done"] < 200
     assert status.startswith("stopped by the user")
     assert _not_blank(_png(tree))

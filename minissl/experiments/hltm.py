@@ -21,6 +21,7 @@ from ..metrics import correlation_cost, correlation_ceiling, normalized_correlat
 from ..nets import net_bytes, tree_network
 from ..optim import notify, stopped
 from ..train import TrainConfig, TrainingDiverged, check_run, loss_and_grads, train, train_cost
+from .probe import PROBE_TARGETS, hltm_probe
 
 PRESETS = ("theory", "reference")
 REF_TEMP = 0.01      # the reference code's temperature T on MSE; tau = T * hid / 2
@@ -59,6 +60,9 @@ class HLTMConfig:
     backend: str = "numpy"             # "numpy" | "numba" | "cupy"
     dtype: str = "float64"
     eval_samples: int = 10000          # fixed evaluation set for the correlation
+    # -- probes (experiments.probe): "root" or "all" latents, at epoch 0 and the last epoch
+    probe: str = "off"                 # "off" | "root" | "all"
+    probe_samples: int = 2000          # probe training and test sets (streams 8 and 9)
 
     def apply_preset(self):
         """A copy with every ``None`` field filled from the preset, validated."""
@@ -79,6 +83,8 @@ class HLTMConfig:
         B.check_int("epochs", self.epochs, 0)
         B.check_int("eval_samples", self.eval_samples, 2)
         B.check_int("seed", self.seed, 0)
+        B.check_choice("probe", self.probe, PROBE_TARGETS)
+        B.check_int("probe_samples", self.probe_samples, 10)
         if self.samples_per_epoch < self.batch_size:
             raise ValueError(f"samples_per_epoch must be >= batch_size ({self.batch_size}), "
                              f"got {self.samples_per_epoch}")
@@ -157,8 +163,10 @@ def hltm_experiment(cfg, callback=None, stop=None, limits=None):
     """Train per ``cfg`` (an ``HLTMConfig``); returns ``(records, ceiling)``.
 
     ``records[e]`` for epoch e = 0..epochs (0 = untrained): ``{"epoch", "step",
-    "corr_by_depth", "corr" (per latent, BFS), "loss", "seconds"}``, record 0 also
-    ``"ceiling_by_depth"``; the loss of epoch e >= 1 is the mean training loss of its steps,
+    "corr_by_depth", "corr" (per latent, BFS), "corr_units" (n_latents, hid: every unit's
+    |corr|), "loss", "seconds"}``, record 0 also ``"ceiling_by_depth"``; with ``cfg.probe``
+    "root" or "all", records 0 and ``epochs`` also ``"probe"`` (``experiments.probe.
+    hltm_probe``: a run that ends early has the untrained probe only); the loss of epoch e >= 1 is the mean training loss of its steps,
     of epoch 0 the mean over 10 fresh batches.
     ``ceiling`` is a ``Correlation`` on the same fixed evaluation set. ``callback(record)``
     after each epoch (False ends the run), ``stop.is_set()`` checked every step. A diverged
@@ -179,10 +187,12 @@ def hltm_experiment(cfg, callback=None, stop=None, limits=None):
     def emit(epoch, loss):
         corr = normalized_correlation(tree, net, x=x_eval, z=z_eval)
         rec = {"epoch": epoch, "step": epoch * cfg.steps_per_epoch,
-               "corr_by_depth": corr.by_depth, "corr": corr.per_latent, "loss": loss,
-               "seconds": time.perf_counter() - t0}
+               "corr_by_depth": corr.by_depth, "corr": corr.per_latent,
+               "corr_units": corr.per_unit, "loss": loss, "seconds": time.perf_counter() - t0}
         if epoch == 0:
             rec["ceiling_by_depth"] = ceiling.by_depth
+        if cfg.probe != "off" and epoch in (0, cfg.epochs):
+            rec["probe"] = hltm_probe(tree, net, cfg.seed, cfg.probe_samples, cfg.probe)
         records.append(rec)
         return notify(callback, rec)
 
