@@ -678,22 +678,31 @@ ACC_FIELDS = {
 
 
 def run_acceleration(loss="simple", update="gradient", lr=0.01, steps=200, top_scale=2.0,
-                     seed=1):
+                     seed=1, request: gr.Request = None):
     """The top-layer-acceleration figure (``experiments.acceleration_experiment`` on a depth-2
-    tree, top layer frozen / trained / scaled, and ``linear_acceleration``) and a summary."""
+    tree, top layer frozen / trained / scaled, and ``linear_acceleration``) and a summary,
+    streamed from the bounded worker (Stop and cancel end it); the cost is checked first."""
     v = settings(ACC_FIELDS, dict(lr=lr, steps=steps, top_scale=top_scale, seed=seed))
     cfg = E.AccelerationConfig(
         loss=checked(check_choice, "loss", loss, PAIR_WEIGHT_LOSSES),
         update=checked(check_choice, "update rule", update, UPDATES), **v,
         snapshots=min(20, v["steps"]))
-    with blas_threads(1):
-        records = checked(E.acceleration_experiment, cfg)
-        linear = E.linear_acceleration(cfg.top_scale)
-    ends = {a: [r for r in records if r["arm"] == a][-1] for a in E.ARMS}
-    md = " · ".join(f"top {a}: mean |corr| {r['unit_corr']:.3f}, ‖ΔW₁‖/‖W₁‖ {r['dW1']:.3f} at "
-                    f"step {r['step']}" + (" (then diverged)" if r["diverged"] else "")
-                    for a, r in ends.items())
-    return show(plots.acceleration_figure(records, linear)), md
+    checked(cfg.validate)
+    checked(cfg.cost().check, LIMITS)
+    linear = E.linear_acceleration(cfg.top_scale)
+
+    def status(records, secs):
+        ends = {a: [r for r in records if r["arm"] == a][-1] for a in E.ARMS
+                if any(r["arm"] == a for r in records)}
+        return " · ".join(f"top {a}: mean |corr| {r['unit_corr']:.3f}, ‖ΔW₁‖/‖W₁‖ "
+                          f"{r['dW1']:.3f} at step {r['step']}"
+                          + (" (then diverged)" if r["diverged"] else "")
+                          for a, r in ends.items())
+
+    for fig, line, _, _ in streamed(
+            request, lambda emit, stop: E.acceleration_experiment(cfg, emit, stop, LIMITS),
+            lambda records: (show(plots.acceleration_figure(records, linear)),), status):
+        yield fig, line
 
 
 def acceleration_section():
@@ -709,8 +718,12 @@ def acceleration_section():
         go = gr.Button("Run the three arms", elem_id="acc-run")
     summary = gr.Markdown()
     fig = gr.Plot(show_label=False, label="acceleration", elem_id="acc-plot", format="png")
-    go.click(run_acceleration, [loss, update] + [c[k] for k in ACC_FIELDS], [fig, summary],
-             api_name="acceleration", concurrency_limit=1, concurrency_id="training")
+    ev = go.click(cancellable(run_acceleration), [loss, update] + [c[k] for k in ACC_FIELDS],
+                  [fig, summary], api_name="acceleration", concurrency_limit=1,
+                  concurrency_id="training", show_progress="full")
+    stop = gr.Button("Stop", variant="stop", elem_id="acc-stop")
+    stop.click(stop_training, None, summary, cancels=[ev], queue=False,
+               api_visibility="undocumented")
 
 
 # ----------------------------------------------------------------------------- Losses tab

@@ -496,6 +496,7 @@ def add_selectivity_parser(subparsers):
 def run_selectivity(args):
     try:
         cfg = _config(E.SelectivityConfig, args).validate()
+        E.selectivity_cost(cfg).check()                  # each seed's run alone
     except ValueError as exc:
         _flag_error(args._parser, exc, E.SelectivityConfig)
     seeds = list(range(1, args.seeds + 1)) if args.seeds else [cfg.seed]
@@ -537,6 +538,7 @@ def add_acceleration_parser(subparsers):
 def run_acceleration(args):
     try:
         cfg = _config(E.AccelerationConfig, args).validate()
+        cfg.cost().check()
     except ValueError as exc:
         _flag_error(args._parser, exc, E.AccelerationConfig)
     print(f"# acceleration: depth {cfg.depth}, {cfg.num_children} children, polarity "

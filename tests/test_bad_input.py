@@ -269,6 +269,12 @@ def test_non_binary_leaves_are_refused():
      r"views of shape \(N, M\) = \(100000, 8\) needs ~10\.9 GiB"),
     (lambda: E.run_ablation(cfg=BYOLConfig(steps=10 ** 8)), r"runs=12, steps=100000000 needs"),
     (lambda: LB.euler(*LB.default_problem(), T=1e12, dt=1e-3), r"T=1e\+12, dt=0\.001 needs"),
+    (lambda: E.HLTMConfig(probe="all", probe_samples=10 ** 6).apply_preset().check_cost(),
+     r"probe='all', probe_samples=1000000 needs ~.* for a probe"),
+    (lambda: E.selectivity_experiment(E.SelectivityConfig(steps=10 ** 9, snapshots=1)),
+     r"samples_per_epoch=128000000000, batch_size=128 needs"),
+    (lambda: E.acceleration_experiment(E.AccelerationConfig(steps=10 ** 9, snapshots=1)),
+     r"arms=3, epochs=1, samples_per_epoch=128000000000"),
     (lambda: LB.simulate_sgd(*LB.default_problem(), T=1e9, lr=0.01), r"T=1e\+09, lr=0\.01 needs"),
     (lambda: ReLUNet([8, 4], limits=Limits(1 << 20, 1e9)).forward(np.zeros((100000, 8))),
      r"x with N=100000 rows needs ~36\.6 MiB for the forward and backward passes"),
@@ -357,6 +363,8 @@ def test_checkpoint_with_nan_weights_is_refused(tmp_path):
     (["byol", "--jobs", "0"], r"--jobs: must be an integer >= 1"),
     (["byol", "--steps", "100000000"], r"runs=12, steps=100000000 needs"),
     (["covariance", "--n-samples", "100000", "--n-views", "8"], r"\(100000, 8\) needs"),
+    (["selectivity", "--steps", "1000000000"], r"samples_per_epoch=128000000000"),
+    (["acceleration", "--steps", "1000000000"], r"arms=3, epochs=1"),
 ])
 def test_cli_refuses_with_a_usage_error(argv, match, capsys):
     with pytest.raises(SystemExit) as info:

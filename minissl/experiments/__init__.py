@@ -26,8 +26,9 @@ from .hltm import (PRESETS, HLTMConfig, eval_set, hltm_experiment, run_sweep, sw
 from .acceleration import (ARMS, AccelerationConfig, acceleration_experiment, acceleration_rows,
                            linear_acceleration)
 from .probe import PROBE_TARGETS, cluster_probe, hltm_probe, probe_rows, probe_view
-from .selectivity import (SelectivityConfig, run_selectivity_seeds, selectivity_experiment,
-                          selectivity_summary, selectivity_table, unit_view)
+from .selectivity import (SelectivityConfig, run_selectivity_seeds, selectivity_cost,
+                          selectivity_experiment, selectivity_summary, selectivity_table,
+                          unit_view)
 
 __all__ = ["DATASETS", "ablation_cost", "ablation_grid", "ablation_table", "byol_ablation", "byol_doc_figures", "linear_regime",
            "make_source", "predictor_alignment", "run_ablation", "trace_implicit_contrastive",
@@ -35,5 +36,6 @@ __all__ = ["DATASETS", "ablation_cost", "ablation_grid", "ablation_table", "byol
            "hltm_experiment", "run_sweep", "sweep_configs", "sweep_one", "sweep_table",
            "ARMS", "AccelerationConfig", "acceleration_experiment", "acceleration_rows",
            "linear_acceleration", "PROBE_TARGETS", "cluster_probe", "hltm_probe", "probe_rows",
-           "probe_view", "SelectivityConfig", "run_selectivity_seeds", "selectivity_experiment",
+           "probe_view", "SelectivityConfig", "run_selectivity_seeds", "selectivity_cost",
+           "selectivity_experiment",
            "selectivity_summary", "selectivity_table", "unit_view"]

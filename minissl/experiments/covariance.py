@@ -20,6 +20,19 @@ from ..train import UPDATES, TrainConfig, covariance_step, loss_and_grads, train
 LANCZOS_MATVECS = (10, 40)     # OP products of one spectrum: 10 k + 40 (measured 21-88, k 1-16)
 
 
+def spectrum_cost(sizes, N, M, layer, k):
+    """The ``limits.Cost`` of one ``covariance_spectrum`` of ``layer`` (an index into the
+    weights) on N x M views: their forward pass and Jacobians, ``10 k + 40`` operator products,
+    or the explicit OP where the "auto" method would form it."""
+    P, nL = sizes[layer + 1] * sizes[layer], sizes[-1]
+    views = pass_cost(sizes, "float64", N, M)
+    if P <= DENSE_MAX_P and N * P * nL <= DENSE_MAX_KBAR:            # spectrum's "auto"
+        views = views + dense_cost(sizes, "float64", N, M, layer)
+    matvecs = LANCZOS_MATVECS[0] * k + LANCZOS_MATVECS[1]
+    work = matvecs * 4 * N * M * (P + nL * sizes[layer + 1])
+    return views + Cost(work=((work, "the spectrum's operator products", f"k={k}"),))
+
+
 @dataclass
 class CovarianceConfig:
     """One run of the covariance experiment (the ``covariance`` command's flags)."""
@@ -57,22 +70,16 @@ class CovarianceConfig:
     def cost(self):
         """The run's ``limits.Cost``, nothing allocated: the tree network, training
         (``train.train_cost``), and per snapshot (``snapshots + 1`` of them) the pair weights and
-        the top-k spectrum on the N x M views (their forward pass and Jacobians, ``10 k + 40``
-        operator products, or the explicit OP where ``covariance_spectrum`` would form it) and
-        the cosine on the fixed batch (one covariance-operator step per layer)."""
+        the top-k spectrum on the N x M views (``spectrum_cost``) and the cosine on the fixed
+        batch (one covariance-operator step per layer)."""
         tree = HLTM(self.depth, self.num_children, self.polarity)
         sizes = tree.network_sizes(self.hid)
-        N, M, L, lay = self.n_samples, self.n_views, self.depth, self.layer
-        P, nL = sizes[lay] * sizes[lay - 1], sizes[-1]
+        L = self.depth
         net = f"depth={L}, num_children={self.num_children}, hid={self.hid}"
-        views = pass_cost(sizes, "float64", N, M)
-        if P <= DENSE_MAX_P and N * P * nL <= DENSE_MAX_KBAR:        # spectrum's "auto"
-            views = views + dense_cost(sizes, "float64", N, M, lay - 1)
-        matvecs = LANCZOS_MATVECS[0] * self.k + LANCZOS_MATVECS[1]
+        views = spectrum_cost(sizes, self.n_samples, self.n_views, self.layer - 1, self.k)
         batch = pass_cost(sizes, "float64", self.batch_size, 2)
-        snap = f"snapshots={self.snapshots}, n_samples={N}, n_views={M}"
-        work = (views.madds + matvecs * 4 * N * M * (P + nL * sizes[lay])
-                + L * batch.madds + 3 * self.batch_size * 3 * mlp_weights(sizes))
+        snap = f"snapshots={self.snapshots}, n_samples={self.n_samples}, n_views={self.n_views}"
+        work = views.madds + L * batch.madds + 3 * self.batch_size * 3 * mlp_weights(sizes)
         return (Cost(((net_bytes(sizes, [True] * L), "the tree network", net),))
                 + train_cost(sizes, self.train_config(), 1, tree.n_nodes)
                 + Cost(views.memory + batch.memory,

@@ -21,7 +21,7 @@ from ..metrics import correlation_cost, correlation_ceiling, normalized_correlat
 from ..nets import net_bytes, tree_network
 from ..optim import notify, stopped
 from ..train import TrainConfig, TrainingDiverged, check_run, loss_and_grads, train, train_cost
-from .probe import PROBE_TARGETS, hltm_probe
+from .probe import PROBE_TARGETS, hltm_probe, probe_cost
 
 PRESETS = ("theory", "reference")
 REF_TEMP = 0.01      # the reference code's temperature T on MSE; tau = T * hid / 2
@@ -118,7 +118,8 @@ class HLTMConfig:
         caches, backward buffers) and the evaluation pass (``metrics.correlation_cost`` on
         ``eval_samples``). Work: ``epochs x steps_per_epoch`` training steps (each ``3 x rows x
         weights`` multiply-adds plus ``STEP_OVERHEAD`` and the draws), the 10 batches of the
-        untrained loss, and ``epochs + 1`` evaluations plus the ceiling.
+        untrained loss, and ``epochs + 1`` evaluations plus the ceiling; with ``probe``, two
+        probes (``experiments.probe.probe_cost``).
         """
         tree = self.tree()
         sizes = tree.network_sizes(B.check_int("hid", self.hid, 1, 4096))
@@ -129,10 +130,14 @@ class HLTMConfig:
         ev = correlation_cost(tree, sizes, self.eval_samples, dtype,
                               f"eval_samples={self.eval_samples}, hid={self.hid}")
         ev_all = ev.scaled(self.epochs + 2, f"epochs={self.epochs}")
-        return (Cost(((net_bytes(sizes, [True] * self.depth, dtype), "the tree network", net),))
+        cost = (Cost(((net_bytes(sizes, [True] * self.depth, dtype), "the tree network", net),))
                 + train_cost(sizes, tc, self.negatives, tree.n_nodes, dtype,
                              f"epochs={self.epochs}, samples_per_epoch={self.samples_per_epoch}")
                 + Cost(ev.memory, ev_all.work))
+        if self.probe == "off":
+            return cost
+        pc = probe_cost(tree, sizes, self.probe_samples, self.probe)
+        return cost + Cost(pc.memory, pc.scaled(2, "at epoch 0 and the last").work)
 
     def check_cost(self, limits=None):
         """``cost().check(limits)``: ``ResourceLimitError`` naming the settings, the estimate
