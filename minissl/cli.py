@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 import time
 from dataclasses import fields
@@ -31,6 +32,7 @@ from . import plots as P
 from .byol import PREDICTORS, PRESETS as BYOL_PRESETS, BYOLConfig
 from .hltm import check_polarity
 from .layers import BN_MODES
+from .limits import ResourceLimitError
 from .losses import LOSSES
 from .train import UPDATES, TrainingDiverged
 
@@ -41,6 +43,25 @@ def _positive_int(s):
     if v < 1:
         raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {s}")
     return v
+
+
+def _jobs(s):
+    """A joblib process count: an integer >= 1, or -1 (all cores), -2 (all but one), ..."""
+    v = int(s)
+    if v == 0 or v < -(os.cpu_count() or 1):
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, or -1 for all cores, got {s}")
+    return v
+
+
+def _csv_path(s):
+    """A path whose folder exists and is writable (checked before a sweep starts)."""
+    folder = os.path.dirname(os.path.abspath(s))
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        raise argparse.ArgumentTypeError(f"cannot write {s!r}: the folder {folder!r} does not "
+                                         "exist or is not writable")
+    if os.path.isdir(s):
+        raise argparse.ArgumentTypeError(f"cannot write {s!r}: it is a folder")
+    return s
 
 
 def add_training_flags(p):
@@ -76,6 +97,8 @@ def _config(cls, args, **override):
 def _flag_error(parser, exc, cls):
     """Report a config ValueError as a usage error naming the flag (exit status 2)."""
     msg = str(exc)
+    if isinstance(exc, ResourceLimitError):            # names its settings itself
+        parser.error(msg)
     head = msg.split(" ", 1)[0].split("[", 1)[0].split("=", 1)[0]
     names = {f.name for f in fields(cls)}
     flag = "--" + head.replace("_", "-") if head in names else ("--hid" if head == "sizes"
@@ -165,6 +188,7 @@ def _round_depths(d):
 def run_hltm(args):
     try:
         cfg = _config(E.HLTMConfig, args).apply_preset()
+        cfg.check_cost()
     except ValueError as exc:
         _flag_error(args._parser, exc, E.HLTMConfig)
     depths = list(range(cfg.depth, 0, -1))
@@ -233,9 +257,9 @@ def add_sweep_parser(subparsers):
     _add_hltm_model_flags(p, multi=True)
     add_training_flags(p)
     p.add_argument("--seeds", type=_positive_int, default=3, help="seeds 1..N (default 3)")
-    p.add_argument("--n-jobs", type=int, default=1,
+    p.add_argument("--n-jobs", type=_jobs, default=1,
                    help="parallel processes (joblib; -1 = all cores)")
-    p.add_argument("--csv", metavar="PATH", default=None,
+    p.add_argument("--csv", metavar="PATH", type=_csv_path, default=None,
                    help="also write one row per configuration x seed to PATH")
     return p
 
@@ -252,6 +276,8 @@ def run_sweep(args):
         base = _config(E.HLTMConfig, base_args)
         cfgs = E.sweep_configs(base, args.preset or ["theory"], pols, args.hid or [10],
                                args.loss or ["preset"], range(1, args.seeds + 1))
+        for c in cfgs:
+            c.check_cost()                    # each run alone (a sweep's total is not capped)
     except ValueError as exc:
         _flag_error(parser, exc, E.HLTMConfig)
     print(f"# sweep: {len(cfgs)} runs ({len(cfgs) // args.seeds} configurations x "
@@ -303,6 +329,7 @@ def add_covariance_parser(subparsers):
 def run_covariance(args):
     try:
         cfg = _config(E.CovarianceConfig, args).validate()
+        cfg.cost().check()
     except ValueError as exc:
         _flag_error(args._parser, exc, E.CovarianceConfig)
     if not args.json:
@@ -358,7 +385,7 @@ def add_byol_parser(subparsers):
     p.add_argument("--hid", type=int, default=10, help="units per latent (HLTM)")
     p.add_argument("--depth", type=int, default=4, help="HLTM depth")
     p.add_argument("--noise", type=float, default=1.0, help="toy augmentation noise")
-    p.add_argument("--jobs", type=int, default=1, help="parallel processes (joblib)")
+    p.add_argument("--jobs", type=_jobs, default=1, help="parallel processes (joblib)")
     for name in _BYOL_FIELDS:
         flag = "--" + name.replace("_", "-")
         default = BYOL_CLI_DEFAULTS.get(name, getattr(BYOLConfig, name))
@@ -382,7 +409,9 @@ def run_byol(args):
         for e in args.emas:
             if not 0 <= e < 1:
                 raise ValueError(f"--emas: every EMA decay must be in [0, 1), got {e!r}")
-        B.check_int("--hid", args.hid, 1)
+        B.check_int("--hid", args.hid, 1, 4096)
+        grid = E.ablation_grid(cfg, args.predictors, args.bn_means, args.emas)
+        E.ablation_cost(args.data, grid, args.hid, source_kw).check()
     except ValueError as exc:
         _flag_error(args._parser, exc, BYOLConfig)
     print(f"# BYOL ablation on {args.data}: lr {cfg.lr:g}, weight decay {cfg.weight_decay:g}, "
@@ -467,6 +496,7 @@ def add_selectivity_parser(subparsers):
 def run_selectivity(args):
     try:
         cfg = _config(E.SelectivityConfig, args).validate()
+        E.selectivity_cost(cfg).check()                  # each seed's run alone
     except ValueError as exc:
         _flag_error(args._parser, exc, E.SelectivityConfig)
     seeds = list(range(1, args.seeds + 1)) if args.seeds else [cfg.seed]
@@ -508,6 +538,7 @@ def add_acceleration_parser(subparsers):
 def run_acceleration(args):
     try:
         cfg = _config(E.AccelerationConfig, args).validate()
+        cfg.cost().check()
     except ValueError as exc:
         _flag_error(args._parser, exc, E.AccelerationConfig)
     print(f"# acceleration: depth {cfg.depth}, {cfg.num_children} children, polarity "

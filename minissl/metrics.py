@@ -19,7 +19,9 @@ from typing import NamedTuple
 import numpy as np
 
 from . import backend as B
+from .hltm import SAMPLE_BYTES
 from .kernels import twin
+from .limits import DRAW_COST, Cost, mlp_activation_bytes, mlp_weights
 
 
 class Correlation(NamedTuple):
@@ -77,12 +79,17 @@ def hid_of(tree, net):
 
 def group_preactivations(tree, net, x):
     """Pre-activations split by latent: a list over levels k = 0..L-1 of arrays
-    (n, c**k, hid) (the groups of level k's latents, BFS order), float64 NumPy."""
+    (n, c**k, hid) (the groups of level k's latents, BFS order), float64 NumPy. NaN or inf
+    pre-activations (a net with non-finite weights) are a ``ValueError``, never a correlation."""
     hid = hid_of(tree, net)
     gs = net.preactivations(x)                                     # g_1..g_L
     out = []
     for k in range(tree.depth):
         g = B.to_numpy(gs[tree.depth - k - 1])                     # layer l = L - k
+        if not np.isfinite(g).all():
+            raise ValueError(f"net gives NaN or infinite pre-activations at layer "
+                             f"{tree.depth - k} (its weights or inputs are not finite, or too "
+                             "large); the correlation is not defined")
         out.append(np.asarray(g, dtype=np.float64).reshape(len(g), tree.level_sizes[k], hid))
     return out
 
@@ -97,23 +104,43 @@ def _eval_set(tree, n, rng, x, z):
         raise ValueError("give both x and z (an evaluation set from tree.sample) or neither")
     if x is None:
         x, z = tree.sample(B.check_int("n", n, 2), rng)
-    x = np.asarray(B.to_numpy(x), dtype=np.float64)
-    z = np.asarray(B.to_numpy(z), dtype=np.float64)
+    x, z = np.asarray(B.to_numpy(x)), np.asarray(B.to_numpy(z))
     if x.ndim != 2 or x.shape[1] != tree.n_leaves or z.shape != (len(x), tree.n_latents):
         raise ValueError(f"x must be (n, {tree.n_leaves}) and z (n, {tree.n_latents}); "
                          f"got {x.shape} and {z.shape}")
-    return x, z
+    if len(x) < 2:
+        raise ValueError(f"x and z must have n >= 2 samples (a correlation), got n={len(x)}")
+    x = tree.check_leaves(x)
+    if z.dtype.kind not in "biuf" or not np.isin(z, (0, 1)).all():
+        raise ValueError("z must hold binary values (0 or 1: the HLTM's latents are binary)")
+    return x, z.astype(np.float64)
 
 
-def normalized_correlation(tree, net, n=10000, rng=0, *, x=None, z=None):
+def correlation_cost(tree, sizes, n, dtype="float64", param=None):
+    """The ``limits.Cost`` of ``normalized_correlation`` and ``correlation_ceiling`` on ``n``
+    samples of ``tree`` for a tree network of widths ``sizes``: memory of the samples (every
+    node), the forward caches, the float64 group copies and their centred copies, and the
+    posterior pass; work of drawing, the forward pass and the statistics."""
+    hidden = sum(sizes[1:])
+    memory = (n * tree.n_nodes * (SAMPLE_BYTES + 4 * 8) + mlp_activation_bytes(sizes, n, dtype)
+              + 3 * n * hidden * 8)
+    work = n * (mlp_weights(sizes) + 6 * hidden + (DRAW_COST + 8) * tree.n_nodes)
+    param = param or f"n={n}"
+    return Cost(((memory, "the evaluation pass", param),),
+                ((work, "the evaluation pass", param),))
+
+
+def normalized_correlation(tree, net, n=10000, rng=0, *, x=None, z=None, limits=None):
     """For each latent mu: ``max_u |Pearson(z_mu, g_u)|`` over the pre-activations of mu's
     ``hid`` units, on ``n`` samples from ``tree`` (or on the given evaluation set ``x, z``).
 
     Float64, two passes (``unit_correlations``, or its compiled twin for a "numba" net).
     Returns ``Correlation(per_latent (n_latents,) BFS, by_depth {depth: mean}, per_unit
     (n_latents, hid))``, every unit's |Pearson| with its latent, ``per_latent`` its row max.
+    ``correlation_cost`` is checked against ``limits`` first.
     """
     x, z = _eval_set(tree, n, rng, x, z)
+    correlation_cost(tree, net.sizes, len(x), net.dtype).check(limits)
     corr = twin("unit_correlations", net.backend) or unit_correlations
     eps = np.finfo(net.dtype).eps
     s = tree.level_starts
@@ -123,13 +150,14 @@ def normalized_correlation(tree, net, n=10000, rng=0, *, x=None, z=None):
     return Correlation(per, _by_depth(tree, per), units)
 
 
-def correlation_ceiling(tree, n=10000, rng=0, *, x=None, z=None):
+def correlation_ceiling(tree, n=10000, rng=0, *, x=None, z=None, limits=None):
     """The best normalized correlation any unit of mu's group could reach:
     ``|Pearson(z_mu, E[z_mu | leaves under mu])|`` (Cauchy-Schwarz: no function of the
     subtree's leaves correlates more), with the exact posterior of ``HLTM.posterior_mean``,
     estimated on ``n`` samples (or the given ``x, z``). Returns a ``Correlation``.
     """
     x, z = _eval_set(tree, n, rng, x, z)
+    correlation_cost(tree, [tree.n_leaves, tree.n_latents], len(x)).check(limits)
     post = tree.posterior_mean(x)                                      # (n, n_latents)
     per = best_unit_correlation(z, post[:, :, None])
     return Correlation(per, _by_depth(tree, per))

@@ -36,6 +36,7 @@ import numpy as np
 from . import backend as B
 from .covariance import covariance_pair_weights, covariance_update
 from .kernels import twin
+from .limits import DRAW_COST, Cost, mlp_activation_bytes, mlp_weights, training_work
 from .losses import LOSSES, check_loss, chain_gram, contrastive_loss, simclr_weights
 from .optim import SGD, History, notify, stopped
 
@@ -43,6 +44,7 @@ NEGATIVES = ("given", "in_batch")
 UPDATES = ("gradient", "covariance")
 COVARIANCE_LOSSES = ("simple", "soft_triplet", "infonce")
 MAX_STEPS = 10 ** 9
+MAX_BATCH = 1 << 24
 
 
 class TrainingDiverged(FloatingPointError):
@@ -77,7 +79,7 @@ class TrainConfig:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
         B.check_real("weight_decay", self.weight_decay, 0)
         B.check_int("steps", self.steps, 1, MAX_STEPS)
-        B.check_int("batch_size", self.batch_size, 1)
+        B.check_int("batch_size", self.batch_size, 1, MAX_BATCH)
         B.check_int("log_every", self.log_every, 1)
         B.check_int("seed", self.seed, 0)
         B.check_choice("negatives", self.negatives, NEGATIVES)
@@ -90,6 +92,38 @@ class TrainConfig:
         B.check_choice("update", self.update, UPDATES)
         check_frozen(self.frozen)
         return self
+
+
+def train_cost(sizes, cfg, negatives=1, draws_per_sample=None, dtype="float64", steps_param=None):
+    """The ``limits.Cost`` of ``train`` with ``cfg`` on a net of widths ``sizes``, nothing
+    allocated. A batch is ``(2 + H) * batch_size`` samples (``negatives`` = H; ``draws_per_
+    sample`` random numbers each, default ``sizes[0]``; an HLTM draws every node).
+
+    Memory: the batch (float64 samples, their copy in ``dtype``), the forward caches and as
+    much again for the backward pass, the SimCLR Gram matrices (in-batch negatives), and with
+    ``update="covariance"`` the Jacobians of the batch's views. Work: ``limits.training_work``
+    of the rows the net sees per step, drawing the batch, the Gram products, and per layer the
+    covariance-operator step (``2N (n_L + 3) weights``). ``steps_param`` names the settings
+    behind ``cfg.steps`` in messages (default ``steps=...``).
+    """
+    rows = cfg.batch_size * (2 + negatives)
+    seen = 2 * cfg.batch_size if cfg.negatives == "in_batch" else rows
+    draws = rows * (sizes[0] if draws_per_sample is None else draws_per_sample)
+    item, weights = np.dtype(dtype).itemsize, mlp_weights(sizes)
+    batch = (draws * 8 + rows * sizes[0] * item + 2 * mlp_activation_bytes(sizes, seen, dtype)
+             + (5 * seen * seen * 8 if cfg.negatives == "in_batch" else 0))
+    work = training_work(sizes, seen, cfg.steps) + cfg.steps * DRAW_COST * draws
+    if cfg.negatives == "in_batch":
+        work += cfg.steps * 2 * seen * seen * sizes[-1]
+    param = f"batch_size={cfg.batch_size}" + (f", negatives={negatives}" if negatives > 1 else "")
+    memory = [(batch, "a training batch", param)]
+    if cfg.update == "covariance":
+        N2, L = 2 * cfg.batch_size, len(sizes) - 1
+        memory.append((N2 * sizes[-1] * sum(sizes[1:]) * item + N2 * N2 * sizes[-1] * 8,
+                       "the covariance-operator step (Jacobians of the views)", param))
+        work += cfg.steps * (L * N2 * (sizes[-1] + 3) * weights + N2 * N2 * sizes[-1])
+    steps_param = steps_param or f"steps={cfg.steps}"
+    return Cost(tuple(memory), ((work, "training", f"{steps_param}, {param}"),))
 
 
 def check_frozen(frozen, depth=None):
@@ -136,6 +170,13 @@ def check_batch(net, batch, negatives="given"):
     return x, x_pos, B.check_finite("x_neg", x_neg, net.xp)
 
 
+def finite_output(Z, factor):
+    """True when the embeddings ``Z`` are finite and ``factor * Σ|Z|²`` (which bounds the
+    batch's summed distances) is too: else the run has diverged (losses.check_scale)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return math.isfinite(factor * float((Z * Z).sum()))
+
+
 def loss_and_grads(net, batch, cfg):
     """Forward all views, the loss and backward. Returns ``(loss, r_pos, r_neg, grads)`` with
     ``grads`` aligned with ``net.parameters()`` and ``r_pos``/``r_neg`` batch means;
@@ -144,7 +185,7 @@ def loss_and_grads(net, batch, cfg):
     xp = net.xp
     if cfg.negatives == "in_batch":
         Z = net.forward(xp.concatenate([x, x_pos]))
-        if not bool(xp.isfinite(Z).all()):
+        if not finite_output(Z, Z.shape[0]):
             return math.nan, math.nan, math.nan, None
         weights = twin("simclr_weights", net.backend) or simclr_weights
         L, C, r_pos, r_neg = weights(Z, cfg.loss, cfg.tau, cfg.margin)
@@ -153,7 +194,7 @@ def loss_and_grads(net, batch, cfg):
         N, H, n0 = x_neg.shape
         check_loss(cfg.loss, cfg.tau, H)
         Z = net.forward(xp.concatenate([x, x_pos, x_neg.reshape(N * H, n0)]))
-        if not bool(xp.isfinite(Z).all()):
+        if not finite_output(Z, 1 + H):
             return math.nan, math.nan, math.nan, None
         z, zp, zn = Z[:N], Z[N:2 * N], Z[2 * N:].reshape(N, H, -1)
         value, (dz, dzp, dzn), (r_pos, r_neg) = contrastive_loss(
@@ -211,16 +252,20 @@ def check_run(plain, cfg):
                          f"losses with covariance pair weights), got {cfg.loss!r}")
 
 
-def train(net, source, cfg=None, callback=None, stop=None, **overrides):
+def train(net, source, cfg=None, callback=None, stop=None, limits=None, **overrides):
     """Train ``net`` on ``source.triples`` for ``cfg.steps`` steps; returns a ``History``.
 
     Every step appends a record ``{step, loss, r_pos, r_neg, seconds[, cos_by_layer]}``;
     every ``cfg.log_every`` steps (and at the last) ``callback(record)`` is called: returning
     ``False`` ends the run early, as does ``stop.is_set()`` (checked every step). Raises
-    ``TrainingDiverged`` when the loss stops being finite.
+    ``TrainingDiverged`` when the loss stops being finite. Before anything runs,
+    ``train_cost`` is checked against ``limits`` (None: the environment's;
+    ``ResourceLimitError`` naming the setting, the estimate and the limit).
     """
     cfg = replace(cfg or TrainConfig(), **overrides).validate()
     check_run(net.plain, cfg)
+    train_cost(net.sizes, cfg, B.check_int("source.negatives", getattr(source, "negatives", 1), 1),
+               getattr(source, "n_nodes", None), net.dtype).check(limits)
     rng = B.rng(cfg.seed)
     step_fn = gradient_step(net, cfg)
     keep = trainable(net, cfg.frozen)                  # all parameters but the frozen layers'

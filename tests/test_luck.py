@@ -373,10 +373,10 @@ def test_app_luck_views_and_acceleration():
     assert demo.luck_figures(None, 0) == (None, None)
     with pytest.raises(demo.gr.Error, match="latent must be"):
         demo.luck_figures(run, 7)
-    fig, md = demo.run_acceleration(steps=10)
+    fig, md = list(demo.run_acceleration(steps=10))[-1]       # streamed from the worker
     assert "top frozen" in md and "top scaled" in md
     with pytest.raises(demo.gr.Error, match="top scale"):
-        demo.run_acceleration(top_scale=9.0)
+        next(demo.run_acceleration(top_scale=9.0))
 
 
 def test_corr_panels_one_per_depth():

@@ -16,8 +16,9 @@ every training step), and returns its records (see ``optim``).
 |               | trained / scaled), ``linear_acceleration``                              |
 | ``probe``     | ``hltm_probe``, ``cluster_probe``, ``probe_rows``, ``probe_view``        |
 """
-from .byol import (DATASETS, ablation_table, byol_ablation, byol_doc_figures, linear_regime,
-                   make_source, predictor_alignment, run_ablation, trace_implicit_contrastive)
+from .byol import (DATASETS, ablation_cost, ablation_grid, ablation_table, byol_ablation,
+                   byol_doc_figures, linear_regime, make_source, predictor_alignment,
+                   run_ablation, trace_implicit_contrastive)
 from .covariance import CovarianceConfig, covariance_experiment
 from .hltm import (PRESETS, HLTMConfig, eval_set, hltm_experiment, run_sweep, sweep_configs,
                    sweep_one, sweep_table)
@@ -25,14 +26,16 @@ from .hltm import (PRESETS, HLTMConfig, eval_set, hltm_experiment, run_sweep, sw
 from .acceleration import (ARMS, AccelerationConfig, acceleration_experiment, acceleration_rows,
                            linear_acceleration)
 from .probe import PROBE_TARGETS, cluster_probe, hltm_probe, probe_rows, probe_view
-from .selectivity import (SelectivityConfig, run_selectivity_seeds, selectivity_experiment,
-                          selectivity_summary, selectivity_table, unit_view)
+from .selectivity import (SelectivityConfig, run_selectivity_seeds, selectivity_cost,
+                          selectivity_experiment, selectivity_summary, selectivity_table,
+                          unit_view)
 
-__all__ = ["DATASETS", "ablation_table", "byol_ablation", "byol_doc_figures", "linear_regime",
+__all__ = ["DATASETS", "ablation_cost", "ablation_grid", "ablation_table", "byol_ablation", "byol_doc_figures", "linear_regime",
            "make_source", "predictor_alignment", "run_ablation", "trace_implicit_contrastive",
            "CovarianceConfig", "covariance_experiment", "PRESETS", "HLTMConfig", "eval_set",
            "hltm_experiment", "run_sweep", "sweep_configs", "sweep_one", "sweep_table",
            "ARMS", "AccelerationConfig", "acceleration_experiment", "acceleration_rows",
            "linear_acceleration", "PROBE_TARGETS", "cluster_probe", "hltm_probe", "probe_rows",
-           "probe_view", "SelectivityConfig", "run_selectivity_seeds", "selectivity_experiment",
+           "probe_view", "SelectivityConfig", "run_selectivity_seeds", "selectivity_cost",
+           "selectivity_experiment",
            "selectivity_summary", "selectivity_table", "unit_view"]

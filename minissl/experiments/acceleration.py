@@ -33,6 +33,7 @@ import numpy as np
 from .. import backend as B
 from ..covariance import linear_covariance_update
 from ..data import GaussianViews
+from ..limits import Cost
 from ..metrics import normalized_correlation
 from ..optim import notify, stopped
 from ..train import TrainingDiverged, train
@@ -68,6 +69,12 @@ class AccelerationConfig:
                           B.check_int("batch_size", self.batch_size, 1),
                           eval_samples=self.eval_samples, update=self.update,
                           seed=self.seed).apply_preset()
+
+    def cost(self):
+        """The ``limits.Cost`` of the three arms: one arm's ``HLTMConfig.cost`` memory, three
+        times its work."""
+        c = self.hltm_config().cost()
+        return Cost(c.memory, c.scaled(len(ARMS), "arms=3").work)
 
     def validate(self):
         B.check_int("depth", self.depth, 2)
@@ -113,12 +120,14 @@ def _arm(cfg, arm, tree, x, z, emit, stop):
     return "end" if state["end"] or stopped(stop) else "done"
 
 
-def acceleration_experiment(cfg, callback=None, stop=None):
+def acceleration_experiment(cfg, callback=None, stop=None, limits=None):
     """Run the three arms of ``cfg`` (an ``AccelerationConfig``); returns the records
     ``{"step", "arm", "unit_corr", "best_corr", "dW1", "diverged"}``, arm by arm (module
     docstring; a diverged arm's last record is marked after its callback). ``callback(record)``
-    after each (False ends the run); ``stop.is_set()`` checked every step."""
+    after each (False ends the run); ``stop.is_set()`` checked every step. ``cfg.cost()`` is
+    checked against ``limits`` first."""
     cfg = cfg.validate()
+    cfg.cost().check(limits)
     hc = cfg.hltm_config()
     tree = hc.tree()
     x, z = eval_set(tree, hc)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend as B
+from ..hltm import SAMPLE_BYTES
+from ..limits import Cost
 from ..probes import (PROBES, bayes_accuracy, expected_bayes_accuracy, posterior_all_leaves,
                       probe, representations)
 
@@ -22,6 +24,23 @@ def probe_sets(sample, n, seed):
     """``(train, test)``: ``sample(n, rng)`` from streams 8 and 9 of ``seed``."""
     n = B.check_int("probe_samples", n, 10)
     return sample(n, B.derive_seed(seed, 8)), sample(n, B.derive_seed(seed, 9))
+
+
+LINEAR_ITERATIONS = 100   # typical iterations of a logistic-regression probe (cost estimate)
+
+
+def probe_cost(tree, sizes, n, targets="all"):
+    """The ``limits.Cost`` of one ``hltm_probe`` of a tree network of widths ``sizes`` on
+    ``n`` training and ``n`` test samples: memory of the samples (every node), every
+    representation (float64, both sets), the posteriors and k-NN's distances; work of k-NN
+    (``n² x width``), the linear probes (``LINEAR_ITERATIONS x n x width`` each) and the
+    posterior passes."""
+    T = tree.n_latents if targets == "all" else 1
+    width = sum(sizes)
+    memory = 2 * n * (tree.n_nodes * (SAMPLE_BYTES + 6 * 8) + 2 * width * 8) + 2 * n * n * 8
+    work = n * n * width + T * LINEAR_ITERATIONS * n * width + 2 * n * tree.n_nodes * 20
+    param = f"probe={targets!r}, probe_samples={n}"
+    return Cost(((memory, "a probe", param),), ((work, "a probe", param),))
 
 
 def hltm_probe(tree, net, seed, n=2000, targets="all", k=10):

@@ -20,11 +20,13 @@ import numpy as np
 
 from .. import backend as B
 from ..covariance import PAIR_WEIGHT_LOSSES, covariance_pair_weights, covariance_spectrum
+from ..limits import Cost, mlp_weights
 from ..metrics import normalized_correlation
 from ..optim import notify, stopped
 from ..selectivity import (amplification, projection, random_basis, share, unit_norms,
                            winner_ranks)
 from ..train import train
+from .covariance import spectrum_cost
 from .hltm import HLTMConfig, eval_set
 
 
@@ -71,6 +73,22 @@ class SelectivityConfig:
         return self
 
 
+def selectivity_cost(cfg):
+    """The ``limits.Cost`` of ``selectivity_experiment``: the HLTM run's (``HLTMConfig.cost``),
+    the top-k spectrum of every layer's OP at init (``experiments.covariance.spectrum_cost``)
+    and the kept snapshots (every weight, ``snapshots + 2`` times) and bases (2 k per weight)."""
+    hc = cfg.hltm_config()
+    sizes = hc.tree().network_sizes(cfg.hid)
+    spectra = [spectrum_cost(sizes, cfg.n_samples, cfg.n_views, l, cfg.k)
+               for l in range(len(sizes) - 1)]
+    W = mlp_weights(sizes)
+    keep = 8 * W * (cfg.snapshots + 2 + 2 * cfg.k)
+    param = f"snapshots={cfg.snapshots}, k={cfg.k}, n_samples={cfg.n_samples}"
+    return hc.cost() + Cost(
+        ((max(c.bytes for c in spectra) + keep, "the OP bases and the kept snapshots", param),),
+        ((sum(c.madds for c in spectra), "the OP bases", param),))
+
+
 def op_bases(cfg, tree, net):
     """Per layer ``(U, Q)``: the top-``k`` eigenvectors of ``OP_l`` at the net's current
     weights (P, k) and an orthonormal basis of a random k-dim subspace of the live weights."""
@@ -85,17 +103,19 @@ def op_bases(cfg, tree, net):
     return out
 
 
-def selectivity_experiment(cfg, callback=None, stop=None):
+def selectivity_experiment(cfg, callback=None, stop=None, limits=None):
     """Run ``cfg`` (a ``SelectivityConfig``); returns ``(records, summary)``.
 
     ``records[i]``: ``{"step", "per_unit" (n_latents, hid), "norms" (n_latents, hid),
     "weights" [W_l]}`` at step 0 and every ``steps // snapshots`` steps (and the last);
     ``summary``: ``selectivity_summary`` of the first and last record. ``callback(record)``
     after each (False ends the run); ``stop.is_set()`` checked every step.
+    ``selectivity_cost`` is checked against ``limits`` first.
     """
     cfg = cfg.validate()
+    selectivity_cost(cfg).check(limits)
     hc = cfg.hltm_config()
-    tree, net = hc.build()
+    tree, net = hc.build(limits)
     x, z = eval_set(tree, hc)
     bases = op_bases(cfg, tree, net)
     records = []
