@@ -14,6 +14,7 @@ The mathematics is written once against an array module ``xp``; this module pick
 """
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 
@@ -27,19 +28,14 @@ class BackendError(ValueError):
     """A backend was asked for that cannot run here (names the parameter and the choices)."""
 
 
-_CUPY = []
-
-
+@functools.lru_cache(maxsize=None)
 def _cupy():
-    """The cupy module, or None; looked up once (a failed import is not retried on every
-    ``array_module`` call: that cost ~1 ms per BYOL step in import machinery)."""
-    if not _CUPY:
-        try:
-            import cupy  # noqa: F401
-        except Exception:  # ImportError, or a CUDA library that fails to load
-            cupy = None
-        _CUPY.append(cupy)
-    return _CUPY[0]
+    """The cupy module, or None where it does not import (asked once per process)."""
+    try:
+        import cupy  # noqa: F401
+    except Exception:  # ImportError, or a CUDA library that fails to load
+        return None
+    return cupy
 
 
 def cupy_available() -> bool:

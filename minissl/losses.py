@@ -15,13 +15,25 @@ Each loss function returns ``(L, dL/dr_pos, dL/dr_neg)`` per anchor; all satisfy
 ``ξ_k = -dL/dr_k`` (``pair_weights``). Two chain routines carry ``dL/dr`` to embeddings:
 ``chain_triples`` for explicit (anchor, positive, negatives) and ``chain_gram`` for all pairs
 of a batch (the SimCLR arrangement).
+
+Range. τ must be at least ``TAU_MIN`` (1e-8). For every finite embedding whose half squared
+distances, summed over the batch, stay finite in float64 (``check_scale``: |z| up to about
+1e150), every loss and gradient is finite: InfoNCE subtracts each anchor's smallest distance
+before dividing by τ, the soft triplet loss is ``max(v, 0) + τ log(1 + e^{-|v|/τ})`` with
+``v = r_pos - r_1 + r_0``, and the sigmoids saturate. Larger embeddings are refused with a
+``ValueError`` (in training, a net whose outputs get that large has diverged).
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from . import backend as B
 from .backend import array_module
 from .layers import l2_normalize, l2_normalize_backward
+
+TAU_MIN = 1e-8           # the smallest temperature (below it, r/τ overflows for ordinary r)
 
 
 # ----------------------------------------------------------------------------- the losses
@@ -43,26 +55,32 @@ def simple(r_pos, r_neg, tau=1.0, margin=0.0):
 
 
 def soft_triplet(r_pos, r_neg, tau=1.0, margin=0.0):
-    """``L = τ log(1 + exp(u/τ))``, ``u = r_pos - r_1 + r_0``; ``dL/dr_pos = σ(u/τ) = -dL/dr_1``."""
+    """``L = τ log(1 + exp(v/τ))``, ``v = r_pos - r_1 + r_0``; ``dL/dr_pos = σ(v/τ) = -dL/dr_1``.
+
+    Computed as ``max(v, 0) + τ log1p(e^{-|v|/τ})`` (finite wherever v is)."""
     xp = array_module(r_pos)
-    u = (r_pos - r_neg[:, 0] + margin) / tau
+    v = r_pos - r_neg[:, 0] + margin
+    with np.errstate(over="ignore"):
+        u = v / tau                                                 # may saturate to ±inf
     s = _sigmoid(u, xp)
-    return tau * _log1pexp(u, xp), s, -s[:, None]
+    return xp.maximum(v, 0) + tau * xp.log1p(xp.exp(-xp.abs(u))), s, -s[:, None]
 
 
 def infonce(r_pos, r_neg, tau=1.0, margin=0.0):
     """``L = r_pos + τ LSE(-r/τ)`` over ``r = (r_pos, r_1..r_H)``.
 
     With ``p = softmax(-r/τ)``: ``dL/dr_k = -p_k``, ``dL/dr_pos = 1 - p_0 = Σ_k p_k``.
+    Computed as ``L = (r_pos - r_min) + τ log Σ e^{-(r - r_min)/τ}`` with ``r_min`` the anchor's
+    smallest distance, so that nothing overflows for small τ or large r.
     """
     xp = array_module(r_pos)
-    a = -xp.concatenate([r_pos[:, None], r_neg], axis=1) / tau     # (N, 1+H)
-    amax = a.max(axis=1, keepdims=True)
-    e = xp.exp(a - amax)
+    r = xp.concatenate([r_pos[:, None], r_neg], axis=1)            # (N, 1+H)
+    rmin = r.min(axis=1, keepdims=True)
+    with np.errstate(over="ignore"):
+        e = xp.exp(-((r - rmin) / tau))                             # the largest term is 1
     se = e.sum(axis=1, keepdims=True)
-    lse = (amax + xp.log(se))[:, 0]
     p = e / se                                                      # (N, 1+H)
-    return r_pos + tau * lse, p[:, 1:].sum(axis=1), -p[:, 1:]
+    return r_pos - rmin[:, 0] + tau * xp.log(se[:, 0]), p[:, 1:].sum(axis=1), -p[:, 1:]
 
 
 def ref_nce(r_pos, r_neg, tau=1.0, margin=0.0):
@@ -89,16 +107,14 @@ LOSSES = {"simple": simple, "soft_triplet": soft_triplet, "infonce": infonce,
 SINGLE_NEGATIVE = ("simple", "soft_triplet", "ref_nce")
 
 
-def check_loss(loss, tau=1.0, H=None):
-    """Validate a loss name, τ and the number of negatives; return the loss function."""
-    if loss not in LOSSES:
-        raise ValueError(f"loss must be one of {tuple(LOSSES)}, got {loss!r}")
-    try:
-        ok = float(tau) > 0 and np.isfinite(float(tau))
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ValueError(f"tau must be a finite number > 0, got {tau!r}")
+def check_loss(loss, tau=1.0, H=None, margin=0.0):
+    """Validate a loss name, τ (``>= TAU_MIN``), the margin (finite) and the number of
+    negatives (``H >= 1``); return the loss function."""
+    B.check_choice("loss", loss, tuple(LOSSES))
+    B.check_real("tau", tau, TAU_MIN)
+    B.check_real("margin", margin)
+    if H is not None and H < 1:
+        raise ValueError(f"there must be H >= 1 negatives per anchor, got H={H}")
     if H is not None and loss in SINGLE_NEGATIVE and H != 1:
         raise ValueError(f"loss={loss!r} takes exactly H=1 negative per anchor, got H={H}; "
                          f"use loss='infonce' for several negatives")
@@ -107,17 +123,30 @@ def check_loss(loss, tau=1.0, H=None):
 
 def pair_weights(r_pos, r_neg, loss="infonce", tau=1.0, margin=0.0):
     """``ξ_k = -dL/dr_k`` (N, H) and ``dL/dr_pos`` (N,): the weights the covariance operator uses."""
-    fn = check_loss(loss, tau, r_neg.shape[1])
+    fn = check_loss(loss, tau, r_neg.shape[1], margin)
+    check_scale("r_pos, r_neg", r_pos, r_neg)
     _, d_pos, d_neg = fn(r_pos, r_neg, float(tau), float(margin))
     return -d_neg, d_pos
 
 
 # ----------------------------------------------------------------------------- distances and chain
+def check_scale(name, *parts, factor=1.0):
+    """``ValueError`` unless ``factor * Σ parts`` (half squared distances, or squares that
+    bound them) is finite: the embeddings ``name`` are too large for float64 (module
+    docstring, "Range")."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = factor * sum(float(p.sum()) for p in parts)
+    if not math.isfinite(total):
+        raise ValueError(f"{name} are too large: their half squared distances, summed over the "
+                         "batch, overflow float64; rescale the embeddings (|z| below ~1e150)")
+
+
 def distances(z, z_pos, z_neg):
     """``r_pos`` (N,) and ``r_neg`` (N, H) for ``z, z_pos`` (N, d) and ``z_neg`` (N, H, d)."""
     dp = z - z_pos
     dn = z[:, None, :] - z_neg
-    return 0.5 * (dp * dp).sum(-1), 0.5 * (dn * dn).sum(-1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return 0.5 * (dp * dp).sum(-1), 0.5 * (dn * dn).sum(-1)
 
 
 def chain_triples(z, z_pos, z_neg, c_pos, c_neg):
@@ -149,8 +178,9 @@ def chain_gram(Z, C):
 
 # ----------------------------------------------------------------------------- public entry points
 def check_embeddings(z, z_pos, z_neg):
-    if z.ndim != 2:
-        raise ValueError(f"z must have shape (N, d), got {tuple(z.shape)}")
+    """``z_neg`` as (N, H, d) after checking shapes (N, H, d >= 1) and finiteness."""
+    if z.ndim != 2 or min(z.shape) < 1:
+        raise ValueError(f"z must have shape (N, d) with N, d >= 1, got {tuple(z.shape)}")
     if z_pos.shape != z.shape:
         raise ValueError(f"z_pos must have the shape of z {tuple(z.shape)}, got {tuple(z_pos.shape)}")
     if z_neg.ndim == 2:
@@ -158,6 +188,9 @@ def check_embeddings(z, z_pos, z_neg):
     if z_neg.ndim != 3 or z_neg.shape[0] != z.shape[0] or z_neg.shape[2] != z.shape[1]:
         raise ValueError(f"z_neg must have shape (N, H, d) = ({z.shape[0]}, H, {z.shape[1]}), "
                          f"got {tuple(z_neg.shape)}")
+    if z_neg.shape[1] < 1:
+        raise ValueError(f"z_neg must hold H >= 1 negatives per anchor, got shape "
+                         f"{tuple(z_neg.shape)}")
     xp = array_module(z)
     for name, a in (("z", z), ("z_pos", z_pos), ("z_neg", z_neg)):
         if not bool(xp.isfinite(a).all()):
@@ -177,8 +210,9 @@ def contrastive_loss(z, z_pos, z_neg, loss="infonce", tau=1.0, margin=0.0,
     z, z_pos, z_neg_in = xp.asarray(z), xp.asarray(z_pos), xp.asarray(z_neg)
     z_neg = check_embeddings(z, z_pos, z_neg_in)
     N, H = z_neg.shape[:2]
-    fn = check_loss(loss, tau, H)
+    fn = check_loss(loss, tau, H, margin)
     r_pos, r_neg = distances(z, z_pos, z_neg)
+    check_scale("z, z_pos, z_neg", r_pos, r_neg)
     L, d_pos, d_neg = fn(r_pos, r_neg, float(tau), float(margin))
     dz, dzp, dzn = chain_triples(z, z_pos, z_neg, d_pos / N, d_neg / N)
     out = (float(L.mean()), (dz, dzp, dzn.reshape(z_neg_in.shape)))
@@ -194,23 +228,25 @@ def simclr_weights(Z, loss="infonce", tau=1.0, margin=0.0):
     and the mean negative distance. ``kernels.losses.simclr_weights`` is its twin.
     """
     xp = array_module(Z)
-    B = Z.shape[0]
-    N = B // 2
-    fn = check_loss(loss, tau, B - 2)
+    nB = Z.shape[0]
+    N = nB // 2
+    fn = check_loss(loss, tau, nB - 2, margin)
+    with np.errstate(over="ignore"):
+        check_scale("z1, z2", Z * Z, factor=nB)            # bounds the sum of all r_ij
     R = gram_distances(Z)                                  # (2N, 2N)
-    idx = xp.arange(B)
-    partner = (idx + N) % B
+    idx = xp.arange(nB)
+    partner = (idx + N) % nB
     r_pos = R[idx, partner]                                # (2N,)
     # negatives: every j other than i and partner(i), in increasing j
-    keep = xp.ones((B, B), dtype=bool)
+    keep = xp.ones((nB, nB), dtype=bool)
     keep[idx, idx] = False
     keep[idx, partner] = False
-    cols = xp.nonzero(keep)[1].reshape(B, B - 2)           # (2N, 2N-2)
+    cols = xp.nonzero(keep)[1].reshape(nB, nB - 2)         # (2N, 2N-2)
     r_neg = xp.take_along_axis(R, cols, axis=1)
     L, d_pos, d_neg = fn(r_pos, r_neg, float(tau), float(margin))
-    C = xp.zeros((B, B), dtype=Z.dtype)                    # C_ij = dL_i/dr_ij / B
-    C[idx, partner] = d_pos / B
-    C[idx[:, None], cols] = d_neg / B
+    C = xp.zeros((nB, nB), dtype=Z.dtype)                  # C_ij = dL_i/dr_ij / B
+    C[idx, partner] = d_pos / nB
+    C[idx[:, None], cols] = d_neg / nB
     return L, C, r_pos, float(r_neg.mean())
 
 
@@ -275,11 +311,14 @@ def byol_loss(p, zt, normalize=True, symmetric=True):
 def collapsed_loss(loss="infonce", tau=1.0, H=1, margin=0.0):
     """The loss of a collapsed embedding (every input mapped to one point: ``r_+ = r_k = 0``):
     simple 0, soft triplet ``τ log(1 + e^{r_0/τ})``, InfoNCE ``τ log(1 + H)``."""
-    fn = check_loss(loss, tau, H)
-    return float(fn(np.zeros(1), np.zeros((1, int(H))), float(tau), float(margin))[0][0])
+    H = B.check_int("H", H, 1, MAX_CURVE_NEGATIVES)
+    fn = check_loss(loss, tau, H, margin)
+    return float(fn(np.zeros(1), np.zeros((1, H)), float(tau), float(margin))[0][0])
 
 
 LOSS_VARIABLES = ("r_pos", "r_neg", "tau")
+MAX_CURVE_NEGATIVES = 1 << 16     # H of collapsed_loss and loss_curves
+MAX_CURVE_POINTS = 1 << 16        # n of loss_curves
 THREE_LOSSES = ("simple", "soft_triplet", "infonce")
 
 
@@ -291,17 +330,22 @@ def loss_curves(vary="r_pos", *, r_pos=1.0, r_neg=1.0, tau=1.0, margin=0.0, H=1,
     Returns ``(t, {loss: (L, dL/dr_pos, xi)})`` with every array (n,). Only InfoNCE takes
     ``H`` negatives; the others are defined with H = 1.
     """
-    if vary not in LOSS_VARIABLES:
-        raise ValueError(f"vary must be one of {LOSS_VARIABLES}, got {vary!r}")
+    B.check_choice("vary", vary, LOSS_VARIABLES)
+    r_pos, r_neg = B.check_real("r_pos", r_pos, 0), B.check_real("r_neg", r_neg, 0)
+    tau, margin = B.check_real("tau", tau, TAU_MIN), B.check_real("margin", margin)
+    H, n = B.check_int("H", H, 1, MAX_CURVE_NEGATIVES), B.check_int("n", n, 2, MAX_CURVE_POINTS)
+    lo = None if lo is None else B.check_real("lo", lo)
+    hi = None if hi is None else B.check_real("hi", hi)
     if vary == "tau":
         lo, hi = (0.05 if lo is None else lo), (5.0 if hi is None else hi)
-        if not 0 < lo < hi:
-            raise ValueError(f"tau range must satisfy 0 < lo < hi, got lo={lo}, hi={hi}")
+        if not TAU_MIN <= lo < hi:
+            raise ValueError(f"tau range must satisfy {TAU_MIN:g} <= lo < hi, got lo={lo}, "
+                             f"hi={hi}")
     else:
         lo, hi = (0.0 if lo is None else lo), (4.0 if hi is None else hi)
         if not 0 <= lo < hi:
             raise ValueError(f"{vary} range must satisfy 0 <= lo < hi, got lo={lo}, hi={hi}")
-    t = np.linspace(lo, hi, int(n))                                   # (n,)
+    t = np.linspace(lo, hi, n)                                        # (n,)
     out = {}
     for name in losses:
         h = int(H) if name == "infonce" else 1

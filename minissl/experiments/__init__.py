@@ -11,16 +11,28 @@ every training step), and returns its records (see ``optim``).
 | ``covariance``| ``CovarianceConfig``, ``covariance_experiment``                          |
 | ``byol``      | ``run_ablation``, ``byol_ablation``, ``linear_regime``,                  |
 |               | ``trace_implicit_contrastive``, ``predictor_alignment``, doc figures    |
+| ``selectivity``| ``SelectivityConfig``, ``selectivity_experiment`` (luck: amplification  |
+|               | of initial selectivity, OP directions), seeds, table, ``unit_view``     |
+| ``acceleration``| ``AccelerationConfig``, ``acceleration_experiment`` (top layer frozen /|
+|               | trained / scaled), ``linear_acceleration``                              |
+| ``probe``     | ``hltm_probe``, ``cluster_probe``, ``probe_rows``, ``probe_view``        |
 """
 import importlib
 
 _NAMES = {
-    "byol": ("DATASETS", "ablation_table", "byol_ablation", "byol_doc_figures",
-             "linear_regime", "make_source", "predictor_alignment", "run_ablation",
-             "trace_implicit_contrastive"),
+    "byol": ("DATASETS", "ablation_cost", "ablation_grid", "ablation_table", "byol_ablation",
+             "byol_doc_figures", "linear_regime", "make_source", "predictor_alignment",
+             "run_ablation", "trace_implicit_contrastive"),
     "covariance": ("CovarianceConfig", "covariance_experiment"),
     "hltm": ("PRESETS", "HLTMConfig", "eval_set", "hltm_experiment", "run_sweep",
              "sweep_configs", "sweep_one", "sweep_table"),
+    # -- luck matters: selectivity amplification, top-layer acceleration, probes
+    "acceleration": ("ARMS", "AccelerationConfig", "acceleration_experiment",
+                     "acceleration_rows", "linear_acceleration"),
+    "probe": ("PROBE_TARGETS", "cluster_probe", "hltm_probe", "probe_rows", "probe_view"),
+    "selectivity": ("SelectivityConfig", "run_selectivity_seeds", "selectivity_cost",
+                    "selectivity_experiment", "selectivity_summary", "selectivity_table",
+                    "unit_view"),
 }
 _MODULE_OF = {name: module for module, names in _NAMES.items() for name in names}
 __all__ = [name for names in _NAMES.values() for name in names]
