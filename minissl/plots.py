@@ -2,15 +2,18 @@
 
 Figures only: every builder takes the numbers to draw (computed by ``experiments``,
 ``losses`` or ``metrics``) and returns a ``matplotlib.figure.Figure``; callers that are done
-with one close it with ``close(fig)`` so a server does not leak memory.
+with one close it with ``close(fig)`` so a server does not leak memory. Matplotlib is imported
+when the first figure is built (a command that draws nothing does not pay for it).
 """
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.collections import LineCollection
-from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 LOSS_LABELS = {"simple": "simple  $r_+ - r_-$",
                "soft_triplet": "soft triplet",
@@ -33,6 +36,7 @@ def to_png(fig: Figure, dpi: int = 100) -> bytes:
 
 
 def _figure(w=6.0, h=3.6):
+    from matplotlib.figure import Figure
     return Figure(figsize=(w, h), layout="constrained")
 
 
@@ -86,6 +90,7 @@ def tree_figure(num_children, depth, corr, polarity, *, title=None, label_limit=
                 ax.text(mx, my, f"{rho[i]:+.2f}", fontsize=6.5, ha="center", va="center",
                         color=colors[-len(xs) + i],
                         bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none", alpha=0.8))
+    from matplotlib.collections import LineCollection
     ax.add_collection(LineCollection(segs, colors=colors, linewidths=widths, zorder=1))
     cmap = "viridis"
     sc = None

@@ -709,3 +709,22 @@ def test_cupy_tree_training_matches_numpy():
     ha = train(minissl.tree_network(tree, 4, seed=1), tree, **cfg)["loss"]
     hb = train(minissl.tree_network(tree, 4, seed=1, backend="cupy"), tree, **cfg)["loss"]
     np.testing.assert_allclose(hb, ha, rtol=1e-9)
+
+
+@pytest.mark.parametrize("kind", ["tree", "dense"])
+def test_compiled_steps_see_overflowing_outputs_like_the_reference(kind):
+    """Finite outputs whose squares overflow (``train.finite_output``): the reference and the
+    compiled steps both return NaN and no gradients."""
+    if kind == "tree":
+        tree, _, net = ref_tree()
+        batch = tree.triples(6, np.random.default_rng(0))
+    else:
+        net = ReLUNet([5, 4, 3], backend="numba", seed=0)
+        rng = np.random.default_rng(0)
+        batch = (rng.random((6, 5)), rng.random((6, 5)), rng.random((6, 1, 5)))
+    net.weights[-1][...] *= 1e160
+    cfg = TrainConfig(loss="infonce", tau=0.5)
+    want = loss_and_grads(net.copy(backend="numpy"), batch, cfg)
+    got = gradient_step(net, cfg)(batch)
+    assert math.isnan(want[0]) and want[3] is None
+    assert math.isnan(got[0]) and got[3] is None

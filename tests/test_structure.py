@@ -16,7 +16,8 @@ MODULES = sorted(PKG.rglob("*.py"))
 # imported inside functions on purpose: optional (cupy, gradio, torch) or only needed on some
 # paths and slow to import (the cold start of `python -m minissl`, docs/performance.md)
 LAZY_OK = {"cupy", "cupyx", "torch", "gradio", "joblib", "tqdm", "threadpoolctl",
-           "scipy", "importlib", "contextlib", "dask", "distributed", "sklearn", "numba"}
+           "scipy", "importlib", "contextlib", "dask", "distributed", "sklearn", "numba",
+           "matplotlib"}
 MAX_FUNCTION_LINES = 60
 
 

@@ -293,9 +293,11 @@ def _layer_view(buf, aoffs, ncmax, l, n, nc):
 
 
 @njit(cache=True)
-def _forward_chunk(Ws, cols, cnts, x, x_pos, x_neg, a0, a1, buf, aoffs, ncmax, r_pos, r_neg):
+def _forward_chunk(Ws, cols, cnts, x, x_pos, x_neg, a0, a1, buf, aoffs, ncmax, r_pos, r_neg,
+                   big):
     """Forward of one chunk's views and their distances ``r_pos[a]``, ``r_neg[a, k]``.
-    Returns False when the output is not finite."""
+    Returns False when the output is not finite, or its squares sum (in float64) past
+    ``big`` (the dtype's largest value) or overflow times 1 + H (``train.finite_output``)."""
     L = len(Ws)
     nb = a1 - a0
     H = x_neg.shape[1]
@@ -315,10 +317,14 @@ def _forward_chunk(Ws, cols, cnts, x, x_pos, x_neg, a0, a1, buf, aoffs, ncmax, r
         _gather_axpy(Ws[l], cols[l], cnts[l], f, g, l < L - 1)    # f_l = relu(g_l), gate f_l > 0
         f = g
     d = f.shape[0]
-    for i in range(d):
+    sq = 0.0                                                 # train.finite_output: the
+    for i in range(d):                                       # squares bound the distances
         for n in range(nc):
             if not np.isfinite(f[i, n]):
                 return False
+            sq += float(f[i, n]) * float(f[i, n])
+    if not (math.isfinite((1 + H) * sq) and sq <= big):
+        return False
     for a in range(nb):
         s = 0.0
         for i in range(d):
@@ -453,13 +459,13 @@ def loss_weights(r_pos, r_neg, code, tau, margin, c_pos, c_neg, a0, a1):
 
 @njit(cache=True)
 def _chunk_step(Ws, cols, cnts, colsT, cntsT, x, x_pos, x_neg, code, tau, margin, acts, aoffs,
-                ncmax, goffs, part, scratch, r_pos, r_neg, c_pos, c_neg, stats, c):
+                ncmax, goffs, part, scratch, r_pos, r_neg, c_pos, c_neg, stats, c, big):
     """Forward, per-anchor loss weights and backward of chunk c (losses other than
     ``ref_nce``): writes ``stats[c] = (sum L, sum r_pos, sum r_neg, finite)``."""
     N = x.shape[0]
     a0, a1 = _chunk_bounds(N, acts.shape[0], c)
     if not _forward_chunk(Ws, cols, cnts, x, x_pos, x_neg, a0, a1, acts[c], aoffs, ncmax,
-                          r_pos, r_neg):
+                          r_pos, r_neg, big):
         stats[c, 3] = 0.0
         return
     sL, sp, sn = loss_weights(r_pos, r_neg, code, tau, margin, c_pos, c_neg, a0, a1)
@@ -474,7 +480,7 @@ def _chunk_step(Ws, cols, cnts, colsT, cntsT, x, x_pos, x_neg, code, tau, margin
 
 @njit(cache=True)
 def _fused_serial(Ws, cols, cnts, colsT, cntsT, x, x_pos, x_neg, code, tau, margin, acts,
-                  aoffs, ncmax, goffs, part, scratch, dWs):
+                  aoffs, ncmax, goffs, part, scratch, dWs, big):
     """The whole step: forward, distances, loss weights, backward, gradients, over the
     ``acts.shape[0]`` chunks of anchors one after the other.
     Returns ``(mean L, mean r_pos, mean r_neg, finite)``."""
@@ -491,7 +497,7 @@ def _fused_serial(Ws, cols, cnts, colsT, cntsT, x, x_pos, x_neg, code, tau, marg
         for c in range(nchunks):
             a0, a1 = _chunk_bounds(N, nchunks, c)
             if not _forward_chunk(Ws, cols, cnts, x, x_pos, x_neg, a0, a1, acts[c], aoffs,
-                                  ncmax, r_pos, r_neg):
+                              ncmax, r_pos, r_neg, big):
                 return np.nan, np.nan, np.nan, False
         sL, sp, sn = loss_weights(r_pos, r_neg, code, tau, margin, c_pos, c_neg, 0, N)
         part[:, :] = 0.0
@@ -502,7 +508,8 @@ def _fused_serial(Ws, cols, cnts, colsT, cntsT, x, x_pos, x_neg, code, tau, marg
     else:
         for c in range(nchunks):
             _chunk_step(Ws, cols, cnts, colsT, cntsT, x, x_pos, x_neg, code, tau, margin, acts,
-                        aoffs, ncmax, goffs, part, scratch, r_pos, r_neg, c_pos, c_neg, stats, c)
+                        aoffs, ncmax, goffs, part, scratch, r_pos, r_neg, c_pos, c_neg, stats, c,
+                        big)
             if stats[c, 3] == 0:
                 return np.nan, np.nan, np.nan, False
         sL, sp, sn = stats[:, 0].sum(), stats[:, 1].sum(), stats[:, 2].sum()
@@ -512,7 +519,7 @@ def _fused_serial(Ws, cols, cnts, colsT, cntsT, x, x_pos, x_neg, code, tau, marg
 
 @njit(cache=True, parallel=True)
 def _fused_parallel(Ws, cols, cnts, colsT, cntsT, x, x_pos, x_neg, code, tau, margin, acts,
-                    aoffs, ncmax, goffs, part, scratch, dWs):
+                    aoffs, ncmax, goffs, part, scratch, dWs, big):
     """``_fused_serial`` with the chunks run in parallel (``prange``); per-anchor losses need
     one parallel region, ``ref_nce`` two (its weights need every anchor's distances)."""
     N = x.shape[0]
@@ -529,7 +536,7 @@ def _fused_parallel(Ws, cols, cnts, colsT, cntsT, x, x_pos, x_neg, code, tau, ma
         for c in prange(nchunks):
             a0, a1 = _chunk_bounds(N, nchunks, c)
             ok[c] = _forward_chunk(Ws, cols, cnts, x, x_pos, x_neg, a0, a1, acts[c], aoffs,
-                                   ncmax, r_pos, r_neg)
+                              ncmax, r_pos, r_neg, big)
         if not ok.all():
             return np.nan, np.nan, np.nan, False
         sL, sp, sn = loss_weights(r_pos, r_neg, code, tau, margin, c_pos, c_neg, 0, N)
@@ -541,7 +548,8 @@ def _fused_parallel(Ws, cols, cnts, colsT, cntsT, x, x_pos, x_neg, code, tau, ma
     else:
         for c in prange(nchunks):
             _chunk_step(Ws, cols, cnts, colsT, cntsT, x, x_pos, x_neg, code, tau, margin, acts,
-                        aoffs, ncmax, goffs, part, scratch, r_pos, r_neg, c_pos, c_neg, stats, c)
+                        aoffs, ncmax, goffs, part, scratch, r_pos, r_neg, c_pos, c_neg, stats, c,
+                        big)
         if not (stats[:, 3] > 0).all():
             return np.nan, np.nan, np.nan, False
         sL, sp, sn = stats[:, 0].sum(), stats[:, 1].sum(), stats[:, 2].sum()
@@ -611,7 +619,7 @@ class FusedStep:
         Lm, rp, rn, ok = fn(Ws, self.cols, self.cnts, self.colsT, self.cntsT, x, x_pos,
                             np.ascontiguousarray(x_neg), LOSS_CODES[loss], float(tau),
                             float(margin), acts, self.aoffs, ncmax, self.goffs, part, scratch,
-                            dWs)
+                            dWs, float(np.finfo(self.dtype).max))
         if not ok:
             return math.nan, math.nan, math.nan, None
         return float(Lm), float(rp), float(rn), list(dWs)

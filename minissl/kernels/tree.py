@@ -51,7 +51,7 @@ FAST = {"reassoc", "contract", "arcp", "nsz"}
 
 # What the compiled functions take, grouped (numba passes named tuples by value, typed once):
 Net = namedtuple("Net", "Ws bs Ks pat")      # dense weights, biases, K_l, layers 1-2 may collapse
-Loss = namedtuple("Loss", "code tau margin normalize eps")
+Loss = namedtuple("Loss", "code tau margin normalize eps big")   # big: the dtype's max
 Work = namedtuple("Work", "acts ind Y dY tmp pre A2 b2 T S tf r_pos r_neg c_pos c_neg dWs "
                    "dbs")
 
@@ -365,17 +365,21 @@ def leaf_grads(W2, c, pre, T, db2, dW2, dW1, db1, S, tf):
 
 # ----------------------------------------------------------------------------- the output
 @njit(cache=True, fastmath=FAST)
-def top_forward(Z, Y, normalize, eps, N, H, r_pos, r_neg, nrm):
+def top_forward(Z, Y, normalize, eps, N, H, r_pos, r_neg, nrm, big):
     """The outputs' side of the forward: ``Y = Z / (||Z|| + eps)`` per view (``normalize``;
     ``nrm`` (V,) gets ||Z||), the distances ``r_pos[a] = ½||y_a - y_{N+a}||²`` and
     ``r_neg[a, k] = ½||y_a - y_{2N+aH+k}||²`` (y = Z without normalisation). Returns False
-    (and writes nothing) when Z is not finite. Loops run over views, innermost."""
+    (and writes nothing) when Z is not finite or its squares, summed in float64, pass ``big``
+    (the dtype's largest value) or overflow times 1 + H (``train.finite_output``). Loops run
+    over views, innermost."""
     d, V = Z.shape
     bad = False
+    sq = 0.0
     for i in range(d):
         for n in range(V):
             bad |= not np.isfinite(Z[i, n])
-    if bad:
+            sq += float(Z[i, n]) * float(Z[i, n])
+    if bad or not (math.isfinite((1 + H) * sq) and sq <= big):
         return False
     Yv = Y if normalize else Z
     if normalize:
@@ -473,7 +477,8 @@ def step_core(net, loss, w, N, H, first, normalize, wstride):
     L = len(Ws)
     for l in range(first, L):
         forward_layer(Ws[l], bs[l], Ks[l], wstride * Ks[l], acts[l], acts[l + 1], l < L - 1)
-    if not top_forward(acts[L], w.Y, normalize, loss.eps, N, H, w.r_pos, w.r_neg, w.tmp[0]):
+    if not top_forward(acts[L], w.Y, normalize, loss.eps, N, H, w.r_pos, w.r_neg, w.tmp[0],
+                       loss.big):
         return np.nan, np.nan, np.nan, False
     sL, sp, sn = loss_weights(w.r_pos, w.r_neg, loss.code, loss.tau, loss.margin, w.c_pos,
                               w.c_neg, N - N, N)
@@ -634,7 +639,8 @@ class _Grouped:
         return self.work
 
     def loss(self, loss, tau, margin):
-        return Loss(LOSS_CODES[loss], float(tau), float(margin), *self.norm)
+        return Loss(LOSS_CODES[loss], float(tau), float(margin), *self.norm,
+                    float(np.finfo(self.net.Ws[0].dtype).max))
 
 
 class TreeStep(_Grouped):
