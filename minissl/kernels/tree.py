@@ -62,8 +62,8 @@ def forward_layer(W, b, K, wstride, src, dst, relu):
     """``dst[r, :] = b[r] + sum_k w[r, k] src[j K + k, :]`` for unit r = j h + o of group j,
     then ``max(., 0)`` if ``relu``; ``w[r, k] = W[r, j wstride + k]``: ``wstride = K`` for the
     dense masked (n_out, n_in) matrix, 0 for compact (n_out, K) weights. ``src`` (n_in, V),
-    ``dst`` (n_out, V). The first four inputs write a row, then eight (or four, or one) at a
-    time accumulate, so each row is read and written once per several inputs."""
+    ``dst`` (n_out, V). The first four inputs write a row, then eight (or four, two, one) at
+    a time accumulate, so each row is read and written once per several inputs."""
     n_out, V = dst.shape
     G = src.shape[0] // K
     h = n_out // G
@@ -107,12 +107,17 @@ def forward_layer(W, b, K, wstride, src, dst, relu):
                 for n in range(V):
                     d[n] += (w0 * s0[n] + w1 * s1[n]) + (w2 * s2[n] + w3 * s3[n])
                 k += 4
-            while k < K:
+            while k + 2 <= K:
+                w0, w1 = W[r, wo + k], W[r, wo + k + 1]
+                s0, s1 = src[base + k], src[base + k + 1]
+                for n in range(V):
+                    d[n] += w0 * s0[n] + w1 * s1[n]
+                k += 2
+            if k < K:
                 w0 = W[r, wo + k]
                 s0 = src[base + k]
                 for n in range(V):
                     d[n] += w0 * s0[n]
-                k += 1
             if relu:
                 for n in range(V):
                     d[n] = max(d[n], zero)
@@ -126,37 +131,27 @@ def backward_layer(W, K, wstride, f, delta, dW, db, want_prev, tmp):
     ``W`` as in ``forward_layer`` (read only with ``want_prev``), ``f`` (n_in, V) the layer's
     input (post-ReLU), ``delta`` (n_out, V); ``dW`` (n_out, K) and ``db`` (n_out,) written;
     ``tmp`` (2, V) scratch. The weight gradient takes eight dot products at a time (two delta
-    rows x four inputs share their loads), the input gradient two input rows at a time."""
+    rows x four inputs share their loads; then the remaining inputs, and an odd last row,
+    one at a time); the input gradient two input rows at a time, four delta rows per pass."""
     n_out, V = delta.shape
     G = f.shape[0] // K
     h = n_out // G
     zero = np.zeros(1, dW.dtype)[0]
     for j in range(G):
         base = j * K
-        wo = j * wstride
         r0 = j * h
-        for r in range(r0, r0 + h):
-            db[r] = zero
-            for k in range(K):
-                dW[r, k] = zero
         for r in range(r0, r0 + h):
             d = delta[r]
             sb = zero
             for n in range(V):
                 sb += d[n]
-            db[r] += sb
-        r = r0
-        while r < r0 + h:
-            two = r + 1 < r0 + h
+            db[r] = sb
+        for r in range(r0, r0 + h, 2):
             da = delta[r]
-            dc = delta[r + 1] if two else da
+            dc = delta[min(r + 1, r0 + h - 1)]                # an odd last row: twice
             k = 0
-            while k < K:
-                m = min(4, K - k)
-                f0 = f[base + k]
-                f1 = f[base + k + min(1, m - 1)]
-                f2 = f[base + k + min(2, m - 1)]
-                f3 = f[base + k + min(3, m - 1)]
+            while k + 4 <= K:
+                f0, f1, f2, f3 = f[base + k], f[base + k + 1], f[base + k + 2], f[base + k + 3]
                 a0 = zero
                 a1 = zero
                 a2 = zero
@@ -178,58 +173,66 @@ def backward_layer(W, K, wstride, f, delta, dW, db, want_prev, tmp):
                     c1 += dc[n] * x1
                     c2 += dc[n] * x2
                     c3 += dc[n] * x3
-                for q, (a, c) in enumerate(((a0, c0), (a1, c1), (a2, c2), (a3, c3))):
-                    if q < m:
-                        dW[r, k + q] += a
-                        if two:
-                            dW[r + 1, k + q] += c
-                k += m
-            r += 2
+                dW[r, k] = a0
+                dW[r, k + 1] = a1
+                dW[r, k + 2] = a2
+                dW[r, k + 3] = a3
+                if r + 1 < r0 + h:
+                    dW[r + 1, k] = c0
+                    dW[r + 1, k + 1] = c1
+                    dW[r + 1, k + 2] = c2
+                    dW[r + 1, k + 3] = c3
+                k += 4
+            while k < K:
+                f0 = f[base + k]
+                a0 = zero
+                c0 = zero
+                for n in range(V):
+                    a0 += da[n] * f0[n]
+                    c0 += dc[n] * f0[n]
+                dW[r, k] = a0
+                if r + 1 < r0 + h:
+                    dW[r + 1, k] = c0
+                k += 1
         if not want_prev:
             continue
-        t0r = tmp[0]
-        t1r = tmp[1]
-        k = 0
-        while k < K:
-            kb = k + 1 if k + 1 < K else k               # a pair of inputs k, kb
+        wo = j * wstride
+        t0 = tmp[0]
+        t1 = tmp[1]
+        for k in range(0, K, 2):
+            kb = min(k + 1, K - 1)                           # a pair of inputs k, kb
             for n in range(V):
-                t0r[n] = zero
-                t1r[n] = zero
+                t0[n] = zero
+                t1[n] = zero
             o = 0
-            while o < h:
-                m = min(4, h - o)
+            while o + 4 <= h:
                 ra = r0 + o
-                rb = r0 + o + min(1, m - 1)
-                rc = r0 + o + min(2, m - 1)
-                rd = r0 + o + min(3, m - 1)
-                w0 = W[ra, wo + k]
-                w1 = W[rb, wo + k] if m > 1 else zero
-                w2 = W[rc, wo + k] if m > 2 else zero
-                w3 = W[rd, wo + k] if m > 3 else zero
-                v0 = W[ra, wo + kb]
-                v1 = W[rb, wo + kb] if m > 1 else zero
-                v2 = W[rc, wo + kb] if m > 2 else zero
-                v3 = W[rd, wo + kb] if m > 3 else zero
-                d0 = delta[ra]
-                d1 = delta[rb]
-                d2 = delta[rc]
-                d3 = delta[rd]
+                w0, w1, w2, w3 = W[ra, wo + k], W[ra + 1, wo + k], W[ra + 2, wo + k], \
+                    W[ra + 3, wo + k]
+                v0, v1, v2, v3 = W[ra, wo + kb], W[ra + 1, wo + kb], W[ra + 2, wo + kb], \
+                    W[ra + 3, wo + kb]
+                d0, d1, d2, d3 = delta[ra], delta[ra + 1], delta[ra + 2], delta[ra + 3]
                 for n in range(V):
                     e0 = d0[n]
                     e1 = d1[n]
                     e2 = d2[n]
                     e3 = d3[n]
-                    t0r[n] += (w0 * e0 + w1 * e1) + (w2 * e2 + w3 * e3)
-                    t1r[n] += (v0 * e0 + v1 * e1) + (v2 * e2 + v3 * e3)
-                o += m
+                    t0[n] += (w0 * e0 + w1 * e1) + (w2 * e2 + w3 * e3)
+                    t1[n] += (v0 * e0 + v1 * e1) + (v2 * e2 + v3 * e3)
+                o += 4
+            while o < h:
+                w0, v0, d0 = W[r0 + o, wo + k], W[r0 + o, wo + kb], delta[r0 + o]
+                for n in range(V):
+                    t0[n] += w0 * d0[n]
+                    t1[n] += v0 * d0[n]
+                o += 1
             fa = f[base + k]
-            for n in range(V):                      # the gate f > 0 (f = relu(g))
-                fa[n] = t0r[n] if fa[n] > 0 else zero
+            for n in range(V):                               # the gate f > 0 (f = relu(g))
+                fa[n] = t0[n] if fa[n] > 0 else zero
             if kb != k:
                 fb = f[base + kb]
                 for n in range(V):
-                    fb[n] = t1r[n] if fb[n] > 0 else zero
-            k += 2
+                    fb[n] = t1[n] if fb[n] > 0 else zero
 
 
 # ----------------------------------------------------------------------------- layers 1-2
