@@ -69,16 +69,20 @@ def row_structure(mask):
 
 
 # ----------------------------------------------------------------------------- layer kernels
-@njit(cache=True, inline="always")
-def _w(W, i, j, trans):
-    """``W[i, j]``, or ``W[j, i]`` when ``trans``."""
-    return W[j, i] if trans else W[i, j]
+@njit(cache=True)
+def compact_rows(W, cols, cnt, out, trans):
+    """``out[i, k] = W[i, cols[i, k]]`` for ``k < cnt[i]`` (a masked layer's live weights,
+    row by row), or ``W[cols[i, k], i]`` when ``trans`` (those of the transposed product, from
+    the transposed structure)."""
+    for i in range(out.shape[0]):
+        for k in range(cnt[i]):
+            out[i, k] = W[cols[i, k], i] if trans else W[i, cols[i, k]]
 
 
 @njit(cache=True, fastmath=True)
-def _gather_axpy(W, cols, cnt, src, dst, relu=False, trans=False):
-    """``dst[i, :] = sum_k w_ik src[cols[i, k], :]`` with ``w_ik = W[i, cols[i, k]]``, or
-    ``W[cols[i, k], i]`` when ``trans`` (the transposed product), then ``max(., 0)`` if ``relu``.
+def _gather_axpy(w, cols, cnt, src, dst, relu):
+    """``dst[i, :] = sum_k w[i, k] src[cols[i, k], :]`` (``w`` the compact live weights,
+    ``compact_rows``), then ``max(., 0)`` if ``relu``.
 
     The sum over k is unrolled (the first four inputs write the row, then eight, four, two or
     one at a time accumulate) so that each ``dst`` row is read and written once per several
@@ -97,10 +101,10 @@ def _gather_axpy(W, cols, cnt, src, dst, relu=False, trans=False):
         j1 = cols[i, 1] if m > 1 else j0
         j2 = cols[i, 2] if m > 2 else j0
         j3 = cols[i, 3] if m > 3 else j0
-        w0 = _w(W, i, cols[i, 0], trans)
-        w1 = _w(W, i, cols[i, 1], trans) if m > 1 else zero
-        w2 = _w(W, i, cols[i, 2], trans) if m > 2 else zero
-        w3 = _w(W, i, cols[i, 3], trans) if m > 3 else zero
+        w0 = w[i, 0]
+        w1 = w[i, 1] if m > 1 else zero
+        w2 = w[i, 2] if m > 2 else zero
+        w3 = w[i, 3] if m > 3 else zero
         last = relu and c == m
         for n in range(N):
             v = (w0 * src[j0, n] + w1 * src[j1, n]) + (w2 * src[j2, n] + w3 * src[j3, n])
@@ -109,8 +113,8 @@ def _gather_axpy(W, cols, cnt, src, dst, relu=False, trans=False):
         while k + 8 <= c:
             j0, j1, j2, j3 = cols[i, k], cols[i, k + 1], cols[i, k + 2], cols[i, k + 3]
             j4, j5, j6, j7 = cols[i, k + 4], cols[i, k + 5], cols[i, k + 6], cols[i, k + 7]
-            w0, w1, w2, w3 = _w(W, i, cols[i, k], trans), _w(W, i, cols[i, k + 1], trans), _w(W, i, cols[i, k + 2], trans), _w(W, i, cols[i, k + 3], trans)
-            w4, w5, w6, w7 = _w(W, i, cols[i, k + 4], trans), _w(W, i, cols[i, k + 5], trans), _w(W, i, cols[i, k + 6], trans), _w(W, i, cols[i, k + 7], trans)
+            w0, w1, w2, w3 = w[i, k], w[i, k + 1], w[i, k + 2], w[i, k + 3]
+            w4, w5, w6, w7 = w[i, k + 4], w[i, k + 5], w[i, k + 6], w[i, k + 7]
             for n in range(N):
                 dst[i, n] += ((w0 * src[j0, n] + w1 * src[j1, n])
                               + (w2 * src[j2, n] + w3 * src[j3, n])) \
@@ -118,20 +122,20 @@ def _gather_axpy(W, cols, cnt, src, dst, relu=False, trans=False):
             k += 8
         while k + 4 <= c:
             j0, j1, j2, j3 = cols[i, k], cols[i, k + 1], cols[i, k + 2], cols[i, k + 3]
-            w0, w1, w2, w3 = _w(W, i, cols[i, k], trans), _w(W, i, cols[i, k + 1], trans), _w(W, i, cols[i, k + 2], trans), _w(W, i, cols[i, k + 3], trans)
+            w0, w1, w2, w3 = w[i, k], w[i, k + 1], w[i, k + 2], w[i, k + 3]
             for n in range(N):
                 dst[i, n] += (w0 * src[j0, n] + w1 * src[j1, n]) + \
                     (w2 * src[j2, n] + w3 * src[j3, n])
             k += 4
         while k + 2 <= c:
             j0, j1 = cols[i, k], cols[i, k + 1]
-            w0, w1 = _w(W, i, cols[i, k], trans), _w(W, i, cols[i, k + 1], trans)
+            w0, w1 = w[i, k], w[i, k + 1]
             for n in range(N):
                 dst[i, n] += w0 * src[j0, n] + w1 * src[j1, n]
             k += 2
         if k < c:
             j0 = cols[i, k]
-            w0 = _w(W, i, cols[i, k], trans)
+            w0 = w[i, k]
             for n in range(N):
                 dst[i, n] += w0 * src[j0, n]
         if relu and c > 4:
@@ -143,7 +147,10 @@ def _gather_axpy(W, cols, cnt, src, dst, relu=False, trans=False):
 def masked_matmul_fm(W, cols, cnt, fT, gT):
     """``gT[i, :] = sum_k W[i, cols[i,k]] fT[cols[i,k], :]``: W (n_out, n_in), fT (n_in, N),
     gT (n_out, N) written in place (feature-major forward of a masked layer)."""
-    _gather_axpy(W, cols, cnt, fT, gT)
+    w = np.empty(cols.shape, W.dtype)
+    off = cnt.shape[0] < 0                                   # False, not a literal argument
+    compact_rows(W, cols, cnt, w, off)
+    _gather_axpy(w, cols, cnt, fT, gT, off)
 
 
 @njit(cache=True, fastmath=True)
@@ -153,7 +160,7 @@ def masked_grad_fm(dT, fT, cols, cnt, dW):
     dT (n_out, N), fT (n_in, N), dW (n_out, n_in) written in place (a masked ``delta.T @ f``).
     """
     dW[:, :] = 0.0
-    _grad_compact(dT, fT, cols, cnt, dW, True)
+    _grad_compact(dT, fT, cols, cnt, dW, cnt.shape[0] >= 0)    # True, not a literal
 
 
 @njit(cache=True, fastmath=True)
@@ -342,14 +349,15 @@ def _forward_chunk(Ws, cols, cnts, x, x_pos, x_neg, a0, a1, buf, aoffs, ncmax, r
 
 
 @njit(cache=True)
-def _backward_chunk(Ws, cols, cnts, colsT, cntsT, a0, a1, H, buf, aoffs, ncmax, c_pos, c_neg,
+def _backward_chunk(WTs, cols, cnts, colsT, cntsT, a0, a1, H, buf, aoffs, ncmax, c_pos, c_neg,
                     part, goffs, scratch):
     """Chain ``c_pos = dL/dr_pos / N``, ``c_neg = dL/dr_neg / N`` to the chunk's outputs
-    (``losses.chain_triples``), backward through the layers and add the compact weight
-    gradients ``dW[i, cols[i,k]]`` into ``part[goffs[l] + i*kmax + k]``.
+    (``losses.chain_triples``), backward through the layers (``WTs``: the compact weights of
+    the transposed products) and add the compact weight gradients ``dW[i, cols[i,k]]`` into
+    ``part[goffs[l] + i*kmax + k]``.
     ``scratch`` (2, max n_l * ncmax) holds the two deltas (preallocated: no page faults per
     step)."""
-    L = len(Ws)
+    L = len(WTs)
     nb = a1 - a0
     nc = nb * (2 + H)
     d = cols[L - 1].shape[0]
@@ -375,11 +383,11 @@ def _backward_chunk(Ws, cols, cnts, colsT, cntsT, a0, a1, H, buf, aoffs, ncmax, 
         n_in = cntsT[l].shape[0]
         fT = _layer_view(buf, aoffs, ncmax, l, n_in, nc)    # f_l (n_in, nc)
         g = part[goffs[l]:goffs[l] + n_out * kmax].reshape((n_out, kmax))
-        _grad_compact(dT, fT, cols[l], cnts[l], g, False)
+        _grad_compact(dT, fT, cols[l], cnts[l], g, l < 0)
         if l > 0:
             side = 1 - side
             nT = scratch[side, :n_in * nc].reshape((n_in, nc))
-            _gather_axpy(Ws[l], colsT[l], cntsT[l], dT, nT, False, True)
+            _gather_axpy(WTs[l], colsT[l], cntsT[l], dT, nT, l < 0)
             gate_fm(nT, fT)                                  # fT = relu(g_l): the same gate
             dT = nT
 
@@ -458,13 +466,13 @@ def loss_weights(r_pos, r_neg, code, tau, margin, c_pos, c_neg, a0, a1):
 
 
 @njit(cache=True)
-def _chunk_step(Ws, cols, cnts, colsT, cntsT, x, x_pos, x_neg, code, tau, margin, acts, aoffs,
-                ncmax, goffs, part, scratch, r_pos, r_neg, c_pos, c_neg, stats, c, big):
+def _chunk_step(Wc, WTc, cols, cnts, colsT, cntsT, x, x_pos, x_neg, code, tau, margin, acts,
+                aoffs, ncmax, goffs, part, scratch, r_pos, r_neg, c_pos, c_neg, stats, c, big):
     """Forward, per-anchor loss weights and backward of chunk c (losses other than
     ``ref_nce``): writes ``stats[c] = (sum L, sum r_pos, sum r_neg, finite)``."""
     N = x.shape[0]
     a0, a1 = _chunk_bounds(N, acts.shape[0], c)
-    if not _forward_chunk(Ws, cols, cnts, x, x_pos, x_neg, a0, a1, acts[c], aoffs, ncmax,
+    if not _forward_chunk(Wc, cols, cnts, x, x_pos, x_neg, a0, a1, acts[c], aoffs, ncmax,
                           r_pos, r_neg, big):
         stats[c, 3] = 0.0
         return
@@ -474,17 +482,20 @@ def _chunk_step(Ws, cols, cnts, colsT, cntsT, x, x_pos, x_neg, code, tau, margin
     stats[c, 2] = sn
     stats[c, 3] = 1.0
     part[c, :] = 0.0
-    _backward_chunk(Ws, cols, cnts, colsT, cntsT, a0, a1, x_neg.shape[1], acts[c], aoffs, ncmax,
+    _backward_chunk(WTc, cols, cnts, colsT, cntsT, a0, a1, x_neg.shape[1], acts[c], aoffs, ncmax,
                     c_pos, c_neg, part[c], goffs, scratch[c])
 
 
 @njit(cache=True)
-def _fused_serial(Ws, cols, cnts, colsT, cntsT, x, x_pos, x_neg, code, tau, margin, acts,
-                  aoffs, ncmax, goffs, part, scratch, dWs, big):
+def _fused_serial(Ws, Wc, WTc, cols, cnts, colsT, cntsT, x, x_pos, x_neg, code, tau, margin,
+                  acts, aoffs, ncmax, goffs, part, scratch, dWs, big):
     """The whole step: forward, distances, loss weights, backward, gradients, over the
     ``acts.shape[0]`` chunks of anchors one after the other.
     Returns ``(mean L, mean r_pos, mean r_neg, finite)``."""
     N = x.shape[0]
+    for l in range(len(Ws)):                                 # the live weights, compact
+        compact_rows(Ws[l], cols[l], cnts[l], Wc[l], N < 0)
+        compact_rows(Ws[l], colsT[l], cntsT[l], WTc[l], N >= 0)
     H = x_neg.shape[1]
     nchunks = acts.shape[0]
     dt = Ws[0].dtype
@@ -496,18 +507,19 @@ def _fused_serial(Ws, cols, cnts, colsT, cntsT, x, x_pos, x_neg, code, tau, marg
     if code == 3:                                            # batch-level loss: two phases
         for c in range(nchunks):
             a0, a1 = _chunk_bounds(N, nchunks, c)
-            if not _forward_chunk(Ws, cols, cnts, x, x_pos, x_neg, a0, a1, acts[c], aoffs,
+            if not _forward_chunk(Wc, cols, cnts, x, x_pos, x_neg, a0, a1, acts[c], aoffs,
                               ncmax, r_pos, r_neg, big):
                 return np.nan, np.nan, np.nan, False
-        sL, sp, sn = loss_weights(r_pos, r_neg, code, tau, margin, c_pos, c_neg, 0, N)
+        sL, sp, sn = loss_weights(r_pos, r_neg, code, tau, margin, c_pos, c_neg, N - N, N)
         part[:, :] = 0.0
         for c in range(nchunks):
             a0, a1 = _chunk_bounds(N, nchunks, c)
-            _backward_chunk(Ws, cols, cnts, colsT, cntsT, a0, a1, H, acts[c], aoffs, ncmax,
+            _backward_chunk(WTc, cols, cnts, colsT, cntsT, a0, a1, H, acts[c], aoffs, ncmax,
                             c_pos, c_neg, part[c], goffs, scratch[c])
     else:
         for c in range(nchunks):
-            _chunk_step(Ws, cols, cnts, colsT, cntsT, x, x_pos, x_neg, code, tau, margin, acts,
+            _chunk_step(Wc, WTc, cols, cnts, colsT, cntsT, x, x_pos, x_neg, code, tau, margin,
+                        acts,
                         aoffs, ncmax, goffs, part, scratch, r_pos, r_neg, c_pos, c_neg, stats, c,
                         big)
             if stats[c, 3] == 0:
@@ -518,11 +530,14 @@ def _fused_serial(Ws, cols, cnts, colsT, cntsT, x, x_pos, x_neg, code, tau, marg
 
 
 @njit(cache=True, parallel=True)
-def _fused_parallel(Ws, cols, cnts, colsT, cntsT, x, x_pos, x_neg, code, tau, margin, acts,
-                    aoffs, ncmax, goffs, part, scratch, dWs, big):
+def _fused_parallel(Ws, Wc, WTc, cols, cnts, colsT, cntsT, x, x_pos, x_neg, code, tau, margin,
+                    acts, aoffs, ncmax, goffs, part, scratch, dWs, big):
     """``_fused_serial`` with the chunks run in parallel (``prange``); per-anchor losses need
     one parallel region, ``ref_nce`` two (its weights need every anchor's distances)."""
     N = x.shape[0]
+    for l in range(len(Ws)):                                 # the live weights, compact
+        compact_rows(Ws[l], cols[l], cnts[l], Wc[l], N < 0)
+        compact_rows(Ws[l], colsT[l], cntsT[l], WTc[l], N >= 0)
     H = x_neg.shape[1]
     nchunks = acts.shape[0]
     dt = Ws[0].dtype
@@ -535,19 +550,20 @@ def _fused_parallel(Ws, cols, cnts, colsT, cntsT, x, x_pos, x_neg, code, tau, ma
         ok = np.zeros(nchunks, np.bool_)
         for c in prange(nchunks):
             a0, a1 = _chunk_bounds(N, nchunks, c)
-            ok[c] = _forward_chunk(Ws, cols, cnts, x, x_pos, x_neg, a0, a1, acts[c], aoffs,
+            ok[c] = _forward_chunk(Wc, cols, cnts, x, x_pos, x_neg, a0, a1, acts[c], aoffs,
                               ncmax, r_pos, r_neg, big)
         if not ok.all():
             return np.nan, np.nan, np.nan, False
-        sL, sp, sn = loss_weights(r_pos, r_neg, code, tau, margin, c_pos, c_neg, 0, N)
+        sL, sp, sn = loss_weights(r_pos, r_neg, code, tau, margin, c_pos, c_neg, N - N, N)
         part[:, :] = 0.0
         for c in prange(nchunks):
             a0, a1 = _chunk_bounds(N, nchunks, c)
-            _backward_chunk(Ws, cols, cnts, colsT, cntsT, a0, a1, H, acts[c], aoffs, ncmax,
+            _backward_chunk(WTc, cols, cnts, colsT, cntsT, a0, a1, H, acts[c], aoffs, ncmax,
                             c_pos, c_neg, part[c], goffs, scratch[c])
     else:
         for c in prange(nchunks):
-            _chunk_step(Ws, cols, cnts, colsT, cntsT, x, x_pos, x_neg, code, tau, margin, acts,
+            _chunk_step(Wc, WTc, cols, cnts, colsT, cntsT, x, x_pos, x_neg, code, tau, margin,
+                        acts,
                         aoffs, ncmax, goffs, part, scratch, r_pos, r_neg, c_pos, c_neg, stats, c,
                         big)
         if not (stats[:, 3] > 0).all():
@@ -586,6 +602,8 @@ class FusedStep:
         self.goffs, self.total = np.asarray(goffs, np.int64), total
         self.aoffs = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         self.dtype, self.width = np.dtype(dtype), max(sizes)
+        self.Wc = tuple(np.empty(c.shape, self.dtype) for c in self.cols)     # compact live
+        self.WTc = tuple(np.empty(c.shape, self.dtype) for c in self.colsT)   # weights
         self.threads = THREADS if threads is None else int(threads)
         self.buffers = None
 
@@ -616,8 +634,8 @@ class FusedStep:
         Ws = tuple(weights)
         dWs = tuple(np.empty_like(W) for W in Ws)
         fn = _fused_parallel if parallel else _fused_serial
-        Lm, rp, rn, ok = fn(Ws, self.cols, self.cnts, self.colsT, self.cntsT, x, x_pos,
-                            np.ascontiguousarray(x_neg), LOSS_CODES[loss], float(tau),
+        Lm, rp, rn, ok = fn(Ws, self.Wc, self.WTc, self.cols, self.cnts, self.colsT, self.cntsT,
+                            x, x_pos, np.ascontiguousarray(x_neg), LOSS_CODES[loss], float(tau),
                             float(margin), acts, self.aoffs, ncmax, self.goffs, part, scratch,
                             dWs, float(np.finfo(self.dtype).max))
         if not ok:
