@@ -132,7 +132,8 @@ def backward_layer(W, K, wstride, f, delta, dW, db, want_prev, tmp):
     input (post-ReLU), ``delta`` (n_out, V); ``dW`` (n_out, K) and ``db`` (n_out,) written;
     ``tmp`` (2, V) scratch. The weight gradient takes eight dot products at a time (two delta
     rows x four inputs share their loads; then the remaining inputs, and an odd last row,
-    one at a time); the input gradient two input rows at a time, four delta rows per pass."""
+    one at a time); the input gradient two input rows at a time, four delta rows per pass
+    (the first pass writes, then passes of four, two, one unit accumulate, then the gate)."""
     n_out, V = delta.shape
     G = f.shape[0] // K
     h = n_out // G
@@ -201,10 +202,27 @@ def backward_layer(W, K, wstride, f, delta, dW, db, want_prev, tmp):
         t1 = tmp[1]
         for k in range(0, K, 2):
             kb = min(k + 1, K - 1)                           # a pair of inputs k, kb
+            m = min(4, h)                                    # the first units write t0, t1
+            w0, w1, w2, w3 = W[r0, wo + k], W[r0 + min(1, m - 1), wo + k], \
+                W[r0 + min(2, m - 1), wo + k], W[r0 + min(3, m - 1), wo + k]
+            v0, v1, v2, v3 = W[r0, wo + kb], W[r0 + min(1, m - 1), wo + kb], \
+                W[r0 + min(2, m - 1), wo + kb], W[r0 + min(3, m - 1), wo + kb]
+            if m < 4:                                        # fewer than four units: the
+                w3, v3 = zero, zero                          # repeated rows weigh nothing
+                if m < 3:
+                    w2, v2 = zero, zero
+                if m < 2:
+                    w1, v1 = zero, zero
+            d0, d1, d2, d3 = delta[r0], delta[r0 + min(1, m - 1)], delta[r0 + min(2, m - 1)], \
+                delta[r0 + min(3, m - 1)]
             for n in range(V):
-                t0[n] = zero
-                t1[n] = zero
-            o = 0
+                e0 = d0[n]
+                e1 = d1[n]
+                e2 = d2[n]
+                e3 = d3[n]
+                t0[n] = (w0 * e0 + w1 * e1) + (w2 * e2 + w3 * e3)
+                t1[n] = (v0 * e0 + v1 * e1) + (v2 * e2 + v3 * e3)
+            o = m
             while o + 4 <= h:
                 ra = r0 + o
                 w0, w1, w2, w3 = W[ra, wo + k], W[ra + 1, wo + k], W[ra + 2, wo + k], \
@@ -220,12 +238,20 @@ def backward_layer(W, K, wstride, f, delta, dW, db, want_prev, tmp):
                     t0[n] += (w0 * e0 + w1 * e1) + (w2 * e2 + w3 * e3)
                     t1[n] += (v0 * e0 + v1 * e1) + (v2 * e2 + v3 * e3)
                 o += 4
-            while o < h:
+            if o + 2 <= h:
+                ra = r0 + o
+                w0, w1, v0, v1 = W[ra, wo + k], W[ra + 1, wo + k], W[ra, wo + kb], \
+                    W[ra + 1, wo + kb]
+                d0, d1 = delta[ra], delta[ra + 1]
+                for n in range(V):
+                    t0[n] += w0 * d0[n] + w1 * d1[n]
+                    t1[n] += v0 * d0[n] + v1 * d1[n]
+                o += 2
+            if o < h:
                 w0, v0, d0 = W[r0 + o, wo + k], W[r0 + o, wo + kb], delta[r0 + o]
                 for n in range(V):
                     t0[n] += w0 * d0[n]
                     t1[n] += v0 * d0[n]
-                o += 1
             fa = f[base + k]
             for n in range(V):                               # the gate f > 0 (f = relu(g))
                 fa[n] = t0[n] if fa[n] > 0 else zero
