@@ -16,6 +16,17 @@ keeping that of the sparse ones ("feature decoupling"). This module has
 
 Shapes: ``n`` samples, ``d1`` input width, ``d`` sparse features, ``r`` dense rank, ``m`` neurons.
 Only ``minissl.backend`` and ``minissl.losses`` are imported from the package.
+
+Design choices of the network (``train``):
+- weight normalisation ``w = v / ||v||`` without a gain g. The output is L2-normalised, so a
+  common gain cancels; a per-neuron gain would only re-weight neurons and make the threshold's
+  scale ambiguous (``g`` and ``b`` trade off). With unit ``w``, ``b`` is in the units of the
+  projection ``<w, x>``, directly comparable to a sparse feature's magnitude (``|z_j| = 1``).
+  ``v`` starts with unit rows (see ``init_params``: this sets the angular learning rate).
+- ``b >= 0`` by projection: ``b <- max(b, 0)`` after each Adam step (b may sit exactly at 0,
+  where the neuron is linear), rather than a reparametrisation such as ``b = softplus(β)``.
+- noise augmentation adds ``s ε`` with ``ε ~ N(0, I_d1)`` (per-coordinate scale s, so the
+  closed form is ``a / (a + s^2)``): at ``s = 1`` the noise energy ``d1`` dwarfs ``E||x||^2``.
 """
 from __future__ import annotations
 
