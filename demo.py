@@ -3,13 +3,11 @@
     python demo.py                 # http://127.0.0.1:7860  (--port, GRADIO_SERVER_PORT)
     python demo.py --share         # also a public gradio.live link (opt-in)
 
-Only wiring lives here: the mathematics is in ``minissl`` (training runs through
-``minissl.cli.hltm_experiment``, the same code as ``python -m minissl hltm``) and every picture
-is a ``matplotlib.figure.Figure`` built by ``minissl.plots``, rendered to PNG and closed at once.
-
-Layout: one builder function per tab (``hltm_tab``, ``covariance_tab``, ``losses_tab``, ...),
-listed in ``TABS``; ``build_demo()`` returns the queued ``gr.Blocks``; ``main()`` parses flags.
-The HLTM training event is also an API endpoint, ``/train_hltm`` (see docs/demo.md).
+Gradio wiring only: every number comes from a runner of ``minissl.experiments`` (the same
+code as ``python -m minissl hltm|covariance|byol``), every picture from ``minissl.plots``
+(rendered to PNG and closed at once). One builder function per tab, listed in ``TABS``;
+``build_demo()`` returns the queued ``gr.Blocks``; ``main()`` parses flags. The training
+events are API endpoints (``/train_hltm``, ``/train_covariance``, ...; docs/demo.md).
 """
 import argparse
 import base64
@@ -21,18 +19,17 @@ import time
 from dataclasses import dataclass
 
 import gradio as gr
-import numpy as np
 from gradio.components.plot import PlotData
 
 import minissl
+from minissl import experiments as E
 from minissl import plots
-from minissl.cli import PRESETS, HLTMConfig, derive_seed, limit_threads, hltm_experiment
-from minissl.hltm import correlation_ceiling
-from minissl.losses import LOSSES
-from minissl.covariance import (PAIR_WEIGHT_LOSSES, covariance_pair_weights,
-                                covariance_spectrum)
-from minissl.train import (UPDATES, TrainConfig, TrainingDiverged, covariance_step,
-                           loss_and_grads, train)
+from minissl.backend import blas_threads, check_choice, check_int, check_real
+from minissl.byol import PREDICTORS
+from minissl.covariance import PAIR_WEIGHT_LOSSES
+from minissl.layers import BN_MODES
+from minissl.losses import LOSS_VARIABLES, THREE_LOSSES
+from minissl.train import UPDATES
 
 DESCRIPTION = """
 # minissl: self-supervised learning with dual deep networks, live
@@ -44,19 +41,14 @@ leaves upwards. The theory (Tian, Yu, Chen & Ganguli 2020, *Understanding Self-s
 Learning with Dual Deep Networks*) explains why: each layer's weight update is a
 **covariance operator** applied to the weights. The tabs let you train and watch
 (*Latent recovery*), look at that operator (*Covariance operator*) and at the losses that
-weight it (*Losses*).
+weight it (*Losses*), and see why BYOL does not collapse.
 """
-
-CSS = """
-.status-line textarea {font-family: ui-monospace, monospace; font-size: 0.85em;}
-"""
-
+CSS = ".status-line textarea {font-family: ui-monospace, monospace; font-size: 0.85em;}"
 LATEX = [{"left": "$$", "right": "$$", "display": True},
          {"left": "$", "right": "$", "display": False}]
 EVAL_SAMPLES = 4000          # fixed evaluation set of the streamed correlations
 MAX_WEIGHTS = 4_000_000      # dense (masked) weight entries of the tree network
 MAX_WORK = 2e11              # steps x batch_size x weights: about 4 minutes on 2 CPU cores
-BLAS_THREADS = 1             # the matrices are small: one BLAS thread is fastest
 RENDER_INTERVAL = 0.5        # seconds of training between two streamed pictures (at least)
 
 
@@ -71,32 +63,150 @@ def show(fig) -> PlotData:
     return PlotData(type="matplotlib", plot=url)
 
 
-def _number(value, name, kind, lo, hi, *, lo_open=False):
-    """Validate one setting; raise ``gr.Error`` naming the field and the bound."""
-    what = "an integer" if kind is int else "a number"
-    rng = f"{'(' if lo_open else '['}{lo:g}, {hi:g}]"
+def checked(fn, *args, **kw):
+    """``fn(*args, **kw)`` with a library ``ValueError`` turned into a ``gr.Error``."""
     try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise gr.Error(f"{name} must be {what} in {rng}, got {value!r}") from None
-    bad = (not math.isfinite(v) or v > hi or v < lo or (lo_open and v <= lo)
-           or (kind is int and v != int(v)))
-    if bad:
-        raise gr.Error(f"{name} must be {what} in {rng}, got {value!r}")
-    return int(v) if kind is int else v
+        return fn(*args, **kw)
+    except ValueError as exc:
+        raise gr.Error(str(exc)) from None
+
+
+def settings(fields, values):
+    """Validate a tab's numbers against its field table ``{key: (label, kind, lo, hi, default,
+    hint)}`` (``gr.Error`` naming the label and the bounds)."""
+    out = {}
+    for key, (label, kind, lo, hi, _, _) in fields.items():
+        v = values.get(key)
+        if kind is int:
+            out[key] = checked(check_int, label, v, lo, hi)
+        else:
+            out[key] = checked(check_real, label, v, lo, hi, lo_open=key in OPEN_LOW)
+    if out.get("polarity_lo", 0) > out.get("polarity_hi", 1):
+        raise gr.Error(f"polarity low ({out['polarity_lo']:g}) must be <= polarity high "
+                       f"({out['polarity_hi']:g})")
+    return out
 
 
 def choice(choices, value, label, info):
-    """A dropdown whose value is checked by the callback (``_choice``), so that a bad value
-    sent to the API gets an error naming the field (gradio's own check does not)."""
+    """A dropdown whose value is checked by the callback (``check_choice``), so that a bad
+    value sent to the API gets an error naming the field (gradio's own check does not)."""
     return gr.Dropdown(list(choices), value=value, label=label, info=info,
                        allow_custom_value=True)
 
 
-def _choice(value, name, choices):
-    if value not in choices:
-        raise gr.Error(f"{name} must be one of {', '.join(map(str, choices))}; got {value!r}")
-    return value
+def number_box(c, fields, prefix):
+    """A function ``num(key)`` that adds ``c[key] = gr.Number`` from ``fields[key]``, with
+    ``elem_id`` ``{prefix}-{key}``."""
+    def num(key):
+        label, kind, lo, hi, default, hint = fields[key]
+        c[key] = gr.Number(default, label=label, info=hint, elem_id=f"{prefix}-{key}")
+    return num
+
+
+# ----------------------------------------------------------------------------- runs and Stop
+RUNS: dict = {}                # session hash -> {"stop": Event, "state": dict}
+RUNS_LOCK = threading.Lock()
+
+
+def stream_run(run, stop: threading.Event, state: dict, render):
+    """Run ``run(emit, stop)`` in a worker thread and yield ``(kind, records, figures,
+    payload)``: ``kind`` "update" while training, then "done" (payload: ``run``'s return
+    value), "stopped", "diverged" or "error" (payload: the message).
+
+    ``run`` passes ``emit`` as its runner's callback (every new record) and ``stop`` as its
+    stop flag (checked every step). ``figures`` is ``render(records)``, drawn in the worker
+    after a record when at least ``RENDER_INTERVAL`` seconds (and three times the last
+    drawing's cost) have passed, always for the first record and at the end: drawing never
+    competes with training for the GIL and takes at most about a quarter of the run.
+    """
+    q: queue.Queue = queue.Queue()
+    records: list = []
+    state.update(t0=time.perf_counter(), drawn=-math.inf, cost=0.0)
+
+    def draw(kind, payload=None):
+        snap = list(records)
+        t = time.perf_counter()
+        q.put((kind, snap, render(snap) if snap else None, payload))
+        state["drawn"] = time.perf_counter()
+        state["cost"] = state["drawn"] - t
+
+    def emit(rec):
+        records.append(rec)
+        state["step"] = rec.get("step", 0)
+        if time.perf_counter() - state["drawn"] >= max(RENDER_INTERVAL, 3.0 * state["cost"]):
+            draw("update")
+
+    def work():
+        try:
+            with blas_threads(1):
+                out = run(emit, stop)
+            draw("stopped" if stop.is_set() else "done", out)
+        except minissl.TrainingDiverged as exc:
+            draw("diverged", str(exc))
+        except Exception as exc:       # reported to the user, never kills the server
+            draw("error", f"{type(exc).__name__}: {exc}")
+
+    worker = threading.Thread(target=work, name="minissl-train", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = q.get()
+            yield item
+            if item[0] != "update":
+                return
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+
+
+def registered(request):
+    """A fresh stop flag and state for this session's run (the Stop button finds it)."""
+    key = getattr(request, "session_hash", None) or f"anon-{threading.get_ident()}"
+    run = {"stop": threading.Event(), "state": {}}
+    with RUNS_LOCK:
+        RUNS[key] = run
+    return key, run
+
+
+def unregister(key, run):
+    run["stop"].set()
+    with RUNS_LOCK:
+        if RUNS.get(key) is run:
+            del RUNS[key]
+
+
+def stop_training(request: gr.Request = None):
+    """Stop this browser session's training run (the worker ends within one step)."""
+    with RUNS_LOCK:
+        run = RUNS.get(getattr(request, "session_hash", None))
+    if run is None:
+        return "no training run is active"
+    run["stop"].set()
+    return (f"stopped by the user at step {run['state'].get('step', 0)} "
+            "(the pictures show the last update)")
+
+
+def finish_line(kind, payload, line):
+    line = {"done": "done: ", "stopped": "stopped by the user: "}.get(kind, "") + line
+    return f"{payload}\n(last good picture: {line})" if kind in ("diverged", "error") else line
+
+
+def streamed(request, run, render, status):
+    """Drive ``stream_run`` for a tab: yields ``(*figures, status line, records, kind)``;
+    ``status(records, seconds)`` formats the line. Raises ``gr.Error`` on failure."""
+    key, reg = registered(request)
+    try:
+        for kind, records, figs, payload in stream_run(run, reg["stop"], reg["state"], render):
+            if not records:            # stopped or failed before the first picture
+                if kind in ("diverged", "error"):
+                    raise gr.Error(payload)
+                return
+            line = status(records, time.perf_counter() - reg["state"]["t0"])
+            yield (*figs, finish_line(kind, payload, line), records, kind)
+            if kind in ("diverged", "error"):
+                raise gr.Error(payload)
+    finally:
+        unregister(key, reg)
 
 
 # ----------------------------------------------------------------------------- HLTM tab
@@ -142,181 +252,58 @@ EXAMPLES = [
             "Too few units: less chance that some unit starts aligned with the latent."),
     Example("Ternary tree, depth 4", {"num_children": 3, "depth": 4, "epochs": 15},
             "81 leaves; every latent sees three children."),
+    Example("Covariance-operator update rule", {"update": "covariance"},
+            "W += lr * OP vec(W) instead of the gradient step."),
     Example("Reference code setting (biases, normalised output, ref_nce)",
             {"preset": "reference", "loss": "ref_nce", "tau": 0.05},
             "luckmatters ssl/hltm: biases, output x/(|x|+1e-4), loss ref_nce with T=0.01."),
     Example("Diverging run (simple loss, lr 1)", {"loss": "simple", "lr": 1.0, "epochs": 5},
             "The simple loss r+ - r- is unbounded below: training blows up and says so."),
 ]
-if "covariance" in UPDATES:
-    EXAMPLES.insert(4, Example("Covariance-operator update rule", {"update": "covariance"},
-                               "W += lr * OP vec(W) instead of the gradient step."))
 EXAMPLE_BY_NAME = {e.name: e for e in EXAMPLES}
 
 
-def hltm_config(values: dict) -> HLTMConfig:
-    """Validate the tab's settings (``gr.Error`` naming the field and the bound) and return
-    the ``minissl.cli.HLTMConfig`` they describe (preset filled, validated)."""
-    v = {}
-    for key, (label, kind, lo, hi, _, _) in HLTM_FIELDS.items():
-        v[key] = _number(values.get(key), label, kind, lo, hi, lo_open=key in OPEN_LOW)
-    if v["polarity_lo"] > v["polarity_hi"]:
-        raise gr.Error(f"polarity low ({v['polarity_lo']:g}) must be <= polarity high "
-                       f"({v['polarity_hi']:g})")
-    preset = _choice(values.get("preset"), "preset", PRESETS)
-    loss = _choice(values.get("loss"), "loss", tuple(LOSSES))
-    update = _choice(values.get("update"), "update rule", UPDATES)
-    backend = _choice(values.get("backend"), "backend", minissl.BACKENDS)
-    tree = minissl.HLTM(v["depth"], v["num_children"], (v["polarity_lo"], v["polarity_hi"]))
-    sizes = tree.network_sizes(v["hid"])
-    weights = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+def hltm_config(values: dict) -> E.HLTMConfig:
+    """The ``experiments.HLTMConfig`` the tab's settings describe (preset filled, validated,
+    within the app's caps); ``gr.Error`` naming the field and the bound otherwise."""
+    v = settings(HLTM_FIELDS, values)
+    cfg = E.HLTMConfig(
+        preset=checked(check_choice, "preset", values.get("preset"), E.PRESETS),
+        depth=v["depth"], num_children=v["num_children"],
+        polarity=(v["polarity_lo"], v["polarity_hi"]), hid=v["hid"],
+        loss=checked(check_choice, "loss", values.get("loss"), tuple(minissl.LOSSES)),
+        tau=v["tau"], lr=v["lr"], batch_size=v["batch_size"], epochs=v["epochs"],
+        samples_per_epoch=v["steps_per_epoch"] * v["batch_size"], seed=v["seed"],
+        update=checked(check_choice, "update rule", values.get("update"), UPDATES),
+        backend=checked(check_choice, "backend", values.get("backend"), minissl.BACKENDS),
+        eval_samples=EVAL_SAMPLES)
+    weights, work = cfg.cost()
     if weights > MAX_WEIGHTS:
         raise gr.Error(f"depth={v['depth']}, children={v['num_children']}, hid={v['hid']} make "
                        f"a tree network with {weights:,} weights; the limit is {MAX_WEIGHTS:,}: "
                        "lower hid, depth or children")
-    steps = v["epochs"] * v["steps_per_epoch"]
-    work = float(steps) * v["batch_size"] * weights
     if work > MAX_WORK:
         raise gr.Error(f"epochs x steps per epoch x batch size x weights = {work:.2g} exceeds "
                        f"the limit {MAX_WORK:.0e} (minutes of CPU): lower epochs, steps per "
                        "epoch, batch size or hid")
-    cfg = HLTMConfig(preset=preset, depth=v["depth"], num_children=v["num_children"],
-                     polarity=(v["polarity_lo"], v["polarity_hi"]), hid=v["hid"], loss=loss,
-                     tau=v["tau"], lr=v["lr"], batch_size=v["batch_size"], epochs=v["epochs"],
-                     samples_per_epoch=v["steps_per_epoch"] * v["batch_size"], seed=v["seed"],
-                     update=update, backend=backend, eval_samples=EVAL_SAMPLES)
-    try:
-        cfg = cfg.apply_preset()
-    except ValueError as exc:          # a library bound (e.g. cupy without a GPU)
-        raise gr.Error(str(exc)) from None
-    return cfg
+    return checked(cfg.apply_preset)
 
 
-class _Stopped(Exception):
-    """Raised from the step hook to end a run the user stopped."""
-
-
-RUNS: dict = {}                # session hash -> {"stop": Event, "state": dict}
-RUNS_LOCK = threading.Lock()
-
-
-def stream_run(run, stop: threading.Event, state: dict, render):
-    """Run ``run(emit, tick)`` in a worker thread and yield ``(kind, records, figures,
-    payload)``: ``kind`` "update" while training, then "done" (payload: ``run``'s return
-    value), "stopped", "diverged" or "error" (payload: the message).
-
-    ``run`` calls ``emit(record)`` for every new record and ``tick(step)`` after every step
-    (``tick`` raises to end the run once ``stop`` is set: within one step). ``records`` is a
-    snapshot of all records so far; ``figures`` is ``render(records)``, computed in the worker
-    after a record when at least ``RENDER_INTERVAL`` seconds (and three times the last
-    drawing's cost) have passed since the last picture, always for the first record and at
-    the end: drawing never competes with training for the GIL, and takes at most about a
-    quarter of the run.
-    """
-    q: queue.Queue = queue.Queue()
-    records: list = []
-    state.update(step=0, t0=time.perf_counter(), drawn=-math.inf, cost=0.0)
-
-    def draw(kind, payload=None):
-        snap = list(records)
-        t = time.perf_counter()
-        q.put((kind, snap, render(snap) if snap else None, payload))
-        state["drawn"] = time.perf_counter()
-        state["cost"] = state["drawn"] - t
-
-    def emit(rec):
-        records.append(rec)
-        wait = max(RENDER_INTERVAL, 3.0 * state["cost"])
-        if time.perf_counter() - state["drawn"] >= wait:
-            draw("update")
-
-    def tick(step):
-        state["step"] = step
-        if stop.is_set():
-            raise _Stopped
-
-    def work():
-        try:
-            with limit_threads(BLAS_THREADS):
-                out = run(emit, tick)
-            draw("done", out)
-        except _Stopped:
-            draw("stopped")
-        except TrainingDiverged as exc:
-            draw("diverged", str(exc))
-        except Exception as exc:       # reported to the user, never kills the server
-            draw("error", f"{type(exc).__name__}: {exc}")
-
-    worker = threading.Thread(target=work, name="minissl-train", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item = q.get()
-            yield item
-            if item[0] != "update":
-                return
-    finally:
-        stop.set()
-        worker.join(timeout=30)
-
-
-def _register(request):
-    """A fresh stop flag and state for this session's run (the Stop button finds it)."""
-    key = getattr(request, "session_hash", None) or f"anon-{threading.get_ident()}"
-    run = {"stop": threading.Event(), "state": {}}
-    with RUNS_LOCK:
-        RUNS[key] = run
-    return key, run
-
-
-def _unregister(key, run):
-    run["stop"].set()
-    with RUNS_LOCK:
-        if RUNS.get(key) is run:
-            del RUNS[key]
-
-
-def stop_training(request: gr.Request = None):
-    """Stop this browser session's training run (the worker ends within one step)."""
-    key = getattr(request, "session_hash", None)
-    with RUNS_LOCK:
-        run = RUNS.get(key)
-    if run is None:
-        return "no training run is active"
-    run["stop"].set()
-    return (f"stopped by the user at step {run['state'].get('step', 0)} "
-            "(the pictures show the last update)")
-
-
-def _finish_line(kind, payload, line):
-    line = {"done": "done: ", "stopped": "stopped by the user: "}.get(kind, "") + line
-    if kind in ("diverged", "error"):
-        line = f"{payload}\n(last good picture: {line})"
-    return line
-
-
-def _tree_arrays(tree, per_latent):
-    s = tree.level_starts
-    corr = [per_latent[s[k]:s[k + 1]] for k in range(tree.depth)]
-    pol = [tree.level_rho(k) for k in range(1, tree.depth + 1)]
-    return corr, pol
-
-
-def hltm_figures(cfg, tree, records, ceiling):
+def hltm_figures(cfg, tree, records):
     """The three pictures of the HLTM tab for the records so far."""
-    last = records[-1]
-    depths = range(1, cfg.depth + 1)
-    corr, pol = _tree_arrays(tree, np.asarray(last["corr"]))
-    fig_tree = plots.tree_figure(cfg.num_children, cfg.depth, corr, pol,
+    last, depths = records[-1], range(1, cfg.depth + 1)
+    fig_tree = plots.tree_figure(cfg.num_children, cfg.depth, tree.by_level(last["corr"]),
+                                 tree.polarity_by_level,
                                  title=f"epoch {last['epoch']}: latents coloured by best |corr| "
                                        "(edges: polarity, blue +, red -)")
-    steps = [r["epoch"] * cfg.steps_per_epoch for r in records]
-    C = [[r["corr_by_depth"][d] for d in depths] for r in records]
-    untrained = [records[0]["corr_by_depth"][d] for d in depths]
-    ceil = [ceiling[d] for d in depths]
-    fig_corr = plots.corr_depth_figure(steps, C, untrained=untrained, ceiling=ceil)
-    collapsed = plots.collapsed_loss(cfg.loss, cfg.tau, cfg.negatives, cfg.margin)
-    fig_loss = plots.loss_figure(steps, [r["loss"] for r in records], collapsed=collapsed,
+    ceiling = records[0]["ceiling_by_depth"]
+    fig_corr = plots.corr_depth_figure(
+        [r["step"] for r in records], [[r["corr_by_depth"][d] for d in depths] for r in records],
+        untrained=[records[0]["corr_by_depth"][d] for d in depths],
+        ceiling=[ceiling[d] for d in depths])
+    collapsed = minissl.collapsed_loss(cfg.loss, cfg.tau, cfg.negatives, cfg.margin)
+    fig_loss = plots.loss_figure([r["step"] for r in records], [r["loss"] for r in records],
+                                 collapsed=collapsed,
                                  name=f"{cfg.loss} (epoch mean; epoch 0: untrained)")
     return show(fig_tree), show(fig_corr), show(fig_loss)
 
@@ -325,17 +312,16 @@ def _round_depths(d):
     return {str(k): round(float(v), 6) for k, v in d.items()}
 
 
-def hltm_result(cfg, records, ceiling, status, seconds):
+def hltm_result(cfg, records, status, seconds):
     """The JSON the endpoint returns: ``corr_by_depth`` as ``python -m minissl hltm --json``
     prints it (``{"depth": value}``, root first), plus context."""
     return {"corr_by_depth": _round_depths(records[-1]["corr_by_depth"]),
             "untrained_corr_by_depth": _round_depths(records[0]["corr_by_depth"]),
-            "ceiling_by_depth": _round_depths(ceiling),
-            "epochs_done": records[-1]["epoch"],
-            "steps_done": records[-1]["epoch"] * cfg.steps_per_epoch,
+            "ceiling_by_depth": _round_depths(records[0]["ceiling_by_depth"]),
+            "epochs_done": records[-1]["epoch"], "steps_done": records[-1]["step"],
             "loss": float(records[-1]["loss"]),
-            "collapsed_loss": plots.collapsed_loss(cfg.loss, cfg.tau, cfg.negatives,
-                                                   cfg.margin),
+            "collapsed_loss": minissl.collapsed_loss(cfg.loss, cfg.tau, cfg.negatives,
+                                                     cfg.margin),
             "status": status, "seconds": round(seconds, 3),
             "config": {k: getattr(cfg, k) for k in (
                 "preset", "depth", "num_children", "polarity", "hid", "loss", "tau", "lr",
@@ -348,48 +334,27 @@ def train_hltm(preset="theory", depth=5, num_children=2, polarity_lo=0.7, polari
                request: gr.Request = None, progress=gr.Progress()):
     """Train the tree network on an HLTM, streaming (tree, corr-per-depth, loss, status, JSON)
     after every epoch. The final JSON holds ``corr_by_depth`` (see ``hltm_result``)."""
-    values = dict(zip(HLTM_ORDER, (preset, depth, num_children, polarity_lo, polarity_hi, hid,
-                                   loss, tau, lr, batch_size, epochs, steps_per_epoch, seed,
-                                   update, backend)))
-    cfg = hltm_config(values)
-    tree, _ = cfg.build()
-    x_eval, z_eval = tree.sample(cfg.eval_samples, derive_seed(cfg.seed, 3))   # as hltm_experiment
-    ceiling = correlation_ceiling(tree, x=x_eval, z=z_eval).by_depth
-    total = cfg.epochs * cfg.steps_per_epoch
-    key, reg = _register(request)
+    cfg = hltm_config(dict(zip(HLTM_ORDER, (
+        preset, depth, num_children, polarity_lo, polarity_hi, hid, loss, tau, lr, batch_size,
+        epochs, steps_per_epoch, seed, update, backend))))
+    tree, total = cfg.tree(), cfg.epochs * cfg.steps_per_epoch
     progress(0, desc="starting", total=total, unit="steps")
 
-    def run(emit, tick):
-        return hltm_experiment(cfg, on_epoch=emit, on_step=tick)[1]
+    def status(records, secs):
+        last, first, ceil = records[-1], records[0], records[0]["ceiling_by_depth"]
+        progress(min(last["step"], total) / total, desc=f"epoch {last['epoch']}/{cfg.epochs}")
+        return (f"step {last['step']}/{total} · epoch {last['epoch']}/{cfg.epochs} · "
+                f"{last['step'] / secs if secs > 0 else 0:,.0f} steps/s · loss "
+                f"{last['loss']:.4g} · root corr {last['corr_by_depth'][cfg.depth]:.3f} "
+                f"(untrained {first['corr_by_depth'][cfg.depth]:.3f}, ceiling "
+                f"{ceil[cfg.depth]:.3f}) · {secs:.1f} s")
 
-    def render(records):
-        return hltm_figures(cfg, tree, records, ceiling)
-
-    try:
-        for kind, records, figs, payload in stream_run(run, reg["stop"], reg["state"], render):
-            secs = time.perf_counter() - reg["state"]["t0"]
-            if not records:            # stopped or failed before the untrained picture
-                if kind in ("diverged", "error"):
-                    raise gr.Error(payload)
-                return
-            if kind == "done":
-                ceiling = payload.by_depth
-            last, first = records[-1], records[0]
-            step = last["epoch"] * cfg.steps_per_epoch
-            rate = step / secs if secs > 0 else 0.0
-            line = (f"step {step}/{total} · epoch {last['epoch']}/{cfg.epochs} · "
-                    f"{rate:,.0f} steps/s · loss {last['loss']:.4g} · root corr "
-                    f"{last['corr_by_depth'][cfg.depth]:.3f} (untrained "
-                    f"{first['corr_by_depth'][cfg.depth]:.3f}, ceiling "
-                    f"{ceiling[cfg.depth]:.3f}) · {secs:.1f} s")
-            progress(min(step, total) / total, desc=f"epoch {last['epoch']}/{cfg.epochs}")
-            status = "running" if kind == "update" else kind
-            yield (*figs, _finish_line(kind, payload, line),
-                   hltm_result(cfg, records, ceiling, status, secs))
-            if kind in ("diverged", "error"):
-                raise gr.Error(payload)
-    finally:
-        _unregister(key, reg)
+    t0 = time.perf_counter()
+    for *figs, line, records, kind in streamed(
+            request, lambda emit, stop: E.hltm_experiment(cfg, emit, stop),
+            lambda r: hltm_figures(cfg, tree, r), status):
+        yield (*figs, line, hltm_result(cfg, records, "running" if kind == "update" else kind,
+                                        time.perf_counter() - t0))
 
 
 def apply_example(name):
@@ -399,15 +364,6 @@ def apply_example(name):
         raise gr.Error(f"unknown example {name!r}")
     vals = {**HLTM_DEFAULTS, **ex.changes}
     return [vals[k] for k in HLTM_ORDER] + [f"*{ex.note}*"]
-
-
-def number_box(c, fields, prefix):
-    """A function ``num(key)`` that adds ``c[key] = gr.Number`` from ``fields[key]``
-    (label, kind, lo, hi, default, hint), with ``elem_id`` ``{prefix}-{key}``."""
-    def num(key):
-        label, kind, lo, hi, default, hint = fields[key]
-        c[key] = gr.Number(default, label=label, info=hint, elem_id=f"{prefix}-{key}")
-    return num
 
 
 def hltm_tab():
@@ -424,11 +380,9 @@ def hltm_tab():
                 example = gr.Dropdown([e.name for e in EXAMPLES], value=EXAMPLES[0].name,
                                       label="examples", info="sets all the controls below")
                 note = gr.Markdown(f"*{EXAMPLES[0].note}*")
-                c = {}
-                c["preset"] = choice(PRESETS, "theory", "network setting",
-                                     "theory: bias-free (the paper's analysis); "
-                                     "reference: biases + normalised output")
-
+                c = {"preset": choice(E.PRESETS, "theory", "network setting",
+                                      "theory: bias-free (the paper's analysis); "
+                                      "reference: biases + normalised output")}
                 num = number_box(c, HLTM_FIELDS, "hltm")
                 with gr.Row():
                     num("depth"), num("num_children")
@@ -436,7 +390,7 @@ def hltm_tab():
                     num("polarity_lo"), num("polarity_hi")
                 with gr.Row():
                     num("hid")
-                    c["loss"] = choice(LOSSES, "infonce", "loss", "see the Losses tab")
+                    c["loss"] = choice(minissl.LOSSES, "infonce", "loss", "see the Losses tab")
                 with gr.Row():
                     num("tau"), num("lr")
                 with gr.Row():
@@ -497,37 +451,32 @@ COV_FIELDS = {
 COV_ORDER = ("depth", "num_children", "polarity_lo", "polarity_hi", "hid", "loss", "tau", "lr",
              "batch_size", "steps", "snapshots", "layer", "k", "n_samples", "n_views", "update",
              "seed")
-COV_DEFAULTS = {k: v[4] for k, v in COV_FIELDS.items()}
-COV_DEFAULTS.update(loss="infonce", update="gradient")
 
 
-def covariance_settings(values: dict) -> dict:
-    """Validate the Covariance tab's settings (``gr.Error`` naming the field and bound)."""
-    v = {}
-    for key, (label, kind, lo, hi, _, _) in COV_FIELDS.items():
-        v[key] = _number(values.get(key), label, kind, lo, hi, lo_open=key in OPEN_LOW)
-    if v["polarity_lo"] > v["polarity_hi"]:
-        raise gr.Error(f"polarity low ({v['polarity_lo']:g}) must be <= polarity high "
-                       f"({v['polarity_hi']:g})")
+def covariance_config(values: dict) -> E.CovarianceConfig:
+    """The ``experiments.CovarianceConfig`` of the tab's settings (``gr.Error`` otherwise)."""
+    v = settings(COV_FIELDS, values)
     if v["layer"] > v["depth"]:
         raise gr.Error(f"layer l must be an integer in [1, depth = {v['depth']}], "
                        f"got {v['layer']}")
-    v["loss"] = _choice(values.get("loss"), "loss", PAIR_WEIGHT_LOSSES)
-    v["update"] = _choice(values.get("update"), "update rule", UPDATES)
-    return v
+    cfg = E.CovarianceConfig(
+        **{k: v[k] for k in v if k not in ("polarity_lo", "polarity_hi")},
+        polarity=(v["polarity_lo"], v["polarity_hi"]),
+        loss=checked(check_choice, "loss", values.get("loss"), PAIR_WEIGHT_LOSSES),
+        update=checked(check_choice, "update rule", values.get("update"), UPDATES))
+    return checked(cfg.validate)
 
 
-def covariance_figures(v, records):
+def covariance_figures(cfg, records):
     last = records[-1]
     fig_spec = plots.spectrum_figure(last["eigvals"], initial=records[0]["eigvals"],
-                                     layer=v["layer"],
-                                     title=f"top {v['k']} eigenvalues of OP, layer {v['layer']}"
+                                     layer=cfg.layer,
+                                     title=f"top {cfg.k} eigenvalues of OP, layer {cfg.layer}"
                                            f" (step {last['step']})")
-    steps = [r["step"] for r in records]
-    cos = {str(l + 1): [r["cos"][l] for r in records] for l in range(v["depth"])}
-    fig_cos = plots.cosine_figure(steps, cos)
+    cos = {str(l + 1): [r["cos"][l] for r in records] for l in range(cfg.depth)}
+    fig_cos = plots.cosine_figure([r["step"] for r in records], cos)
     fig_vec = plots.eigvec_figure(last["eigvec"], last["shape"], eigval=last["eigvals"][0],
-                                  layer=v["layer"])
+                                  layer=cfg.layer)
     return show(fig_spec), show(fig_cos), show(fig_vec)
 
 
@@ -535,69 +484,26 @@ def train_covariance(depth=4, num_children=2, polarity_lo=0.7, polarity_hi=1.0, 
                      loss="infonce", tau=0.1, lr=0.1, batch_size=128, steps=600, snapshots=12,
                      layer=2, k=8, n_samples=256, n_views=4, update="gradient", seed=1,
                      request: gr.Request = None, progress=gr.Progress()):
-    """Train the HLTM tree network and stream, at ``snapshots`` points: the top-k spectrum of
-    ``OP_l = V^ξ[Kbar_l]`` (fixed N x M views, ξ from the loss), the per-layer cosine between
-    the gradient step and the covariance-operator step (on a fixed batch), and the top
-    eigenvector of ``OP_l`` reshaped as ``W_l``."""
-    v = covariance_settings(dict(zip(COV_ORDER, (
+    """Train the HLTM tree network and stream ``experiments.covariance_experiment``: the top-k
+    spectrum of ``OP_l``, the per-layer cosine between the gradient step and the
+    covariance-operator step, and the top eigenvector of ``OP_l`` reshaped as ``W_l``."""
+    cfg = covariance_config(dict(zip(COV_ORDER, (
         depth, num_children, polarity_lo, polarity_hi, hid, loss, tau, lr, batch_size, steps,
         snapshots, layer, k, n_samples, n_views, update, seed))))
-    tree = minissl.HLTM(v["depth"], v["num_children"], (v["polarity_lo"], v["polarity_hi"]),
-                        seed=v["seed"])
-    net = tree.network(v["hid"], seed=derive_seed(v["seed"], 1))
-    views = tree.views(v["n_samples"], v["n_views"], derive_seed(v["seed"], 3))    # (N, M, n_0)
-    batch = tree.triples(v["batch_size"], derive_seed(v["seed"], 5))
-    tcfg = TrainConfig(loss=v["loss"], tau=v["tau"], lr=v["lr"], steps=v["steps"],
-                       batch_size=v["batch_size"], update=v["update"],
-                       seed=derive_seed(v["seed"], 2))
-    lay = v["layer"] - 1                                       # index into net.weights
-    shape = tuple(net.weights[lay].shape)
-    if v["k"] > int(np.prod(shape)):
-        raise gr.Error(f"top k must be <= n_l * n_(l-1) = {int(np.prod(shape))} for layer "
-                       f"{v['layer']}, got {v['k']}")
-    every = max(1, v["steps"] // v["snapshots"])
+    progress(0, desc="starting", total=cfg.steps, unit="steps")
 
-    def measure(step):
-        xi = None if v["loss"] == "simple" else covariance_pair_weights(
-            net, views, v["loss"], v["tau"])
-        w, U = covariance_spectrum(net, views, lay, v["k"], xi, tol=1e-6)
-        value, _, _, grads = loss_and_grads(net, batch, tcfg)
-        _, cos = covariance_step(net, batch, tcfg, grads)
-        return {"step": step, "eigvals": minissl.backend.to_numpy(w),
-                "eigvec": minissl.backend.to_numpy(U[:, 0]), "shape": shape, "cos": cos,
-                "loss": value}
+    def status(records, secs):
+        last = records[-1]
+        progress(last["step"] / cfg.steps, desc=f"step {last['step']}")
+        return (f"step {last['step']}/{cfg.steps} · λ_max(OP_{cfg.layer}) = "
+                f"{last['eigvals'][0]:.4g} · cos per layer "
+                f"[{', '.join(f'{c:.2f}' for c in last['cos'])}] · loss on the fixed batch "
+                f"{last['loss']:.4g} · {secs:.1f} s")
 
-    def run(emit, tick):
-        emit(measure(0))
-
-        def callback(step, rec, _net):
-            tick(step)
-            if step % every == 0 or step == v["steps"]:
-                emit(measure(step))
-
-        train(net, tree, tcfg, callback=callback)
-
-    key, reg = _register(request)
-    progress(0, desc="starting", total=v["steps"], unit="steps")
-    try:
-        for kind, records, figs, payload in stream_run(
-                run, reg["stop"], reg["state"], lambda r: covariance_figures(v, r)):
-            secs = time.perf_counter() - reg["state"]["t0"]
-            if not records:
-                if kind in ("diverged", "error"):
-                    raise gr.Error(payload)
-                return
-            last = records[-1]
-            cos = ", ".join(f"{c:.2f}" for c in last["cos"])
-            line = (f"step {last['step']}/{v['steps']} · λ_max(OP_{v['layer']}) = "
-                    f"{last['eigvals'][0]:.4g} · cos per layer [{cos}] · loss on the fixed "
-                    f"batch {last['loss']:.4g} · {secs:.1f} s")
-            progress(last["step"] / v["steps"], desc=f"step {last['step']}")
-            yield (*figs, _finish_line(kind, payload, line))
-            if kind in ("diverged", "error"):
-                raise gr.Error(payload)
-    finally:
-        _unregister(key, reg)
+    for *figs, line, _, _ in streamed(
+            request, lambda emit, stop: E.covariance_experiment(cfg, emit, stop),
+            lambda r: covariance_figures(cfg, r), status):
+        yield (*figs, line)
 
 
 COV_TEXT = r"""
@@ -621,26 +527,18 @@ def covariance_tab():
         with gr.Row():
             with gr.Column(scale=1, min_width=320):
                 c = {}
-
                 num = number_box(c, COV_FIELDS, "cov")
-                with gr.Row():
-                    num("depth"), num("num_children")
-                with gr.Row():
-                    num("polarity_lo"), num("polarity_hi")
+                for pair in (("depth", "num_children"), ("polarity_lo", "polarity_hi")):
+                    with gr.Row():
+                        num(pair[0]), num(pair[1])
                 with gr.Row():
                     num("hid")
                     c["loss"] = choice(PAIR_WEIGHT_LOSSES, "infonce", "loss",
                                        "sets the pair weights ξ")
-                with gr.Row():
-                    num("tau"), num("lr")
-                with gr.Row():
-                    num("batch_size"), num("steps")
-                with gr.Row():
-                    num("layer"), num("k")
-                with gr.Row():
-                    num("n_samples"), num("n_views")
-                with gr.Row():
-                    num("snapshots"), num("seed")
+                for pair in (("tau", "lr"), ("batch_size", "steps"), ("layer", "k"),
+                             ("n_samples", "n_views"), ("snapshots", "seed")):
+                    with gr.Row():
+                        num(pair[0]), num(pair[1])
                 c["update"] = choice(UPDATES, "gradient", "update rule",
                                      "covariance: W += lr·OP vec(W)")
                 with gr.Row():
@@ -651,8 +549,7 @@ def covariance_tab():
                                     elem_classes=["status-line"], elem_id="cov-status")
                 with gr.Row():
                     spec = gr.Plot(show_label=False, label="spectrum of OP",
-                                   elem_id="cov-spectrum",
-                                   format="png")
+                                   elem_id="cov-spectrum", format="png")
                     cos = gr.Plot(show_label=False, label="cosine", elem_id="cov-cosine",
                                   format="png")
                 vec = gr.Plot(show_label=False, label="top eigenvector", elem_id="cov-eigvec",
@@ -681,22 +578,23 @@ the simple loss weights every pair equally ($\xi \equiv 1$); soft triplet and In
 little weight to negatives that are already far away, and τ sets how far is far.
 With one negative and $r_0 = 0$, InfoNCE *is* the soft triplet loss (dashed over solid).
 """
+LOSS_FIELDS = {"r_pos": ("r+", float, 0.0, 50.0, 1.0, ""), "r_neg": ("r-", float, 0.0, 50.0, 1.0, ""),
+               "tau": ("τ", float, 0.0, 100.0, 1.0, ""),
+               "margin": ("margin r0", float, -50.0, 50.0, 0.0, ""),
+               "H": ("negatives H", int, 1, 64, 1, "")}
 
 
 def loss_curves_plot(vary="r_pos", r_pos=1.0, r_neg=1.0, tau=1.0, margin=0.0, H=1,
-                     losses=plots.THREE_LOSSES):
-    """The two-panel loss / pair-weight figure for the controls."""
-    r_pos = _number(r_pos, "r+", float, 0.0, 50.0)
-    r_neg = _number(r_neg, "r-", float, 0.0, 50.0)
-    tau = _number(tau, "τ", float, 0.0, 100.0, lo_open=True)
-    margin = _number(margin, "margin r0", float, -50.0, 50.0)
-    H = _number(H, "negatives H", int, 1, 64)
-    vary = _choice(vary, "vary", plots.LOSS_VARIABLES)
-    losses = [_choice(name, "losses", tuple(LOSSES)) for name in (losses or [])]
+                     losses=THREE_LOSSES):
+    """The two-panel loss / pair-weight figure for the controls (``losses.loss_curves``)."""
+    v = settings(LOSS_FIELDS, dict(r_pos=r_pos, r_neg=r_neg, tau=tau, margin=margin, H=H))
+    vary = checked(check_choice, "vary", vary, LOSS_VARIABLES)
+    losses = [checked(check_choice, "losses", name, tuple(minissl.LOSSES))
+              for name in (losses or [])]
     if not losses:
         raise gr.Error("losses: choose at least one loss")
-    return show(plots.losses_figure(vary, r_pos=r_pos, r_neg=r_neg, tau=tau, margin=margin,
-                                    H=H, losses=tuple(losses)))
+    t, curves = minissl.loss_curves(vary, **v, losses=tuple(losses))
+    return show(plots.losses_figure(t, curves, vary, **v))
 
 
 def losses_tab():
@@ -712,12 +610,12 @@ def losses_tab():
                 tau = gr.Slider(0.05, 5, 1.0, step=0.05, label="τ (when fixed)")
                 margin = gr.Slider(-2, 2, 0.0, step=0.1, label="soft-triplet margin r0")
                 H = gr.Slider(1, 16, 1, step=1, label="InfoNCE negatives H")
-                which = gr.CheckboxGroup(list(LOSSES), value=list(plots.THREE_LOSSES),
+                which = gr.CheckboxGroup(list(minissl.LOSSES), value=list(THREE_LOSSES),
                                          label="losses")
             with gr.Column(scale=3):
                 fig = gr.Plot(loss_curves_plot(), show_label=False,
-                              label="losses and pair weights",
-                              elem_id="losses-plot", format="png")
+                              label="losses and pair weights", elem_id="losses-plot",
+                              format="png")
         controls = [vary, r_pos, r_neg, tau, margin, H, which]
         gr.on([ctl.change for ctl in controls], loss_curves_plot, controls, fig,
               trigger_mode="always_last", show_progress="hidden", api_name="loss_curves")
@@ -727,41 +625,43 @@ def losses_tab():
 def run_byol_ablation(data="toy", predictors=("none", "linear"),
                       bn_means=("normal", "detach", "omit"), emas=("0", "0.99"), steps=300,
                       weight_decay=0.02, seed=0):
-    """The BYOL ablation for the tab (``minissl.byol.demo_ablation``): table + two figures."""
-    from minissl.byol import demo_ablation
-    try:
-        md, f1, f2 = demo_ablation(data, list(predictors), list(bn_means),
-                                   [float(e) for e in emas], int(steps), None,
-                                   float(weight_decay), int(seed))
-    except ValueError as exc:
-        raise gr.Error(str(exc))
-    return md, show(f1), show(f2)
+    """The BYOL ablation (``experiments.byol_ablation``): a Markdown table and two figures."""
+    data = checked(check_choice, "data", data, E.DATASETS)
+    steps = checked(check_int, "steps", steps, 50, 1000)
+    wd = checked(check_real, "weight decay", weight_decay, 0.0, 0.1)
+    seed = checked(check_int, "seed", seed, 0, 2**31 - 1)
+    rows, spectra, cfg = checked(E.byol_ablation, data, list(predictors), list(bn_means),
+                                 [checked(check_real, "emas", float(e), 0, 0.99) for e in emas],
+                                 steps, None, wd, seed)
+    md = "\n".join([f"BYOL on **{data}**: lr {cfg.lr:g}, weight decay {wd:g}, {steps} steps, "
+                    f"batch 64, BN var normal, L2-normalised loss, seed {seed}.", ""]
+                   + E.ablation_table(rows))
+    return md, show(plots.byol_ablation_figure(rows)), show(plots.byol_spectrum_figure(spectra))
 
 
 def run_linear_byol(eta=0.01, alpha_p=1.0, T=20.0):
-    """Linear BYOL: ODE vs BYOL's SGD (``minissl.byol.demo_linear``)."""
-    from minissl.byol import demo_linear
-    try:
-        md, fig = demo_linear(float(eta), float(alpha_p), float(T))
-    except ValueError as exc:
-        raise gr.Error(str(exc))
-    return md, show(fig)
+    """Linear BYOL: the ODE against BYOL's SGD (``experiments.linear_regime``)."""
+    r = checked(E.linear_regime, checked(check_real, "η", eta, 0, 0.5),
+                checked(check_real, "α_p", alpha_p, 0.1, 10), checked(check_real, "T", T, 5, 60))
+    md = (f"||W(0)|| = {r['norm0']:.3f} → ||W({T:g})|| = {r['normT']:.3e} ({r['verdict']}); "
+          f"α_p = {alpha_p:g}, η = {eta:g}, β = 1.")
+    return md, show(plots.linear_byol_figure(r["t"], r["Ws"], r["t_sgd"], r["Ws_sgd"],
+                                             title=f"α_p={alpha_p:g}, η={eta:g}"))
 
 
 def byol_tab():
     """Tab "Why BYOL does not collapse": predictor x BN mean x EMA ablation (toy or HLTM,
     collapse diagnostics, latent recovery on HLTM) and the exact linear dynamics."""
-    from minissl.batchnorm import MODES
     with gr.Tab("Why BYOL does not collapse", id="byol"):
         gr.Markdown("BYOL has no negative pairs. Train it with and without a predictor, with "
                     "BatchNorm's mean part normal / detached / omitted, with and without an EMA "
                     "target, and watch the embeddings collapse (effective rank → 1, std → 0) or "
                     "not. See docs/byol.md.")
         with gr.Row():
-            data = gr.Radio(["toy", "hltm"], value="toy", label="data")
-            preds = gr.CheckboxGroup(["none", "linear", "mlp"], value=["none", "linear"],
+            data = gr.Radio(list(E.DATASETS), value="toy", label="data")
+            preds = gr.CheckboxGroup(list(PREDICTORS), value=["none", "linear"],
                                      label="predictor")
-            means = gr.CheckboxGroup(list(MODES), value=list(MODES), label="BN mean part")
+            means = gr.CheckboxGroup(list(BN_MODES), value=list(BN_MODES), label="BN mean part")
             emas = gr.CheckboxGroup(["0", "0.99"], value=["0", "0.99"],
                                     label="target EMA (0 = SimSiam)")
         with gr.Row():

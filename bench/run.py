@@ -19,6 +19,16 @@ Rows
 3. Matrix-free covariance spectrum (top 4 eigenpairs, Lanczos) of a 256x256 layer
    (65,536 weights) of a [64, 256, 256, 32] net over 256 samples x 4 views.
 4. The same rows on the GPU (CuPy against PyTorch CUDA) when a GPU is present.
+5. JAX (``bench/jax_ref.py``) on the HLTM reference configuration, float32 and float64, one
+   500-step epoch (64,000 triples, sampled once by ``tree.triples`` outside the timing):
+   minissl numba fused step, PyTorch, JAX scanned epoch (grouped einsum, one ``lax.scan``),
+   JAX per-step (one jitted call per step) and dense masked JAX (``W * mask``, scanned), each
+   with 1 thread and with the budget. Interleaved rounds (every entry once per round, the
+   order rotated each round), the median per entry; ``x numba`` = numba's time (same threads)
+   / this time. XLA sizes its CPU thread pool once per process from the CPUs the process may
+   use, so JAX runs in one worker process per thread setting (CPU affinity set before it
+   starts, ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false`` for 1 thread), kept alive and
+   driven round by round from this process; minissl and PyTorch run here.
 
 Fairness: every implementation gets the same thread budget (``--threads``, default: the
 cores) and is timed with 1 thread and with the budget; the better is reported (column
@@ -41,9 +51,44 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import minissl  # noqa: E402
 from minissl import backend as B  # noqa: E402
-from minissl.hltm import HLTM, normalized_correlation  # noqa: E402
+from minissl.hltm import HLTM  # noqa: E402
+from minissl.metrics import normalized_correlation  # noqa: E402
 from minissl.nets import ReLUNet  # noqa: E402
-from minissl.train import SGD, TrainConfig, loss_and_grads  # noqa: E402
+from minissl.optim import SGD  # noqa: E402
+from minissl.train import TrainConfig, gradient_step, loss_and_grads  # noqa: E402
+
+
+# ----------------------------------------------------------------------------- minissl adapters
+# Used by the JAX rows.
+def m_tree(depth=5, num_children=2, polarity=(0.7, 1.0), seed=0):
+    return minissl.HLTM(depth=depth, num_children=num_children, polarity=polarity, seed=seed)
+
+
+def m_sizes_masks(tree, hid):
+    return list(tree.network_sizes(hid)), [np.asarray(m) for m in tree.network_masks(hid)]
+
+
+def m_triples(tree, n, rng):
+    return tuple(np.asarray(a) for a in tree.triples(n, rng))
+
+
+def m_net(sizes, masks, dtype, backend, seed=0):
+    return minissl.ReLUNet(sizes, masks=masks, seed=seed, dtype=dtype, backend=backend)
+
+
+def m_stepper(net, tau, lr, batch_size):
+    """``step(batch) -> loss``: minissl's ``gradient_step`` (the compiled fused step for a
+    numba net) and the plain SGD update ``W -= lr * grad``, in place."""
+    cfg = minissl.TrainConfig(loss="infonce", tau=tau, lr=lr, batch_size=batch_size)
+    weights, lag = net.weights, gradient_step(net, cfg)
+
+    def step(batch):
+        value, _, _, grads = lag(batch)
+        for W, g in zip(weights, grads):
+            W -= lr * g
+        return value
+
+    return step
 
 
 # ----------------------------------------------------------------------------- timing
@@ -126,15 +171,15 @@ def hltm_row(args, threads, torch):
     results = {}
 
     def epoch_minissl(net, nsteps):
-        opt = SGD(net.parameters(), cfg.lr)
+        opt, step = SGD(net.parameters(), cfg.lr), gradient_step(net, cfg)
         for s in range(nsteps):
             sl = slice(s * batch, (s + 1) * batch)
-            _, _, _, g = loss_and_grads(net, (x[sl], xp_[sl], xn[sl]), cfg)
+            _, _, _, g = step((x[sl], xp_[sl], xn[sl]))
             opt.step(g)
 
     # minissl numpy: slow, timed on a few steps and scaled to the epoch
     k_np = min(steps, 20 if args.quick else 40)
-    net = tree.network(hid, backend="numpy", dtype=dt, seed=0)
+    net = minissl.tree_network(tree, hid, backend="numpy", dtype=dt, seed=0)
     t, th = best_over_threads(
         lambda: best_time(lambda: epoch_minissl(net, k_np), args.repeats) * steps / k_np,
         threads, torch)
@@ -142,7 +187,7 @@ def hltm_row(args, threads, torch):
     t_c = best_time(lambda: normalized_correlation(tree, net, x=x_eval, z=z_eval), 1)
     results["numpy"] = (t, t + t_s + t_c, th, f"timed on {k_np} steps")
 
-    net = tree.network(hid, backend="numba", dtype=dt, seed=0)
+    net = minissl.tree_network(tree, hid, backend="numba", dtype=dt, seed=0)
     t, th = best_over_threads(lambda: best_time(lambda: epoch_minissl(net, steps),
                                                 args.repeats), threads, torch)
     from minissl.kernels.hltm import triples as triples_numba
@@ -152,7 +197,7 @@ def hltm_row(args, threads, torch):
 
     tdt = T.DTYPES[dt]
     tx, txp, txn = (torch.as_tensor(a, dtype=tdt) for a in (x, xp_, xn))
-    ref = tree.network(hid, dtype=dt, seed=0)
+    ref = minissl.tree_network(tree, hid, dtype=dt, seed=0)
     model = T.MaskedMLP(ref.sizes, [B.to_numpy(m) for m in ref.masks], dt,
                         [B.to_numpy(W) for W in ref.weights])
     step = T.make_step(model, cfg.lr, cfg.loss, cfg.tau)
@@ -302,7 +347,7 @@ def gpu_rows(args, torch):
     tree = HLTM(depth=5, num_children=2, seed=0)
     Nb = 4096
     x, xp_, xn = tree.triples(Nb * 4, np.random.default_rng(1))
-    net = tree.network(10, backend="cupy", dtype=dt, seed=0)
+    net = minissl.tree_network(tree, 10, backend="cupy", dtype=dt, seed=0)
     hc = TrainConfig(loss="infonce", tau=0.1, lr=0.1, batch_size=Nb)
     opt = SGD(net.parameters(), hc.lr)
     cx, cxp, cxn = cp.asarray(x), cp.asarray(xp_), cp.asarray(xn)
@@ -313,7 +358,7 @@ def gpu_rows(args, torch):
             opt.step(loss_and_grads(net, (cx[sl], cxp[sl], cxn[sl]), hc)[3])
         cp.cuda.Device().synchronize()
     t_cp = best_time(run_cp2, args.repeats) / 4
-    ref = tree.network(10, dtype=dt, seed=0)
+    ref = minissl.tree_network(tree, 10, dtype=dt, seed=0)
     model = T.MaskedMLP(ref.sizes, ref.masks, dt, ref.weights).cuda()
     step = T.make_step(model, hc.lr, hc.loss, hc.tau)
     tx, txp, txn = (torch.from_numpy(v.astype(dt)).cuda() for v in (x, xp_, xn))
@@ -330,6 +375,186 @@ def gpu_rows(args, torch):
     return rows, None
 
 
+# ----------------------------------------------------------------------------- JAX rows
+JAX_VARIANTS = (("jax-scan", "scan", "grouped einsum, lax.scan epoch"),
+                ("jax-step", "step", "grouped einsum, jit call per step, packed weights"),
+                ("jax-dense", "dense", "dense W*mask, lax.scan epoch"))
+
+
+class JaxWorker:
+    """``python bench/jax_ref.py --worker DATA`` on the first ``threads`` CPUs of this process:
+    the affinity is set before the child starts, so XLA's CPU thread pool (sized once, from the
+    CPUs the process may use) has ``threads`` workers; with 1 thread also
+    ``--xla_cpu_multi_thread_eigen=false``. (``intra_op_parallelism_threads`` is no XLA flag:
+    XLA_FLAGS ignores it without leading dashes and aborts on it with them.)
+    ``compile``: {variant: (trace+lower s, XLA compile s)}; ``time(variant)`` -> (seconds,
+    (final loss, weight movement))."""
+
+    def __init__(self, data_path, threads):
+        import json
+        import subprocess
+        self.json = json
+        cpus = sorted(os.sched_getaffinity(0))[:threads]
+        env = dict(os.environ)
+        if threads == 1:
+            env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "")
+                                + " --xla_cpu_multi_thread_eigen=false").strip()
+        here = os.path.dirname(os.path.abspath(__file__))
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.join(here, "jax_ref.py"), "--worker", data_path],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+            preexec_fn=lambda: os.sched_setaffinity(0, cpus))
+        self.info = self._read()
+        self.compile = self.info["compile"]
+
+    def _read(self):
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"JAX worker exited (status {self.proc.wait()})")
+        return self.json.loads(line)
+
+    def time(self, variant):
+        self.proc.stdin.write(variant + "\n")
+        self.proc.stdin.flush()
+        r = self._read()
+        return r["seconds"], (r["loss"], r["moved"])
+
+    def close(self):
+        try:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        self.proc.wait(timeout=30)
+
+
+def jax_rows(args, threads, torch):
+    """The HLTM reference step: minissl numba, PyTorch and the JAX variants, float32 and
+    float64, 1 and ``threads`` threads, interleaved rounds, medians (see the docstring)."""
+    try:
+        import jax  # noqa: F401  (only checks it is installed; JAX runs in the workers)
+    except ImportError as e:
+        return [{"name": "HLTM JAX comparison", "skip": f"no jax ({e})"}]
+    import tempfile
+    hid, batch, steps = 10, 128, 500
+    tree = m_tree(5, 2, (0.7, 1.0), 0)
+    sizes, masks = m_sizes_masks(tree, hid)
+    data = m_triples(tree, steps * batch, np.random.default_rng(1))    # the epoch, shared
+    W0 = [np.asarray(W, np.float64) for W in m_net(sizes, masks, "float64", "numpy").weights]
+    with tempfile.TemporaryDirectory(prefix="minissl-jax-") as tmp:
+        return [jax_row(args, threads, torch, os.path.join(tmp, f"epoch-{dt}.npz"), dt,
+                        hid, batch, steps, sizes, masks, W0, data)
+                for dt in ("float32", "float64")]
+
+
+def jax_row(args, threads, torch, path, dt, hid, batch, steps, sizes, masks, W0, data,
+            tau=0.1, lr=0.1):
+    """One dtype of ``jax_rows``: every entry trains the same epoch from the same weights."""
+    import torch_ref as T
+    rounds = 5 if args.quick else 9
+    ths = sorted({1, threads})
+    x, xp_, xn = data
+    np.savez(path, dtype=dt, hid=hid, steps=steps, tau=tau, lr=lr, L=len(W0), unroll=1,
+             x=x, x_pos=xp_, x_neg=xn, **{f"W{l}": W for l, W in enumerate(W0)},
+             **{f"M{l}": m for l, m in enumerate(masks)})
+    sl = [slice(s * batch, (s + 1) * batch) for s in range(steps)]
+
+    # minissl numba: one net, weights reset before every epoch (outside the timing)
+    net = m_net(sizes, masks, dt, "numba")
+    m_step = m_stepper(net, tau, lr, batch)
+    bx, bxp, bxn = (a.astype(dt) for a in data)
+
+    def epoch_numba():
+        for W, W_0 in zip(net.weights, W0):
+            W[...] = W_0
+        t = time.perf_counter()
+        for s in sl:
+            v = m_step((bx[s], bxp[s], bxn[s]))
+        t = time.perf_counter() - t
+        return t, (float(v), weight_movement(net.weights, W0))
+
+    tdt = T.DTYPES[dt]
+    tx, txp, txn = (torch.as_tensor(a, dtype=tdt) for a in data)
+    model = T.MaskedMLP(sizes, masks, dt, W0)
+    t_step = T.make_step(model, lr, "infonce", tau)
+
+    def epoch_torch():
+        with torch.no_grad():
+            for lin, W_0 in zip(model.layers, W0):
+                lin.weight.copy_(torch.as_tensor(W_0, dtype=tdt))
+        t = time.perf_counter()
+        for s in sl:
+            v = t_step((tx[s], txp[s], txn[s]))
+        t = time.perf_counter() - t
+        return t, (float(v), weight_movement([lin.weight.detach().numpy() for lin in model.layers],
+                                             W0))
+
+    workers = {}
+    try:
+        for th in ths:
+            workers[th] = JaxWorker(path, th)
+        entries = []
+        for th in ths:
+            entries.append(("numba", th, epoch_numba, "fused step (minissl)"))
+            entries.append(("torch", th, epoch_torch, "autograd, masked nn.Linear"))
+            for name, var, how in JAX_VARIANTS:
+                entries.append((name, th, (lambda w=workers[th], v=var: w.time(v)), how))
+        times = {(e[0], e[1]): [] for e in entries}
+        losses = {}
+        for r in range(rounds + 1):                           # round 0: warm-up, not kept
+            k = r % len(entries)
+            for impl, th, fn, _ in entries[k:] + entries[:k]:
+                if impl in ("numba", "torch"):
+                    set_threads(th, torch)
+                t, v = fn()
+                if r:
+                    times[(impl, th)].append(t)
+                losses[(impl, th)] = v
+    finally:
+        set_threads(threads, torch)
+        for w in workers.values():
+            w.close()
+    res = {}
+    for impl, th, _, how in entries:
+        ts = np.array(times[(impl, th)])
+        res[(impl, th)] = (float(np.median(ts)), float(ts.min()), float(ts.max()), how)
+    ref = losses[("numba", ths[0])]
+    agree = [max(abs(v[i] - ref[i]) / abs(ref[i]) for v in losses.values()) for i in (0, 1)]
+    comp = "; ".join(
+        f"{th} thr: " + ", ".join(f"{v} {a + b:.2f} s (trace+lower {a:.2f}, XLA {b:.2f})"
+                                  for v, (a, b) in w.compile.items())
+        for th, w in workers.items())
+    return {"name": f"HLTM d5 c2 hid10 b{batch} {dt} (JAX)", "kind": "jax", "steps": steps,
+            "n": steps * batch, "dtype": dt, "res": res,
+            "flops": tree_flops(m_net(sizes, masks, dt, "numpy"), batch * 3),
+            "note": f"median of {rounds} interleaved rounds of a {steps}-step epoch; all "
+                    f"entries' final loss agrees to {agree[0]:.0e}, weight movement "
+                    f"||W - W0|| ({ref[1]:.3e}) to {agree[1]:.0e} (relative); "
+                    f"JAX compile: {comp}"}
+
+
+def weight_movement(weights, initial):
+    """``sqrt(sum_l ||W_l - W0_l||²)``: how far an epoch moved the weights (as jax_ref's)."""
+    return float(np.sqrt(sum(np.sum((np.asarray(W, np.float64) - W0) ** 2)
+                             for W, W0 in zip(weights, initial))))
+
+
+def print_jax_row(r, peak):
+    """Rows of ``jax_rows`` in the table: per (impl, threads), the median s/step, x torch
+    (PyTorch with the same threads), GFLOP/step, %peak, then x numba (same threads)."""
+    steps = r["steps"]
+    for (impl, th), (t, lo, hi, how) in r["res"].items():
+        per_step = t / steps
+        t_torch = r["res"][("torch", th)][0]
+        t_numba = r["res"][("numba", th)][0]
+        frac = 100 * r["flops"] / per_step / (peak[r["dtype"]] * 1e9)
+        print(f"{r['name'][:40]:<40} {impl:<9} {th:>3} {per_step:>10.6f} {t_torch / t:>8.2f} "
+              f"{r['flops'] / 1e9:>10.4f} {frac:6.2f}  x numba {t_numba / t:5.2f}; "
+              f"{r['n'] / t:>9,.0f} triples/s; rounds {lo / steps * 1e6:.0f}-"
+              f"{hi / steps * 1e6:.0f} us/step ({how})")
+    print(f"{'':<40} {r['note']}")
+
+
 # ----------------------------------------------------------------------------- table
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -339,8 +564,8 @@ def main(argv=None):
                     help="thread budget for Numba and PyTorch (default: all cores)")
     ap.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                     help="dtype of the HLTM row (the dense row is float32, spectrum float64)")
-    ap.add_argument("--rows", default="hltm,dense,spectrum,gpu",
-                    help="comma-separated subset of hltm,dense,spectrum,gpu")
+    ap.add_argument("--rows", default="hltm,dense,spectrum,gpu,jax",
+                    help="comma-separated subset of hltm,dense,spectrum,gpu,jax")
     args = ap.parse_args(argv)
     if args.repeats is None:
         args.repeats = 2 if args.quick else 3
@@ -382,15 +607,20 @@ def main(argv=None):
             notes.append(f"GPU rows skipped: {why}")
         else:
             rows.extend(g)
+    if "jax" in rows_wanted:
+        rows.extend(jax_rows(args, threads, torch))
 
     print()
-    hdr = f"{'workload':<40} {'impl':<6} {'thr':>3} {'s/step':>10} {'x torch':>8} " \
+    hdr = f"{'workload':<40} {'impl':<9} {'thr':>3} {'s/step':>10} {'x torch':>8} " \
           f"{'GFLOP/step':>10} {'%peak':>6}  extra"
     print(hdr)
     print("-" * len(hdr))
     for r in rows:
         if "skip" in r:
             print(f"{r['name']:<40} skipped: {r['skip']}")
+            continue
+        if r.get("kind") == "jax":
+            print_jax_row(r, peak)
             continue
         t_ref = r["res"]["torch"][0]
         steps = r.get("steps")
@@ -408,7 +638,7 @@ def main(argv=None):
             else:
                 per_step = t
                 extra = how + (f"; {r['note']}" if r.get("note") else "")
-            print(f"{r['name'][:40]:<40} {impl:<6} {th:>3} {per_step:>10.5f} "
+            print(f"{r['name'][:40]:<40} {impl:<9} {th:>3} {per_step:>10.5f} "
                   f"{t_ref / t:>8.2f} {r['flops'] / 1e9:>10.4f} {frac:>6}  {extra}")
     for n_ in notes:
         print(n_)

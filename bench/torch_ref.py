@@ -2,7 +2,7 @@
 
 Written the way a PyTorch user would: ``nn.Linear`` layers (bias-free) whose weights are
 multiplied by a 0/1 mask buffer in ``forward``, autograd for the backward, ``torch.optim.SGD``
-for the update. The maths is minissl's (DESIGN.md §1), so a step here and a minissl step from
+for the update. The maths is minissl's (docs/design.md), so a step here and a minissl step from
 the same weights and batch give the same loss and the same new weights (tests/test_kernels.py
 checks it):
 

@@ -1,19 +1,37 @@
 """minissl: the theory of self-supervised learning with dual deep networks, runnable.
 
 Tian, Yu, Chen, Ganguli (2020), "Understanding Self-supervised Learning with Dual Deep
-Networks" (arXiv 2010.00578). See README.md and docs/.
+Networks" (arXiv 2010.00578), and its neighbours. The architecture is in docs/design.md.
 """
 from .backend import BACKENDS, BackendError, cupy_available, numba_available
+from .byol import BYOL, BYOLConfig, directpred_weights, train_byol
 from .checkpoint import CheckpointError
-from .data import GaussianClusters
-from .covariance import (connection, covariance_operator, covariance_pair_weights,
-                         covariance_spectrum, covariance_update)
-from .batchnorm import BatchNorm
-from .byol import (BYOL, BYOLConfig, collapse_diagnostics, directpred_weights, eigen_alignment,
-                   run_ablation, train_byol)
-from .hltm import HLTM, correlation_ceiling, normalized_correlation
-from .losses import LOSSES, contrastive_loss, pair_weights, simclr_loss
-from .nets import ReLUNet
-from .train import History, TrainConfig, TrainingDiverged, train
+from .covariance import (Factors, connection, covariance_operator, covariance_pair_weights,
+                         covariance_spectrum, covariance_update, kbar)
+from .data import GaussianClusters, GaussianViews
+from .hltm import HLTM
+from .layers import BatchNorm, L2Normalize, Linear, ReLU, Sequential
+from .losses import (LOSSES, byol_loss, collapsed_loss, contrastive_loss, loss_curves,
+                     pair_weights, simclr_loss)
+from .metrics import (Correlation, collapse_diagnostics, correlation_ceiling, effective_rank,
+                      eigen_alignment, normalized_correlation)
+from .nets import ReLUNet, tree_network
+from .optim import SGD, History
+from .train import TrainConfig, TrainingDiverged, train
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "BACKENDS", "BackendError", "cupy_available", "numba_available",
+    "BYOL", "BYOLConfig", "directpred_weights", "train_byol",
+    "CheckpointError",
+    "Factors", "connection", "covariance_operator", "covariance_pair_weights",
+    "covariance_spectrum", "covariance_update", "kbar",
+    "GaussianClusters", "GaussianViews", "HLTM",
+    "BatchNorm", "L2Normalize", "Linear", "ReLU", "Sequential",
+    "LOSSES", "byol_loss", "collapsed_loss", "contrastive_loss", "loss_curves", "pair_weights",
+    "simclr_loss",
+    "Correlation", "collapse_diagnostics", "correlation_ceiling", "effective_rank",
+    "eigen_alignment", "normalized_correlation",
+    "ReLUNet", "tree_network", "SGD", "History", "TrainConfig", "TrainingDiverged", "train",
+]

@@ -1,4 +1,4 @@
-"""Array namespace (NumPy | CuPy), device transfer, seeded RNG, Numba presence.
+"""Array namespace (NumPy | CuPy), device transfer, seeded RNG, thread limits, validators.
 
 The mathematics is written once against an array module ``xp``; this module picks it.
 
@@ -6,12 +6,16 @@ The mathematics is written once against an array module ``xp``; this module pick
   "cupy" -> cupy). Asking for "cupy" where CuPy or a GPU is missing raises ``BackendError``;
   there is never a silent fallback.
 - ``array_module(*arrays)``: the module the given arrays live in (``cupy.get_array_module``
-  behind a shim that works without CuPy).
-- ``to_numpy(a)``: a NumPy copy/view of ``a`` wherever it lives.
-- ``rng(seed)``: NumPy's ``default_rng``. Data are made on the CPU so that every backend sees
-  the same numbers; they are moved with ``xp.asarray``.
+  behind a shim that works without CuPy). ``to_numpy(a)``: a host copy/view.
+- ``rng(seed)``: NumPy's ``default_rng``; ``derive_seed(seed, stream)``: an independent seed
+  per use. Data are made on the CPU so that every backend sees the same numbers.
+- ``check_int``/``check_real``/``check_choice``/``check_finite``: the shared validators; each
+  raises ``ValueError`` naming the parameter and the allowed values.
 """
 from __future__ import annotations
+
+import math
+import numbers
 
 import numpy as np
 
@@ -52,8 +56,7 @@ def numba_available() -> bool:
 
 def check_backend(backend: str) -> str:
     """Validate a backend name and that it can run here; return it."""
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    check_choice("backend", backend, BACKENDS)
     if backend == "cupy" and not cupy_available():
         why = "CuPy is not installed" if _cupy() is None else "CuPy sees no usable GPU"
         raise BackendError(
@@ -66,7 +69,10 @@ def check_backend(backend: str) -> str:
 
 
 def check_dtype(dtype) -> np.dtype:
-    name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+    try:
+        name = np.dtype(dtype).name
+    except TypeError:
+        name = None
     if name not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
     return np.dtype(name)
@@ -75,9 +81,7 @@ def check_dtype(dtype) -> np.dtype:
 def get_xp(backend: str):
     """The array module for ``backend`` (validated)."""
     check_backend(backend)
-    if backend == "cupy":
-        return _cupy()
-    return np
+    return _cupy() if backend == "cupy" else np
 
 
 def array_module(*arrays):
@@ -95,20 +99,90 @@ def to_numpy(a):
     return _cupy().asnumpy(a)
 
 
+# ----------------------------------------------------------------------------- randomness
 def rng(seed=None) -> np.random.Generator:
     """NumPy's seeded generator; an existing Generator is passed through."""
     if isinstance(seed, np.random.Generator):
         return seed
+    if seed is not None:
+        seed = check_int("seed", seed, 0)
     return np.random.default_rng(seed)
+
+
+def derive_seed(seed, stream):
+    """An independent integer seed for one use of ``seed`` (e.g. 1 init, 2 training data,
+    3 evaluation): ``SeedSequence([seed, stream])``'s first word."""
+    return int(np.random.SeedSequence([check_int("seed", seed, 0), stream]).generate_state(1)[0])
 
 
 def blas_threads(n):
     """A context that limits NumPy's/SciPy's BLAS pool to ``n`` threads (None: unchanged).
 
     The networks here are small: one BLAS thread is usually fastest, and several fight over a
-    busy machine (16-30x slower measured on a loaded 2-core container, docs/performance.md).
+    busy machine (docs/performance.md).
     """
     from contextlib import nullcontext
 
     from threadpoolctl import threadpool_limits
     return nullcontext() if n is None else threadpool_limits(limits=int(n), user_api="blas")
+
+
+# ----------------------------------------------------------------------------- validators
+def _num(v):
+    return str(v) if isinstance(v, numbers.Integral) else f"{v:g}"
+
+
+def _range(lo, hi, lo_open=False):
+    if hi is None:
+        return f"{'>' if lo_open else '>='} {_num(lo)}" if lo is not None else ""
+    if lo is None:
+        return f"<= {_num(hi)}"
+    return f"in {'(' if lo_open else '['}{_num(lo)}, {_num(hi)}]"
+
+
+def check_int(name, v, lo=None, hi=None):
+    """``v`` as an int: an integer or an integral float (NumPy scalars too), never a bool or a
+    string, within ``[lo, hi]``. Raises ``ValueError`` naming ``name`` and the range."""
+    ok = isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
+    if ok and not isinstance(v, numbers.Integral):
+        ok = math.isfinite(v) and float(v).is_integer()
+    if ok:
+        v = int(v)
+        ok = (lo is None or v >= lo) and (hi is None or v <= hi)
+    if not ok:
+        raise ValueError(f"{name} must be an integer {_range(lo, hi)}".rstrip()
+                         + f", got {v!r}")
+    return v
+
+
+def check_real(name, v, lo=None, hi=None, *, lo_open=False):
+    """``v`` as a finite float (NumPy scalars accepted; bools and strings refused) within
+    ``[lo, hi]`` (``(lo, hi]`` with ``lo_open``). Raises ``ValueError`` naming ``name``."""
+    ok = isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
+    if ok:
+        v = float(v)
+        ok = (math.isfinite(v) and (lo is None or (v > lo if lo_open else v >= lo))
+              and (hi is None or v <= hi))
+    if not ok:
+        raise ValueError(f"{name} must be a finite number {_range(lo, hi, lo_open)}".rstrip()
+                         + f", got {v!r}")
+    return v
+
+
+def check_choice(name, v, choices):
+    """``v`` if it is one of ``choices``, else ``ValueError`` listing them."""
+    try:
+        ok = v in choices
+    except TypeError:
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {v!r}")
+    return v
+
+
+def check_finite(name, a, xp=None):
+    """Raise ``ValueError`` if the array ``a`` holds NaN or infinite values."""
+    xp = xp or array_module(a)
+    if not bool(xp.isfinite(a).all()):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return a

@@ -1,80 +1,120 @@
-"""Atomic, pickle-free saving and checked loading of states (dicts of arrays and plain values).
+"""Atomic, pickle-free saving and bounded, checked loading of states (nested dicts/lists of
+arrays and plain values).
 
-File format: a NumPy ``.npz`` with one array per leaf and a ``__meta__`` entry holding UTF-8
-JSON: ``{"format": "minissl", "version": 1, "kind": ..., "layout": ..., "sha256": ...}``.
-``layout`` rebuilds the nested dict/list structure; ``sha256`` covers every array's dtype,
-shape and bytes, so a truncated or edited file is refused. Loading uses
-``allow_pickle=False`` always. Saving writes a temporary file beside the target and renames it
-over the target (``os.replace``), so a failed save leaves the old file intact.
+File format, version 2: a NumPy ``.npz`` (a zip of ``.npy`` members) with one C-ordered array
+``a<i>.npy`` per array leaf and ``__meta__.npy``, a uint8 array of UTF-8 JSON::
+
+    {"format": "minissl", "version": 2, "kind": ..., "layout": ...,
+     "arrays": {"a0": {"dtype": "<f8", "shape": [4, 5], "sha256": sha256(bytes)}, ...},
+     "sha256": sha256(canonical JSON of all the other fields)}
+
+``layout`` rebuilds the nesting (an array leaf is ``{"__array__": "a0"}``; tuples come back as
+lists). Canonical JSON is ``json.dumps(..., sort_keys=True, separators=(",", ":"))``. The header
+checksum covers kind, version, layout and every array's dtype, shape and bytes digest, so an
+edited header is refused before any array is read, and edited bytes when their array is read.
+
+Loading is bounded before any array data is read: the JSON (``MAX_META_BYTES``), the number of
+arrays (``MAX_ARRAYS``), the layout's nesting (``MAX_DEPTH``) and the declared array bytes
+(``limits.check_memory``). Each member's ``.npy`` header must match its declaration (a plain
+bool/int/float/complex dtype, C order) and the zip's declared size must be exactly header +
+data; no more than that is ever decompressed. Nothing is unpickled. Version-1 files (whose
+checksum did not cover the layout) are refused.
+
+Saving writes a temporary file beside the target (mode ``0o666 & ~umask``), fsyncs it and renames
+it over the target (``os.replace``): a failed save leaves the old file intact.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 import zipfile
+import zlib
 
 import numpy as np
 
-FORMAT, VERSION = "minissl", 1
+from .limits import ResourceLimitError, check_memory
+
+FORMAT, VERSION = "minissl", 2
+MAX_META_BYTES = 1 << 20   # the JSON header
+MAX_ARRAYS = 4096
+MAX_DEPTH = 32             # nesting of dicts/lists in the layout
+_KINDS = "biufc"           # bool, signed, unsigned, float, complex
+_CHUNK = 1 << 20           # bytes decompressed per read
 
 
 class CheckpointError(ValueError):
     """The file is not a readable minissl checkpoint of the expected kind."""
 
 
-def _flatten(obj, arrays, prefix):
-    """Replace arrays by {"__array__": key}; returns the JSON-able layout."""
+def _place(prefix, key):
+    """Where a value sits in the state: ``weights[1]``, ``opt.m``."""
+    if isinstance(key, int):
+        return f"{prefix}[{key}]"
+    return f"{prefix}.{key}" if prefix else key
+
+
+def _digest(meta):
+    """sha256 of the canonical JSON of ``meta`` without its own ``sha256`` field."""
+    rest = {k: v for k, v in meta.items() if k != "sha256"}
+    return hashlib.sha256(json.dumps(rest, sort_keys=True, separators=(",", ":")).encode()
+                          ).hexdigest()
+
+
+# ----------------------------------------------------------------------------- saving
+def _flatten(obj, arrays, place, depth):
+    """Replace arrays by ``{"__array__": key}`` (C-ordered copies in ``arrays``); the layout."""
+    where = place or "the state"
+    if depth > MAX_DEPTH:
+        raise ValueError(f"cannot save {where}: nested deeper than {MAX_DEPTH}")
     if isinstance(obj, np.ndarray):
+        if obj.dtype.kind not in _KINDS:
+            raise TypeError(f"cannot save {where}: dtype {obj.dtype} is not a plain numeric or "
+                            "bool dtype (object arrays would need pickling)")
         key = f"a{len(arrays)}"
-        arrays[key] = obj
+        arrays[key] = np.asarray(obj, order="C")
         return {"__array__": key}
     if isinstance(obj, dict):
-        return {str(k): _flatten(v, arrays, f"{prefix}.{k}") for k, v in obj.items()}
+        if "__array__" in obj:
+            raise ValueError(f"cannot save {where}: the key '__array__' is reserved")
+        return {str(k): _flatten(v, arrays, _place(place, str(k)), depth + 1)
+                for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_flatten(v, arrays, f"{prefix}[{i}]") for i, v in enumerate(obj)]
+        return [_flatten(v, arrays, _place(place, i), depth + 1) for i, v in enumerate(obj)]
     if isinstance(obj, (np.floating, np.integer, np.bool_)):
         return obj.item()
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return obj
-    raise TypeError(f"cannot save {prefix} of type {type(obj).__name__}")
-
-
-def _unflatten(layout, arrays):
-    if isinstance(layout, dict):
-        if set(layout) == {"__array__"}:
-            return arrays[layout["__array__"]]
-        return {k: _unflatten(v, arrays) for k, v in layout.items()}
-    if isinstance(layout, list):
-        return [_unflatten(v, arrays) for v in layout]
-    return layout
-
-
-def _digest(arrays):
-    h = hashlib.sha256()
-    for key in sorted(arrays):
-        a = np.ascontiguousarray(arrays[key])
-        h.update(f"{key}|{a.dtype.str}|{a.shape}|".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
+    raise TypeError(f"cannot save {where} of type {type(obj).__name__}")
 
 
 def save_state(path, state, kind):
     """Write ``state`` to ``path`` atomically (see module docstring)."""
     arrays = {}
-    layout = _flatten(state, arrays, "state")
-    for key, a in arrays.items():
-        if a.dtype == object:
-            raise TypeError("object arrays cannot be saved (they would need pickling)")
+    layout = _flatten(state, arrays, "", 0)
+    if len(arrays) > MAX_ARRAYS:
+        raise ValueError(f"cannot save {len(arrays)} arrays; a checkpoint holds at most "
+                         f"{MAX_ARRAYS}")
     meta = {"format": FORMAT, "version": VERSION, "kind": kind, "layout": layout,
-            "sha256": _digest(arrays)}
+            "arrays": {k: {"dtype": a.dtype.str, "shape": list(a.shape),
+                           "sha256": hashlib.sha256(a.reshape(-1).view(np.uint8)).hexdigest()}
+                       for k, a in arrays.items()}}
+    meta["sha256"] = _digest(meta)
+    header = json.dumps(meta).encode()
+    if len(header) > MAX_META_BYTES:
+        raise ValueError(f"cannot save a layout of {len(header)} bytes of JSON; at most "
+                         f"{MAX_META_BYTES}")
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".minissl-", suffix=".npz", dir=folder)
+    umask = os.umask(0)
+    os.umask(umask)
+    fd, tmp = tempfile.mkstemp(prefix=".minissl-", suffix=".npz",
+                               dir=os.path.dirname(os.path.abspath(path)))
     try:
         with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, __meta__=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
+            os.chmod(tmp, 0o666 & ~umask)
+            np.savez(fh, __meta__=np.frombuffer(header, np.uint8), **arrays)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -84,33 +124,169 @@ def save_state(path, state, kind):
         raise
 
 
-def load_state(path, kind):
-    """Read a state written by ``save_state``; ``CheckpointError`` if corrupt or foreign."""
-    path = os.fspath(path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if "__meta__" not in z.files:
-                raise CheckpointError(f"{path} is not a minissl checkpoint (no __meta__ entry)")
-            meta = json.loads(z["__meta__"].tobytes().decode())
-            arrays = {k: z[k] for k in z.files if k != "__meta__"}
-    except CheckpointError:
-        raise
-    except FileNotFoundError:
-        raise
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, UnicodeDecodeError,
-            json.JSONDecodeError, KeyError) as e:
-        raise CheckpointError(f"{path} is not a readable minissl checkpoint: {e}") from None
+# ----------------------------------------------------------------------------- loading
+def _npy_header(fh, info, path):
+    """``(dtype, shape)`` from a member's ``.npy`` header, its data not read.
+
+    Refuses non-plain dtypes, Fortran order, and a zip size other than header + data bytes.
+    """
+    version = np.lib.format.read_magic(fh)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+    elif version == (2, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+    else:
+        raise CheckpointError(f"{path}: {info.filename} has .npy version {version}")
+    if dtype.kind not in _KINDS or fortran:
+        raise CheckpointError(f"{path}: {info.filename} holds an array of dtype {dtype}"
+                              f"{' in Fortran order' if fortran else ''}; only C-ordered "
+                              "bool/int/float/complex arrays are read")
+    size = fh.tell() + math.prod(shape) * dtype.itemsize
+    if info.file_size != size:
+        raise CheckpointError(f"{path} is corrupt: {info.filename} declares {info.file_size} "
+                              f"bytes, its .npy header describes {size}")
+    return dtype, shape
+
+
+def _read_data(fh, dtype, shape):
+    """The array after the header, read chunk by chunk, and the sha256 of its bytes."""
+    a = np.empty(shape, dtype)
+    flat = a.reshape(-1).view(np.uint8)
+    h = hashlib.sha256()
+    pos = 0
+    while pos < flat.size:
+        chunk = fh.read(min(_CHUNK, flat.size - pos))
+        if not chunk:
+            raise EOFError("an array ends early")
+        flat[pos:pos + len(chunk)] = np.frombuffer(chunk, np.uint8)
+        h.update(chunk)
+        pos += len(chunk)
+    return a, h.hexdigest()
+
+
+def _places(layout, out, place="", depth=0):
+    """Fill ``out`` with {array key: place in the layout}; refuses deep or malformed nesting."""
+    if depth > MAX_DEPTH:
+        raise ValueError(f"the layout is nested deeper than {MAX_DEPTH}")
+    if isinstance(layout, dict) and "__array__" in layout:
+        key = layout["__array__"]
+        if len(layout) != 1 or not isinstance(key, str) or key in out:
+            raise ValueError(f"bad array reference at {place or 'the top'}")
+        out[key] = place
+    elif isinstance(layout, dict):
+        for k, v in layout.items():
+            _places(v, out, _place(place, k), depth + 1)
+    elif isinstance(layout, list):
+        for i, v in enumerate(layout):
+            _places(v, out, _place(place, i), depth + 1)
+    return out
+
+
+def _declared(d):
+    """``(dtype, shape, sha256)`` of one array's declaration; ValueError if malformed."""
+    dtype, shape, sha = np.dtype(d["dtype"]), d["shape"], d["sha256"]
+    if dtype.str != d["dtype"] or dtype.kind not in _KINDS:
+        raise ValueError(f"dtype {d['dtype']!r} is not a plain bool/int/float/complex dtype")
+    if not (isinstance(shape, list) and len(shape) <= 64
+            and all(type(n) is int and n >= 0 for n in shape)):
+        raise ValueError(f"bad shape {shape!r}")
+    if not isinstance(sha, str):
+        raise ValueError(f"bad checksum {sha!r}")
+    return dtype, tuple(shape), sha
+
+
+def _check_meta(meta, path, kind):
+    """Validate the header; return ``{key: (dtype, shape, sha256, place)}`` for its arrays."""
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a minissl checkpoint (format={meta.get('format')!r})"
-                              if isinstance(meta, dict) else f"{path} has a malformed header")
+        raise CheckpointError(f"{path} is not a minissl checkpoint (format="
+                              f"{meta.get('format') if isinstance(meta, dict) else None!r})")
+    if meta.get("version") == 1:
+        raise CheckpointError(f"{path} is a version-1 minissl checkpoint, which is no longer "
+                              "read (its checksum does not cover its layout); save the object "
+                              "again")
     if meta.get("version") != VERSION:
         raise CheckpointError(f"{path} has checkpoint version {meta.get('version')!r}; "
                               f"this minissl reads version {VERSION}")
+    if meta.get("sha256") != _digest(meta):
+        raise CheckpointError(f"{path} is corrupt: its header does not match its checksum")
     if meta.get("kind") != kind:
         raise CheckpointError(f"{path} holds a {meta.get('kind')!r}, expected a {kind!r}")
-    if meta.get("sha256") != _digest(arrays):
-        raise CheckpointError(f"{path} is corrupt: its arrays do not match their checksum")
     try:
-        return _unflatten(meta["layout"], arrays)
-    except (KeyError, TypeError) as e:
-        raise CheckpointError(f"{path} has a malformed layout: {e}") from None
+        places = _places(meta["layout"], {})
+        if set(places) != set(meta["arrays"]):
+            raise ValueError("its arrays do not match its layout")
+        return {k: (*_declared(meta["arrays"][k]), place) for k, place in places.items()}
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path} has a malformed header: {e}") from None
+
+
+def _unflatten(layout, arrays):
+    if isinstance(layout, dict):
+        if "__array__" in layout:
+            return arrays[layout["__array__"]]
+        return {k: _unflatten(v, arrays) for k, v in layout.items()}
+    if isinstance(layout, list):
+        return [_unflatten(v, arrays) for v in layout]
+    return layout
+
+
+def _load(zf, path, kind, finite, limits):
+    infos = zf.infolist()
+    if len(infos) > MAX_ARRAYS + 1:
+        raise CheckpointError(f"{path} has {len(infos)} members; a checkpoint holds at most "
+                              f"{MAX_ARRAYS} arrays")
+    members = {info.filename: info for info in infos}
+    if len(members) != len(infos):
+        raise CheckpointError(f"{path} is corrupt: a member name occurs twice")
+    if "__meta__.npy" not in members:
+        raise CheckpointError(f"{path} is not a minissl checkpoint (no __meta__ entry)")
+    for info in infos:
+        if info.flag_bits & 1 or info.compress_type not in (zipfile.ZIP_STORED,
+                                                            zipfile.ZIP_DEFLATED):
+            raise CheckpointError(f"{path}: {info.filename} is encrypted or compressed with an "
+                                  "unsupported method")
+    with zf.open(members["__meta__.npy"]) as fh:
+        dtype, shape = _npy_header(fh, members["__meta__.npy"], path)
+        if dtype != np.uint8 or len(shape) != 1 or shape[0] > MAX_META_BYTES:
+            raise CheckpointError(f"{path} has a malformed header (not at most "
+                                  f"{MAX_META_BYTES} bytes of JSON)")
+        text = _read_data(fh, dtype, shape)[0].tobytes()
+    meta = json.loads(text.decode())
+    declared = _check_meta(meta, path, kind)
+    if set(members) != {"__meta__.npy"} | {k + ".npy" for k in declared}:
+        raise CheckpointError(f"{path} is corrupt: its members do not match its layout")
+    check_memory(sum(math.prod(d[1]) * d[0].itemsize for d in declared.values()),
+                 "the checkpoint's arrays", f"path={path!r}", limits)
+    arrays = {}
+    for key, (dtype, shape, want_sha, place) in declared.items():
+        with zf.open(members[key + ".npy"]) as fh:
+            got_dtype, got_shape = _npy_header(fh, members[key + ".npy"], path)
+            if got_dtype.str != dtype.str or got_shape != shape:
+                raise CheckpointError(f"{path} is corrupt: {place} ({key}) does not match its "
+                                      "declared dtype and shape")
+            a, sha = _read_data(fh, dtype, shape)
+        if sha != want_sha:
+            raise CheckpointError(f"{path} is corrupt: {place} ({key}) does not match its "
+                                  "checksum")
+        if finite and a.dtype.kind in "fc" and not np.isfinite(a).all():
+            raise CheckpointError(f"{path}: {place} contains NaN or infinite values")
+        arrays[key] = a
+    return _unflatten(meta["layout"], arrays)
+
+
+def load_state(path, kind, *, finite=True, limits=None):
+    """Read a state written by ``save_state`` (see module docstring).
+
+    ``CheckpointError`` for a truncated, corrupt, foreign or non-zip file, another ``kind``, or
+    (with ``finite``) NaN/inf in a floating array; ``ResourceLimitError`` if its arrays would
+    exceed ``limits`` (a ``minissl.limits.Limits``; None: ``current_limits()``).
+    """
+    path = os.fspath(path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return _load(zf, path, kind, finite, limits)
+    except (CheckpointError, ResourceLimitError, FileNotFoundError):
+        raise
+    except (OSError, ValueError, EOFError, RecursionError, NotImplementedError,
+            zipfile.BadZipFile, zlib.error) as e:
+        raise CheckpointError(f"{path} is not a readable minissl checkpoint: {e}") from None

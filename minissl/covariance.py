@@ -1,6 +1,6 @@
 """The covariance operator: per-layer connection K_l, Kbar_l, OP_l, matrix-free update and spectrum.
 
-Conventions (DESIGN.md §1; derivations in docs/theory.md). ``layer`` indexes ``net.weights``
+Conventions (docs/design.md; derivations in docs/theory.md). ``layer`` indexes ``net.weights``
 (0-based, so ``layer = l - 1`` for the paper's ``W_l``); ``views`` is ``(N, M, n_0)``: N samples,
 M augmented views of each; ``P = n_l * n_{l-1}``; ``vec`` is row-major (numpy's ``ravel``).
 
@@ -35,8 +35,9 @@ from __future__ import annotations
 import numpy as np
 
 from . import backend as B
-from .losses import check_loss, pair_weights as _loss_pair_weights
-from .nets import forward_pass, jacobians
+from .kernels import twin
+from .losses import check_loss, pair_weights
+from .nets import jacobians
 
 PAIR_WEIGHT_LOSSES = ("simple", "soft_triplet", "infonce")
 SPECTRUM_METHODS = ("auto", "lanczos", "dense")
@@ -46,6 +47,9 @@ DENSE_MAX_KBAR = 1 << 24  # ... and while Kbar (N * P * n_L numbers) stays below
 
 # ----------------------------------------------------------------------------- validation
 def _check_layer(net, layer):
+    if net.batchnorm is not None:
+        raise ValueError("the covariance operator needs a ReLU net without BatchNorm "
+                         "(batchnorm=None): f_L = K_l^T vec(W_l) does not hold through BN")
     L = net.depth
     if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not 0 <= layer < L:
         raise ValueError(f"layer must be an integer in [0, {L - 1}] (an index into net.weights), "
@@ -91,13 +95,10 @@ def _check_xi(net, xi, N):
 
 
 # ----------------------------------------------------------------------------- the connection K
-def _layer_factors(net, views, layer):
-    """``J_l`` (N*M, n_L, n_l) and ``f_{l-1}`` (N*M, n_{l-1}) of all views, flattened n-major."""
+def _passes(net, views):
+    """``(gs, fs)`` of all N*M views, flattened n-major."""
     N, M, n0 = views.shape
-    x = views.reshape(N * M, n0)                               # (N*M, n_0)
-    gs, fs = forward_pass(net.weights, net.biases, x, net.xp)
-    Js = jacobians(net.weights, gs, net.xp)
-    return Js[layer], fs[layer]
+    return net.passes(views.reshape(N * M, n0))
 
 
 def connection(net, x, layer):
@@ -110,7 +111,7 @@ def connection(net, x, layer):
     """
     layer = _check_layer(net, layer)
     x = _check_x(net, x)
-    gs, fs = forward_pass(net.weights, net.biases, x, net.xp)
+    gs, fs = net.passes(x)
     J = jacobians(net.weights, gs, net.xp)[layer]              # (N, n_L, n_l)
     f = fs[layer]                                              # (N, n_{l-1})
     N, nL, nl = J.shape
@@ -123,7 +124,8 @@ def kbar(net, views, layer):
     layer = _check_layer(net, layer)
     views = _check_views(net, views)
     N, M, _ = views.shape
-    J, f = _layer_factors(net, views, layer)                   # (NM, n_L, n_l), (NM, n_{l-1})
+    gs, fs = _passes(net, views)
+    J, f = jacobians(net.weights, gs, net.xp)[layer], fs[layer]   # (NM, n_L, n_l), (NM, n_{l-1})
     nL, nl, n_prev = J.shape[1], J.shape[2], f.shape[1]
     # Kbar[n, i, j, k] = (1/M) Σ_m J[nm, k, i] f[nm, j]; never the (N*M, P, n_L) K of all views
     Kb = net.xp.einsum("nmki,nmj->nijk", J.reshape(N, M, nL, nl), f.reshape(N, M, n_prev),
@@ -173,21 +175,18 @@ def covariance_operator(net, views, layer, xi=None):
 
 
 # ----------------------------------------------------------------------------- matrix-free
-class _Factors:
-    """What the matrix-free products need for one layer: ``J_l`` and ``f_{l-1}`` of every view."""
+class JacobianProducts:
+    """``Kbar^T vec(V)`` and ``Σ_n Kbar_n c_n`` of one layer through the Jacobians ``J_l`` of
+    every view (the NumPy/CuPy reference; ``kernels.covariance.GateProducts`` is its twin).
 
-    def __init__(self, net, views, layer, xi):
-        self.xp = xp = net.xp
-        self.layer = _check_layer(net, layer)
-        views = _check_views(net, views)
-        self.N, self.M = views.shape[:2]
-        self.xi = _check_xi(net, xi, self.N)
-        self.J, self.f = _layer_factors(net, views, self.layer)    # (NM, n_L, n_l), (NM, n_{l-1})
-        self.shape = tuple(net.weights[self.layer].shape)          # (n_l, n_{l-1})
-        m = None if net.masks is None else net.masks[self.layer]
-        self.mask = m
-        if self.xi is not None:
-            self.lap = xp.diag(self.xi.sum(axis=1)) - self.xi      # (N, N)
+    ``weights``, ``gs``/``fs`` (pre-activations and Linear inputs of the N*M views, n-major),
+    ``layer`` 0-based, ``N, M``. (``plans`` is unused: the twin's signature.)
+    """
+
+    def __init__(self, weights, plans, gs, fs, layer, N, M):
+        self.xp = B.array_module(fs[layer])
+        self.J = jacobians(weights, gs, self.xp)[layer]            # (NM, n_L, n_l)
+        self.f, self.N, self.M = fs[layer], N, M                   # (NM, n_{l-1})
 
     def kbar_t(self, V):
         """``u_n = Kbar_n^T vec(V)`` (N, n_L) for ``V`` (n_l, n_{l-1}): forward-like."""
@@ -201,28 +200,45 @@ class _Factors:
         D = self.xp.einsum("bk,bki->bi", c, self.J)                # (NM, n_l) = J^T c per view
         return (D.T @ self.f) / self.M                             # (n_l, n_{l-1})
 
+
+class Factors:
+    """What the matrix-free products need for one layer: ``apply(V) = OP vec(V)``.
+
+    ``Factors(net, views, layer, xi)``: ``views`` (N, M, n_0), ``xi`` None or (N, N)
+    symmetric. The connection products come from ``JacobianProducts`` or, for backend "numba",
+    its compiled twin (``kernels.twin("connection")``), which never forms J.
+    """
+
+    def __init__(self, net, views, layer, xi=None):
+        self.xp = xp = net.xp
+        self.layer = _check_layer(net, layer)
+        views = _check_views(net, views)
+        self.N, self.M = views.shape[:2]
+        self.xi = _check_xi(net, xi, self.N)
+        gs, fs = _passes(net, views)
+        products = twin("connection", net.backend) or JacobianProducts
+        plans = [lin.plan for lin in net.linears()]
+        self.products = products(net.weights, plans, gs, fs, self.layer, self.N, self.M)
+        self.shape = tuple(net.weights[self.layer].shape)          # (n_l, n_{l-1})
+        self.dtype = net.dtype
+        self.mask = None if net.masks is None else net.masks[self.layer]
+        if self.xi is not None:
+            self.lap = xp.diag(self.xi.sum(axis=1)) - self.xi      # (N, N)
+
     def apply(self, V):
         """``OP vec(V)`` reshaped to (n_l, n_{l-1})."""
         if self.mask is not None:
             V = V * self.mask
-        u = self.kbar_t(V)                                         # (N, n_L)
+        u = self.products.kbar_t(V)                                # (N, n_L)
         N = self.N
         if self.xi is None:
             c = (2.0 / N) * (u - u.mean(axis=0))
         else:
             c = (2.0 / N**2) * (self.lap @ u)
-        out = self.kbar_sum(c)
+        out = self.products.kbar_sum(c)
         if self.mask is not None:
             out = out * self.mask
         return out
-
-
-def _factors(net, views, layer, xi):
-    """``_Factors``, or for backend "numba" its twin that never forms J (kernels/covariance.py)."""
-    if net.backend == "numba":
-        from .kernels.covariance import Factors
-        return Factors(net, views, layer, xi)
-    return _Factors(net, views, layer, xi)
 
 
 def covariance_update(net, views, layer, xi=None):
@@ -232,13 +248,13 @@ def covariance_update(net, views, layer, xi=None):
     O(NM n_L n_l), never (N, P, n_L) or (P, P). Gradient descent on the simple loss moves
     ``W_l`` by ``lr * ΔW_l`` (see the module docstring for ``xi``).
     """
-    F = _factors(net, views, layer, xi)
+    F = Factors(net, views, layer, xi)
     return F.apply(net.weights[F.layer])
 
 
 def covariance_matvec(net, views, layer, xi=None):
     """A function ``v -> OP_l v`` on flat vectors (P,), matrix-free (the factors are cached)."""
-    F = _factors(net, views, layer, xi)
+    F = Factors(net, views, layer, xi)
     return lambda v: F.apply(v.reshape(F.shape)).ravel()
 
 
@@ -259,17 +275,12 @@ def covariance_spectrum(net, views, layer, k=4, xi=None, method="auto", tol=0.0,
     (docs/performance.md).
     """
     layer = _check_layer(net, layer)
-    if method not in SPECTRUM_METHODS:
-        raise ValueError(f"method must be one of {SPECTRUM_METHODS}, got {method!r}")
+    B.check_choice("method", method, SPECTRUM_METHODS)
     P = int(np.prod(net.weights[layer].shape))
-    if isinstance(k, bool) or int(k) != k or not 1 <= k <= P:
-        raise ValueError(f"k must be an integer in [1, {P}] (P = n_l*n_(l-1)), got {k!r}")
-    k = int(k)
-    if not tol >= 0:
-        raise ValueError(f"tol must be >= 0, got {tol!r}")
-    if blas_threads is not None and (isinstance(blas_threads, bool) or int(blas_threads) !=
-                                     blas_threads or blas_threads < 1):
-        raise ValueError(f"blas_threads must be None or an integer >= 1, got {blas_threads!r}")
+    k = B.check_int("k", k, 1, P)                                   # P = n_l n_(l-1)
+    tol = B.check_real("tol", tol, 0)
+    if blas_threads is not None:
+        B.check_int("blas_threads (None or an integer)", blas_threads, 1)
     if method == "lanczos" and k >= P - 1:
         raise ValueError(f"method='lanczos' needs k < P - 1 = {P - 1}, got k={k}; "
                          "use method='dense'")
@@ -282,31 +293,34 @@ def covariance_spectrum(net, views, layer, k=4, xi=None, method="auto", tol=0.0,
         w, U = xp.linalg.eigh(OP)
         vals, vecs = w[::-1][:k], U[:, ::-1][:, :k]
     else:
-        F = _factors(net, views, layer, xi)
-        dtype = net.dtype
-        if xp is np:
-            from scipy.sparse.linalg import LinearOperator, eigsh
-        else:  # CuPy arrays: the cupyx Lanczos solver, same interface
-            from cupyx.scipy.sparse.linalg import LinearOperator, eigsh
-
-        def mv(v):
-            return F.apply(v.reshape(F.shape)).reshape(v.shape)
-
-        A = LinearOperator((P, P), matvec=mv, dtype=dtype)
-        v0 = xp.asarray(B.rng(seed).standard_normal(P).astype(dtype))
-        if F.mask is not None:
-            v0 = v0 * F.mask.ravel()
-        if xp is np:
-            with B.blas_threads(blas_threads):   # after importing scipy, so its BLAS is seen
-                w, U = eigsh(A, k=k, which="LA", v0=v0, tol=tol)
-        else:
-            w, U = eigsh(A, k=k, which="LA", tol=tol)
-        order = xp.argsort(w)[::-1]
-        vals, vecs = w[order], U[:, order]
+        vals, vecs = _lanczos(Factors(net, views, layer, xi), k, tol, seed, blas_threads)
     idx = xp.argmax(xp.abs(vecs), axis=0)
     signs = xp.sign(vecs[idx, xp.arange(k)])
     signs = xp.where(signs == 0, 1.0, signs)
     return xp.ascontiguousarray(vals), xp.ascontiguousarray(vecs * signs)
+
+
+def _lanczos(F, k, tol, seed, blas_threads):
+    """Top-``k`` eigenpairs of ``OP`` given its ``Factors``, descending: ``eigsh`` over a
+    ``LinearOperator`` (``cupyx.scipy.sparse.linalg`` for CuPy arrays)."""
+    xp, P = F.xp, int(np.prod(F.shape))
+    if xp is np:
+        from scipy.sparse.linalg import LinearOperator, eigsh
+    else:  # CuPy arrays: the cupyx Lanczos solver, same interface
+        from cupyx.scipy.sparse.linalg import LinearOperator, eigsh
+    dtype = F.dtype
+    A = LinearOperator((P, P), matvec=lambda v: F.apply(v.reshape(F.shape)).reshape(v.shape),
+                       dtype=dtype)
+    if xp is np:
+        v0 = B.rng(seed).standard_normal(P).astype(dtype)
+        if F.mask is not None:
+            v0 = v0 * F.mask.ravel()
+        with B.blas_threads(blas_threads):   # after importing scipy, so its BLAS is seen
+            w, U = eigsh(A, k=k, which="LA", v0=v0, tol=tol)
+    else:
+        w, U = eigsh(A, k=k, which="LA", tol=tol)
+    order = xp.argsort(w)[::-1]
+    return w[order], U[:, order]
 
 
 # ----------------------------------------------------------------------------- pair weights
@@ -338,16 +352,16 @@ def covariance_pair_weights(net, views, loss="infonce", tau=1.0, margin=0.0):
     N, M, n0 = views.shape
     if loss == "simple":
         return xp.ones((N, N), dtype=net.dtype)
-    gs, _ = forward_pass(net.weights, net.biases, views.reshape(N * M, n0), xp)
+    gs, _ = net.passes(views.reshape(N * M, n0))
     fbar = gs[-1].reshape(N, M, -1).mean(axis=1)               # (N, n_L)
     diff = fbar[:, None, :] - fbar[None, :, :]                 # (N, N, n_L)
     R = 0.5 * (diff * diff).sum(axis=-1)                       # (N, N) r^-
     if loss == "soft_triplet":
-        xi, _ = _loss_pair_weights(xp.zeros(N * N, dtype=R.dtype), R.reshape(N * N, 1),
+        xi, _ = pair_weights(xp.zeros(N * N, dtype=R.dtype), R.reshape(N * N, 1),
                                    loss, tau, margin)
         xi = xi.reshape(N, N)
         return 0.5 * (xi + xi.T)
-    p, _ = _loss_pair_weights(xp.zeros(N, dtype=R.dtype), R, loss, tau, margin)   # (N, N)
+    p, _ = pair_weights(xp.zeros(N, dtype=R.dtype), R, loss, tau, margin)   # (N, N)
     return N * 0.5 * (p + p.T)
 
 

@@ -1,4 +1,4 @@
-"""Data sources: the toy Gaussian-cluster source and the protocol every source follows.
+"""Data sources: the protocol every source follows, and two toy sources.
 
 A data source has
 - ``triples(n, rng) -> (x, x_pos, x_neg)``: anchors (n, n_0), positives (n, n_0) (another
@@ -7,12 +7,16 @@ A data source has
 - ``views(n, m, rng) -> views``: (n, m, n_0), m augmented views of each of n samples (what
   the covariance operator averages over);
 - ``dim``: the input width n_0.
+
+Sources here: ``GaussianClusters`` (views of cluster centres through noise) and
+``GaussianViews`` (Gaussian samples with given data and augmentation covariances, the
+setting of linear BYOL). The HLTM (hltm.py) follows the same protocol.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .backend import rng as make_rng
+from . import backend as B
 
 
 class GaussianClusters:
@@ -21,31 +25,69 @@ class GaussianClusters:
     """
 
     def __init__(self, n_clusters=4, dim=8, noise=0.3, negatives=1, seed=0):
-        for name, v, lo in (("n_clusters", n_clusters, 2), ("dim", dim, 1),
-                            ("negatives", negatives, 1)):
-            if int(v) != v or v < lo:
-                raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
-        if not noise >= 0:
-            raise ValueError(f"noise must be >= 0, got {noise!r}")
-        self.n_clusters, self.dim, self.noise = int(n_clusters), int(dim), float(noise)
-        self.negatives = int(negatives)
-        self.centers = make_rng(seed).standard_normal((self.n_clusters, self.dim))
-
-    def _augment(self, c, rng):
-        return c + self.noise * rng.standard_normal(c.shape)
+        self.n_clusters = B.check_int("n_clusters", n_clusters, 2, 1 << 20)
+        self.dim = B.check_int("dim", dim, 1, 1 << 20)
+        self.noise = B.check_real("noise", noise, 0)
+        self.negatives = B.check_int("negatives", negatives, 1, 1 << 16)
+        self.centers = B.rng(seed).standard_normal((self.n_clusters, self.dim))
 
     def labels(self, n, rng):
-        return make_rng(rng).integers(0, self.n_clusters, n)
+        return B.rng(rng).integers(0, self.n_clusters, B.check_int("n", n, 1))
 
     def views(self, n, m, rng):
         """(n, m, dim): m noisy views of each of n random centres."""
-        rng = make_rng(rng)
+        rng = B.rng(rng)
+        m = B.check_int("m", m, 1)
         c = self.centers[self.labels(n, rng)]                 # (n, dim)
-        return self._augment(np.repeat(c[:, None, :], m, axis=1), rng)
+        c = np.repeat(c[:, None, :], m, axis=1)
+        return c + self.noise * rng.standard_normal(c.shape)
 
     def triples(self, n, rng):
         """Anchor, positive (same centre) and ``negatives`` independent samples per anchor."""
-        rng = make_rng(rng)
+        rng = B.rng(rng)
         v = self.views(n, 2, rng)                             # (n, 2, dim)
         neg = self.views(n * self.negatives, 1, rng).reshape(n, self.negatives, self.dim)
         return v[:, 0], v[:, 1], neg
+
+
+def _psd_sqrt(M):
+    s, U = np.linalg.eigh(M)
+    return (U * np.sqrt(np.maximum(s, 0))) @ U.T
+
+
+def check_psd(name, M):
+    """``M`` as a float64 symmetric positive semi-definite (n, n) matrix, else ``ValueError``."""
+    M = np.asarray(M, float)
+    if M.ndim != 2 or M.shape[0] != M.shape[1]:
+        raise ValueError(f"{name} must be a symmetric (n, n) matrix, got shape {M.shape}")
+    B.check_finite(name, M)
+    if not np.allclose(M, M.T):
+        raise ValueError(f"{name} must be symmetric")
+    if np.linalg.eigvalsh(M).min() < -1e-10 * max(1.0, np.abs(M).max()):
+        raise ValueError(f"{name} must be positive semi-definite")
+    return M
+
+
+class GaussianViews:
+    """Views ``x' = xbar + e`` with ``xbar ~ N(0, X)`` and ``e ~ N(0, X')`` independent per view,
+    so ``E[x1 x1^T] = X + X'`` and ``E[x1 x2^T] = X`` exactly (linear BYOL's statistics)."""
+
+    def __init__(self, X, Xp):
+        self.X, self.Xp = check_psd("X", X), check_psd("Xp", Xp)
+        if self.X.shape != self.Xp.shape:
+            raise ValueError(f"X and Xp must have the same shape, got {self.X.shape} and "
+                             f"{self.Xp.shape}")
+        self.dim = self.X.shape[0]
+        self._LX, self._LXp = _psd_sqrt(self.X), _psd_sqrt(self.Xp)
+
+    def views(self, n, m, rng):
+        rng = B.rng(rng)
+        n, m = B.check_int("n", n, 1), B.check_int("m", m, 1)
+        xbar = rng.standard_normal((n, self.dim)) @ self._LX.T           # (n, dim)
+        e = rng.standard_normal((n, m, self.dim)) @ self._LXp.T           # (n, m, dim)
+        return xbar[:, None, :] + e
+
+    def triples(self, n, rng):
+        rng = B.rng(rng)
+        v = self.views(n, 2, rng)
+        return v[:, 0], v[:, 1], self.views(n, 1, rng)

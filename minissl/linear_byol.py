@@ -28,7 +28,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.integrate import solve_ivp
 
-from .backend import rng as make_rng
+from . import backend as B
+from .byol import BYOL, BYOLConfig
+from .data import GaussianViews, check_psd
 
 
 def expected_grads(W, Wp, Wa, X, Xp):
@@ -53,20 +55,12 @@ def rhs(W, Wp, Wa, X, Xp, alpha_p=1.0, beta=1.0, eta=0.0):
 
 
 def _check(X, Xp, alpha_p, beta, eta):
-    X, Xp = np.asarray(X, float), np.asarray(Xp, float)
-    for name, M in (("X", X), ("Xp", Xp)):
-        if M.ndim != 2 or M.shape[0] != M.shape[1] or not np.allclose(M, M.T):
-            raise ValueError(f"{name} must be a symmetric (n, n) matrix, got shape {M.shape}")
-        if np.linalg.eigvalsh(M).min() < -1e-10 * max(1.0, np.abs(M).max()):
-            raise ValueError(f"{name} must be positive semi-definite")
+    X, Xp = check_psd("X", X), check_psd("Xp", Xp)
     if X.shape != Xp.shape:
         raise ValueError(f"X and Xp must have the same shape, got {X.shape} and {Xp.shape}")
-    if not alpha_p > 0:
-        raise ValueError(f"alpha_p must be > 0, got {alpha_p!r}")
-    if not beta >= 0:
-        raise ValueError(f"beta must be >= 0, got {beta!r}")
-    if not eta >= 0:
-        raise ValueError(f"eta must be >= 0, got {eta!r}")
+    B.check_real("alpha_p", alpha_p, 0, lo_open=True)
+    B.check_real("beta", beta, 0)
+    B.check_real("eta", eta, 0)
     return X, Xp
 
 
@@ -133,40 +127,12 @@ def euler(W0, Wp0, Wa0, X, Xp, T, dt, alpha_p=1.0, beta=1.0, eta=0.0, record_eve
     return (np.array(ts),) + tuple(np.stack([o[i] for o in out]) for i in range(3))
 
 
-# ----------------------------------------------------------------------------- data and SGD
-class GaussianViews:
-    """Views ``x' = xbar + e`` with ``xbar ~ N(0, X)`` and ``e ~ N(0, X')`` independent per view,
-    so the statistics are exactly ``X`` and ``X'``. Follows the data-source protocol."""
-
-    def __init__(self, X, Xp):
-        self.X, self.Xp = _check(X, Xp, 1.0, 0.0, 0.0)
-        self.dim = self.X.shape[0]
-        self._LX = _psd_sqrt(self.X)
-        self._LXp = _psd_sqrt(self.Xp)
-
-    def views(self, n, m, rng):
-        rng = make_rng(rng)
-        xbar = rng.standard_normal((n, self.dim)) @ self._LX.T           # (n, dim)
-        e = rng.standard_normal((n, m, self.dim)) @ self._LXp.T           # (n, m, dim)
-        return xbar[:, None, :] + e
-
-    def triples(self, n, rng):
-        rng = make_rng(rng)
-        v = self.views(n, 2, rng)
-        return v[:, 0], v[:, 1], self.views(n, 1, rng)
-
-
-def _psd_sqrt(M):
-    s, U = np.linalg.eigh(M)
-    return (U * np.sqrt(np.maximum(s, 0))) @ U.T
-
-
+# ----------------------------------------------------------------------------- SGD
 def simulate_sgd(W0, Wp0, Wa0, X, Xp, T, lr, alpha_p=1.0, beta=1.0, eta=0.0, batch_size=256,
                  seed=0, record_every=None):
     """BYOL's own SGD (``byol.BYOL`` with a linear encoder and predictor, no BN, no
     normalisation) on ``GaussianViews(X, Xp)``: ``ema = 1 - lr*beta``, ``predictor_lr =
     alpha_p``, ``weight_decay = eta``. Returns ``(t, Ws, Wps, Was)`` like ``integrate``."""
-    from .byol import BYOL, BYOLConfig
     if not 0 < lr * beta <= 1:
         raise ValueError(f"lr * beta must be in (0, 1] (the EMA rate per step), got {lr * beta}")
     W0, Wp0, Wa0 = (np.asarray(a, float) for a in (W0, Wp0, Wa0))
@@ -176,14 +142,12 @@ def simulate_sgd(W0, Wp0, Wa0, X, Xp, T, lr, alpha_p=1.0, beta=1.0, eta=0.0, bat
                      ema=1.0 - lr * beta, lr=lr, predictor_lr=alpha_p, weight_decay=eta,
                      batch_size=batch_size, seed=seed)
     model = BYOL(n, cfg)
-    model.online.layers[0].W[...] = W0
-    model.Wp[...] = Wp0
-    model.target.layers[0].W[...] = Wa0
-    rng = make_rng(seed)
+    model.set_weights(online=[W0], predictor=[Wp0], target=[Wa0])
+    rng = B.rng(seed)
     steps = int(round(T / lr))
     every = record_every or max(1, steps // 100)
-    get = lambda: (model.online.layers[0].W.copy(), model.Wp.copy(),  # noqa: E731
-                   model.target.layers[0].W.copy())
+    get = lambda: (model.online.weights[0].copy(), model.Wp.copy(),  # noqa: E731
+                   model.target.weights[0].copy())
     ts, out = [0.0], [get()]
     for k in range(1, steps + 1):
         x1, x2, _ = src.triples(batch_size, rng)
@@ -199,7 +163,7 @@ def default_problem(n=6, d=4, aug=0.5, seed=0, init_scale=0.5):
     """A small problem: ``X = Q diag(linspace(2, 0.2, n)) Q^T``, ``X' = aug * I``; initial
     ``W0, Wp0`` random ``N(0, init_scale²/n)`` resp. ``/d``, target ``Wa0 = W0``.
     Returns ``(W0, Wp0, Wa0, X, Xp)``."""
-    g = make_rng(seed)
+    g = B.rng(seed)
     Q, _ = np.linalg.qr(g.standard_normal((n, n)))
     X = (Q * np.linspace(2.0, 0.2, n)) @ Q.T
     Xp = aug * np.eye(n)

@@ -1,6 +1,6 @@
 """The three contrastive losses, each written once as a function of the distances.
 
-Distances (DESIGN.md §1): ``r_pos = ½||z - z_pos||²`` (N,), ``r_neg[:, k] = ½||z - z_neg_k||²``
+Distances (docs/design.md): ``r_pos = ½||z - z_pos||²`` (N,), ``r_neg[:, k] = ½||z - z_neg_k||²``
 (N, H). Per anchor:
 
 - simple:       ``L = r_pos - r_1``                                    (H = 1)
@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from .backend import array_module
+from .layers import l2_normalize, l2_normalize_backward
 
 
 # ----------------------------------------------------------------------------- the losses
@@ -147,7 +148,7 @@ def chain_gram(Z, C):
 
 
 # ----------------------------------------------------------------------------- public entry points
-def _check_embeddings(z, z_pos, z_neg):
+def check_embeddings(z, z_pos, z_neg):
     if z.ndim != 2:
         raise ValueError(f"z must have shape (N, d), got {tuple(z.shape)}")
     if z_pos.shape != z.shape:
@@ -174,7 +175,7 @@ def contrastive_loss(z, z_pos, z_neg, loss="infonce", tau=1.0, margin=0.0,
     """
     xp = array_module(z)
     z, z_pos, z_neg_in = xp.asarray(z), xp.asarray(z_pos), xp.asarray(z_neg)
-    z_neg = _check_embeddings(z, z_pos, z_neg_in)
+    z_neg = check_embeddings(z, z_pos, z_neg_in)
     N, H = z_neg.shape[:2]
     fn = check_loss(loss, tau, H)
     r_pos, r_neg = distances(z, z_pos, z_neg)
@@ -184,20 +185,18 @@ def contrastive_loss(z, z_pos, z_neg, loss="infonce", tau=1.0, margin=0.0,
     return out + ((r_pos, r_neg),) if return_distances else out
 
 
-def simclr_loss(z1, z2, loss="infonce", tau=1.0, margin=0.0, return_distances=False):
-    """The SimCLR arrangement: ``Z = [z1; z2]`` (2N, d); view i's positive is its partner,
-    its negatives the other 2N - 2 views. Mean over the 2N anchors.
+def simclr_weights(Z, loss="infonce", tau=1.0, margin=0.0):
+    """The SimCLR arrangement's loss weights for ``Z = [z1; z2]`` (B = 2N, d): view i's
+    positive is its partner ``(i + N) mod B``, its negatives the other B - 2 views.
 
-    Returns ``(value, (dz1, dz2))`` (and ``(r_pos, r_neg)`` if ``return_distances``).
-    Only ``infonce`` takes the 2N - 2 negatives; ``simple``/``soft_triplet`` (H = 1) raise.
+    Returns ``(L (B,), C (B, B), r_pos (B,), r_neg_mean)``: per-anchor losses, the chain weights
+    ``C_ij = (dL_i/dr_ij) / B`` (``chain_gram(Z, C)`` is then the gradient of the mean loss)
+    and the mean negative distance. ``kernels.losses.simclr_weights`` is its twin.
     """
-    xp = array_module(z1)
-    z1, z2 = xp.asarray(z1), xp.asarray(z2)
-    _check_embeddings(z1, z2, z2)
-    N = z1.shape[0]
-    B = 2 * N
+    xp = array_module(Z)
+    B = Z.shape[0]
+    N = B // 2
     fn = check_loss(loss, tau, B - 2)
-    Z = xp.concatenate([z1, z2], axis=0)                   # (2N, d)
     R = gram_distances(Z)                                  # (2N, 2N)
     idx = xp.arange(B)
     partner = (idx + N) % B
@@ -212,6 +211,110 @@ def simclr_loss(z1, z2, loss="infonce", tau=1.0, margin=0.0, return_distances=Fa
     C = xp.zeros((B, B), dtype=Z.dtype)                    # C_ij = dL_i/dr_ij / B
     C[idx, partner] = d_pos / B
     C[idx[:, None], cols] = d_neg / B
+    return L, C, r_pos, float(r_neg.mean())
+
+
+def simclr_loss(z1, z2, loss="infonce", tau=1.0, margin=0.0, return_distances=False):
+    """The SimCLR arrangement (``simclr_weights``), mean over the 2N anchors.
+
+    Returns ``(value, (dz1, dz2))`` (and ``(r_pos (2N,), r_neg (2N, 2N-2))`` if
+    ``return_distances``). Only ``infonce`` takes the 2N - 2 negatives; the others raise.
+    """
+    xp = array_module(z1)
+    z1, z2 = xp.asarray(z1), xp.asarray(z2)
+    check_embeddings(z1, z2, z2)
+    N = z1.shape[0]
+    if N < 2:
+        raise ValueError(f"z1 must have N >= 2 rows (the SimCLR arrangement needs negatives), "
+                         f"got N={N}")
+    Z = xp.concatenate([z1, z2], axis=0)                   # (2N, d)
+    L, C, r_pos, _ = simclr_weights(Z, loss, tau, margin)
     dZ = chain_gram(Z, C)
     out = (float(L.mean()), (dZ[:N], dZ[N:]))
-    return out + ((r_pos, r_neg),) if return_distances else out
+    if not return_distances:
+        return out
+    R = gram_distances(Z)
+    keep = ~(xp.eye(2 * N, dtype=bool) | xp.roll(xp.eye(2 * N, dtype=bool), N, axis=1))
+    return out + ((r_pos, R[keep].reshape(2 * N, 2 * N - 2)),)
+
+
+# ----------------------------------------------------------------------------- BYOL
+def byol_loss(p, zt, normalize=True, symmetric=True):
+    """BYOL loss of predictions ``p`` and targets ``zt``, both (2N, d) = [view 1; view 2].
+
+    Row i of ``p`` is compared with its partner row ``(i + N) mod 2N`` of ``zt`` (the other
+    view of the same sample): ``l_i = ½ || n(p_i) - n(zt_partner(i)) ||²`` (``n`` the L2
+    normalisation, or the identity). Returns ``(L, dL/dp)``: ``L`` the mean of ``l_i`` over all
+    2N rows (symmetric) or over the first N rows; ``dL/dp`` (2N, d). ``zt`` is a constant
+    (stop-gradient). With normalisation ``l_i = 1 - cos``.
+    """
+    xp = array_module(p)
+    if p.ndim != 2 or p.shape != zt.shape or p.shape[0] % 2:
+        raise ValueError(f"p and zt must have the same shape (2N, d), got {tuple(p.shape)} "
+                         f"and {tuple(zt.shape)}")
+    N2 = p.shape[0]
+    N = N2 // 2
+    target = xp.concatenate([zt[N:], zt[:N]])              # partner rows, (2N, d)
+    if normalize:
+        q, qnorm = l2_normalize(p, 0.0, xp)
+        t, _ = l2_normalize(target, 0.0, xp)
+    else:
+        q, t = p, target
+    diff = q - t                                           # (2N, d)
+    li = 0.5 * (diff * diff).sum(axis=1)                   # (2N,)
+    w = xp.ones(N2, dtype=p.dtype) if symmetric else xp.concatenate(
+        [xp.ones(N, dtype=p.dtype), xp.zeros(N, dtype=p.dtype)])
+    count = float(N2 if symmetric else N)
+    L = float((w * li).sum() / count)
+    dq = diff * (w / count)[:, None]
+    dp = l2_normalize_backward(dq, p, qnorm, 0.0, xp) if normalize else dq
+    return L, dp
+
+
+# ----------------------------------------------------------------------------- reference values
+def collapsed_loss(loss="infonce", tau=1.0, H=1, margin=0.0):
+    """The loss of a collapsed embedding (every input mapped to one point: ``r_+ = r_k = 0``):
+    simple 0, soft triplet ``τ log(1 + e^{r_0/τ})``, InfoNCE ``τ log(1 + H)``."""
+    fn = check_loss(loss, tau, H)
+    return float(fn(np.zeros(1), np.zeros((1, int(H))), float(tau), float(margin))[0][0])
+
+
+LOSS_VARIABLES = ("r_pos", "r_neg", "tau")
+THREE_LOSSES = ("simple", "soft_triplet", "infonce")
+
+
+def loss_curves(vary="r_pos", *, r_pos=1.0, r_neg=1.0, tau=1.0, margin=0.0, H=1, lo=None,
+                hi=None, n=201, losses=THREE_LOSSES):
+    """Each loss, ``dL/dr_+`` and the pair weight ``ξ = -dL/dr_k`` as one of ``r_+``, ``r_-``
+    (all H negatives at the same distance) or ``τ`` varies, the others held fixed.
+
+    Returns ``(t, {loss: (L, dL/dr_pos, xi)})`` with every array (n,). Only InfoNCE takes
+    ``H`` negatives; the others are defined with H = 1.
+    """
+    if vary not in LOSS_VARIABLES:
+        raise ValueError(f"vary must be one of {LOSS_VARIABLES}, got {vary!r}")
+    if vary == "tau":
+        lo, hi = (0.05 if lo is None else lo), (5.0 if hi is None else hi)
+        if not 0 < lo < hi:
+            raise ValueError(f"tau range must satisfy 0 < lo < hi, got lo={lo}, hi={hi}")
+    else:
+        lo, hi = (0.0 if lo is None else lo), (4.0 if hi is None else hi)
+        if not 0 <= lo < hi:
+            raise ValueError(f"{vary} range must satisfy 0 <= lo < hi, got lo={lo}, hi={hi}")
+    t = np.linspace(lo, hi, int(n))                                   # (n,)
+    out = {}
+    for name in losses:
+        h = int(H) if name == "infonce" else 1
+        fn = check_loss(name, 1.0 if vary == "tau" else tau, h)
+        rp = t if vary == "r_pos" else np.full_like(t, r_pos)
+        rn = np.repeat((t if vary == "r_neg" else np.full_like(t, r_neg))[:, None], h, 1)
+        if vary == "tau":
+            vals = [fn(rp[i:i + 1], rn[i:i + 1], float(t[i]), margin) for i in range(len(t))]
+            L = np.array([v[0][0] for v in vals])
+            dp = np.array([v[1][0] for v in vals])
+            xi = np.array([-v[2][0, 0] for v in vals])
+        else:
+            L, dp, dn = fn(rp, rn, float(tau), float(margin))
+            xi = -dn[:, 0]
+        out[name] = (L, dp, xi)
+    return t, out

@@ -1,7 +1,8 @@
-"""Matplotlib ``Figure`` builders shared by the demo and the CLI (never pyplot state).
+"""Matplotlib ``Figure`` builders shared by the app, the CLI and the docs (never pyplot state).
 
-Every builder returns a ``matplotlib.figure.Figure``; callers that are done with one close it
-with ``close(fig)`` so a server does not leak memory.
+Figures only: every builder takes the numbers to draw (computed by ``experiments``,
+``losses`` or ``metrics``) and returns a ``matplotlib.figure.Figure``; callers that are done
+with one close it with ``close(fig)`` so a server does not leak memory.
 """
 from __future__ import annotations
 
@@ -11,9 +12,6 @@ import numpy as np
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
-from .losses import check_loss
-
-THREE_LOSSES = ("simple", "soft_triplet", "infonce")
 LOSS_LABELS = {"simple": "simple  $r_+ - r_-$",
                "soft_triplet": "soft triplet",
                "infonce": "InfoNCE",
@@ -150,14 +148,6 @@ def corr_depth_figure(steps, corr_by_depth, *, untrained=None, ceiling=None, tit
     return fig
 
 
-def collapsed_loss(loss="infonce", tau=1.0, H=1, margin=0.0):
-    """The loss of a collapsed embedding (every input mapped to one point: ``r_+ = r_k = 0``):
-    simple 0, soft triplet ``τ log(1 + e^{r_0/τ})``, InfoNCE ``τ log(1 + H)``."""
-    fn = check_loss(loss, tau, H)
-    z = np.zeros(1)
-    return float(fn(z, np.zeros((1, int(H))), float(tau), float(margin))[0][0])
-
-
 def loss_figure(steps, loss, *, collapsed=None, name="loss", title=None):
     """Training loss against step, with the collapsed-embedding value as a horizontal line."""
     fig = _figure(5.0, 3.4)
@@ -242,52 +232,10 @@ def eigvec_figure(v, shape, *, eigval=None, layer=None, title=None):
 
 
 # ----------------------------------------------------------------------------- the losses
-LOSS_VARIABLES = ("r_pos", "r_neg", "tau")
-
-
-def loss_curves(vary="r_pos", *, r_pos=1.0, r_neg=1.0, tau=1.0, margin=0.0, H=1, lo=None,
-                hi=None, n=201, losses=THREE_LOSSES):
-    """Each loss, ``dL/dr_+`` and the pair weight ``ξ = -dL/dr_k`` as one of ``r_+``, ``r_-``
-    (all H negatives at the same distance) or ``τ`` varies, the others held fixed.
-
-    Returns ``(t, {loss: (L, dL/dr_pos, xi)})`` with every array (n,). Only InfoNCE takes
-    ``H`` negatives; the others are defined with H = 1.
-    """
-    if vary not in LOSS_VARIABLES:
-        raise ValueError(f"vary must be one of {LOSS_VARIABLES}, got {vary!r}")
-    if vary == "tau":
-        lo, hi = (0.05 if lo is None else lo), (5.0 if hi is None else hi)
-        if not 0 < lo < hi:
-            raise ValueError(f"tau range must satisfy 0 < lo < hi, got lo={lo}, hi={hi}")
-    else:
-        lo, hi = (0.0 if lo is None else lo), (4.0 if hi is None else hi)
-        if not 0 <= lo < hi:
-            raise ValueError(f"{vary} range must satisfy 0 <= lo < hi, got lo={lo}, hi={hi}")
-    t = np.linspace(lo, hi, int(n))                                   # (n,)
-    out = {}
-    for name in losses:
-        h = int(H) if name == "infonce" else 1
-        fn = check_loss(name, 1.0 if vary == "tau" else tau, h)
-        rp = t if vary == "r_pos" else np.full_like(t, r_pos)
-        rn = np.repeat((t if vary == "r_neg" else np.full_like(t, r_neg))[:, None], h, 1)
-        if vary == "tau":
-            vals = [fn(rp[i:i + 1], rn[i:i + 1], float(t[i]), margin) for i in range(len(t))]
-            L = np.array([v[0][0] for v in vals])
-            dp = np.array([v[1][0] for v in vals])
-            xi = np.array([-v[2][0, 0] for v in vals])
-        else:
-            L, dp, dn = fn(rp, rn, float(tau), float(margin))
-            xi = -dn[:, 0]
-        out[name] = (L, dp, xi)
-    return t, out
-
-
-def losses_figure(vary="r_pos", *, r_pos=1.0, r_neg=1.0, tau=1.0, margin=0.0, H=1,
-                  losses=THREE_LOSSES):
+def losses_figure(t, curves, vary="r_pos", *, r_pos=1.0, r_neg=1.0, tau=1.0, margin=0.0, H=1):
     """Two panels: the losses, and their pair weights ``ξ = -dL/dr_k`` (solid) with
-    ``dL/dr_+`` (dotted; equals ``Σ_k ξ_k``), against the varied quantity."""
-    t, curves = loss_curves(vary, r_pos=r_pos, r_neg=r_neg, tau=tau, margin=margin, H=H,
-                            losses=losses)
+    ``dL/dr_+`` (dotted; equals ``Σ_k ξ_k``), against the varied quantity. ``t, curves`` as
+    returned by ``losses.loss_curves`` for the other (fixed) arguments."""
     xlabel = {"r_pos": r"$r_+ = \frac{1}{2}\|f(x) - f(x_+)\|^2$",
               "r_neg": r"$r_- = \frac{1}{2}\|f(x) - f(x_-)\|^2$ (every negative)",
               "tau": r"temperature $\tau$"}[vary]

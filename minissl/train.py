@@ -1,39 +1,48 @@
-"""Training loop: forward, contrastive loss, hand-written backward, SGD update, history.
+"""The training loop: forward, contrastive loss, hand-written backward, update, records.
 
 One step on a batch ``(x, x_pos, x_neg)`` (x_neg: (N, H, n_0)) with shared weights:
 
     Z = net([x; x_pos; x_neg])                       # all views in one batch, (N(2+H), n_L)
     L = mean_n loss(r_pos_n, r_neg_n)                # losses.contrastive_loss
     dW = net.backward(dL/dZ)                         # gradient of the mean loss
-    v <- momentum * v + (dW + weight_decay * W);  W <- W - lr * v
+    v <- momentum * v + (dW + weight_decay * W);  W <- W - lr * v        (optim.SGD)
 
 With ``negatives="in_batch"`` the SimCLR arrangement is used instead (x_neg is ignored; each of
 the 2N views has its partner as positive and the other 2N - 2 views as negatives).
 
-With ``update="covariance"`` every layer moves by the covariance operator instead (DESIGN.md §1):
+With ``update="covariance"`` every layer moves by the covariance operator instead:
 ``W_l += lr * ΔW_l``, ``vec(ΔW_l) = OP_l vec(W_l)`` on the batch's views ``[x, x_pos]``
 (N, 2, n_0), pair weights from ``covariance.covariance_pair_weights`` (ξ ≡ 1 for "simple"),
 passed through the same SGD as the gradient ``-ΔW_l`` (so momentum/weight decay still apply).
 Each record then holds ``cos_by_layer``: per layer, the cosine between the gradient step
 ``-dL/dW_l`` (of the loss on the batch) and ``ΔW_l`` (NaN where either is zero).
+
+On backend "numba" a whole step of a plain (masked) net with given negatives is one compiled
+call (``kernels.twin("train_step")``, built once per run by ``gradient_step``).
 """
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from . import backend as B
-from .losses import LOSSES, check_loss, contrastive_loss, simclr_loss
+from .covariance import covariance_pair_weights, covariance_update
+from .kernels import twin
+from .losses import LOSSES, check_loss, chain_gram, contrastive_loss, simclr_weights
+from .optim import SGD, History, notify, stopped
 
 NEGATIVES = ("given", "in_batch")
 UPDATES = ("gradient", "covariance")
+COVARIANCE_LOSSES = ("simple", "soft_triplet", "infonce")
+MAX_STEPS = 10 ** 9
 
 
 class TrainingDiverged(FloatingPointError):
-    """The loss became NaN or infinite; the message names the step and suggests a fix."""
+    """The loss of a finite run became NaN or infinite; the message names the step and
+    suggests a fix. (Non-finite inputs or settings are ``ValueError``s, never this.)"""
 
 
 @dataclass
@@ -53,93 +62,69 @@ class TrainConfig:
     log_every: int = 1             # call the callback every this many steps
 
     def validate(self):
+        B.check_choice("loss", self.loss, tuple(LOSSES))
         check_loss(self.loss, self.tau)
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {tuple(LOSSES)}, got {self.loss!r}")
-        if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
-        if not 0 <= self.momentum < 1:
+        B.check_real("margin", self.margin)
+        B.check_real("lr", self.lr, 0, lo_open=True)
+        B.check_real("momentum", self.momentum, 0, 1)
+        if self.momentum == 1:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
-        if not self.weight_decay >= 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
-        for name in ("steps", "batch_size", "log_every"):
-            v = getattr(self, name)
-            if int(v) != v or v < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
-        if self.negatives not in NEGATIVES:
-            raise ValueError(f"negatives must be one of {NEGATIVES}, got {self.negatives!r}")
+        B.check_real("weight_decay", self.weight_decay, 0)
+        B.check_int("steps", self.steps, 1, MAX_STEPS)
+        B.check_int("batch_size", self.batch_size, 1)
+        B.check_int("log_every", self.log_every, 1)
+        B.check_int("seed", self.seed, 0)
+        B.check_choice("negatives", self.negatives, NEGATIVES)
         if self.negatives == "in_batch" and self.loss != "infonce":
             raise ValueError("negatives='in_batch' (SimCLR) needs loss='infonce'; "
                              f"got loss={self.loss!r}")
-        if self.update not in UPDATES:
-            raise ValueError(f"update must be one of {UPDATES}, got {self.update!r}")
+        if self.negatives == "in_batch" and self.batch_size < 2:
+            raise ValueError(f"batch_size must be >= 2 for negatives='in_batch' (each anchor "
+                             f"needs negatives), got {self.batch_size}")
+        B.check_choice("update", self.update, UPDATES)
         return self
 
-    @classmethod
-    def field_names(cls):
-        return [f.name for f in fields(cls)]
 
-
-@dataclass
-class History:
-    """Per-step records: ``history["loss"]`` is the list of losses, etc."""
-    records: list = field(default_factory=list)
-
-    def append(self, **rec):
-        self.records.append(rec)
-
-    def __getitem__(self, key):
-        return [r[key] for r in self.records if key in r]
-
-    def __len__(self):
-        return len(self.records)
-
-
-class SGD:
-    """SGD with momentum and weight decay, in place: ``v = μ v + (g + λ W)``, ``W -= lr v``."""
-
-    def __init__(self, params, lr, momentum=0.0, weight_decay=0.0):
-        self.params, self.lr, self.momentum, self.wd = params, lr, momentum, weight_decay
-        self.velocity = [None] * len(params)
-
-    def step(self, grads):
-        for i, (p, g) in enumerate(zip(self.params, grads)):
-            if self.wd:
-                g = g + self.wd * p
-            if self.momentum:
-                v = g if self.velocity[i] is None else self.momentum * self.velocity[i] + g
-                self.velocity[i] = v
-                g = v
-            p -= self.lr * g
+def check_batch(net, batch, negatives="given"):
+    """``(x, x_pos, x_neg)`` on the net's device, validated: x, x_pos (N, n_0), x_neg
+    (N, H, n_0) (or (N, n_0) for H = 1; ignored, returned as None, for in-batch negatives),
+    N >= 1, every value finite."""
+    x, x_pos, x_neg = batch
+    x, x_pos = net.check_input(x), net.check_input(x_pos, "x_pos")
+    if negatives == "in_batch":
+        if x.shape[0] != x_pos.shape[0] or x.shape[0] < 2:
+            raise ValueError(f"x and x_pos must have the same N >= 2 rows (in-batch "
+                             f"negatives), got {x.shape[0]} and {x_pos.shape[0]}")
+        return x, x_pos, None
+    x_neg = net.asarray(x_neg)
+    if x_neg.ndim == 2:
+        x_neg = x_neg[:, None, :]
+    N, n0 = x.shape
+    if N < 1 or x_pos.shape[0] != N:
+        raise ValueError(f"x and x_pos must have the same N >= 1 rows, got {N} and "
+                         f"{x_pos.shape[0]}")
+    if x_neg.ndim != 3 or x_neg.shape[0] != N or x_neg.shape[2] != n0 or x_neg.shape[1] < 1:
+        raise ValueError(f"x_neg must have shape (N, H, n_0) = ({N}, H >= 1, {n0}), "
+                         f"got {tuple(x_neg.shape)}")
+    return x, x_pos, B.check_finite("x_neg", x_neg, net.xp)
 
 
 def loss_and_grads(net, batch, cfg):
     """Forward all views, the loss and backward. Returns ``(loss, r_pos, r_neg, grads)`` with
-    ``grads`` aligned with ``net.parameters()`` and ``r_pos``/``r_neg`` batch means."""
-    if net.backend == "numba":                    # compiled twin (kernels/mlp.py) where it applies
-        from .kernels.mlp import fused_loss_and_grads
-        out = fused_loss_and_grads(net, batch, cfg)
-        if out is not None:
-            return out
-    x, x_pos, x_neg = batch
+    ``grads`` aligned with ``net.parameters()`` and ``r_pos``/``r_neg`` batch means;
+    ``(nan, nan, nan, None)`` when the output is not finite."""
+    x, x_pos, x_neg = check_batch(net, batch, cfg.negatives)
     xp = net.xp
-    x, x_pos = net.asarray(x), net.asarray(x_pos)
-    N, n0 = x.shape
     if cfg.negatives == "in_batch":
         Z = net.forward(xp.concatenate([x, x_pos]))
         if not bool(xp.isfinite(Z).all()):
             return math.nan, math.nan, math.nan, None
-        simclr = simclr_loss
-        if net.backend == "numba":                # compiled twin (kernels/losses.py)
-            from .kernels.losses import simclr_loss as simclr
-        value, (d1, d2), (r_pos, r_neg) = simclr(Z[:N], Z[N:], cfg.loss, cfg.tau,
-                                                 cfg.margin, return_distances=True)
-        dZ = xp.concatenate([d1, d2])
+        weights = twin("simclr_weights", net.backend) or simclr_weights
+        L, C, r_pos, r_neg = weights(Z, cfg.loss, cfg.tau, cfg.margin)
+        value, dZ, r_neg = float(L.mean()), chain_gram(Z, C), xp.asarray(r_neg)
     else:
-        x_neg = net.asarray(x_neg)
-        if x_neg.ndim == 2:
-            x_neg = x_neg[:, None, :]
-        H = x_neg.shape[1]
+        N, H, n0 = x_neg.shape
+        check_loss(cfg.loss, cfg.tau, H)
         Z = net.forward(xp.concatenate([x, x_pos, x_neg.reshape(N * H, n0)]))
         if not bool(xp.isfinite(Z).all()):
             return math.nan, math.nan, math.nan, None
@@ -147,15 +132,33 @@ def loss_and_grads(net, batch, cfg):
         value, (dz, dzp, dzn), (r_pos, r_neg) = contrastive_loss(
             z, zp, zn, cfg.loss, cfg.tau, cfg.margin, return_distances=True)
         dZ = xp.concatenate([dz, dzp, dzn.reshape(N * H, -1)])
-    dWs = net.backward(dZ)
-    grads = dWs + (net.grad_biases if net.bias else [])
-    return value, float(r_pos.mean()), float(r_neg.mean()), grads
+    net.backward(dZ)
+    return value, float(r_pos.mean()), float(r_neg.mean()), net.grads()
+
+
+def gradient_step(net, cfg):
+    """The function ``batch -> (loss, r_pos, r_neg, grads)`` of a run: the compiled fused
+    step (built once, holding its work buffers) where it applies (backend "numba", a plain
+    net, given negatives, a loss with a twin, not too many weights), else ``loss_and_grads``."""
+    fused = twin("train_step", net.backend)
+    if fused is None or not net.plain or cfg.negatives != "given":
+        return lambda batch: loss_and_grads(net, batch, cfg)
+    masks = None if net.masks is None else [None if m is None else B.to_numpy(m)
+                                            for m in net.masks]
+    step = fused.build(net.sizes, masks, net.dtype)
+    if step is None:
+        return lambda batch: loss_and_grads(net, batch, cfg)
+
+    def run(batch):
+        x, x_pos, x_neg = check_batch(net, batch)
+        check_loss(cfg.loss, cfg.tau, x_neg.shape[1])
+        return step(net.weights, x, x_pos, x_neg, cfg.loss, cfg.tau, cfg.margin)
+    return run
 
 
 def covariance_step(net, batch, cfg, grads):
     """The covariance-operator steps ``ΔW_l`` of every layer on the batch's views
     ``[x, x_pos]`` (N, 2, n_0), and per layer the cosine between ``-grads[l]`` and ``ΔW_l``."""
-    from .covariance import covariance_pair_weights, covariance_update
     xp = net.xp
     views = xp.stack([net.asarray(batch[0]), net.asarray(batch[1])], axis=1)   # (N, 2, n_0)
     xi = None if cfg.loss == "simple" else covariance_pair_weights(
@@ -168,25 +171,31 @@ def covariance_step(net, batch, cfg, grads):
     return dWs, cos
 
 
-def train(net, source, cfg=None, callback=None, **overrides):
+def check_run(plain, cfg):
+    """Refuse a net x update combination the update rule does not cover (``plain``: the
+    net is bias-free, without output normalisation or BN, ``ReLUNet.plain``)."""
+    if cfg.update == "covariance" and not plain:
+        raise ValueError("update='covariance' needs a bias-free net without output "
+                         "normalisation or BatchNorm (bias=False, normalize=False, "
+                         "batchnorm=None): the covariance identity f_L = K_l^T vec(W_l) does "
+                         "not hold otherwise")
+    if cfg.update == "covariance" and cfg.loss not in COVARIANCE_LOSSES:
+        raise ValueError(f"update='covariance' takes loss one of {COVARIANCE_LOSSES} (the "
+                         f"losses with covariance pair weights), got {cfg.loss!r}")
+
+
+def train(net, source, cfg=None, callback=None, stop=None, **overrides):
     """Train ``net`` on ``source.triples`` for ``cfg.steps`` steps; returns a ``History``.
 
-    ``callback(step, record, net)`` is called every ``cfg.log_every`` steps (and at the last);
-    returning ``False`` stops training early. Raises ``TrainingDiverged`` when the loss stops
-    being finite.
+    Every step appends a record ``{step, loss, r_pos, r_neg, seconds[, cos_by_layer]}``;
+    every ``cfg.log_every`` steps (and at the last) ``callback(record)`` is called: returning
+    ``False`` ends the run early, as does ``stop.is_set()`` (checked every step). Raises
+    ``TrainingDiverged`` when the loss stops being finite.
     """
-    cfg = cfg or TrainConfig()
-    if overrides:
-        cfg = TrainConfig(**{**cfg.__dict__, **overrides})
-    cfg.validate()
-    if cfg.update == "covariance" and (net.bias or net.normalize):
-        raise ValueError("update='covariance' needs a bias-free net without output "
-                         "normalisation (bias=False, normalize=False): the covariance identity "
-                         "f_L = K_l^T vec(W_l) does not hold otherwise")
-    if cfg.update == "covariance" and cfg.loss not in ("simple", "soft_triplet", "infonce"):
-        raise ValueError("update='covariance' takes loss 'simple', 'soft_triplet' or "
-                         f"'infonce' (the losses with covariance pair weights), got {cfg.loss!r}")
+    cfg = replace(cfg or TrainConfig(), **overrides).validate()
+    check_run(net.plain, cfg)
     rng = B.rng(cfg.seed)
+    step_fn = gradient_step(net, cfg)
     opt = SGD(net.parameters(), cfg.lr, cfg.momentum, cfg.weight_decay)
     hist = History()
     t0 = time.perf_counter()
@@ -194,7 +203,7 @@ def train(net, source, cfg=None, callback=None, **overrides):
     with np.errstate(over="ignore", invalid="ignore"):
         for step in range(1, cfg.steps + 1):
             batch = source.triples(cfg.batch_size, rng)
-            value, r_pos, r_neg, grads = loss_and_grads(net, batch, cfg)
+            value, r_pos, r_neg, grads = step_fn(batch)
             if not math.isfinite(value):
                 raise TrainingDiverged(
                     f"training diverged at step {step}: the loss became {value}. "
@@ -210,7 +219,8 @@ def train(net, source, cfg=None, callback=None, **overrides):
             if cos is not None:
                 rec["cos_by_layer"] = cos
             hist.append(**rec)
-            if callback is not None and (step % cfg.log_every == 0 or step == cfg.steps):
-                if callback(step, rec, net) is False:
-                    break
+            if (step % cfg.log_every == 0 or step == cfg.steps) and notify(callback, rec):
+                break
+            if stopped(stop):
+                break
     return hist

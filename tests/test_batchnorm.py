@@ -5,8 +5,9 @@ affine; the split into direct/mean/variance paths and the covariance form of the
 import numpy as np
 import pytest
 
-from minissl.batchnorm import (MODES, BatchNorm, bn_backward, bn_backward_parts, bn_forward,
-                               weight_grad_parts)
+from minissl.layers import BN_MODES as MODES
+from minissl.layers import (BatchNorm, bn_backward, bn_backward_parts, bn_forward,
+                            bn_weight_grad_parts as weight_grad_parts)
 from minissl.gradcheck import check_gradients, gradient_error, numerical_gradient
 
 
@@ -106,6 +107,34 @@ def test_mean_path_is_a_cross_sample_covariance_term(var):
         (dy * bn_forward(f @ W.T, "normal", var, fixed_var=fixed_var)[0]).sum()), [W])
     assert gradient_error([parts["total"]], numeric) < 1e-7
     assert gradient_error([parts["direct"] + parts["var"]], numeric) > 1e-2
+
+
+@pytest.mark.parametrize("var", MODES)
+@pytest.mark.parametrize("groups,omit_var", [(2, "moment"), (1, "centred"), (2, "centred")])
+@pytest.mark.parametrize("mean", MODES)
+def test_per_view_and_centred_variance_match_finite_differences(mean, var, groups, omit_var):
+    """Statistics per block of N/groups rows (BYOL's per-view BN) and, with the mean omitted,
+    the authors' centred unbiased variance: the backward matches central differences (a
+    detached statistic frozen where the gradient is taken), and a dropped variance path
+    fails the check."""
+    x, dy = _data(11 + MODES.index(mean) + 3 * MODES.index(var), N=8)
+    y, cache = bn_forward(x, mean, var, groups=groups, omit_var=omit_var)
+    fm = cache["mu"].copy() if mean == "detach" else None
+    fv = cache["v"].copy() if var == "detach" else None
+    numeric = numerical_gradient(lambda: float((dy * bn_forward(
+        x, mean, var, fixed_mean=fm, fixed_var=fv, groups=groups, omit_var=omit_var)[0]).sum()),
+        [x])
+    direct, mpart, vpart = bn_backward_parts(dy, cache)
+    assert gradient_error([direct + mpart + vpart], numeric) < 1e-7
+    if var == "normal":
+        assert gradient_error([direct + mpart], numeric) > 1e-3           # negative control
+    if mean == "omit" and var != "omit" and omit_var == "centred":      # what it computes
+        x3 = x.reshape(groups, -1, x.shape[1])
+        want = x3 / np.sqrt(x3.var(axis=1, ddof=1, keepdims=True) + 1e-5)
+        np.testing.assert_allclose(y, want.reshape(x.shape), atol=1e-12)
+    if groups == 2 and mean == "normal" and var == "normal":             # each view alone
+        for half in (slice(0, 4), slice(4, 8)):
+            np.testing.assert_allclose(y[half], bn_forward(x[half])[0], atol=1e-12)
 
 
 def test_bad_input():

@@ -9,9 +9,14 @@ import numpy as np
 import pytest
 
 from minissl import byol as BY
+from minissl import cli
 from minissl import linear_byol as LB
-from minissl.byol import BYOL, BYOLConfig, byol_loss, directpred_weights, eigen_alignment
+from minissl.byol import BYOL, BYOLConfig, directpred_weights
+from minissl.experiments import make_source
 from minissl.gradcheck import check_gradients, gradient_error, numerical_gradient
+from minissl.layers import Linear
+from minissl.losses import byol_loss
+from minissl.metrics import eigen_alignment, normalized_correlation
 
 
 # ----------------------------------------------------------------------------- loss
@@ -45,10 +50,10 @@ CASES = [  # (predictor, bn_mean, bn_var, bn_affine, normalize)
 ]
 
 
-def _small_model(predictor, mean, var, affine, normalize, seed=0, hidden=(6, 5)):
+def _small_model(predictor, mean, var, affine, normalize, seed=0, hidden=(6, 5), **extra):
     cfg = BYOLConfig(hidden=hidden, out_dim=4, predictor=predictor, predictor_hidden=5,
                      bn_mean=mean, bn_var=var, bn_affine=affine, normalize=normalize,
-                     ema=0.5, seed=seed)
+                     ema=0.5, seed=seed, **extra)
     m = BYOL(3, cfg)
     g = np.random.default_rng(seed + 100)
     for p in m.parameters():                # move BN affine away from (1, 0); a distinct target
@@ -62,9 +67,13 @@ def _all_bns(m):
     return m.online.batchnorms() + (m.predictor.batchnorms() if m.predictor else [])
 
 
+REFERENCE_BN = dict(bn_stats="per_view", bn_omit_var="centred")
+
+
+@pytest.mark.parametrize("extra", [{}, REFERENCE_BN], ids=["joint", "reference-bn"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(map(str, c)))
-def test_network_gradient_matches_finite_differences(case):
-    m, x1, x2 = _small_model(*case)
+def test_network_gradient_matches_finite_differences(case, extra):
+    m, x1, x2 = _small_model(*case, **extra)
     m.loss_and_grads(x1, x2)
     for bn in _all_bns(m):       # detached statistics: constants at the evaluation point
         if bn.mean == "detach" or bn.var == "detach":
@@ -93,9 +102,10 @@ def test_gradient_checker_rejects_wrong_bn_and_predictor_gradients():
     _, grads_d, _ = d.loss_and_grads(x1, x2)
     assert gradient_error(grads_d, numeric) > 1e-3
     n_on = len(m.online.parameters())
-    skip = m.online.backward(byol_loss(m.predictor.forward(m.online.forward(
-        np.concatenate([x1, x2]))), m.target.forward(np.concatenate([x1, x2])))[1])
-    assert skip.shape == (10, 3)
+    m.online.backward(byol_loss(m.predictor.forward(m.online.forward(
+        np.concatenate([x1, x2]))), m.target.forward(np.concatenate([x1, x2])))[1],
+        input_grad=True)
+    assert m.online.grad_input.shape == (10, 3)
     assert gradient_error(m.online.grads(), numeric[:n_on]) > 1e-2
 
 
@@ -155,7 +165,7 @@ def test_directpred_eigenvalues_and_eigenvectors(d):
 
 
 def test_directpred_in_training():
-    src = BY.make_source("toy", seed=0)
+    src = make_source("toy", seed=0)
     cfg = BYOLConfig(directpred=True, directpred_freq=3, steps=7, lr=0.1, batch_size=32,
                      log_every=7, eval_size=64)
     m, _ = BY.train_byol(src, cfg)
@@ -171,6 +181,33 @@ def test_directpred_in_training():
     np.testing.assert_allclose(m.Wp, directpred_weights(m.F, 0.01)[0], atol=1e-12)
     with pytest.raises(ValueError, match="directpred needs predictor='linear'"):
         BYOLConfig(directpred=True, predictor="mlp").validate()
+
+
+def test_reference_preset_and_its_options():
+    """The paper authors' choices (docs/byol.md): BN statistics per view, centred unbiased
+    variance without centring, DirectPred's F from the first batch with a 1e-4 floor and W_p
+    set after the update, the predictor's weight decay as in its optimiser."""
+    cfg = BYOLConfig.from_preset("reference", directpred=True, predictor="linear",
+                                 weight_decay=0.1, predictor_lr=10.0, steps=3, batch_size=8,
+                                 hidden=(6,), out_dim=4)
+    assert (cfg.bn_stats, cfg.bn_omit_var, cfg.directpred_init, cfg.directpred_floor,
+            cfg.directpred_set, cfg.predictor_wd) == \
+        ("per_view", "centred", "first", 1e-4, "after", "optimizer")
+    m = BYOL(3, cfg)
+    assert all(bn.groups == 2 for bn in m.online.batchnorms())
+    assert m.opt_pred.wd == 0.1 and BYOL(3, cfg, predictor_wd="ode").opt_pred.wd == 0.01
+    g = np.random.default_rng(0)
+    x1, x2 = g.normal(size=(8, 3)), g.normal(size=(8, 3))
+    Wp0 = m.Wp.copy()
+    m.step(x1, x2)
+    z = m._last[0]
+    np.testing.assert_allclose(m.F, z.T @ z / len(z), atol=1e-14)    # F starts at batch 1
+    np.testing.assert_allclose(m.Wp, directpred_weights(m.F, 0.01, 1e-4)[0], atol=1e-14)
+    assert not np.allclose(Wp0, m.Wp)                                # set after the update
+    Wp, p, _ = directpred_weights(np.diag([4.0, 1e-12, 0.0]), eps=0.0, floor=1e-4)
+    np.testing.assert_allclose(np.sort(p), [1e-4, 1e-4, 1.0], atol=1e-9)
+    with pytest.raises(ValueError, match="preset must be one of"):
+        BYOLConfig.from_preset("luck")
 
 
 # ----------------------------------------------------------------------------- linear BYOL
@@ -250,7 +287,7 @@ E2E = dict(lr=0.5, weight_decay=0.02, steps=300, batch_size=64, hidden=(64,), ou
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_collapse_without_bn_and_predictor_not_with_them(seed):
-    src = BY.make_source("toy", seed=seed)
+    src = make_source("toy", seed=seed)
     _, h0 = BY.train_byol(src, BYOLConfig(**E2E, predictor="none", bn_mean="omit",
                                           bn_var="omit", seed=seed))
     _, h1 = BY.train_byol(src, BYOLConfig(**E2E, predictor="linear", bn_mean="normal",
@@ -264,15 +301,15 @@ def test_collapse_without_bn_and_predictor_not_with_them(seed):
 
 
 def test_hltm_latent_recovery_and_tree_encoder():
-    src = BY.make_source("hltm", seed=1, depth=3)
+    src = make_source("hltm", seed=1, depth=3)
     cfg = BYOLConfig(out_dim=4, steps=3, batch_size=16, log_every=3, eval_size=32)
-    m = BY.make_model(src, cfg, hid=4)
+    m = BY.byol_for(src, cfg, hid=4)
     assert m.sizes == src.network_sizes(4)
     masks = src.network_masks(4)
-    for lin, mask in zip([l for l in m.online.layers if isinstance(l, BY.Linear)], masks):
+    for lin, mask in zip([l for l in m.online.layers if isinstance(l, Linear)], masks):
         np.testing.assert_array_equal(lin.W[mask == 0], 0)
     m, _ = BY.train_byol(src, cfg, model=m)
-    corr = BY.latent_recovery(m, src, n=500, rng=0)
+    corr = normalized_correlation(src, m.online, n=500, rng=0)
     assert set(corr.by_depth) == {1, 2, 3}
     assert np.all((corr.per_latent >= 0) & (corr.per_latent <= 1))
 
@@ -280,10 +317,10 @@ def test_hltm_latent_recovery_and_tree_encoder():
 def test_cli_byol_prints_the_table(capsys):
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers()
-    BY.add_byol_parser(sub)
+    cli.add_byol_parser(sub)
     args = parser.parse_args(["byol", "--steps", "5", "--predictors", "linear",
                               "--bn-means", "normal", "omit", "--emas", "0", "--eval-size", "64"])
-    assert BY.run_byol(args) == 0
+    assert cli.run_byol(args) == 0
     out = capsys.readouterr().out
     assert out.count("| linear |") == 2 and "eff. rank" in out
 
@@ -299,7 +336,7 @@ def test_cli_byol_prints_the_table(capsys):
     ("weight_decay", -0.1, "weight_decay must be"),
     ("batch_size", 1, "batch_size must be an integer >= 2"),
     ("directpred_rho", 1.0, "directpred_rho must be in"),
-    ("hidden", (4, 0), "hidden widths must be"),
+    ("hidden", (4, 0), r"hidden\[1\] must be an integer >= 1"),
 ])
 def test_bad_config(field, value, match):
     with pytest.raises(ValueError, match=match):
@@ -308,7 +345,7 @@ def test_bad_config(field, value, match):
 
 def test_bad_input_elsewhere():
     with pytest.raises(ValueError, match="data must be one of"):
-        BY.make_source("mnist")
+        make_source("mnist")
     with pytest.raises(ValueError, match="p and zt must have the same shape"):
         byol_loss(np.zeros((3, 2)), np.zeros((3, 2)))
     with pytest.raises(ValueError, match="positive eigenvalue"):
@@ -316,7 +353,7 @@ def test_bad_input_elsewhere():
     W0, Wp0, Wa0, X, Xp = LB.default_problem()
     with pytest.raises(ValueError, match="Xp must be positive semi-definite"):
         LB.integrate(W0, Wp0, Wa0, X, -Xp, 1.0)
-    with pytest.raises(ValueError, match="alpha_p must be > 0"):
+    with pytest.raises(ValueError, match="alpha_p must be a finite number > 0"):
         LB.euler(W0, Wp0, Wa0, X, Xp, 1.0, 0.1, alpha_p=0)
     with pytest.raises(ValueError, match="lr \\* beta must be in"):
         LB.simulate_sgd(W0, Wp0, Wa0, X, Xp, 1.0, lr=2.0)
@@ -330,3 +367,21 @@ def test_cli_byol_bad_flags_are_usage_errors(capsys):
     with pytest.raises(SystemExit):
         main(["byol", "--lr", "0"])
     assert "lr must be a finite number > 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("backend", ["numba", pytest.param("cupy", marks=pytest.mark.gpu)])
+def test_byol_runs_on_every_backend_with_the_same_numbers(backend):
+    """BYOL is built from the shared layers, so it runs on each backend: the tree encoder's
+    masked layers in the compiled kernels ("numba") or on the GPU ("cupy")."""
+    from minissl.backend import cupy_available, to_numpy
+    if backend == "cupy" and not cupy_available():
+        pytest.skip("needs CuPy and an NVIDIA GPU")
+    src = make_source("hltm", seed=1, depth=3)
+    cfg = BYOLConfig(out_dim=4, steps=4, batch_size=16, log_every=2, eval_size=32)
+    _, ha = BY.train_byol(src, cfg, model=BY.byol_for(src, cfg, hid=4))
+    m = BY.byol_for(src, cfg, hid=4, backend=backend)
+    assert all(lin.plan is not None for lin in m.online.linears()) or backend != "numba"
+    m, hb = BY.train_byol(src, cfg, model=m)
+    np.testing.assert_allclose(hb["loss"], ha["loss"], rtol=1e-10)
+    np.testing.assert_allclose(hb["effective_rank"], ha["effective_rank"], rtol=1e-8)
+    assert to_numpy(m.online.weights[0]).shape == tuple(m.online.weights[0].shape)

@@ -10,7 +10,7 @@ import pytest
 
 import minissl
 from minissl import cli
-from minissl.train import UPDATES
+from minissl import experiments as E
 
 SMALL = ["--depth", "3", "--epochs", "2", "--samples-per-epoch", "640", "--batch-size", "64",
          "--eval-samples", "2000", "--hid", "4"]
@@ -54,7 +54,7 @@ def test_hltm_json_and_reproducible(capsys):
 
 
 def test_reference_preset_settings():
-    cfg = cli.HLTMConfig(preset="reference").apply_preset()
+    cfg = E.HLTMConfig(preset="reference").apply_preset()
     assert (cfg.loss, cfg.bias, cfg.normalize, cfg.lr, cfg.batch_size) == \
         ("ref_nce", True, True, 0.1, 128)
     assert cfg.tau == pytest.approx(0.01 * 10 / 2)
@@ -62,11 +62,11 @@ def test_reference_preset_settings():
         (5, 2, 10, 64000, 0.7)
     tree, net = cfg.build()
     assert net.bias and net.normalize and net.norm_eps == 1e-4
-    assert cli.HLTMConfig(preset="reference", hid=20).apply_preset().tau == pytest.approx(0.1)
-    th = cli.HLTMConfig().apply_preset()
+    assert E.HLTMConfig(preset="reference", hid=20).apply_preset().tau == pytest.approx(0.1)
+    th = E.HLTMConfig().apply_preset()
     assert (th.loss, th.tau, th.bias, th.normalize) == ("infonce", 0.1, False, False)
     # an explicit value beats the preset
-    assert cli.HLTMConfig(preset="reference", loss="simple").apply_preset().loss == "simple"
+    assert E.HLTMConfig(preset="reference", loss="simple").apply_preset().loss == "simple"
 
 
 @pytest.mark.parametrize("argv,flag", [
@@ -99,18 +99,16 @@ def test_backend_flag(capsys):
 def test_update_flag_reaches_train_config(capsys):
     """--update covariance goes to TrainConfig: it runs where train() supports it and is a
     usage error naming the flag where it does not."""
-    cfg = cli._config_from_args(cli.build_parser().parse_args(["hltm", "--update", "gradient"]))
+    cfg = cli._config(E.HLTMConfig, cli.build_parser().parse_args(["hltm", "--update",
+                                                                  "gradient"]))
     assert cfg.train_config(steps=1).update == "gradient"
-    if "covariance" in UPDATES:
-        status, out, _ = run(capsys, "hltm", *SMALL, "--update", "covariance")
-        assert status == 0 and len(out.strip().splitlines()) == 6
-    else:
-        with pytest.raises(SystemExit):
-            cli.main(["hltm", *SMALL, "--update", "covariance"])
-        assert "--update: update must be one of" in capsys.readouterr().err
+    status, out, _ = run(capsys, "hltm", *SMALL, "--update", "covariance")
+    assert status == 0 and len(out.strip().splitlines()) == 6
+    with pytest.raises(SystemExit):
+        cli.main(["hltm", *SMALL, "--update", "adam"])
+    assert "--update: invalid choice" in capsys.readouterr().err
 
 
-@pytest.mark.skipif("covariance" not in UPDATES, reason="train() has no covariance update")
 def test_covariance_update_refuses_reference_net_before_printing(capsys):
     with pytest.raises(SystemExit):
         cli.main(["hltm", *SMALL, "--preset", "reference", "--update", "covariance"])
@@ -186,6 +184,23 @@ def test_progress_only_on_a_terminal(monkeypatch):
     bar.close()
     args.progress = False
     assert cli._progress(args, 10, "x") is None
+
+
+def test_covariance_command_prints_what_the_runner_records(capsys):
+    argv = ["covariance", "--depth", "3", "--hid", "3", "--steps", "20", "--snapshots", "2",
+            "--n-samples", "32", "--n-views", "2", "--batch-size", "16", "--k", "3"]
+    status, out, _ = run(capsys, *argv, "--json")
+    objs = [json.loads(ln) for ln in out.strip().splitlines()]
+    assert status == 0 and [o["step"] for o in objs] == [0, 10, 20]
+    recs = E.covariance_experiment(E.CovarianceConfig(depth=3, hid=3, steps=20, snapshots=2,
+                                                      n_samples=32, n_views=2, batch_size=16,
+                                                      k=3))
+    for o, r in zip(objs, recs):
+        np.testing.assert_allclose(o["eigvals"], r["eigvals"], rtol=1e-6)
+        np.testing.assert_allclose(o["cos"], r["cos"], atol=1e-6)
+    with pytest.raises(SystemExit):
+        cli.main(["covariance", "--layer", "9"])
+    assert "--layer" in capsys.readouterr().err
 
 
 def test_module_entry_point():

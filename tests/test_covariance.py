@@ -1,4 +1,4 @@
-"""The covariance operator (DESIGN.md §1, docs/theory.md): connection, exact finite-population
+"""The covariance operator (docs/design.md, docs/theory.md): connection, exact finite-population
 theorem, weighted form, matrix-free update/spectrum, pair weights, linear nets, training by OP."""
 
 import numpy as np
@@ -424,7 +424,7 @@ def test_bad_input_raises_value_error():
         minissl.covariance_operator(net, views, 0, xi=np.triu(np.ones((4, 4))))
     with pytest.raises(ValueError, match="k must be an integer in"):
         minissl.covariance_spectrum(net, views, 0, k=0)
-    with pytest.raises(ValueError, match="blas_threads must be None or an integer"):
+    with pytest.raises(ValueError, match=r"blas_threads \(None or an integer\) must be an integer >= 1"):
         minissl.covariance_spectrum(net, views, 0, blas_threads=0)
     with pytest.raises(ValueError, match="method must be one of"):
         minissl.covariance_spectrum(net, views, 0, method="power")

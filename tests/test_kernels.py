@@ -15,12 +15,14 @@ import minissl
 from minissl import ReLUNet, TrainConfig, TrainingDiverged, train
 from minissl import covariance as C
 from minissl.data import GaussianClusters
-from minissl.hltm import HLTM, best_unit_correlation, normalized_correlation
-from minissl.kernels import covariance as KC
+from minissl.hltm import HLTM
 from minissl.kernels import hltm as KH
-from minissl.kernels import mlp
-from minissl.nets import backward_pass, forward_pass
-from minissl.train import loss_and_grads
+from minissl.kernels import losses as KL
+from minissl.kernels import mlp, twin
+from minissl.layers import linear, linear_backward
+from minissl.losses import simclr_weights
+from minissl.metrics import best_unit_correlation, normalized_correlation
+from minissl.train import check_batch, gradient_step, loss_and_grads
 
 JIT_OFF = os.environ.get("NUMBA_DISABLE_JIT", "0") == "1"
 
@@ -36,7 +38,19 @@ def grads_err(ga, gb):
 
 def tree_net(depth=3, c=2, hid=4, **kw):
     t = HLTM(depth=depth, num_children=c, seed=1)
-    return t, t.network(hid, **kw)
+    return t, minissl.tree_network(t, hid, **kw)
+
+
+def fused(net, batch, cfg, threads=None, step=None):
+    """The compiled fused step (``kernels.mlp.FusedStep``) on a validated batch."""
+    step = step or mlp.FusedStep.build(net.sizes, masks_of(net), net.dtype, threads)
+    x, xp, xn = check_batch(net, batch)
+    return step(net.weights, x, xp, xn, cfg.loss, cfg.tau, cfg.margin)
+
+
+def masks_of(net):
+    return None if net.masks is None else [None if m is None else np.asarray(m)
+                                           for m in net.masks]
 
 
 def random_masks(sizes, rng, density=0.5):
@@ -60,37 +74,53 @@ def test_row_structure_reconstructs_mask():
         back[i, cols[i, :cnt[i]]] = 1
     np.testing.assert_array_equal(back, m)
     assert cnt[3] == 0
-    c, n = mlp.dense_structure(3, 5)
-    assert (n == 5).all() and (c == np.arange(5)).all()
     with pytest.raises(ValueError, match="mask must be 2-D"):
         mlp.row_structure(np.ones(3))
 
 
 # ----------------------------------------------------------------------------- net passes
+def test_linear_plan_twin():
+    """``LinearPlan``'s products equal ``layers.linear``/``linear_backward`` on a masked layer,
+    masked entries of dW stay exactly zero, and outputs chain without copies."""
+    rng = np.random.default_rng(1)
+    m = (rng.random((7, 9)) < 0.5).astype(float)
+    W, x, dg = rng.standard_normal((7, 9)) * m, rng.standard_normal((11, 9)), \
+        rng.standard_normal((11, 7))
+    plan = mlp.LinearPlan(m)
+    g = plan.forward(W, x)
+    assert rel_err(linear(x, W), g) < 1e-13 and g.T.flags["C_CONTIGUOUS"]
+    dW, dx = plan.backward(W, dg, x)
+    dW_ref, _, dx_ref = linear_backward(dg, x, W, m)
+    assert rel_err(dW_ref, dW) < 1e-13 and rel_err(dx_ref, dx) < 1e-13
+    assert not dW[m == 0].any()
+    assert plan.backward(W, dg, x, want_input=False)[1] is None
+    assert twin("linear", "numpy") is None and twin("linear", "numba") is mlp.LinearPlan
+    with pytest.raises(KeyError, match="no kernel twin"):
+        twin("nope", "numba")
+
+
 @pytest.mark.parametrize("kind", ["tree", "dense", "mixed"])
 @pytest.mark.parametrize("bias", [False, True])
 def test_forward_backward_twins(kind, bias):
     rng = np.random.default_rng(1)
     if kind == "tree":
-        _, net = tree_net(bias=bias, seed=2)
+        _, net = tree_net(bias=bias, seed=2, backend="numba")
     else:
         sizes = [6, 9, 7, 4]
         masks = random_masks(sizes, rng) if kind == "mixed" else None
-        net = ReLUNet(sizes, masks=masks, bias=bias, seed=2)
+        net = ReLUNet(sizes, masks=masks, bias=bias, seed=2, backend="numba")
+    ref = net.copy(backend="numpy")
     x = rng.standard_normal((11, net.sizes[0]))
-    st = mlp.net_structure(net)
-    gs, fs = forward_pass(net.weights, net.biases, x)
-    gk, fk = mlp.forward_pass(net.weights, net.biases, x, structure=st)
+    gs, fs = ref.passes(x)
+    gk, fk = net.passes(x)
     assert max(rel_err(a, b) for a, b in zip(gs, gk)) < 1e-13
     assert max(rel_err(a, b) for a, b in zip(fs, fk)) < 1e-13
     delta = rng.standard_normal(gs[-1].shape)
-    dW, db, dx = backward_pass(net.weights, gs, fs, delta, net.masks, bias, True)
-    dWk, dbk, dxk = mlp.backward_pass(net.weights, gk, fk, delta, net.masks, bias, True,
-                                      structure=st)
+    dW, dWk = ref.backward(delta, input_grad=True), net.backward(delta, input_grad=True)
     assert grads_err(dW, dWk) < 1e-13
-    assert rel_err(dx, dxk) < 1e-13
+    assert rel_err(ref.grad_input, net.grad_input) < 1e-13
     if bias:
-        assert grads_err(db, dbk) < 1e-13
+        assert grads_err(ref.grad_biases, net.grad_biases) < 1e-13
     if net.masks is not None:                         # masked entries stay exactly zero
         for g, m in zip(dWk, net.masks):
             if m is not None:
@@ -127,7 +157,7 @@ def test_fused_step_matches_numpy_float64(loss, H, threads):
     xn = rng.random((N, H, tree.dim))
     cfg = TrainConfig(loss=loss, tau=0.7, margin=0.3)
     want = loss_and_grads(ref, (x, xp, xn), cfg)
-    got = mlp.fused_loss_and_grads(net, (x, xp, xn), cfg, threads=threads)
+    got = fused(net, (x, xp, xn), cfg, threads=threads)
     for a, b in zip(want[:3], got[:3]):
         assert abs(a - b) <= 1e-12 * max(abs(a), 1.0)
     assert grads_err(want[3], got[3]) < 1e-12
@@ -143,7 +173,7 @@ def test_fused_step_dense_small_net_float32(sizes):
     x, xp, xn = (rng.standard_normal(s) for s in ((33, 5), (33, 5), (33, 2, 5)))
     cfg = TrainConfig(loss="infonce", tau=0.5)
     want = loss_and_grads(ref, (x, xp, xn), cfg)
-    got = mlp.fused_loss_and_grads(net, (x, xp, xn), cfg)
+    got = fused(net, (x, xp, xn), cfg)
     assert abs(want[0] - got[0]) < 1e-5 * max(1, abs(want[0]))
     assert grads_err(want[3], got[3]) < 1e-5
 
@@ -155,26 +185,25 @@ def test_fused_gradient_finite_differences_and_negative_control():
     N = 12
     b = (rng.random((N, tree.dim)), rng.random((N, tree.dim)), rng.random((N, 2, tree.dim)))
     cfg = TrainConfig(loss="infonce", tau=0.6)
-    _, _, _, g = mlp.fused_loss_and_grads(net, b, cfg)
+    _, _, _, g = fused(net, b, cfg)
     h = 1e-6
     for l, W in enumerate(net.weights):
         i, j = np.argwhere(net.masks[l] > 0)[rng.integers(0, int(net.masks[l].sum()))]
         w0 = W[i, j]
         W[i, j] = w0 + h
-        lp = mlp.fused_loss_and_grads(net, b, cfg)[0]
+        lp = fused(net, b, cfg)[0]
         W[i, j] = w0 - h
-        lm = mlp.fused_loss_and_grads(net, b, cfg)[0]
+        lm = fused(net, b, cfg)[0]
         W[i, j] = w0
         fd = (lp - lm) / (2 * h)
         assert abs(fd - g[l][i, j]) < 1e-7 * max(1.0, abs(fd))
     # negative control: drop one connection from the plan -> the gradient check must fail
-    cols, cnts, colsT, cntsT, goffs, total, aoffs = mlp.fused_plan(net)
-    bad = list(cnts)
-    bad[0] = cnts[0].copy()
+    step = mlp.FusedStep.build(net.sizes, masks_of(net), net.dtype)
+    bad = list(step.cnts)
+    bad[0] = step.cnts[0].copy()
     bad[0][0] -= 1
-    net._numba_plan = (net.masks, (cols, tuple(bad), colsT, cntsT, goffs, total, aoffs))
-    g_bad = mlp.fused_loss_and_grads(net, b, cfg)[3]
-    net._numba_plan = None
+    step.cnts = tuple(bad)
+    g_bad = fused(net, b, cfg, step=step)[3]
     ref = loss_and_grads(net.copy(backend="numpy"), b, cfg)[3]
     assert grads_err(ref, g) < 1e-12
     assert grads_err(ref, g_bad) > 1e-3
@@ -184,20 +213,22 @@ def test_fused_step_declines_and_validates():
     rng = np.random.default_rng(11)
     tree, net = tree_net(backend="numba")
     b = (rng.random((8, tree.dim)), rng.random((8, tree.dim)), rng.random((8, 1, tree.dim)))
-    assert mlp.fused_loss_and_grads(net, b, TrainConfig(negatives="in_batch")) is None
+    general = gradient_step(net, TrainConfig(negatives="in_batch")).__qualname__
+    assert gradient_step(net, TrainConfig()).__qualname__ != general
     _, nb = tree_net(backend="numba", bias=True)
-    assert mlp.fused_loss_and_grads(nb, b, TrainConfig()) is None
+    assert gradient_step(nb, TrainConfig()).__qualname__ == general
+    assert mlp.FusedStep.build([4, 1 << 10, 1 << 9], None, "float64") is None   # too large
+    step = gradient_step(net, TrainConfig())
     with pytest.raises(ValueError, match="x_neg must have shape"):
-        mlp.fused_loss_and_grads(net, (b[0], b[1], b[2][:3]), TrainConfig())
+        step((b[0], b[1], b[2][:3]))
     bad = b[2].copy()
     bad[0, 0, 0] = np.nan
     with pytest.raises(ValueError, match="x_neg contains NaN"):
-        mlp.fused_loss_and_grads(net, (b[0], b[1], bad), TrainConfig())
+        step((b[0], b[1], bad))
     with pytest.raises(ValueError, match="takes exactly H=1"):
-        mlp.fused_loss_and_grads(net, (b[0], b[1], np.repeat(b[2], 2, 1)),
-                                 TrainConfig(loss="simple"))
+        gradient_step(net, TrainConfig(loss="simple"))((b[0], b[1], np.repeat(b[2], 2, 1)))
     net.weights[-1][0, 0] = np.inf                    # a non-finite output -> nan, no grads
-    out = mlp.fused_loss_and_grads(net, b, TrainConfig())
+    out = step(b)
     assert math.isnan(out[0]) and out[3] is None
 
 
@@ -205,10 +236,10 @@ def test_fused_step_declines_and_validates():
 def test_train_numba_matches_numpy(loss):
     tree = HLTM(depth=3, num_children=2, seed=0)
     cfg = dict(loss=loss, tau=0.5, lr=0.05, steps=15, batch_size=16, seed=3)
-    ha = train(tree.network(4, seed=1), tree, **cfg)["loss"]
-    hb = train(tree.network(4, seed=1, backend="numba"), tree, **cfg)["loss"]
+    ha = train(minissl.tree_network(tree, 4, seed=1), tree, **cfg)["loss"]
+    hb = train(minissl.tree_network(tree, 4, seed=1, backend="numba"), tree, **cfg)["loss"]
     np.testing.assert_allclose(hb, ha, rtol=1e-11, atol=1e-13)
-    net = tree.network(4, seed=1, backend="numba")
+    net = minissl.tree_network(tree, 4, seed=1, backend="numba")
     with pytest.raises(TrainingDiverged):
         train(net, tree, loss="infonce", lr=1e6, steps=30, batch_size=8)
 
@@ -223,18 +254,16 @@ def test_train_in_batch_numba_general_path():
 
 @pytest.mark.parametrize("dtype,tol", [("float64", 1e-12), ("float32", 2e-5)])
 def test_simclr_twin(dtype, tol):
-    from minissl.kernels.losses import simclr_loss as simclr_k
-    from minissl.losses import simclr_loss
+    """``kernels.losses.simclr_weights`` returns what ``losses.simclr_weights`` returns."""
     rng = np.random.default_rng(17)
-    z1, z2 = (rng.standard_normal((9, 4)).astype(dtype) for _ in range(2))
-    a = simclr_loss(z1, z2, "infonce", 0.4, return_distances=True)
-    b = simclr_k(z1, z2, "infonce", 0.4, return_distances=True)
-    assert abs(a[0] - b[0]) < tol * max(1, abs(a[0]))
-    assert rel_err(a[1][0], b[1][0]) < tol and rel_err(a[1][1], b[1][1]) < tol
-    assert rel_err(a[2][0], b[2][0]) < tol
-    assert abs(float(a[2][1].mean()) - b[2][1]) < tol * float(a[2][1].mean())
-    with pytest.raises(ValueError, match="takes exactly H=1"):
-        simclr_k(z1, z2, "simple")
+    Z = rng.standard_normal((18, 4)).astype(dtype)
+    a = simclr_weights(Z, "infonce", 0.4)
+    b = KL.simclr_weights(Z, "infonce", 0.4)
+    assert rel_err(a[0], b[0]) < tol and rel_err(a[1], b[1]) < tol and rel_err(a[2], b[2]) < tol
+    assert abs(a[3] - b[3]) < tol * a[3] and isinstance(b[3], float)
+    assert twin("simclr_weights", "numba") is KL.simclr_weights
+    with pytest.raises(ValueError, match="loss must be 'infonce'"):
+        KL.simclr_weights(Z, "simple")
 
 
 # ----------------------------------------------------------------------------- HLTM statistics
@@ -276,14 +305,13 @@ def test_sampler_twin_has_the_law(polarity, keep):
     assert np.abs(stats(*a) - stats(*c)).max() > 10 * se
     # rho = +-1 exactly: the positive equals the anchor when only the root is shared
     det = HLTM(depth=3, num_children=2, polarity=(1.0, 1.0), seed=0)
-    x, xp, xn = KH.triples(det, 50, 0)
+    x, xp, xn = KH.triples(det, 50, np.random.default_rng(0))
     np.testing.assert_array_equal(x, xp)
-    assert KH.Sampler(det).triples(4, 0)[0].shape == (4, 8)
 
 
 def test_normalized_correlation_numba_net_matches_numpy():
     tree = HLTM(depth=3, num_children=2, seed=0)
-    net = tree.network(4, seed=2, backend="numba")
+    net = minissl.tree_network(tree, 4, seed=2, backend="numba")
     a = normalized_correlation(tree, net.copy(backend="numpy"), n=400, rng=1)
     b = normalized_correlation(tree, net, n=400, rng=1)
     np.testing.assert_allclose(b.per_latent, a.per_latent, rtol=1e-11, atol=1e-13)
@@ -305,12 +333,14 @@ def test_covariance_factors_twin(sizes, weighted):
         a = rng.random((7, 7))
         xi = a + a.T
     for layer in range(net.depth):
-        A = C._Factors(net, views, layer, xi)
-        K = KC.Factors(net, views, layer, xi)
+        A = C.Factors(net.copy(backend="numpy"), views, layer, xi)
+        K = C.Factors(net, views, layer, xi)
+        assert isinstance(A.products, C.JacobianProducts)
+        assert type(K.products).__name__ == "GateProducts"
         V = rng.standard_normal(net.weights[layer].shape)
         c = rng.standard_normal((7, net.sizes[-1]))
-        assert rel_err(A.kbar_t(V), K.kbar_t(V)) < 1e-12
-        assert rel_err(A.kbar_sum(c), K.kbar_sum(c)) < 1e-12
+        assert rel_err(A.products.kbar_t(V), K.products.kbar_t(V)) < 1e-12
+        assert rel_err(A.products.kbar_sum(c), K.products.kbar_sum(c)) < 1e-12
         assert rel_err(A.apply(V), K.apply(V)) < 1e-12
 
 
@@ -337,8 +367,8 @@ def _torch_ref():
 
 @pytest.mark.parametrize("loss", ["simple", "soft_triplet", "infonce"])
 def test_torch_reference_step_matches_minissl(loss):
-    import torch
     T = _torch_ref()
+    import torch
     rng = np.random.default_rng(15)
     tree, net = tree_net(seed=7)
     model = T.MaskedMLP(net.sizes, net.masks, "float64", net.weights)
@@ -354,8 +384,8 @@ def test_torch_reference_step_matches_minissl(loss):
 
 
 def test_torch_reference_simclr_and_spectrum():
-    import torch
     T = _torch_ref()
+    import torch
     rng = np.random.default_rng(16)
     net = ReLUNet([5, 7, 3], seed=2)
     x, xp = rng.standard_normal((6, 5)), rng.standard_normal((6, 5))
@@ -388,6 +418,6 @@ def test_torch_hltm_sampler_law():
 def test_cupy_tree_training_matches_numpy():
     tree = HLTM(depth=3, num_children=2, seed=0)
     cfg = dict(loss="infonce", tau=0.5, lr=0.05, steps=10, batch_size=16, seed=3)
-    ha = train(tree.network(4, seed=1), tree, **cfg)["loss"]
-    hb = train(tree.network(4, seed=1, backend="cupy"), tree, **cfg)["loss"]
+    ha = train(minissl.tree_network(tree, 4, seed=1), tree, **cfg)["loss"]
+    hb = train(minissl.tree_network(tree, 4, seed=1, backend="cupy"), tree, **cfg)["loss"]
     np.testing.assert_allclose(hb, ha, rtol=1e-9)

@@ -8,7 +8,7 @@ import pytest
 
 from minissl import contrastive_loss, simclr_loss
 from minissl.gradcheck import check_gradients, gradient_error, numerical_gradient
-from minissl.losses import LOSSES, infonce, pair_weights, simple, soft_triplet
+from minissl.losses import LOSSES, collapsed_loss, loss_curves, pair_weights
 
 CORE = ["simple", "soft_triplet", "infonce"]
 
@@ -39,7 +39,7 @@ def test_r_derivatives_and_identity(loss, tau):
     r_pos, r_neg = rng.uniform(0, 3, 7), rng.uniform(0, 3, (7, H))
     fn = LOSSES[loss]
     L, d_pos, d_neg = fn(r_pos, r_neg, tau, 0.3)
-    # ∂L/∂r_+ = −Σ_k ∂L/∂r_k ≥ 0  (DESIGN.md §1)
+    # ∂L/∂r_+ = −Σ_k ∂L/∂r_k ≥ 0  (docs/design.md)
     np.testing.assert_allclose(d_pos, -d_neg.sum(1), atol=1e-14)
     assert (d_pos >= 0).all()
     # partial derivatives against central differences in r
@@ -155,6 +155,30 @@ def test_bad_shapes_and_values():
         contrastive_loss(bad, z, z[:, None])
 
 
-def test_loss_functions_are_the_registered_ones():
-    assert LOSSES["simple"] is simple and LOSSES["soft_triplet"] is soft_triplet
-    assert LOSSES["infonce"] is infonce
+@pytest.mark.parametrize("vary", ["r_pos", "r_neg", "tau"])
+@pytest.mark.parametrize("H", [1, 4])
+def test_loss_curves_sign_conventions(vary, H):
+    """ξ = -dL/dr_k >= 0 and dL/dr_+ = Σ_k ξ_k (all H negatives equal: H ξ) for every loss;
+    L increases with r_+ and decreases with r_-."""
+    t, curves = loss_curves(vary, r_pos=0.7, r_neg=1.3, tau=0.5, H=H)
+    for name, (L, dp, xi) in curves.items():
+        h = H if name == "infonce" else 1
+        assert (xi >= 0).all()
+        np.testing.assert_allclose(dp, h * xi, rtol=1e-12, atol=1e-15)
+        if vary == "r_pos":
+            assert (np.diff(L) > 0).all()
+            np.testing.assert_allclose(np.gradient(L, t)[1:-1], dp[1:-1], rtol=2e-3, atol=1e-6)
+        if vary == "r_neg":
+            assert (np.diff(L) < 0).all()
+            np.testing.assert_allclose(np.gradient(L, t)[1:-1], -h * xi[1:-1], rtol=2e-3,
+                                       atol=1e-6)
+
+
+@pytest.mark.parametrize("loss, tau, H, expected", [
+    ("simple", 1.0, 1, 0.0),
+    ("soft_triplet", 0.5, 1, 0.5 * np.log(2)),
+    ("infonce", 0.1, 1, 0.1 * np.log(2)),
+    ("infonce", 2.0, 7, 2.0 * np.log(8)),
+])
+def test_collapsed_loss(loss, tau, H, expected):
+    assert collapsed_loss(loss, tau, H) == pytest.approx(expected, rel=1e-12)

@@ -75,10 +75,11 @@ def test_gradient_checker_negative_control_on_network():
     rng = np.random.default_rng(7)
     net = ReLUNet([4, 8, 8, 3], seed=3)
     x, dout = rng.normal(size=(6, 4)), rng.normal(size=(6, 3))
-    gs, fs = minissl.nets.forward_pass(net.weights, None, x)
-    # wrong: use the pre-activations as if no ReLU were there (gate always open)
-    wrong_gs = [np.abs(g) + 1.0 for g in gs]
-    dWs_wrong, _, _ = minissl.nets.backward_pass(net.weights, wrong_gs, fs, dout)
+    net.forward(x)
+    # wrong: the ReLU gates always open (as if no ReLU were there)
+    for relu in [layer for layer in net.layers if isinstance(layer, minissl.ReLU)]:
+        relu.cache = np.abs(relu.cache) + 1.0
+    dWs_wrong = [W.copy() for W in net.backward(dout)]
     f = lambda: float((net.forward(x) * dout).sum())  # noqa: E731
     with pytest.raises(AssertionError, match="gradient check failed"):
         check_gradients(f, net.weights, dWs_wrong, tol=1e-6)
@@ -92,7 +93,7 @@ def test_jacobian_identities(sizes):
     x, dout = rng.normal(size=(5, sizes[0])), rng.normal(size=(5, sizes[-1]))
     out = net.forward(x)
     dWs = net.backward(dout)
-    gs, fs = minissl.nets.forward_pass(net.weights, None, x)
+    gs, fs = net.passes(x)
     Js = net.jacobians(x)
     for l, J in enumerate(Js):
         assert J.shape == (5, sizes[-1], sizes[l + 1])
@@ -105,15 +106,18 @@ def test_jacobian_matches_finite_differences_in_g():
     rng = np.random.default_rng(9)
     net = ReLUNet([3, 6, 5, 2], seed=5)
     x = rng.normal(size=(1, 3))
-    gs, _ = minissl.nets.forward_pass(net.weights, None, x)
+    gs, _ = net.passes(x)
     J1 = net.jacobians(x)[0][0]                         # (2, 6): d f_L / d g_1
+    top = ReLUNet([6, 5, 2], seed=0)                    # the layers above g_1
+    for W, W_top in zip(net.weights[1:], top.weights):
+        W_top[...] = W
     eps = 1e-6
     for i in range(6):
         gp, gm = gs[0].copy(), gs[0].copy()
         gp[0, i] += eps
         gm[0, i] -= eps
-        up = minissl.nets.forward_pass(net.weights[1:], None, np.maximum(gp, 0))[0][-1]
-        dn = minissl.nets.forward_pass(net.weights[1:], None, np.maximum(gm, 0))[0][-1]
+        up = top.forward(np.maximum(gp, 0))
+        dn = top.forward(np.maximum(gm, 0))
         np.testing.assert_allclose((up - dn)[0] / (2 * eps), J1[:, i], atol=1e-7)
 
 
@@ -145,7 +149,7 @@ def test_same_seed_same_net_and_float32():
 
 @pytest.mark.parametrize("kwargs,match", [
     (dict(sizes=[4]), "sizes must have between 2"),
-    (dict(sizes=[4, 0, 2]), r"sizes\[1\] must be between 1"),
+    (dict(sizes=[4, 0, 2]), r"sizes\[1\] must be an integer in \[1, 1048576\], got 0"),
     (dict(sizes=[4] * 70), "sizes must have between 2"),
     (dict(sizes="abc"), "sizes must be a list of integers"),
     (dict(sizes=[4, 3], masks=[np.ones((4, 3))]), r"masks\[0\] must have shape \(3, 4\)"),

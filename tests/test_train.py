@@ -42,12 +42,24 @@ def test_divergence_stops_with_a_clear_message():
 def test_callback_sees_records_and_can_stop():
     seen = []
 
-    def cb(step, rec, net):
-        seen.append((step, rec["loss"]))
-        return step < 6
+    def cb(rec):
+        seen.append((rec["step"], rec["loss"]))
+        return rec["step"] < 6
     hist = train(ReLUNet([8, 8, 4], seed=0), GaussianClusters(seed=0), steps=50, log_every=3,
                  callback=cb)
     assert [s for s, _ in seen] == [3, 6] and len(hist) == 6
+
+
+def test_stop_flag_ends_the_run_after_the_step():
+    import threading
+    stop = threading.Event()
+
+    def cb(rec):
+        if rec["step"] == 4:
+            stop.set()
+    hist = train(ReLUNet([8, 8, 4], seed=0), GaussianClusters(seed=0), steps=50, callback=cb,
+                 stop=stop)
+    assert len(hist) == 4
 
 
 def test_sgd_momentum_and_weight_decay_follow_the_formula():

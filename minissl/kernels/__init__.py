@@ -1,1 +1,37 @@
-"""Numba CPU kernels, each with its NumPy twin as the reference (see issue 6)."""
+"""Compiled twins of lower-level functions, and the one table that chooses them.
+
+A twin keeps its reference's contract (arguments, returned arrays) and is tested against it
+(tests/test_kernels.py). ``twin(name, backend)`` is the only place where NumPy or Numba is
+chosen: it returns the registered twin for backend "numba" and None otherwise (the caller then
+uses its NumPy reference). Kernel modules import only NumPy and Numba, never the rest of
+minissl; they are imported on first use, so NumPy-only users never load Numba.
+
+| name                    | twin                                  | reference                       |
+|-------------------------|---------------------------------------|---------------------------------|
+| linear                  | kernels.mlp.LinearPlan(mask)          | layers.linear / linear_backward |
+| train_step              | kernels.mlp.FusedStep.build(...)      | train.loss_and_grads            |
+| simclr_weights          | kernels.losses.simclr_weights         | losses.simclr_weights           |
+| connection              | kernels.covariance.GateProducts(...)  | covariance.JacobianProducts     |
+| best_unit_correlation   | kernels.hltm.best_unit_correlation    | metrics.best_unit_correlation   |
+"""
+from __future__ import annotations
+
+import importlib
+
+TWINS = {
+    "linear": ("mlp", "LinearPlan"),
+    "train_step": ("mlp", "FusedStep"),
+    "simclr_weights": ("losses", "simclr_weights"),
+    "connection": ("covariance", "GateProducts"),
+    "best_unit_correlation": ("hltm", "best_unit_correlation"),
+}
+
+
+def twin(name, backend):
+    """The compiled twin registered as ``name`` when ``backend == "numba"``, else None."""
+    if name not in TWINS:
+        raise KeyError(f"no kernel twin named {name!r}; known: {tuple(TWINS)}")
+    if backend != "numba":
+        return None
+    module, attr = TWINS[name]
+    return getattr(importlib.import_module(f"{__name__}.{module}"), attr)

@@ -1,4 +1,5 @@
-"""Numba twin of the HLTM correlation statistics (``minissl.hltm.best_unit_correlation``).
+"""Numba twins of the HLTM correlation statistics (``metrics.best_unit_correlation``) and of
+the HLTM sampler (``HLTM.triples``, same law, other random numbers).
 
 For every latent group j (G of them) with ``hid`` units, over n samples (float64, two passes
 like the twin: centre first, then multiply, so a nearly constant unit is not read as
@@ -66,7 +67,7 @@ def _best_unit_correlation(z, g, eps_g, eps_z):
 
 
 def best_unit_correlation(z, g, dtype_eps=_EPS64):
-    """Twin of ``hltm.best_unit_correlation``: ``max_u |corr(z_j, g_{j,u})|`` per group j.
+    """Twin of ``metrics.best_unit_correlation``: ``max_u |corr(z_j, g_{j,u})|`` per group j.
 
     ``z``: (n, G), ``g``: (n, G, hid); computed in float64. Returns (G,) float64 in [0, 1].
     """
@@ -123,15 +124,13 @@ def flip_thresholds(tree):
     return np.minimum(np.round(p * 2.0 ** 32), 2.0 ** 32).astype(np.uint64)
 
 
-def triples(tree, n, rng=None):
+def triples(tree, n, rng):
     """Twin of ``HLTM.triples(n, rng)``: ``(x, x_pos, x_neg)``, (n, n_0), (n, n_0),
     (n, H, n_0) float64 in {0, 1}, with the same law (anchor and positive share the latents
     of depth >= ``keep_depth``, the negatives are independent samples) and other random
-    numbers than the NumPy twin. ``rng``: a seed or ``np.random.Generator`` (advanced)."""
-    from .. import backend as B
-    n = tree._check_n(n)
-    rng = B.rng(rng)
-    c, H = tree.num_children, tree.negatives
+    numbers than the NumPy twin. ``rng``: a ``np.random.Generator`` (advanced); ``n``
+    validated by the caller."""
+    H = tree.negatives
     n_nodes, n_leaves = tree.n_nodes, tree.n_leaves
     n_top = int(tree.level_starts[tree.depth - tree.keep_depth + 1])   # nodes of shared levels
     draws = n * (n_top + 2 * (n_nodes - n_top) + H * n_nodes)
@@ -142,21 +141,3 @@ def triples(tree, n, rng=None):
     x_neg = np.empty((n, H, n_leaves))
     _triples(n, H, n_top, parent, flip_thresholds(tree), u, x, x_pos, x_neg)
     return x, x_pos, x_neg
-
-
-class Sampler:
-    """A data source (``minissl.data`` protocol) drawing ``triples`` with the compiled twin and
-    ``views`` with the tree's own NumPy sampler: ``train(net, Sampler(tree), cfg)``."""
-
-    def __init__(self, tree):
-        self.tree = tree
-
-    @property
-    def dim(self):
-        return self.tree.dim
-
-    def triples(self, n, rng=None):
-        return triples(self.tree, n, rng)
-
-    def views(self, n, m, rng=None):
-        return self.tree.views(n, m, rng)

@@ -1,8 +1,7 @@
-"""Numba kernels for small and masked bias-free ReLU networks (backend="numba").
+"""Numba kernels for masked ReLU layers and a fused training step (backend="numba").
 
-The NumPy functions ``nets.forward_pass`` / ``nets.backward_pass`` and
-``train.loss_and_grads`` stay the reference; the functions here keep their signatures (plus
-one optional ``structure`` argument) and return the same arrays to rounding.
+The NumPy ops of ``layers.py`` (``linear``, ``linear_backward``) and ``train.loss_and_grads``
+stay the reference; the objects here compute the same arrays to rounding.
 
 Layout. Inside the kernels activations are *feature-major*: ``fT`` is (n_l, N), so the
 innermost loop runs over the batch, contiguous in memory, and vectorises:
@@ -12,25 +11,25 @@ innermost loop runs over the batch, contiguous in memory, and vectorises:
 A masked layer is stored as its row structure ``(cols, cnt)``: unit i reads the ``cnt[i]``
 inputs ``cols[i, :cnt[i]]`` (``row_structure``). The HLTM tree network is such a layer
 stack: a group of ``hid`` units reads only its children's ``num_children * hid`` inputs, so
-the kernels never multiply the zeros of the mask. Dense layers go to BLAS (``np.dot``),
-which no hand-written loop beats for large widths.
+the kernels never multiply the zeros of the mask. Dense layers go to BLAS, which no
+hand-written loop beats for large widths.
 
-Backward of ``sum(delta_L * g_L)`` (DESIGN.md §1), feature-major:
+Backward of ``sum(delta * g)`` (layers.linear_backward), feature-major:
 
     dW[i, j]        = deltaT[i, :] . fT[j, :]        for j in cols_i (zero elsewhere)
-    deltaT_prev[j]  = sum_{i: j in cols_i} W[i, j] deltaT[i, :],  then * (g_prev > 0)
+    deltaT_prev[j]  = sum_{i: j in cols_i} W[i, j] deltaT[i, :]
 
-The fused training step (``fused_loss_and_grads``, given negatives) is one compiled call:
-the forward of all views of a batch, the distances ``r_pos``, ``r_neg``, the loss weights
-``dL/dr`` (compiled twins of ``losses.py``, tested against it), their chain to the embeddings
-and the whole backward. Forward and backward can be split over anchors into one chunk per
-Numba thread (``prange``): every anchor's views are in its chunk, so chunks are independent
-and only the weight gradients are summed at the end.
+``LinearPlan`` holds one masked layer's structure (``layers.Linear`` builds it once); its
+outputs are transposed views of feature-major buffers, so the next layer reads them without a
+copy. ``FusedStep`` is one compiled call per training step: the forward of all views of a
+batch, the distances ``r_pos``, ``r_neg``, the loss weights ``dL/dr`` (compiled twins of
+``losses.py``, tested against it), their chain to the embeddings and the whole backward. It
+can split the anchors into one chunk per Numba thread (``prange``): every anchor's views are
+in its chunk, so chunks are independent and only the weight gradients are summed at the end.
 
 Every kernel is ``@njit(cache=True)``: the first call in a fresh environment compiles (a few
-seconds) and writes the machine code to ``__pycache__``; later processes load it.
-With ``NUMBA_DISABLE_JIT=1`` the same functions run as plain Python (tests use this for
-coverage).
+seconds) and writes the machine code to ``__pycache__``; later processes load it. With
+``NUMBA_DISABLE_JIT=1`` the same functions run as plain Python (tests use this for coverage).
 """
 from __future__ import annotations
 
@@ -43,6 +42,7 @@ MIN_CHUNK = 16          # anchors per thread below which the fused step stays se
 FUSED_MAX_WEIGHTS = 1 << 18   # larger nets: the fused loops lose to BLAS, take the general path
 THREADS = 1             # default chunks of the fused step (see docs/performance.md)
 SERIAL_CHUNK = 128      # anchors per chunk of the serial fused step
+LOSS_CODES = {"simple": 0, "soft_triplet": 1, "infonce": 2, "ref_nce": 3}
 
 
 # ----------------------------------------------------------------------------- structure
@@ -62,25 +62,6 @@ def row_structure(mask):
         idx = np.flatnonzero(m[i])
         cols[i, :idx.size] = idx
     return cols, cnt
-
-
-def dense_structure(n_out, n_in):
-    """Row structure of a dense layer: every unit reads every input."""
-    return (np.broadcast_to(np.arange(n_in, dtype=np.int64), (n_out, n_in)).copy(),
-            np.full(n_out, n_in, np.int64))
-
-
-def net_structure(net):
-    """Per layer ``(cols, cnt)`` for masked layers and None for dense ones (cached on the net)."""
-    cached = getattr(net, "_numba_structure", None)
-    if cached is not None and cached[0] is net.masks:
-        return cached[1]
-    from ..backend import to_numpy
-    L = len(net.weights)
-    st = [None] * L if net.masks is None else [
-        None if m is None else row_structure(to_numpy(m)) for m in net.masks]
-    net._numba_structure = (net.masks, st)
-    return st
 
 
 # ----------------------------------------------------------------------------- layer kernels
@@ -248,23 +229,6 @@ def masked_backprop_fm(W, cols, cnt, dT, outT):
 
 
 @njit(cache=True)
-def masked_backprop_t_fm(W, colsT, cntT, dT, outT):
-    """Same product as ``masked_backprop_fm`` from the transposed structure
-    (``colsT[j, :cntT[j]]``: the units reading input j): each ``outT`` row is written once."""
-    _gather_axpy(W, colsT, cntT, dT, outT, False, True)
-
-
-@njit(cache=True)
-def relu_fm(gT, fT):
-    """``fT = max(gT, 0)`` elementwise (same shapes)."""
-    a, b = gT.shape
-    zero = np.zeros(1, fT.dtype)[0]
-    for i in range(a):
-        for n in range(b):
-            fT[i, n] = max(gT[i, n], zero)
-
-
-@njit(cache=True)
 def gate_fm(dT, gT):
     """``dT *= (gT > 0)`` in place: the ReLU gate ``D_l`` of the backward pass."""
     a, b = dT.shape
@@ -274,68 +238,36 @@ def gate_fm(dT, gT):
             dT[i, n] = dT[i, n] if gT[i, n] > 0 else zero
 
 
-# ----------------------------------------------------------------------------- net passes
-def forward_pass(weights, biases, x, xp=np, structure=None):
-    """Twin of ``nets.forward_pass``: returns ``(gs, fs)`` with ``gs[l]`` (N, n_{l+1}) and
-    ``fs[l]`` (N, n_l), ``fs[0] = x``. ``structure[l]`` is ``(cols, cnt)`` for a masked layer
-    (its zero weights are skipped) or None (dense: BLAS). The arrays returned are transposed
-    views of feature-major buffers (F-ordered); their values equal the NumPy twin's."""
-    L = len(weights)
-    structure = structure or [None] * L
-    fT = np.ascontiguousarray(x.T)                           # (n_0, N)
-    fs, gs = [x], []
-    for l, W in enumerate(weights):
-        st = structure[l]
-        if st is None:
-            gT = np.dot(W, fT)                               # (n_l, N)
-        else:
-            gT = np.empty((W.shape[0], fT.shape[1]), dtype=W.dtype)
-            masked_matmul_fm(W, st[0], st[1], fT, gT)
-        if biases is not None and biases[l] is not None:
-            gT += biases[l][:, None]
-        gs.append(gT.T)
-        if l < L - 1:
-            fT = np.empty_like(gT)
-            relu_fm(gT, fT)
-            fs.append(fT.T)
-    return gs, fs
+# ----------------------------------------------------------------------------- one layer
+class LinearPlan:
+    """The compiled products of one masked ``layers.Linear`` (its twin on backend "numba").
 
-
-def backward_pass(weights, gs, fs, delta, masks=None, want_bias=False, want_input=False,
-                  structure=None):
-    """Twin of ``nets.backward_pass``: gradients of ``sum(delta * g_L)``.
-
-    Returns ``(dWs, dbs, dx)`` exactly as the NumPy twin (masked entries of ``dWs`` are zero).
-    With ``structure`` given, masked layers use the sparse kernels; ``masks`` then only
-    matters for layers whose structure is None.
+    Built once from the layer's 0/1 mask (n_out, n_in). ``forward`` returns ``g`` (N, n_out)
+    as the transposed view of a C-contiguous (n_out, N) buffer, so the next layer's ``x.T``
+    (and the ReLU between, elementwise) needs no copy.
     """
-    L = len(weights)
-    structure = structure or [None] * L
-    dWs, dbs = [None] * L, [None] * L
-    dT = np.ascontiguousarray(delta.T)                       # (n_L, N)
-    for l in range(L - 1, -1, -1):
-        W, st = weights[l], structure[l]
-        fT = np.ascontiguousarray(fs[l].T)                   # (n_l, N); a view if fs came from forward_pass
-        if st is None:
-            dW = np.dot(dT, fT.T)                            # (n_{l+1}, n_l)
-            if masks is not None and masks[l] is not None:
-                dW *= masks[l]
-        else:
-            dW = np.empty(W.shape, dtype=W.dtype)
-            masked_grad_fm(dT, fT, st[0], st[1], dW)
-        dWs[l] = dW
-        if want_bias:
-            dbs[l] = dT.sum(axis=1)
-        if l > 0 or want_input:
-            if st is None:
-                nT = np.dot(W.T, dT)                         # (n_l, N)
-            else:
-                nT = np.empty((W.shape[1], dT.shape[1]), dtype=dT.dtype)
-                masked_backprop_fm(W, st[0], st[1], dT, nT)
-            if l > 0:
-                gate_fm(nT, np.ascontiguousarray(gs[l - 1].T))
-            dT = nT
-    return dWs, (dbs if want_bias else None), (dT.T if want_input else None)
+
+    def __init__(self, mask):
+        self.cols, self.cnt = row_structure(mask)
+
+    def forward(self, W, x):
+        """``x W^T`` over the live weights: (N, n_in) -> (N, n_out)."""
+        xT = np.ascontiguousarray(x.T)                       # (n_in, N): a view after a plan
+        gT = np.empty((W.shape[0], xT.shape[1]), dtype=W.dtype)
+        masked_matmul_fm(W, self.cols, self.cnt, xT, gT)
+        return gT.T
+
+    def backward(self, W, dg, x, want_input=True):
+        """``(dW, dx)``: ``dW = dg^T x`` at the live weights (zero elsewhere), ``dx = dg W``
+        (None unless ``want_input``)."""
+        dT = np.ascontiguousarray(dg.T)                      # (n_out, N)
+        dW = np.empty(W.shape, dtype=W.dtype)
+        masked_grad_fm(dT, np.ascontiguousarray(x.T), self.cols, self.cnt, dW)
+        if not want_input:
+            return dW, None
+        nT = np.empty((W.shape[1], dT.shape[1]), dtype=dT.dtype)
+        masked_backprop_fm(W, self.cols, self.cnt, dT, nT)
+        return dW, nT.T
 
 
 # ----------------------------------------------------------------------------- fused step
@@ -343,7 +275,6 @@ def backward_pass(weights, gs, fs, delta, masks=None, want_bias=False, want_inpu
 # feature-major buffer are [anchors | positives | negatives (anchor-major)], nc = nb (2 + H).
 # ``acts[c]`` holds f_0 .. f_{L-1} and g_L of the chunk: layer l's (n_l, nc) block starts at
 # ``aoffs[l] * ncmax`` (a C-contiguous reshape of a 1-D slice).
-LOSS_CODES = {"simple": 0, "soft_triplet": 1, "infonce": 2, "ref_nce": 3}
 
 
 @njit(cache=True)
@@ -612,88 +543,69 @@ def _fused_parallel(Ws, cols, cnts, colsT, cntsT, x, x_pos, x_neg, code, tau, ma
     return sL / N, sp / N, sn / (N * H), True
 
 
-def fused_plan(net):
-    """Per layer ``(cols, cnt)`` and the transposed ``(colsT, cntT)`` for the fused step
-    (a dense layer gets the full structure), the offsets of the compact gradients and of the
-    activations (cached on the net)."""
-    cached = getattr(net, "_numba_plan", None)
-    if cached is not None and cached[0] is net.masks:
-        return cached[1]
-    from ..backend import to_numpy
-    cols, cnts, colsT, cntsT, goffs, total = [], [], [], [], [], 0
-    for l, W in enumerate(net.weights):
-        m = None if net.masks is None else net.masks[l]
-        m = np.ones(W.shape) if m is None else to_numpy(m)
-        c, n = row_structure(m)
-        cT, nT = row_structure(m.T)
-        cols.append(c)
-        cnts.append(n)
-        colsT.append(cT)
-        cntsT.append(nT)
-        goffs.append(total)
-        total += c.size
-    aoffs = np.concatenate([[0], np.cumsum(net.sizes)]).astype(np.int64)
-    plan = (tuple(cols), tuple(cnts), tuple(colsT), tuple(cntsT), np.asarray(goffs, np.int64),
-            total, aoffs)
-    net._numba_plan = (net.masks, plan)
-    return plan
+class FusedStep:
+    """Twin of ``train.loss_and_grads`` for a plain (masked) ReLU net with given negatives:
+    one compiled call per step. Built once per training run (``FusedStep.build``) from the
+    net's sizes and masks; it holds the compiled structure and the work buffers it reuses
+    across steps.
 
-
-def fused_loss_and_grads(net, batch, cfg, threads=None):
-    """Twin of ``train.loss_and_grads`` for given negatives: one compiled call per step.
-
-    Forward of the anchors, positives and negatives, the distances, the loss and its weights
-    ``dL/dr`` (twins of ``losses.LOSSES``, batch-level ``ref_nce`` included), their chain to
-    the embeddings (``chain_triples``) and the backward. Returns ``(loss, r_pos, r_neg,
-    grads)`` like the twin (``grads`` aligned with ``net.parameters()``, dense, zero at masked
-    entries), ``(nan, nan, nan, None)`` when the output is not finite, or None when the fused
-    step does not apply (in-batch negatives, biases, output normalisation, a loss without a
-    twin, more than ``FUSED_MAX_WEIGHTS`` live weights): the caller takes the general path.
-    ``threads``: anchors are split into this many chunks run in parallel with ``prange``
-    (default ``THREADS`` = 1, serial; at least ``MIN_CHUNK`` anchors per chunk).
+    ``step(weights, x, x_pos, x_neg, loss, tau, margin)`` -> ``(loss, r_pos, r_neg, grads)``
+    like the twin (means; ``grads`` dense, zero at masked entries), or ``(nan, nan, nan, None)``
+    when the output is not finite. Inputs are validated by the caller. ``threads``: anchors
+    are split into this many chunks run in parallel with ``prange`` (default ``THREADS`` = 1,
+    serial; at least ``MIN_CHUNK`` anchors per chunk).
     """
-    if (cfg.negatives != "given" or net.bias or net.normalize or cfg.loss not in LOSS_CODES):
-        return None
-    cols, cnts, colsT, cntsT, goffs, total, aoffs = fused_plan(net)
-    if total > FUSED_MAX_WEIGHTS:
-        return None
-    x, x_pos, x_neg = batch
-    x = net._check_input(x)
-    x_pos = net._check_input(x_pos, "x_pos")
-    x_neg = net.asarray(x_neg)
-    if x_neg.ndim == 2:
-        x_neg = x_neg[:, None, :]
-    N, n0 = x.shape
-    if x_pos.shape[0] != N or x_neg.ndim != 3 or x_neg.shape[0] != N or x_neg.shape[2] != n0:
-        raise ValueError(f"x_neg must have shape (N, H, n_0) = ({N}, H, {n0}), "
-                         f"got {tuple(x_neg.shape)}")
-    H = x_neg.shape[1]
-    from ..losses import check_loss
-    check_loss(cfg.loss, cfg.tau, H)
-    if not np.isfinite(x_neg).all():
-        raise ValueError("x_neg contains NaN or infinite values")
-    x_neg = np.ascontiguousarray(x_neg)
-    threads = THREADS if threads is None else threads
-    nchunks = max(1, min(int(threads), N // MIN_CHUNK))
-    parallel = nchunks > 1
-    if not parallel:                                         # cache-sized serial chunks
-        nchunks = max(1, min(-(-N // SERIAL_CHUNK), N))
-    ncmax = -(-N // nchunks) * (2 + H)
-    dt = net.dtype
-    key = (nchunks, ncmax, dt)
-    bufs = getattr(net, "_numba_buffers", None)
-    if bufs is None or bufs[0] != key:                       # work buffers, reused across steps
-        bufs = (key, np.empty((nchunks, int(aoffs[-1]) * ncmax), dt),
-                np.empty((nchunks, total), dt),
-                np.empty((nchunks, 2, max(net.sizes) * ncmax), dt))
-        net._numba_buffers = bufs
-    _, acts, part, scratch = bufs
-    Ws = tuple(net.weights)
-    dWs = tuple(np.empty_like(W) for W in Ws)
-    fn = _fused_parallel if parallel else _fused_serial
-    Lm, rp, rn, ok = fn(Ws, cols, cnts, colsT, cntsT, x, x_pos, x_neg, LOSS_CODES[cfg.loss],
-                        float(cfg.tau), float(cfg.margin), acts, aoffs, ncmax, goffs, part,
-                        scratch, dWs)
-    if not ok:
-        return math.nan, math.nan, math.nan, None
-    return float(Lm), float(rp), float(rn), list(dWs)
+
+    def __init__(self, sizes, masks, dtype, threads=None):
+        cols, cnts, colsT, cntsT, goffs, total = [], [], [], [], [], 0
+        for l in range(len(sizes) - 1):
+            m = masks[l] if masks is not None and masks[l] is not None else \
+                np.ones((sizes[l + 1], sizes[l]))
+            for st, out_c, out_n in ((m, cols, cnts), (m.T, colsT, cntsT)):
+                c, n = row_structure(st)
+                out_c.append(c)
+                out_n.append(n)
+            goffs.append(total)
+            total += cols[-1].size
+        self.cols, self.cnts = tuple(cols), tuple(cnts)
+        self.colsT, self.cntsT = tuple(colsT), tuple(cntsT)
+        self.goffs, self.total = np.asarray(goffs, np.int64), total
+        self.aoffs = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self.dtype, self.width = np.dtype(dtype), max(sizes)
+        self.threads = THREADS if threads is None else int(threads)
+        self.buffers = None
+
+    @classmethod
+    def build(cls, sizes, masks, dtype, threads=None):
+        """A ``FusedStep``, or None for nets whose live weights exceed ``FUSED_MAX_WEIGHTS``
+        (the general path with BLAS is faster there)."""
+        step = cls(sizes, masks, dtype, threads)
+        return step if step.total <= FUSED_MAX_WEIGHTS else None
+
+    def _buffers(self, N, H):
+        nchunks = max(1, min(self.threads, N // MIN_CHUNK))
+        parallel = nchunks > 1
+        if not parallel:                                     # cache-sized serial chunks
+            nchunks = max(1, min(-(-N // SERIAL_CHUNK), N))
+        ncmax = -(-N // nchunks) * (2 + H)
+        key = (nchunks, ncmax)
+        if self.buffers is None or self.buffers[0] != key:  # reused across steps
+            dt = self.dtype
+            self.buffers = (key, np.empty((nchunks, int(self.aoffs[-1]) * ncmax), dt),
+                            np.empty((nchunks, self.total), dt),
+                            np.empty((nchunks, 2, self.width * ncmax), dt))
+        return parallel, ncmax, self.buffers[1:]
+
+    def __call__(self, weights, x, x_pos, x_neg, loss, tau, margin):
+        N, H = x_neg.shape[:2]
+        parallel, ncmax, (acts, part, scratch) = self._buffers(N, H)
+        Ws = tuple(weights)
+        dWs = tuple(np.empty_like(W) for W in Ws)
+        fn = _fused_parallel if parallel else _fused_serial
+        Lm, rp, rn, ok = fn(Ws, self.cols, self.cnts, self.colsT, self.cntsT, x, x_pos,
+                            np.ascontiguousarray(x_neg), LOSS_CODES[loss], float(tau),
+                            float(margin), acts, self.aoffs, ncmax, self.goffs, part, scratch,
+                            dWs)
+        if not ok:
+            return math.nan, math.nan, math.nan, None
+        return float(Lm), float(rp), float(rn), list(dWs)

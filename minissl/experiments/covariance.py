@@ -1,0 +1,89 @@
+"""The covariance operator over training (the app's Covariance tab, ``python -m minissl
+covariance``): train the HLTM tree network and, at ``snapshots`` points, measure the top of
+``OP_l``'s spectrum, its top eigenvector and, per layer, the cosine between the gradient step
+and the covariance-operator step on a fixed batch.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from .. import backend as B
+from ..covariance import (PAIR_WEIGHT_LOSSES, covariance_pair_weights, covariance_spectrum)
+from ..hltm import HLTM, check_polarity
+from ..nets import tree_network
+from ..optim import notify, stopped
+from ..train import UPDATES, TrainConfig, covariance_step, loss_and_grads, train
+
+
+@dataclass
+class CovarianceConfig:
+    """One run of the covariance experiment (the ``covariance`` command's flags)."""
+    depth: int = 4                     # tree depth L
+    num_children: int = 2              # children per latent
+    polarity: tuple = (0.7, 1.0)       # range of |rho|
+    hid: int = 10                      # units per latent
+    loss: str = "infonce"              # sets the pair weights ξ (simple: ξ ≡ 1)
+    tau: float = 0.1                   # temperature
+    lr: float = 0.1                    # SGD step
+    batch_size: int = 128              # anchors per step (also the fixed batch of the cosine)
+    steps: int = 600                   # training steps
+    snapshots: int = 12                # spectra measured during the run (plus the untrained)
+    layer: int = 2                     # the paper's l, 1 = leaves -> depth-1 units (<= depth)
+    k: int = 8                         # top eigenvalues
+    n_samples: int = 256               # N samples x for OP = V^ξ[Kbar]
+    n_views: int = 4                   # M augmented views averaged in Kbar
+    update: str = "gradient"           # "gradient" | "covariance"
+    seed: int = 1                      # tree, init (stream 1), data (2), views (3), batch (5)
+
+    def validate(self):
+        tree = HLTM(self.depth, self.num_children, self.polarity)
+        check_polarity(self.polarity)
+        B.check_choice("loss", self.loss, PAIR_WEIGHT_LOSSES)
+        B.check_choice("update", self.update, UPDATES)
+        for name, lo in (("hid", 1), ("snapshots", 1), ("n_samples", 2), ("n_views", 1),
+                         ("seed", 0)):
+            B.check_int(name, getattr(self, name), lo)
+        B.check_int("layer", self.layer, 1, self.depth)
+        sizes = tree.network_sizes(self.hid)
+        B.check_int("k", self.k, 1, sizes[self.layer] * sizes[self.layer - 1])   # k <= P
+        self.train_config().validate()
+        return self
+
+    def train_config(self):
+        every = max(1, self.steps // self.snapshots)
+        return TrainConfig(loss=self.loss, tau=self.tau, lr=self.lr, steps=self.steps,
+                           batch_size=self.batch_size, update=self.update,
+                           seed=B.derive_seed(self.seed, 2), log_every=every)
+
+
+def covariance_experiment(cfg, callback=None, stop=None):
+    """Run ``cfg`` (a ``CovarianceConfig``); returns the list of records, one per snapshot
+    (step 0 = untrained): ``{"step", "eigvals" (k,), "eigvec" (P,), "shape" (n_l, n_{l-1}),
+    "cos" (per layer), "loss" (on the fixed batch)}``, NumPy arrays. ``callback(record)``
+    after each (False ends the run); ``stop.is_set()`` is checked every step."""
+    cfg.validate()
+    tree = HLTM(cfg.depth, cfg.num_children, cfg.polarity, seed=cfg.seed)
+    net = tree_network(tree, cfg.hid, seed=B.derive_seed(cfg.seed, 1))
+    views = tree.views(cfg.n_samples, cfg.n_views, B.derive_seed(cfg.seed, 3))  # (N, M, n_0)
+    batch = tree.triples(cfg.batch_size, B.derive_seed(cfg.seed, 5))
+    tc = cfg.train_config()
+    lay = cfg.layer - 1                                        # index into net.weights
+    shape = tuple(net.weights[lay].shape)
+    records, t0 = [], time.perf_counter()
+
+    def measure(step):
+        xi = None if cfg.loss == "simple" else covariance_pair_weights(net, views, cfg.loss,
+                                                                        cfg.tau)
+        w, U = covariance_spectrum(net, views, lay, cfg.k, xi, tol=1e-6)
+        value, _, _, grads = loss_and_grads(net, batch, tc)
+        _, cos = covariance_step(net, batch, tc, grads)
+        rec = {"step": step, "eigvals": B.to_numpy(w), "eigvec": B.to_numpy(U[:, 0]),
+               "shape": shape, "cos": cos, "loss": value, "seconds": time.perf_counter() - t0}
+        records.append(rec)
+        return notify(callback, rec)
+
+    if measure(0) or stopped(stop):
+        return records
+    train(net, tree, tc, callback=lambda rec: not measure(rec["step"]), stop=stop)
+    return records

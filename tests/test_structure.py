@@ -1,0 +1,84 @@
+"""The package's structure: one direction of imports (import-linter's layers contract in
+pyproject.toml), no private names across modules, function-level imports only for optional or
+slow third-party packages, and the size limits of docs/design.md."""
+import ast
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+import minissl
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PKG = ROOT / "minissl"
+MODULES = sorted(PKG.rglob("*.py"))
+# imported inside functions on purpose: optional (cupy, gradio, torch) or only needed on some
+# paths and slow to import (the cold start of `python -m minissl`, docs/performance.md)
+LAZY_OK = {"cupy", "cupyx", "torch", "gradio", "joblib", "tqdm", "threadpoolctl",
+           "scipy", "importlib", "contextlib", "dask", "distributed", "sklearn", "numba"}
+MAX_FUNCTION_LINES = 60
+
+
+def _trees():
+    for path in MODULES:
+        yield path, ast.parse(path.read_text(encoding="utf-8"), str(path))
+
+
+def test_import_linter_contract_is_kept():
+    pytest.importorskip("importlinter")
+    exe = pathlib.Path(sys.executable).with_name("lint-imports")
+    r = subprocess.run([str(exe)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "1 kept, 0 broken" in r.stdout, r.stdout + r.stderr
+
+
+def test_no_private_names_across_modules():
+    bad = []
+    for path, tree in _trees():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.level or
+                                                     (node.module or "").startswith("minissl")):
+                bad += [f"{path.name}: from {node.module} import {a.name}" for a in node.names
+                        if a.name.startswith("_")]
+            if isinstance(node, ast.Attribute) and node.attr.startswith("_") and \
+                    not node.attr.startswith("__") and isinstance(node.value, ast.Name) and \
+                    node.value.id in {"B", "E", "P", "LB", "mlp", "C", "backend", "nets"}:
+                bad.append(f"{path.name}:{node.lineno}: {node.value.id}.{node.attr}")
+    assert not bad, bad
+
+
+def test_function_level_imports_only_for_optional_or_slow_packages():
+    bad = []
+    for path, tree in _trees():
+        for fn in ast.walk(tree):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(fn):
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom):
+                    names = ["." if node.level else node.module]
+                else:
+                    continue
+                bad += [f"{path.name}:{node.lineno}: {n}" for n in names
+                        if n.split(".")[0] not in LAZY_OK]
+    assert not bad, bad
+
+
+def test_functions_stay_short_outside_kernels():
+    long = []
+    for path, tree in _trees():
+        if "kernels" in path.parts:
+            continue
+        for fn in ast.walk(tree):
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = fn.end_lineno - fn.lineno + 1
+                if n > MAX_FUNCTION_LINES:
+                    long.append(f"{path.name}:{fn.name} {n} lines")
+    assert not long, long
+
+
+def test_public_names_are_exported():
+    for name in minissl.__all__:
+        assert hasattr(minissl, name), name
+    assert "ReLUNet" in minissl.__all__ and "tree_network" in minissl.__all__
