@@ -27,6 +27,8 @@ from minissl import plots
 from minissl.backend import blas_threads, check_choice, check_int, check_real
 from minissl.byol import PREDICTORS
 from minissl.covariance import PAIR_WEIGHT_LOSSES
+from minissl.decoupling import AUGMENTATIONS
+from minissl.experiments.decoupling import NEURONS
 from minissl.layers import BN_MODES
 from minissl.losses import LOSS_VARIABLES, THREE_LOSSES
 from minissl.train import UPDATES
@@ -41,7 +43,8 @@ leaves upwards. The theory (Tian, Yu, Chen & Ganguli 2020, *Understanding Self-s
 Learning with Dual Deep Networks*) explains why: each layer's weight update is a
 **covariance operator** applied to the weights. The tabs let you train and watch
 (*Latent recovery*), look at that operator (*Covariance operator*) and at the losses that
-weight it (*Losses*), and see why BYOL does not collapse.
+weight it (*Losses*), see why BYOL does not collapse, and which features an augmentation lets
+a network learn (*Feature decoupling*).
 """
 CSS = ".status-line textarea {font-family: ui-monospace, monospace; font-size: 0.85em;}"
 LATEX = [{"left": "$$", "right": "$$", "display": True},
@@ -688,8 +691,119 @@ def byol_tab():
                       concurrency_limit=1, concurrency_id="training", api_name="linear_byol")
 
 
+# ----------------------------------------------------------------------------- Decoupling tab
+DECOUPLING_TEXT = r"""
+Data $x = Mz + \xi$: sparse features $z \in \{-1, 0, 1\}^d$ along delocalised directions
+$M$ (to learn) plus dense features $\xi$ spread over $r$ other directions (to avoid). A
+one-layer network (unit-norm weights, symmetric thresholded ReLU with a learned threshold,
+or ReLU) is trained with InfoNCE. **Feature decoupling** (Wen & Li 2021): the neurons learn
+the sparse features when the augmentation keeps the two views' sparse parts correlated
+($\rho_{sparse}$) but decorrelates their dense parts ($\rho_{dense}$); both are closed forms,
+shown in the status line. Complementary masks do this when the dense part has high rank;
+with low rank (try 6) or without augmentation the neurons sit in the dense directions.
+Left: each neuron's best alignment with a sparse feature against its share in the dense
+subspace; middle: how well each sparse feature is covered; right: the means over training.
+Settings: d = 16 features, d1 = 64 inputs, k = 2 active, batch 128, Adam 3e-3, τ 0.2.
+"""
+DECOUPLING_FIELDS = {
+    "strength": ("strength", float, 0.0, 10.0, 0.5,
+                 "mask: keep probability p in (0, 1]; noise: scale s; else unused"),
+    "dense_rank": ("dense rank", int, 0, 48, 40, "dense directions r, 0-48"),
+    "dense_energy": ("dense energy", float, 0.0, 10.0, 1.0, "E|ξ|² / E|Mz|², 0-10"),
+    "width": ("neurons", int, 1, 128, 32, "neurons, 1-128"),
+    "steps": ("steps", int, 10, 5000, 600, "Adam steps, 10-5000"),
+    "seed": ("seed", int, 0, 2**31 - 1, 0, "bases, init, data"),
+}
+DECOUPLING_ORDER = ("augmentation", "strength", "dense_rank", "dense_energy", "neuron", "width",
+                    "steps", "seed")
+
+
+def decoupling_config(values: dict) -> E.DecouplingConfig:
+    """The app's small ``DecouplingConfig`` (``gr.Error`` naming a bad field)."""
+    v = settings(DECOUPLING_FIELDS, values)
+    aug = checked(check_choice, "augmentation", values.get("augmentation"), AUGMENTATIONS)
+    if aug == "mask" and not 0 < v["strength"] <= 1:
+        raise gr.Error(f"strength (the mask's keep probability p) must be in (0, 1], got "
+                       f"{v['strength']:g}")
+    strength = {"mask": {"p": v["strength"]}, "noise": {"s": v["strength"]}}.get(aug, {})
+    cfg = E.DecouplingConfig(
+        d=16, d1=64, k=2, dense_rank=v["dense_rank"], dense_energy=v["dense_energy"],
+        augmentation=aug, **strength, width=v["width"], batch_size=128, steps=v["steps"],
+        log_every=max(1, v["steps"] // 30), seed=v["seed"],
+        neuron=checked(check_choice, "neuron", values.get("neuron"), NEURONS))
+    return checked(cfg.validate)
+
+
+def decoupling_figures(records):
+    last = records[-1]
+    curves = {k: [r[k] for r in records] for k in ("alignment", "dense_fraction", "coverage")}
+    return (show(plots.neuron_figure(last["alignment_per_neuron"], last["dense_per_neuron"],
+                                     last["coverage_per_feature"], b=last["b"])),
+            show(plots.decoupling_curves_figure([r["step"] for r in records], curves,
+                                                rho=records[0]["rho"])))
+
+
+def train_decoupling(augmentation="complementary", strength=0.5, dense_rank=40,
+                     dense_energy=1.0, neuron="symmetric", width=32, steps=600, seed=0,
+                     request: gr.Request = None, progress=gr.Progress()):
+    """Train on sparse-coding data and stream ``experiments.decoupling_experiment``: the
+    neurons' make-up, the features' coverage, the means over training and a status line."""
+    cfg = decoupling_config(dict(zip(DECOUPLING_ORDER, (
+        augmentation, strength, dense_rank, dense_energy, neuron, width, steps, seed))))
+    progress(0, desc="starting", total=cfg.steps, unit="steps")
+
+    def status(records, secs):
+        last, rho = records[-1], records[0]["rho"]
+        progress(last["step"] / cfg.steps, desc=f"step {last['step']}")
+        return (f"step {last['step']}/{cfg.steps} · sparse alignment {last['alignment']:.2f} "
+                f"({last['aligned']}/{cfg.width} neurons > 0.9) · dense fraction "
+                f"{last['dense_fraction']:.2f} · coverage {last['coverage']:.2f} "
+                f"({last['covered']}/{cfg.d} features > 0.9) · views: ρ_sparse "
+                f"{rho['sparse']:.2f}, ρ_dense {rho['dense']:.2f} · {secs:.1f} s")
+
+    for *figs, line, _, _ in streamed(
+            request, lambda emit, stop: E.decoupling_experiment(cfg, emit, stop),
+            decoupling_figures, status):
+        yield (*figs, line)
+
+
+def decoupling_tab():
+    """Tab "Feature decoupling": augmentation, strength, dense rank, neuron; Train/Stop."""
+    with gr.Tab("Feature decoupling", id="decoupling"):
+        gr.Markdown(DECOUPLING_TEXT, latex_delimiters=LATEX)
+        with gr.Row():
+            with gr.Column(scale=1, min_width=300):
+                c = {"augmentation": choice(AUGMENTATIONS, "complementary", "augmentation",
+                                            "how the two views are made")}
+                num = number_box(c, DECOUPLING_FIELDS, "dec")
+                num("strength")
+                with gr.Row():
+                    num("dense_rank"), num("dense_energy")
+                c["neuron"] = choice(NEURONS, "symmetric", "neuron",
+                                     "symmetric: ReLU(s-b) - ReLU(-s-b), learned b ≥ 0")
+                with gr.Row():
+                    num("width"), num("steps")
+                num("seed")
+                with gr.Row():
+                    go = gr.Button("Train", variant="primary", elem_id="dec-train")
+                    stop_btn = gr.Button("Stop", variant="stop", elem_id="dec-stop")
+            with gr.Column(scale=2):
+                status = gr.Textbox(label="status", lines=2, interactive=False,
+                                    elem_classes=["status-line"], elem_id="dec-status")
+                neurons = gr.Plot(show_label=False, label="neurons", elem_id="dec-neurons",
+                                  format="png")
+                curves = gr.Plot(show_label=False, label="over training", elem_id="dec-curves",
+                                 format="png")
+        run = go.click(train_decoupling, [c[k] for k in DECOUPLING_ORDER],
+                       [neurons, curves, status], api_name="train_decoupling",
+                       concurrency_limit=1, concurrency_id="training", show_progress="full",
+                       show_progress_on=[status])
+        stop_btn.click(stop_training, None, status, cancels=[run], queue=False,
+                       api_visibility="undocumented")
+
+
 # ----------------------------------------------------------------------------- app
-TABS = [hltm_tab, covariance_tab, losses_tab, byol_tab]
+TABS = [hltm_tab, covariance_tab, losses_tab, byol_tab, decoupling_tab]
 
 
 def build_demo() -> gr.Blocks:

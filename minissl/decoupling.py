@@ -1,82 +1,43 @@
-"""Feature decoupling in contrastive learning (Wen & Li, ICML 2021, arXiv 2105.15134).
+"""Feature decoupling in contrastive learning (Wen & Li, ICML 2021, arXiv 2105.15134): the
+data model, the closed forms of the views' correlation, and the per-neuron metrics.
 
 Data have *sparse* features (to learn) and *dense* features (to avoid). Augmentation helps when
 it lowers the correlation of the dense features between the two views of a positive pair while
 keeping that of the sparse ones ("feature decoupling"). This module has
 
 1. the data model ``SparseCoding`` (the data-source protocol: ``dim``, ``triples``, ``views``):
-   ``x = M z + ξ`` with four selectable augmentations;
+   ``x = M z + ξ`` with four augmentations;
 2. closed forms of the two views' correlation along a direction (``view_correlation``,
-   ``closed_form_correlations``), their sample estimate (``measured_correlations``), and the
-   per-neuron metrics (``sparse_alignment``, ``dense_fraction``, ``feature_coverage``,
-   ``feature_metrics``);
-3. the network as pure ops, forward and backward side by side (``weight_norm_*``,
-   ``sym_threshold_*``, ``relu_neuron_*``, ``l2_normalize_*``), ``Adam``, the training loop
-   ``train`` and a prototype runner ``run_table`` (``python -m minissl.decoupling``).
+   ``closed_form_correlations``) and their sample estimate (``measured_correlations``);
+3. the per-neuron metrics (``sparse_alignment``, ``dense_fraction``, ``feature_coverage``,
+   ``feature_metrics``): functions of the weights and the model's bases M and P only.
 
-Shapes: ``n`` samples, ``d1`` input width, ``d`` sparse features, ``r`` dense rank, ``m`` neurons.
-Only ``minissl.backend`` and ``minissl.losses`` are imported from the package.
+The network (``layers.WeightNormLinear`` + ``layers.SymmetricThreshold`` or ``ReLU`` +
+``L2Normalize``), its training (Adam, ``optim.Adam``) and the runner are in
+``experiments/decoupling.py``; docs/decoupling.md has the results.
 
-Design choices of the network (``train``):
-- weight normalisation ``w = v / ||v||`` without a gain g. The output is L2-normalised, so a
-  common gain cancels; a per-neuron gain would only re-weight neurons and make the threshold's
-  scale ambiguous (``g`` and ``b`` trade off). With unit ``w``, ``b`` is in the units of the
-  projection ``<w, x>``, directly comparable to a sparse feature's magnitude (``|z_j| = 1``).
-  ``v`` starts with unit rows (see ``init_params``: this sets the angular learning rate).
-- ``b >= 0`` by projection: ``b <- max(b, 0)`` after each Adam step (b may sit exactly at 0,
-  where the neuron is linear), rather than a reparametrisation such as ``b = softplus(β)``.
-- noise augmentation adds ``s ε`` with ``ε ~ N(0, I_d1)`` (per-coordinate scale s, so the
-  closed form is ``a / (a + s^2)``): at ``s = 1`` the noise energy ``d1`` dwarfs ``E||x||^2``.
+Shapes: ``n`` samples, ``d1`` input width, ``d`` sparse features, ``r`` dense rank, ``m``
+neurons. Only ``minissl.backend`` is imported from the package.
+
+Noise scale: the noise augmentation adds ``s ε`` with ``ε ~ N(0, I_d1)`` (per-coordinate scale
+s, so the closed form is ``a / (a + s^2)``): at ``s = 1`` the noise energy ``d1`` dwarfs
+``E||x||^2 = k (1 + dense_energy)``. ``noise_scale="relative"`` scales the noise to the data
+instead: per-coordinate std ``s sqrt(E||x||^2 / d1)``, so ``E||noise||^2 = s^2 E||x||^2``
+(what noise of total energy ``s^2`` on an L2-normalised input is, up to the spread of
+``||x||``); the closed form is the same with that std.
 """
 from __future__ import annotations
 
 import math
-import numbers
-import time
 
 import numpy as np
 
-from .backend import rng as make_rng
-from .backend import to_numpy
-from .losses import simclr_loss
+from . import backend as B
 
 AUGMENTATIONS = ("complementary", "mask", "noise", "none")
-NEURONS = ("symmetric", "relu")
 BASES = ("random", "identity")
-
-
-# ============================================================================ validation
-def _integer(name, v, lo, hi=None):
-    """``v`` as an int in ``[lo, hi]``; a ValueError naming ``name`` and the range otherwise."""
-    rng_txt = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
-    ok = isinstance(v, numbers.Real) and not isinstance(v, bool)
-    if ok:
-        fv = float(v)
-        ok = math.isfinite(fv) and fv == int(fv) and fv >= lo and (hi is None or fv <= hi)
-    if not ok:
-        raise ValueError(f"{name} must be an integer {rng_txt}, got {v!r}")
-    return int(v)
-
-
-def _real(name, v, lo, hi=None, lo_open=False, hi_open=False):
-    """``v`` as a finite float in the interval; a ValueError naming ``name`` and it otherwise."""
-    left = "(" if lo_open else "["
-    right = ")" if hi_open else "]"
-    interval = f"{left}{lo}, {hi if hi is not None else 'inf'}{right if hi is not None else ')'}"
-    ok = isinstance(v, numbers.Real) and not isinstance(v, bool)
-    if ok:
-        fv = float(v)
-        ok = (math.isfinite(fv) and (fv > lo if lo_open else fv >= lo)
-              and (hi is None or (fv < hi if hi_open else fv <= hi)))
-    if not ok:
-        raise ValueError(f"{name} must be a finite number in {interval}, got {v!r}")
-    return float(v)
-
-
-def _choice(name, v, allowed):
-    if v not in allowed:
-        raise ValueError(f"{name} must be one of {allowed}, got {v!r}")
-    return v
+NOISE_SCALES = ("coordinate", "relative")
+MAX_DIM = 4096           # d1 limit: the basis is a Haar-random (d1, d1) orthogonal matrix
 
 
 # ============================================================================ 1. the data model
@@ -98,27 +59,30 @@ class SparseCoding:
     - ``"complementary"``: ``x+ = 2 D x``, ``x++ = 2 (I - D) x``, D diagonal iid Bernoulli(1/2);
       with m views, views 2i and 2i+1 are a complementary pair, pairs independent;
     - ``"mask"``: each view ``D_i x / p``, D_i iid Bernoulli(p) diagonal (keep probability p);
-    - ``"noise"``: each view ``x + s ε``, ε ~ N(0, I_d1);
+    - ``"noise"``: each view ``x + s ε``, ε ~ N(0, I_d1) (``noise_scale="coordinate"``), or
+      ``x + s sqrt(E||x||^2 / d1) ε`` (``noise_scale="relative"``: noise energy
+      ``s^2 E||x||^2``, ``E||x||^2 = k (1 + dense_energy)``);
     - ``"none"``: each view is x.
     """
 
     def __init__(self, d=32, d1=128, k=3, dense_rank=96, dense_energy=1.0,
                  augmentation="complementary", p=0.5, s=0.1, negatives=1, basis="random",
-                 seed=0):
-        self.d = _integer("d", d, 1)
-        self.d1 = _integer("d1", d1, self.d)
-        self.k = _real("k", k, 0, self.d, lo_open=True)
-        self.dense_rank = _integer("dense_rank", dense_rank, 0, self.d1 - self.d)
-        self.dense_energy = _real("dense_energy", dense_energy, 0)
+                 seed=0, noise_scale="coordinate"):
+        self.d = B.check_int("d", d, 1, MAX_DIM)
+        self.d1 = B.check_int("d1", d1, self.d, MAX_DIM)
+        self.k = B.check_real("k", k, 0, self.d, lo_open=True)
+        self.dense_rank = B.check_int("dense_rank", dense_rank, 0, self.d1 - self.d)
+        self.dense_energy = B.check_real("dense_energy", dense_energy, 0)
         if self.dense_rank == 0 and self.dense_energy > 0:
             raise ValueError(f"dense_energy must be 0 when dense_rank is 0, got {dense_energy!r}")
-        self.augmentation = _choice("augmentation", augmentation, AUGMENTATIONS)
-        self.p = _real("p", p, 0, 1, lo_open=True)
-        self.s = _real("s", s, 0)
-        self.negatives = _integer("negatives", negatives, 1)
-        self.basis = _choice("basis", basis, BASES)
+        self.augmentation = B.check_choice("augmentation", augmentation, AUGMENTATIONS)
+        self.p = B.check_real("p", p, 0, 1, lo_open=True)
+        self.s = B.check_real("s", s, 0)
+        self.noise_scale = B.check_choice("noise_scale", noise_scale, NOISE_SCALES)
+        self.negatives = B.check_int("negatives", negatives, 1)
+        self.basis = B.check_choice("basis", basis, BASES)
         self.seed = seed
-        g = make_rng(seed)
+        g = B.rng(seed)
         d, d1, r = self.d, self.d1, self.dense_rank
         if self.basis == "random":
             Q = _haar_orthogonal(d1, g)                                    # (d1, d1)
@@ -134,7 +98,15 @@ class SparseCoding:
     def __repr__(self):
         return (f"SparseCoding(d={self.d}, d1={self.d1}, k={self.k}, dense_rank={self.dense_rank},"
                 f" dense_energy={self.dense_energy}, augmentation={self.augmentation!r},"
-                f" p={self.p}, s={self.s}, basis={self.basis!r}, seed={self.seed!r})")
+                f" p={self.p}, s={self.s}, noise_scale={self.noise_scale!r},"
+                f" basis={self.basis!r}, seed={self.seed!r})")
+
+    @property
+    def noise_std(self):
+        """The per-coordinate standard deviation of the noise augmentation."""
+        if self.noise_scale == "coordinate":
+            return self.s
+        return self.s * math.sqrt(self.k * (1 + self.dense_energy) / self.d1)
 
     @property
     def covariance(self):
@@ -143,8 +115,8 @@ class SparseCoding:
 
     def sample(self, n, rng, return_parts=False):
         """n clean samples ``x`` (n, d1); with ``return_parts`` also ``(z (n, d), ξ (n, d1))``."""
-        n = _integer("n", n, 1)
-        rng = make_rng(rng)
+        n = B.check_int("n", n, 1)
+        rng = B.rng(rng)
         nz = rng.random((n, self.d)) < self.k / self.d                       # (n, d)
         sign = np.where(rng.random((n, self.d)) < 0.5, -1.0, 1.0)
         z = nz * sign                                                        # (n, d)
@@ -154,14 +126,14 @@ class SparseCoding:
 
     def augment(self, x, m, rng):
         """m augmented views of each row of ``x`` (n, d1) -> (n, m, d1)."""
-        m = _integer("m", m, 1)
-        rng = make_rng(rng)
+        m = B.check_int("m", m, 1)
+        rng = B.rng(rng)
         X = np.repeat(x[:, None, :], m, axis=1)                              # (n, m, d1)
         a = self.augmentation
         if a == "none":
             return X
         if a == "noise":
-            return X + self.s * rng.standard_normal(X.shape)
+            return X + self.noise_std * rng.standard_normal(X.shape)
         if a == "mask":
             return X * (rng.random(X.shape) < self.p) / self.p
         # complementary: one mask per pair of views, its complement for the partner
@@ -172,13 +144,13 @@ class SparseCoding:
 
     def views(self, n, m, rng):
         """(n, m, d1): m augmented views of each of n fresh samples."""
-        rng = make_rng(rng)
+        rng = B.rng(rng)
         return self.augment(self.sample(n, rng), m, rng)
 
     def triples(self, n, rng):
         """Anchor and positive (two views of one sample), ``negatives`` views of other samples:
         (n, d1), (n, d1), (n, H, d1)."""
-        rng = make_rng(rng)
+        rng = B.rng(rng)
         v = self.views(n, 2, rng)
         neg = self.views(n * self.negatives, 1, rng).reshape(n, self.negatives, self.d1)
         return v[:, 0], v[:, 1], neg
@@ -211,7 +183,7 @@ def view_correlation(C, V, augmentation, p=0.5, s=0.1):
     masks keep a feature correlated only if its variance ``a`` is large against ``tr(C)/d1``;
     for a coordinate-aligned v (``v = e_i``) ``b = a`` and complementary masks give ``ρ = 0``.
     """
-    _choice("augmentation", augmentation, AUGMENTATIONS)
+    B.check_choice("augmentation", augmentation, AUGMENTATIONS)
     V = np.asarray(V, dtype=float)
     single = V.ndim == 1
     V = V[:, None] if single else V                                         # (d1, q)
@@ -234,7 +206,8 @@ def closed_form_correlations(source):
     C = source.covariance
     out = {}
     for key, V in (("sparse", source.M), ("dense", source.P)):
-        out[key] = (float(view_correlation(C, V, source.augmentation, source.p, source.s).mean())
+        out[key] = (float(view_correlation(C, V, source.augmentation, source.p,
+                                           source.noise_std).mean())
                     if V.shape[1] else float("nan"))
     return out
 
@@ -247,9 +220,9 @@ def measured_correlations(source, n, rng, blocks=20):
     estimate over ``blocks`` disjoint blocks of samples divided by ``sqrt(blocks)``.
     Returns ``{"sparse", "dense", "sparse_se", "dense_se"}``.
     """
-    n = _integer("n", n, 2)
-    blocks = _integer("blocks", blocks, 2, n)
-    X = source.views(n, 2, make_rng(rng))                                   # (n, 2, d1)
+    n = B.check_int("n", n, 2)
+    blocks = B.check_int("blocks", blocks, 2, n)
+    X = source.views(n, 2, B.rng(rng))                                   # (n, 2, d1)
     out = {}
     for key, V in (("sparse", source.M), ("dense", source.P)):
         if not V.shape[1]:
@@ -266,9 +239,9 @@ def measured_correlations(source, n, rng, blocks=20):
     return out
 
 
-# ============================================================================ 2. metrics
+# ============================================================================ 3. metrics
 def _unit_rows(W):
-    W = np.asarray(to_numpy(W), dtype=float)
+    W = np.asarray(B.to_numpy(W), dtype=float)
     return W / np.linalg.norm(W, axis=1, keepdims=True)
 
 
@@ -294,270 +267,3 @@ def feature_metrics(W, M, P, threshold=0.9):
     return {"alignment": float(al.mean()), "aligned": int((al > threshold).sum()),
             "dense_fraction": float(df.mean()), "coverage": float(cov.mean()),
             "coverage_min": float(cov.min()), "covered": int((cov > threshold).sum())}
-
-
-# ============================================================================ 3. ops
-def weight_norm_forward(v):
-    """``w_i = v_i / ||v_i||`` per row: v (m, d1) -> w (m, d1), norms (m, 1)."""
-    nrm = np.sqrt((v * v).sum(axis=1, keepdims=True))                       # (m, 1)
-    return v / nrm, nrm
-
-
-def weight_norm_backward(dw, w, nrm):
-    """``dL/dv_i = (dw_i - w_i <w_i, dw_i>) / ||v_i||`` (the Jacobian ``(I - w w^T)/||v||``)."""
-    return (dw - w * (w * dw).sum(axis=1, keepdims=True)) / nrm             # (m, d1)
-
-
-def sym_threshold_forward(x, w, b):
-    """Symmetric thresholded ReLU, ``h_i(x) = ReLU(<w_i,x> - b_i) - ReLU(-<w_i,x> - b_i)``
-    ``= sign(s_i) max(|s_i| - b_i, 0)`` with ``s_i = <w_i, x>`` (soft thresholding, b >= 0).
-
-    x (n, d1), w (m, d1), b (m,) -> h (n, m), s (n, m).
-    """
-    s = x @ w.T                                                             # (n, m)
-    return np.maximum(s - b, 0) - np.maximum(-s - b, 0), s
-
-
-def sym_threshold_backward(dh, x, w, b, s):
-    """``∂h/∂s = 1[|s| > b]``, ``∂h/∂b = -sign(s) 1[|s| > b]``; ``ds = dh ∂h/∂s``:
-    ``dx = ds w`` (n, d1), ``dw = ds^T x`` (m, d1), ``db = -Σ_n dh sign(s) 1[|s| > b]`` (m,)."""
-    on = np.abs(s) > b                                                      # (n, m)
-    ds = dh * on
-    return ds @ w, ds.T @ x, -(ds * np.sign(s)).sum(axis=0)
-
-
-def relu_neuron_forward(x, w):
-    """One-sided ReLU neuron ``h_i(x) = ReLU(<w_i, x>)``: x (n, d1), w (m, d1) -> h, s (n, m)."""
-    s = x @ w.T
-    return np.maximum(s, 0), s
-
-
-def relu_neuron_backward(dh, x, w, s):
-    """``ds = dh 1[s > 0]``; ``dx = ds w``, ``dw = ds^T x``."""
-    ds = dh * (s > 0)
-    return ds @ w, ds.T @ x
-
-
-def l2_normalize_forward(h, eps=1e-8):
-    """``z = h / sqrt(||h||^2 + eps^2)`` per row: h (n, m) -> z (n, m), norms (n, 1).
-    (eps keeps a sample whose neurons are all below threshold, h = 0, finite: z = 0.)"""
-    nrm = np.sqrt((h * h).sum(axis=1, keepdims=True) + eps ** 2)
-    return h / nrm, nrm
-
-
-def l2_normalize_backward(dz, z, nrm):
-    """``dh = (dz - z <z, dz>) / ||h||`` (exact for the eps form: ``(I - h h^T/n^2)/n``)."""
-    return (dz - z * (z * dz).sum(axis=1, keepdims=True)) / nrm
-
-
-class Adam:
-    """Adam (Kingma & Ba) on a dict of arrays, updated in place:
-    ``m = β1 m + (1-β1) g``, ``u = β2 u + (1-β2) g^2``,
-    ``θ -= lr (m / (1-β1^t)) / (sqrt(u / (1-β2^t)) + eps)``."""
-
-    def __init__(self, lr=3e-3, beta1=0.9, beta2=0.999, eps=1e-8):
-        self.lr = _real("lr", lr, 0, lo_open=True)
-        self.beta1 = _real("beta1", beta1, 0, 1, hi_open=True)
-        self.beta2 = _real("beta2", beta2, 0, 1, hi_open=True)
-        self.eps = _real("eps", eps, 0, lo_open=True)
-        self.t, self.m, self.u = 0, {}, {}
-
-    def step(self, params, grads):
-        self.t += 1
-        c1, c2 = 1 - self.beta1 ** self.t, 1 - self.beta2 ** self.t
-        for key, g in grads.items():
-            if key not in self.m:
-                self.m[key], self.u[key] = np.zeros_like(g), np.zeros_like(g)
-            m, u = self.m[key], self.u[key]
-            m *= self.beta1
-            m += (1 - self.beta1) * g
-            u *= self.beta2
-            u += (1 - self.beta2) * g * g
-            params[key] -= self.lr * (m / c1) / (np.sqrt(u / c2) + self.eps)
-
-
-# ============================================================================ 3. finite differences
-def numerical_gradient(f, arrays, eps=1e-6):
-    """Central differences of the scalar ``f()`` w.r.t. each float64 array (perturbed in place,
-    restored afterwards)."""
-    grads = []
-    for a in arrays:
-        if a.dtype != np.float64:
-            raise ValueError(f"finite differences need float64 arrays, got {a.dtype}")
-        g, flat = np.zeros(a.shape), a.reshape(-1)
-        for i in range(flat.size):
-            old = flat[i]
-            flat[i] = old + eps
-            fp = float(f())
-            flat[i] = old - eps
-            fm = float(f())
-            flat[i] = old
-            g.reshape(-1)[i] = (fp - fm) / (2 * eps)
-        grads.append(g)
-    return grads
-
-
-def gradient_error(analytic, numeric, floor=1e-8):
-    """``max |a - n| / max(max |n|, floor)`` over all arrays (scale-free worst case)."""
-    a = np.concatenate([np.ravel(x) for x in analytic])
-    n = np.concatenate([np.ravel(x) for x in numeric])
-    return float(np.abs(a - n).max() / max(np.abs(n).max(), floor))
-
-
-# ============================================================================ 3. the network
-def init_params(m, d1, rng, b_init=0.0, neuron="symmetric"):
-    """``v`` (m, d1) uniform on the unit sphere, ``||v_i|| = 1``; ``b`` (m,) = b_init for the
-    symmetric neuron.
-
-    The norm of ``v`` matters with weight normalisation: the gradient w.r.t. v is
-    ``(I - w w^T) dw / ||v||`` and Adam moves each coordinate by about ``lr``, so the direction
-    ``w`` turns by about ``lr sqrt(d1) / ||v||`` radians per step. Unit rows make that ~0.03 at
-    ``lr = 3e-3, d1 = 128``; ``v ~ N(0, I)`` (``||v|| ~ sqrt(d1)``) would be ``sqrt(d1)``
-    times slower (measured: complementary masks reach alignment 0.45 instead of 0.85 in 1,000
-    steps).
-    """
-    rng = make_rng(rng)
-    v = rng.standard_normal((m, d1))
-    params = {"v": v / np.linalg.norm(v, axis=1, keepdims=True)}
-    if neuron == "symmetric":
-        params["b"] = np.full(m, float(b_init))
-    return params
-
-
-def forward(params, x, neuron="symmetric"):
-    """``z = normalize(h(x; v/||v||, b))``: x (n, d1) -> z (n, m) and a cache for backward."""
-    w, wn = weight_norm_forward(params["v"])
-    if neuron == "symmetric":
-        h, s = sym_threshold_forward(x, w, params["b"])
-    else:
-        h, s = relu_neuron_forward(x, w)
-    z, zn = l2_normalize_forward(h)
-    return z, (x, w, wn, s, z, zn)
-
-
-def backward(dz, params, cache, neuron="symmetric"):
-    """Gradients ``{"v", "b"}`` of the loss from ``dz`` (n, m)."""
-    x, w, wn, s, z, zn = cache
-    dh = l2_normalize_backward(dz, z, zn)
-    grads = {}
-    if neuron == "symmetric":
-        _, dw, grads["b"] = sym_threshold_backward(dh, x, w, params["b"], s)
-    else:
-        _, dw = relu_neuron_backward(dh, x, w, s)
-    grads["v"] = weight_norm_backward(dw, w, wn)
-    return grads
-
-
-def loss_and_grads(params, x1, x2, neuron="symmetric", tau=0.2):
-    """Symmetric in-batch InfoNCE (``simclr_loss``, 2N anchors) of the two views' embeddings;
-    both views go through the network as one batch. x1, x2 (N, d1) -> (value, grads)."""
-    N = x1.shape[0]
-    z, cache = forward(params, np.concatenate([x1, x2], axis=0), neuron)   # (2N, m)
-    value, (dz1, dz2) = simclr_loss(z[:N], z[N:], loss="infonce", tau=tau)
-    return value, backward(np.concatenate([dz1, dz2], axis=0), params, cache, neuron)
-
-
-def train(source, neuron="symmetric", width=64, tau=0.2, batch=256, lr=3e-3, steps=1000,
-          seed=0, b_init=0.0, log_every=0):
-    """Train the one-layer network on ``source`` with Adam; ``b`` is kept >= 0 by projection
-    (``b <- max(b, 0)`` after every Adam step). Returns a dict: ``w`` (m, d1) unit rows, ``b``,
-    ``loss`` (per step), ``seconds``, and ``metrics`` (``feature_metrics`` plus ``b_mean``).
-    """
-    _choice("neuron", neuron, NEURONS)
-    width = _integer("width", width, 1)
-    tau = _real("tau", tau, 0, lo_open=True)
-    batch = _integer("batch", batch, 2)
-    steps = _integer("steps", steps, 0)
-    b_init = _real("b_init", b_init, 0)
-    g = make_rng(seed)
-    params = init_params(width, source.dim, g, b_init, neuron)
-    opt = Adam(lr)
-    losses = np.empty(steps)
-    t0 = time.perf_counter()
-    for t in range(steps):
-        X = source.views(batch, 2, g)                                       # (batch, 2, d1)
-        losses[t], grads = loss_and_grads(params, X[:, 0], X[:, 1], neuron, tau)
-        opt.step(params, grads)
-        if neuron == "symmetric":
-            np.maximum(params["b"], 0, out=params["b"])
-        if log_every and (t + 1) % log_every == 0:
-            print(f"step {t + 1}: loss {losses[t]:.4f}", flush=True)
-    seconds = time.perf_counter() - t0
-    w, _ = weight_norm_forward(params["v"])
-    met = feature_metrics(w, source.M, source.P)
-    met["b_mean"] = float(params["b"].mean()) if neuron == "symmetric" else 0.0
-    met["final_loss"] = float(losses[-50:].mean()) if steps else float("nan")
-    return {"w": w, "b": params.get("b"), "loss": losses, "seconds": seconds, "metrics": met}
-
-
-# ============================================================================ 3. prototype runner
-#: (label, SparseCoding keyword arguments, neuron); d=32, d1=128, k=3 throughout.
-SETTINGS = (
-    ("none", dict(augmentation="none"), "symmetric"),
-    ("noise s=0.1", dict(augmentation="noise", s=0.1), "symmetric"),
-    ("noise s=1.0", dict(augmentation="noise", s=1.0), "symmetric"),
-    ("mask p=0.5", dict(augmentation="mask", p=0.5), "symmetric"),
-    ("mask p=0.3", dict(augmentation="mask", p=0.3), "symmetric"),
-    ("complementary", dict(augmentation="complementary"), "symmetric"),
-    ("r6 complementary", dict(augmentation="complementary", dense_rank=6), "symmetric"),
-    ("r6 none", dict(augmentation="none", dense_rank=6), "symmetric"),
-    ("r6 x3 complementary", dict(augmentation="complementary", dense_rank=6, dense_energy=3.0),
-     "symmetric"),
-    ("r6 x3 none", dict(augmentation="none", dense_rank=6, dense_energy=3.0), "symmetric"),
-    ("relu none", dict(augmentation="none"), "relu"),
-    ("relu complementary", dict(augmentation="complementary"), "relu"),
-)
-
-
-def run_table(settings=SETTINGS, seeds=(0, 1, 2), steps=1000, base=None, **train_kw):
-    """Run every setting for every seed (the source's basis and the run share the seed); return
-    rows of ``(label, closed-form correlations, {metric: (mean, std)}, seconds per run)``."""
-    base = dict(d=32, d1=128, k=3, dense_rank=96, dense_energy=1.0) if base is None else base
-    rows = []
-    for label, kw, neuron in settings:
-        runs, closed = [], []
-        for seed in seeds:
-            src = SparseCoding(**{**base, **kw}, seed=seed)
-            closed.append(closed_form_correlations(src))
-            runs.append(train(src, neuron=neuron, steps=steps, seed=seed, **train_kw))
-        keys = runs[0]["metrics"].keys()
-        stats = {k: (float(np.mean([r["metrics"][k] for r in runs])),
-                     float(np.std([r["metrics"][k] for r in runs]))) for k in keys}
-        cf = {k: float(np.mean([c[k] for c in closed])) for k in ("sparse", "dense")}
-        rows.append((label, cf, stats, float(np.mean([r["seconds"] for r in runs]))))
-        print(format_row(rows[-1]), flush=True)
-    return rows
-
-
-def format_row(row):
-    label, cf, st, sec = row
-
-    def pm(k, f="{:.2f}"):
-        return f"{f.format(st[k][0])}±{f.format(st[k][1])}"
-    return (f"{label:<20} | {cf['sparse']:6.2f} {cf['dense']:6.2f} | {pm('alignment')} "
-            f"{pm('aligned', '{:.1f}'):>9} | {pm('dense_fraction')} | {pm('coverage')} "
-            f"{pm('covered', '{:.1f}'):>9} | {pm('b_mean', '{:.3f}')} | {pm('final_loss')} | "
-            f"{sec:5.1f}s")
-
-
-HEADER = ("setting              | ρ_sp  ρ_dn  | alignment  #>0.9     | dense frac | coverage   "
-          "#cov>0.9  | b mean        | loss      | s/run")
-
-
-def main(argv=None):
-    import argparse
-    ap = argparse.ArgumentParser(description="Feature-decoupling prototype (Wen & Li 2021)")
-    ap.add_argument("--steps", type=int, default=1000)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--only", nargs="*", default=None, help="labels to run (default: all)")
-    a = ap.parse_args(argv)
-    settings = [s for s in SETTINGS if a.only is None or s[0] in a.only]
-    print(HEADER)
-    t0 = time.perf_counter()
-    rows = run_table(settings, seeds=a.seeds, steps=a.steps)
-    print(f"total wall time {time.perf_counter() - t0:.1f}s")
-    return rows
-
-
-if __name__ == "__main__":
-    main()

@@ -9,6 +9,9 @@ One step on a batch ``(x, x_pos, x_neg)`` (x_neg: (N, H, n_0)) with shared weigh
 
 With ``negatives="in_batch"`` the SimCLR arrangement is used instead (x_neg is ignored; each of
 the 2N views has its partner as positive and the other 2N - 2 views as negatives).
+With ``negatives="supervised"`` the batch is ``source.labelled(N, rng) -> (x, x_pos, labels)``
+and the loss is SupCon (``losses.supcon_weights``): each of the 2N views has every other view
+with its label as a positive (its partner included) and all 2N - 1 others in the denominator.
 
 With ``update="covariance"`` every layer moves by the covariance operator instead:
 ``W_l += lr * ΔW_l``, ``vec(ΔW_l) = OP_l vec(W_l)`` on the batch's views ``[x, x_pos]``
@@ -31,10 +34,11 @@ import numpy as np
 from . import backend as B
 from .covariance import covariance_pair_weights, covariance_update
 from .kernels import twin
-from .losses import LOSSES, check_loss, chain_gram, contrastive_loss, simclr_weights
+from .losses import (LOSSES, check_labels, check_loss, chain_gram, contrastive_loss,
+                     simclr_weights, supcon_weights)
 from .optim import SGD, History, notify, stopped
 
-NEGATIVES = ("given", "in_batch")
+NEGATIVES = ("given", "in_batch", "supervised")
 UPDATES = ("gradient", "covariance")
 COVARIANCE_LOSSES = ("simple", "soft_triplet", "infonce")
 MAX_STEPS = 10 ** 9
@@ -56,7 +60,8 @@ class TrainConfig:
     weight_decay: float = 0.0      # L2 weight decay >= 0
     steps: int = 1000              # number of SGD steps >= 1
     batch_size: int = 64           # anchors per step >= 1
-    negatives: str = "given"       # "given" (x_neg from the source) or "in_batch" (SimCLR)
+    negatives: str = "given"       # "given" (x_neg from the source), "in_batch" (SimCLR) or
+                                   # "supervised" (SupCon, positives by source.labelled)
     update: str = "gradient"       # "gradient" (SGD on the loss) or "covariance" (OP vec W)
     seed: int = 0                  # data seed
     log_every: int = 1             # call the callback every this many steps
@@ -75,12 +80,12 @@ class TrainConfig:
         B.check_int("log_every", self.log_every, 1)
         B.check_int("seed", self.seed, 0)
         B.check_choice("negatives", self.negatives, NEGATIVES)
-        if self.negatives == "in_batch" and self.loss != "infonce":
-            raise ValueError("negatives='in_batch' (SimCLR) needs loss='infonce'; "
-                             f"got loss={self.loss!r}")
-        if self.negatives == "in_batch" and self.batch_size < 2:
-            raise ValueError(f"batch_size must be >= 2 for negatives='in_batch' (each anchor "
-                             f"needs negatives), got {self.batch_size}")
+        if self.negatives != "given" and self.loss != "infonce":
+            raise ValueError(f"negatives={self.negatives!r} (SimCLR, SupCon) needs "
+                             f"loss='infonce'; got loss={self.loss!r}")
+        if self.negatives != "given" and self.batch_size < 2:
+            raise ValueError(f"batch_size must be >= 2 for negatives={self.negatives!r} (each "
+                             f"anchor needs negatives), got {self.batch_size}")
         B.check_choice("update", self.update, UPDATES)
         return self
 
@@ -88,9 +93,15 @@ class TrainConfig:
 def check_batch(net, batch, negatives="given"):
     """``(x, x_pos, x_neg)`` on the net's device, validated: x, x_pos (N, n_0), x_neg
     (N, H, n_0) (or (N, n_0) for H = 1; ignored, returned as None, for in-batch negatives),
-    N >= 1, every value finite."""
+    N >= 1, every value finite. For ``negatives="supervised"`` the third entry is the labels
+    (N,), returned as an integer array on the net's device."""
     x, x_pos, x_neg = batch
     x, x_pos = net.check_input(x), net.check_input(x_pos, "x_pos")
+    if negatives == "supervised":
+        if x.shape[0] != x_pos.shape[0]:
+            raise ValueError(f"x and x_pos must have the same N rows, got {x.shape[0]} and "
+                             f"{x_pos.shape[0]}")
+        return x, x_pos, check_labels(net.xp.asarray(B.to_numpy(x_neg)), x.shape[0], net.xp)
     if negatives == "in_batch":
         if x.shape[0] != x_pos.shape[0] or x.shape[0] < 2:
             raise ValueError(f"x and x_pos must have the same N >= 2 rows (in-batch "
@@ -115,12 +126,15 @@ def loss_and_grads(net, batch, cfg):
     ``(nan, nan, nan, None)`` when the output is not finite."""
     x, x_pos, x_neg = check_batch(net, batch, cfg.negatives)
     xp = net.xp
-    if cfg.negatives == "in_batch":
+    if cfg.negatives != "given":
         Z = net.forward(xp.concatenate([x, x_pos]))
         if not bool(xp.isfinite(Z).all()):
             return math.nan, math.nan, math.nan, None
-        weights = twin("simclr_weights", net.backend) or simclr_weights
-        L, C, r_pos, r_neg = weights(Z, cfg.loss, cfg.tau, cfg.margin)
+        if cfg.negatives == "supervised":            # x_neg holds the labels
+            L, C, r_pos, r_neg = supcon_weights(Z, xp.concatenate([x_neg, x_neg]), cfg.tau)
+        else:
+            weights = twin("simclr_weights", net.backend) or simclr_weights
+            L, C, r_pos, r_neg = weights(Z, cfg.loss, cfg.tau, cfg.margin)
         value, dZ, r_neg = float(L.mean()), chain_gram(Z, C), xp.asarray(r_neg)
     else:
         N, H, n0 = x_neg.shape
@@ -179,13 +193,29 @@ def check_run(plain, cfg):
                          "normalisation or BatchNorm (bias=False, normalize=False, "
                          "batchnorm=None): the covariance identity f_L = K_l^T vec(W_l) does "
                          "not hold otherwise")
+    if cfg.update == "covariance" and cfg.negatives == "supervised":
+        raise ValueError("update='covariance' takes negatives 'given' or 'in_batch' (its pair "
+                         "weights are those of one positive per anchor), got 'supervised'")
     if cfg.update == "covariance" and cfg.loss not in COVARIANCE_LOSSES:
         raise ValueError(f"update='covariance' takes loss one of {COVARIANCE_LOSSES} (the "
                          f"losses with covariance pair weights), got {cfg.loss!r}")
 
 
+def batches(source, cfg):
+    """The source's batch function for ``cfg.negatives``: ``labelled`` for "supervised"
+    (ValueError if the source has none), else ``triples``."""
+    if cfg.negatives != "supervised":
+        return source.triples
+    if not callable(getattr(source, "labelled", None)):
+        raise ValueError(f"negatives='supervised' needs a source with labelled(n, rng) -> "
+                         f"(x, x_pos, labels) (GaussianClusters, HLTM); "
+                         f"{type(source).__name__} has none")
+    return source.labelled
+
+
 def train(net, source, cfg=None, callback=None, stop=None, **overrides):
-    """Train ``net`` on ``source.triples`` for ``cfg.steps`` steps; returns a ``History``.
+    """Train ``net`` on ``source.triples`` (``source.labelled`` for ``negatives="supervised"``)
+    for ``cfg.steps`` steps; returns a ``History``.
 
     Every step appends a record ``{step, loss, r_pos, r_neg, seconds[, cos_by_layer]}``;
     every ``cfg.log_every`` steps (and at the last) ``callback(record)`` is called: returning
@@ -196,13 +226,14 @@ def train(net, source, cfg=None, callback=None, stop=None, **overrides):
     check_run(net.plain, cfg)
     rng = B.rng(cfg.seed)
     step_fn = gradient_step(net, cfg)
+    draw = batches(source, cfg)
     opt = SGD(net.parameters(), cfg.lr, cfg.momentum, cfg.weight_decay)
     hist = History()
     t0 = time.perf_counter()
     # overflow is not warned about: a non-finite loss stops the run with TrainingDiverged
     with np.errstate(over="ignore", invalid="ignore"):
         for step in range(1, cfg.steps + 1):
-            batch = source.triples(cfg.batch_size, rng)
+            batch = draw(cfg.batch_size, rng)
             value, r_pos, r_neg, grads = step_fn(batch)
             if not math.isfinite(value):
                 raise TrainingDiverged(

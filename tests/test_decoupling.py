@@ -3,23 +3,36 @@ correlations (exact enumeration and samples against the closed forms), the per-n
 the hand-written gradients against central differences (with negative controls), Adam, bad
 parameters, and one short end-to-end run."""
 import itertools
+import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from minissl.decoupling import (AUGMENTATIONS, Adam, SparseCoding, closed_form_correlations,
-                                dense_fraction, feature_coverage, feature_metrics, forward,
-                                gradient_error, init_params, l2_normalize_backward,
-                                l2_normalize_forward, loss_and_grads, measured_correlations,
-                                numerical_gradient, relu_neuron_backward, relu_neuron_forward,
-                                sparse_alignment, sym_threshold_backward, sym_threshold_forward,
-                                train, view_correlation, weight_norm_backward,
-                                weight_norm_forward)
+from minissl.backend import blas_threads
+from minissl.decoupling import (AUGMENTATIONS, SparseCoding, closed_form_correlations,
+                                dense_fraction, feature_coverage, feature_metrics,
+                                measured_correlations, sparse_alignment, view_correlation)
+from minissl.experiments.decoupling import (DecouplingConfig, decoupling_experiment,
+                                            decoupling_net, decoupling_table, simclr_step,
+                                            decoupling_table_lines, thresholds)
+from minissl.gradcheck import gradient_error, numerical_gradient
+from minissl.layers import (sym_threshold, sym_threshold_backward, weight_norm,
+                            weight_norm_backward)
 from minissl.losses import simclr_loss
+from minissl.optim import Adam
 
 TOL = 1e-6        # gradient checks: relative error of central differences in float64
 FAIL = 1e-2       # a deliberately wrong gradient must be at least this far off
+
+
+@pytest.fixture(autouse=True)
+def one_blas_thread():
+    """The runs are small: one BLAS thread (as the CLI and the app use); two threads on a busy
+    2-core machine measured ten times slower."""
+    with blas_threads(1):
+        yield
 
 
 # ----------------------------------------------------------------------------- the generator
@@ -39,7 +52,7 @@ def test_basis_orthonormal_delocalised_and_dense_outside_span():
 
 def test_sample_statistics():
     src = SparseCoding(d=32, d1=128, k=3, dense_rank=20, dense_energy=2.0, seed=2)
-    n = 40_000
+    n = 20_000
     x, z, xi = src.sample(n, np.random.default_rng(3), return_parts=True)
     np.testing.assert_allclose(x, z @ src.M.T + xi, atol=1e-12)
     assert set(np.unique(z)) <= {-1.0, 0.0, 1.0}
@@ -123,13 +136,14 @@ def test_closed_form_against_exact_enumeration(kind, p):
     dict(augmentation="complementary"), dict(augmentation="mask", p=0.5),
     dict(augmentation="mask", p=0.3), dict(augmentation="noise", s=0.1),
     dict(augmentation="noise", s=1.0), dict(augmentation="none"),
+    dict(augmentation="noise", s=1.0, noise_scale="relative"),
     dict(augmentation="complementary", dense_rank=6),
     dict(augmentation="complementary", basis="identity"),
 ])
 def test_measured_correlations_match_closed_forms(kw):
     src = SparseCoding(d=32, d1=128, k=3, **{"dense_rank": 96, **kw}, seed=5)
     cf = closed_form_correlations(src)
-    ms = measured_correlations(src, 40_000, 6)
+    ms = measured_correlations(src, 20_000, 6)
     for key in ("sparse", "dense"):
         tol = 5 * ms[key + "_se"] + 1e-9
         assert abs(ms[key] - cf[key]) < tol, (key, ms[key], cf[key], tol)
@@ -166,7 +180,7 @@ def test_metrics_on_constructed_weights():
     assert met["dense_fraction"] == pytest.approx(0.25)
 
 
-# ----------------------------------------------------------------------------- gradients
+# ----------------------------------------------------------------------------- the layers
 def _setup(n=6, m=4, d1=5, seed=8):
     g = np.random.default_rng(seed)
     x, v = g.standard_normal((n, d1)), g.standard_normal((m, d1))
@@ -174,88 +188,78 @@ def _setup(n=6, m=4, d1=5, seed=8):
     return g, x, v, b
 
 
-def _check(f, arrays, analytic):
+def _err(f, arrays, analytic):
     return gradient_error(analytic, numerical_gradient(f, arrays))
 
 
 def test_weight_norm_gradient_and_negative_control():
     g, _, v, _ = _setup()
     c = g.standard_normal(v.shape)
-    w, nrm = weight_norm_forward(v)
+    w, nrm = weight_norm(v)
     np.testing.assert_allclose(np.linalg.norm(w, axis=1), 1)
     dv = weight_norm_backward(c, w, nrm)
-    f = lambda: (c * weight_norm_forward(v)[0]).sum()                # noqa: E731
-    assert _check(f, [v], [dv]) < TOL
-    assert _check(f, [v], [c / nrm]) > FAIL                          # projection left out
+    f = lambda: (c * weight_norm(v)[0]).sum()                        # noqa: E731
+    assert _err(f, [v], [dv]) < TOL
+    assert _err(f, [v], [c / nrm]) > FAIL                           # projection left out
 
 
 def test_symmetric_threshold_gradients_and_negative_controls():
     g, x, v, b = _setup()
-    w = weight_norm_forward(v)[0]
-    h, s = sym_threshold_forward(x, w, b)
+    s = x @ weight_norm(v)[0].T
     assert np.abs(np.abs(s) - b).min() > 1e-3                        # no kink within ε
+    h = sym_threshold(s, b)
     np.testing.assert_allclose(h, np.sign(s) * np.maximum(np.abs(s) - b, 0))
     assert np.any(h == 0) and np.any(h != 0)
     c = g.standard_normal(h.shape)
-    dx, dw, db = sym_threshold_backward(c, x, w, b, s)
-    f = lambda: (c * sym_threshold_forward(x, w, b)[0]).sum()        # noqa: E731
-    assert _check(f, [x, w, b], [dx, dw, db]) < TOL
-    # negative controls: one-sided gate, and the threshold's sign flipped
-    on = s > b
-    assert _check(f, [w], [(c * on).T @ x]) > FAIL
-    assert _check(f, [b], [-db]) > FAIL
-
-
-def test_relu_neuron_and_l2_normalize_gradients():
-    g, x, v, _ = _setup()
-    w = weight_norm_forward(v)[0]
-    h, s = relu_neuron_forward(x, w)
-    c = g.standard_normal(h.shape)
-    dx, dw = relu_neuron_backward(c, x, w, s)
-    f = lambda: (c * relu_neuron_forward(x, w)[0]).sum()             # noqa: E731
-    assert _check(f, [x, w], [dx, dw]) < TOL
-    assert _check(f, [w], [c.T @ x]) > FAIL                          # gate left out
-    hh = g.standard_normal((6, 4))
-    z, nrm = l2_normalize_forward(hh)
-    np.testing.assert_allclose(np.linalg.norm(z, axis=1), 1)
-    dh = l2_normalize_backward(c, z, nrm)
-    f = lambda: (c * l2_normalize_forward(hh)[0]).sum()              # noqa: E731
-    assert _check(f, [hh], [dh]) < TOL
-    assert _check(f, [hh], [c / nrm]) > FAIL
+    ds, db = sym_threshold_backward(c, s, b)
+    f = lambda: (c * sym_threshold(s, b)).sum()                      # noqa: E731
+    assert _err(f, [s, b], [ds, db]) < TOL
+    # negative controls: a one-sided gate, and the threshold's sign flipped
+    assert _err(f, [s], [c * (s > b)]) > FAIL
+    assert _err(f, [b], [-db]) > FAIL
 
 
 @pytest.mark.parametrize("neuron", ["symmetric", "relu"])
-def test_network_gradient_through_simclr_loss(neuron):
+def test_network_gradient_through_the_simclr_loss(neuron):
+    """The whole net (weight norm, neuron, L2 normalisation) through InfoNCE in the SimCLR
+    arrangement, against central differences; a wrong V gradient fails."""
     g = np.random.default_rng(9)
     src = SparseCoding(d=4, d1=10, k=2, dense_rank=4, augmentation="noise", s=0.3, seed=9)
     X = src.views(5, 2, g)
-    params = init_params(6, 10, g, neuron=neuron)
+    net = decoupling_net(10, 6, neuron, seed=3)
+    params = net.parameters()
     if neuron == "symmetric":
-        params["b"] = g.uniform(0.0, 0.3, 6)
-    z, _ = forward(params, X[:, 0], neuron)
-    _, grads = loss_and_grads(params, X[:, 0], X[:, 1], neuron, tau=0.2)
-    keys = list(grads)
-    f = lambda: loss_and_grads(params, X[:, 0], X[:, 1], neuron, 0.2)[0]   # noqa: E731
-    assert _check(f, [params[k] for k in keys], [grads[k] for k in keys]) < TOL
-    wrong = {k: grads[k].copy() for k in keys}
-    wrong["v"] = -wrong["v"]
-    assert _check(f, [params[k] for k in keys], [wrong[k] for k in keys]) > FAIL
-    # the loss is simclr_loss of the normalised embeddings
-    z2, _ = forward(params, X[:, 1], neuron)
-    assert f() == pytest.approx(simclr_loss(z, z2, tau=0.2)[0])
+        params[1][...] = g.uniform(0.0, 0.3, 6)
+    _, grads = simclr_step(net, X, 0.2)
+    grads = [a.copy() for a in grads]
+    f = lambda: simclr_step(net, X, 0.2)[0]                          # noqa: E731
+    assert _err(f, params, grads) < TOL
+    assert _err(f, params, [-grads[0]] + grads[1:]) > FAIL
+    z = net.forward(np.concatenate([X[:, 0], X[:, 1]]))
+    assert f() == pytest.approx(simclr_loss(z[:5], z[5:], tau=0.2)[0])
+    np.testing.assert_allclose(np.linalg.norm(z, axis=1), 1)
+    # the layer objects: WeightNormLinear's W has unit rows, b is projected onto b >= 0
+    np.testing.assert_allclose(np.linalg.norm(net.layers[0].W, axis=1), 1)
+    for layer in thresholds(net):
+        layer.b[0] = -0.5
+        layer.project()
+        assert layer.b[0] == 0 and layer.copy().b is not layer.b
 
 
 def test_adam():
-    p = {"a": np.array([1.0, -2.0, 3.0])}
-    opt = Adam(lr=0.1)
-    opt.step(p, {"a": np.array([0.5, -4.0, 0.0])})
+    p = [np.array([1.0, -2.0, 3.0])]
+    opt = Adam(p, lr=0.1)
+    opt.step([np.array([0.5, -4.0, 0.0])])
     # first step: m̂ = g, û = g^2, so θ moves by lr sign(g) (0 where g = 0)
-    np.testing.assert_allclose(p["a"], [0.9, -1.9, 3.0], atol=1e-6)
-    q = {"x": np.array([5.0, -3.0])}
-    opt = Adam(lr=0.05)
+    np.testing.assert_allclose(p[0], [0.9, -1.9, 3.0], atol=1e-6)
+    q = [np.array([5.0, -3.0])]
+    opt = Adam(q, lr=0.05)
     for _ in range(2000):
-        opt.step(q, {"x": 2 * q["x"]})
-    assert np.abs(q["x"]).max() < 1e-2
+        opt.step([2 * q[0]])
+    assert np.abs(q[0]).max() < 1e-2
+    for kw, name in ((dict(lr=0), "lr"), (dict(beta1=1.0), "beta1"), (dict(eps=0), "eps")):
+        with pytest.raises(ValueError, match=f"^{name}"):
+            Adam(q, **kw)
 
 
 # ----------------------------------------------------------------------------- bad parameters
@@ -277,13 +281,14 @@ def test_bad_source_parameters_raise(kw, name):
 
 
 @pytest.mark.parametrize("kw,name", [
-    (dict(neuron="tanh"), "neuron"), (dict(tau=0), "tau"), (dict(batch=1), "batch"),
+    (dict(neuron="tanh"), "neuron"), (dict(tau=0), "tau"), (dict(batch_size=1), "batch_size"),
     (dict(steps=-1), "steps"), (dict(lr=0), "lr"), (dict(b_init=-0.1), "b_init"),
-    (dict(width=0), "width"),
+    (dict(width=0), "width"), (dict(backend="cupy"), "backend"), (dict(log_every=0), "log_every"),
+    (dict(noise_scale="norm"), "noise_scale"), (dict(dense_rank=200), "dense_rank"),
 ])
-def test_bad_training_parameters_raise(kw, name):
+def test_bad_run_settings_raise(kw, name):
     with pytest.raises(ValueError, match=rf"^{name} must"):
-        train(SparseCoding(d=4, d1=10, k=1, dense_rank=4), steps=kw.pop("steps", 1), **kw)
+        decoupling_experiment(DecouplingConfig(**kw))
 
 
 def test_bad_sample_sizes_raise():
@@ -297,16 +302,72 @@ def test_bad_sample_sizes_raise():
 
 
 # ----------------------------------------------------------------------------- end to end
+SMALL = dict(d=16, d1=64, k=2, dense_rank=40, width=32, batch_size=128, steps=600,
+             log_every=300, seed=0)
+
+
 def test_complementary_masks_decouple_high_rank_dense_features():
-    """High-rank dense features: complementary masks learn sparse features, no augmentation
-    learns mostly dense directions (fixed seed; a shortened run, ~2 s each). Seeds 0-2 gave
-    alignment 0.71-0.82 vs 0.18 and dense fraction 0.20-0.29 vs 0.77-0.78."""
-    base = dict(d=16, d1=64, k=2, dense_rank=40, dense_energy=1.0, seed=0)
+    """High-rank dense features (fixed seed, a shortened run, ~1 s each): complementary masks
+    learn sparse features, no augmentation and weak noise learn mostly dense directions."""
     out = {}
-    for aug in ("none", "complementary"):
-        r = train(SparseCoding(augmentation=aug, **base), width=32, batch=128, steps=600, seed=0)
-        out[aug] = r["metrics"]
-        assert np.all(r["b"] >= 0) and np.isfinite(r["loss"]).all()
-    none, comp = out["none"], out["complementary"]
-    assert comp["alignment"] > none["alignment"] + 0.3, out
-    assert comp["dense_fraction"] < none["dense_fraction"] - 0.3, out
+    for label, kw in (("none", dict(augmentation="none")),
+                      ("noise", dict(augmentation="noise", s=0.1)),
+                      ("complementary", dict(augmentation="complementary"))):
+        records = decoupling_experiment(DecouplingConfig(**SMALL, **kw))
+        assert [r["step"] for r in records] == [0, 300, 600]
+        assert all(np.isfinite(r["loss"]) for r in records)
+        assert np.all(records[-1]["b"] >= 0)
+        out[label] = records[-1]
+    comp = out["complementary"]
+    for other in ("none", "noise"):
+        assert comp["alignment"] > out[other]["alignment"] + 0.3, out
+        assert comp["dense_fraction"] < out[other]["dense_fraction"] - 0.3, out
+
+
+def test_records_callback_stop_and_the_table():
+    seen = []
+    cfg = DecouplingConfig(**{**SMALL, "steps": 40, "log_every": 10})
+    records = decoupling_experiment(cfg, callback=lambda r: seen.append(r["step"]) or
+                                    len(seen) < 3)
+    assert seen == [0, 10, 20] and [r["step"] for r in records] == seen
+    rec = records[0]
+    assert set(rec["rho"]) == {"sparse", "dense"} and rec["alignment_per_neuron"].shape == (32,)
+    assert rec["coverage_per_feature"].shape == (16,) and rec["b"].shape == (32,)
+
+    class Flag:
+        def is_set(self):
+            return True
+    assert [r["step"] for r in decoupling_experiment(cfg, stop=Flag())] == [0]
+    # the same numbers on the reference loss (numpy) and its twin (numba)
+    a = decoupling_experiment(replace(cfg, backend="numpy"))[-1]
+    b = decoupling_experiment(cfg)[-1]
+    assert a["alignment"] == pytest.approx(b["alignment"], abs=1e-9)
+    rows = decoupling_table([("none", dict(augmentation="none", neuron="relu"))], seeds=(0, 1),
+                            base=cfg, measured=2000)
+    assert rows[0]["neuron"] == "relu" and rows[0]["rho_sparse"] == 1.0
+    assert rows[0]["rho_dense_measured"] == pytest.approx(1.0)
+    lines = decoupling_table_lines(rows)
+    assert lines[0][0] == "setting" and lines[1][0] == "none" and len(lines[1]) == len(lines[0])
+
+
+# ----------------------------------------------------------------------------- command line
+TINY = ["--d", "8", "--d1", "24", "--k", "2", "--dense-rank", "10", "--width", "8",
+        "--batch-size", "32"]
+
+
+def test_cli_run_json_table_and_flag_errors(capsys, tmp_path):
+    from minissl import cli
+    assert cli.main(["decoupling", *TINY, "--steps", "20", "--log-every", "10", "--json"]) == 0
+    objs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [o["step"] for o in objs] == [0, 10, 20] and "rho" in objs[0]
+    assert set(objs[0]["rho"]) == {"sparse", "dense"} and 0 <= objs[-1]["alignment"] <= 1
+    fig = tmp_path / "table.png"
+    assert cli.main(["decoupling", *TINY, "--steps", "10", "--table", "--only", "none",
+                     "relu none", "--seeds", "2", "--figure", str(fig)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    header = next(line for line in out if line.split()[:1] == ["setting"])
+    assert "alignment" in header and fig.stat().st_size > 10_000
+    assert any(line.split()[:2] == ["relu", "none"] for line in out)
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["decoupling", "--k", "40"])
+    assert exc.value.code == 2 and "--k: k must be" in capsys.readouterr().err

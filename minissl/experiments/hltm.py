@@ -19,7 +19,8 @@ from ..losses import SINGLE_NEGATIVE
 from ..metrics import correlation_ceiling, normalized_correlation
 from ..nets import tree_network
 from ..optim import notify, stopped
-from ..train import TrainConfig, TrainingDiverged, check_run, loss_and_grads, train
+from ..train import (NEGATIVES, TrainConfig, TrainingDiverged, batches, check_run,
+                     loss_and_grads, train)
 
 PRESETS = ("theory", "reference")
 REF_TEMP = 0.01      # the reference code's temperature T on MSE; tau = T * hid / 2
@@ -55,6 +56,9 @@ class HLTMConfig:
     bias: bool | None = None           # preset: False | True
     normalize: bool | None = None      # preset: False | True (norm_eps 1e-4)
     update: str = "gradient"           # "gradient" | "covariance" (train.TrainConfig)
+    pairing: str = "given"             # train.NEGATIVES: "given" (triples, H negatives),
+                                       # "in_batch" (SimCLR), "supervised" (SupCon on a latent)
+    label_latent: int = 0              # SupCon's label: this latent (BFS, 0 = root)
     backend: str = "numpy"             # "numpy" | "numba" | "cupy"
     dtype: str = "float64"
     eval_samples: int = 10000          # fixed evaluation set for the correlation
@@ -78,6 +82,7 @@ class HLTMConfig:
         B.check_int("epochs", self.epochs, 0)
         B.check_int("eval_samples", self.eval_samples, 2)
         B.check_int("seed", self.seed, 0)
+        B.check_choice("pairing", self.pairing, NEGATIVES)
         if self.samples_per_epoch < self.batch_size:
             raise ValueError(f"samples_per_epoch must be >= batch_size ({self.batch_size}), "
                              f"got {self.samples_per_epoch}")
@@ -97,7 +102,8 @@ class HLTMConfig:
         return TrainConfig(loss=self.loss, tau=self.tau, margin=self.margin, lr=self.lr,
                            momentum=self.momentum, weight_decay=self.weight_decay,
                            steps=steps, batch_size=self.batch_size, update=self.update,
-                           seed=B.derive_seed(self.seed, 2), log_every=1)
+                           negatives=self.pairing, seed=B.derive_seed(self.seed, 2),
+                           log_every=1)
 
     @property
     def steps_per_epoch(self):
@@ -113,7 +119,8 @@ class HLTMConfig:
 
     def tree(self):
         return HLTM(self.depth, self.num_children, self.polarity, seed=self.seed,
-                    keep_depth=self.keep_depth, negatives=self.negatives)
+                    keep_depth=self.keep_depth, negatives=self.negatives,
+                    label_latent=self.label_latent)
 
     def build(self):
         """``(tree, net)`` for this configuration (call on an ``apply_preset`` config)."""
@@ -162,7 +169,8 @@ def hltm_experiment(cfg, callback=None, stop=None):
     tc = cfg.train_config(steps=max(1, cfg.epochs * cfg.steps_per_epoch))
     rng0 = B.rng(B.derive_seed(cfg.seed, 4))
     with np.errstate(over="ignore", invalid="ignore"):        # divergence is reported below
-        first = np.mean([loss_and_grads(net, tree.triples(cfg.batch_size, rng0), tc)[0]
+        draw = batches(tree, tc)
+        first = np.mean([loss_and_grads(net, draw(cfg.batch_size, rng0), tc)[0]
                          for _ in range(10)])
     if emit(0, float(first)) or cfg.epochs == 0 or stopped(stop):
         return records, ceiling
