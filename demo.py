@@ -7,10 +7,13 @@ Gradio wiring only: every number comes from a runner of ``minissl.experiments`` 
 code as ``python -m minissl hltm|covariance|byol``), every picture from ``minissl.plots``
 (rendered to PNG and closed at once). One builder function per tab, listed in ``TABS``;
 ``build_demo()`` returns the queued ``gr.Blocks``; ``main()`` parses flags. The training
-events are API endpoints (``/train_hltm``, ``/train_covariance``, ...; docs/demo.md).
+events are API endpoints (``/train_hltm``, ``/train_covariance``, ...; docs/demo.md). The
+long Markdown texts live in ``app_text.py``.
 """
 import argparse
 import base64
+import contextvars
+import functools
 import math
 import os
 import queue
@@ -30,28 +33,19 @@ from minissl.covariance import PAIR_WEIGHT_LOSSES
 from minissl.decoupling import AUGMENTATIONS
 from minissl.experiments.decoupling import NEURONS
 from minissl.layers import BN_MODES
+from minissl.limits import PUBLIC_APP
 from minissl.losses import LOSS_VARIABLES, THREE_LOSSES
 from minissl.train import UPDATES
 
-DESCRIPTION = """
-# minissl: self-supervised learning with dual deep networks, live
+from app_text import (ACCEL_TEXT, BYOL_TEXT, COV_TEXT, DECOUPLING_TEXT, DESCRIPTION, HLTM_TEXT,
+                      LOSSES_TEXT, LUCK_TEXT)
 
-A small bias-free ReLU network is trained with a contrastive loss on data from a
-**hierarchical latent tree model** (HLTM): binary latents in a tree, only the leaves are seen.
-It is never told the latents, yet its hidden units come to correlate with them, from the
-leaves upwards. The theory (Tian, Yu, Chen & Ganguli 2020, *Understanding Self-supervised
-Learning with Dual Deep Networks*) explains why: each layer's weight update is a
-**covariance operator** applied to the weights. The tabs let you train and watch
-(*Latent recovery*), look at that operator (*Covariance operator*) and at the losses that
-weight it (*Losses*), see why BYOL does not collapse, and which features an augmentation lets
-a network learn (*Feature decoupling*).
-"""
 CSS = ".status-line textarea {font-family: ui-monospace, monospace; font-size: 0.85em;}"
 LATEX = [{"left": "$$", "right": "$$", "display": True},
          {"left": "$", "right": "$", "display": False}]
 EVAL_SAMPLES = 4000          # fixed evaluation set of the streamed correlations
-MAX_WEIGHTS = 4_000_000      # dense (masked) weight entries of the tree network
-MAX_WORK = 2e11              # steps x batch_size x weights: about 4 minutes on 2 CPU cores
+PROBE_SAMPLES = 1000         # probe training and test sets (the root, untrained and trained)
+LIMITS = PUBLIC_APP          # every request's memory and estimated work (docs/demo.md)
 RENDER_INTERVAL = 0.5        # seconds of training between two streamed pictures (at least)
 
 
@@ -146,6 +140,8 @@ def stream_run(run, stop: threading.Event, state: dict, render):
             draw("stopped" if stop.is_set() else "done", out)
         except minissl.TrainingDiverged as exc:
             draw("diverged", str(exc))
+        except ValueError as exc:      # a setting the runner refused (its cost included)
+            draw("error", str(exc))
         except Exception as exc:       # reported to the user, never kills the server
             draw("error", f"{type(exc).__name__}: {exc}")
 
@@ -162,12 +158,27 @@ def stream_run(run, stop: threading.Event, state: dict, render):
         worker.join(timeout=30)
 
 
+CANCELLED: dict = {}           # session hash -> how many of its queued runs Stop cancelled
+
+
+def session_of(request):
+    return getattr(request, "session_hash", None) or f"anon-{threading.get_ident()}"
+
+
 def registered(request):
-    """A fresh stop flag and state for this session's run (the Stop button finds it)."""
-    key = getattr(request, "session_hash", None) or f"anon-{threading.get_ident()}"
+    """A fresh stop flag and state for this session's run (the Stop button finds it). A run
+    that Stop cancelled while it waited in the queue starts with its flag set."""
+    key = session_of(request)
     run = {"stop": threading.Event(), "state": {}}
+    holder = CURRENT_RUN.get()
+    if holder is not None:
+        holder["run"] = run
     with RUNS_LOCK:
         RUNS[key] = run
+        if CANCELLED.get(key, 0) > 0:
+            CANCELLED[key] -= 1
+            run["stop"].set()
+            run["state"]["cancelled"] = True
     return key, run
 
 
@@ -178,15 +189,93 @@ def unregister(key, run):
             del RUNS[key]
 
 
+def queued_runs(request):
+    """How many of this session's training events wait in gradio's queue, not yet started
+    (read from gradio's queue object, ``Blocks._queue``; 0 where it cannot be read)."""
+    try:
+        waiting = request.request.app.get_blocks()._queue.event_queue_per_concurrency_id[
+            "training"].queue
+        return sum(e.session_hash == request.session_hash for e in list(waiting))
+    except (AttributeError, KeyError, TypeError):
+        return 0
+
+
 def stop_training(request: gr.Request = None):
-    """Stop this browser session's training run (the worker ends within one step)."""
+    """Stop this session's training run (the worker ends within one step) and cancel its runs
+    still waiting in the queue (each ends as soon as it starts)."""
+    key = getattr(request, "session_hash", None)
+    queued = queued_runs(request) if key else 0
     with RUNS_LOCK:
-        run = RUNS.get(getattr(request, "session_hash", None))
-    if run is None:
-        return "no training run is active"
-    run["stop"].set()
-    return (f"stopped by the user at step {run['state'].get('step', 0)} "
+        run = RUNS.get(key)
+        if queued:
+            CANCELLED[key] = queued
+    if run is not None:
+        run["stop"].set()
+    if run is None and not queued:
+        return "no training run is active or queued"
+    line = ("" if run is None else f"stopped by the user at step {run['state'].get('step', 0)} "
             "(the pictures show the last update)")
+    return "; ".join(filter(None, [line, f"{queued} queued run(s) cancelled" * bool(queued)]))
+
+
+# the run a cancellable event started: {"run": its RUNS entry}, filled by ``registered``
+CURRENT_RUN: contextvars.ContextVar = contextvars.ContextVar("minissl_run", default=None)
+
+
+def stop_current(holder):
+    """Set the stop flag of the run recorded in ``holder`` (by ``registered``), if any."""
+    run = holder.get("run")
+    if run is not None:
+        run["stop"].set()
+
+
+def close_later(gen, holder):
+    """Stop the run ``holder`` records as soon as it is registered, and close the generator
+    ``gen`` once the thread advancing it lets go (its ``finally`` joins the worker and frees
+    the run's memory); in a daemon thread."""
+    def close():
+        for _ in range(1200):
+            stop_current(holder)
+            try:
+                gen.close()
+                return
+            except ValueError:             # "generator already executing"
+                time.sleep(0.05)
+    threading.Thread(target=close, name="minissl-close", daemon=True).start()
+
+
+def _advance(gen):
+    try:
+        return True, next(gen)
+    except StopIteration:
+        return False, None
+
+
+def cancellable(fn):
+    """The generator function ``fn`` of a tab as gradio runs it: an async generator that
+    advances ``fn``'s generator in a thread and, when the event is cancelled (Stop on the page,
+    ``job.cancel()`` from a client, a closed page), sets the session's stop flag at once, so
+    that the worker ends within one step instead of running on to its next picture."""
+    import anyio
+
+    @functools.wraps(fn)
+    async def run(*args, **kwargs):
+        holder = {}
+        CURRENT_RUN.set(holder)            # copied into the threads that advance ``gen``
+        gen, done = fn(*args, **kwargs), False
+        try:
+            while True:
+                more, item = await anyio.to_thread.run_sync(_advance, gen,
+                                                            abandon_on_cancel=True)
+                if not more:
+                    done = True
+                    return
+                yield item
+        finally:
+            if not done:
+                stop_current(holder)
+                close_later(gen, holder)
+    return run
 
 
 def finish_line(kind, payload, line):
@@ -196,9 +285,13 @@ def finish_line(kind, payload, line):
 
 def streamed(request, run, render, status):
     """Drive ``stream_run`` for a tab: yields ``(*figures, status line, records, kind)``;
-    ``status(records, seconds)`` formats the line. Raises ``gr.Error`` on failure."""
+    ``status(records, seconds)`` formats the line. Raises ``gr.Error`` on failure, and when
+    Stop cancelled the run while it waited in the queue."""
     key, reg = registered(request)
     try:
+        if reg["state"].get("cancelled"):
+            raise gr.Error("stopped by the user before it started (Stop was pressed while "
+                           "this run waited in the queue)")
         for kind, records, figs, payload in stream_run(run, reg["stop"], reg["state"], render):
             if not records:            # stopped or failed before the first picture
                 if kind in ("diverged", "error"):
@@ -255,7 +348,7 @@ EXAMPLES = [
             "Too few units: less chance that some unit starts aligned with the latent."),
     Example("Ternary tree, depth 4", {"num_children": 3, "depth": 4, "epochs": 15},
             "81 leaves; every latent sees three children."),
-    Example("Covariance-operator update rule", {"update": "covariance"},
+    Example("Covariance-operator update rule", {"update": "covariance", "epochs": 8},
             "W += lr * OP vec(W) instead of the gradient step."),
     Example("Reference code setting (biases, normalised output, ref_nce)",
             {"preset": "reference", "loss": "ref_nce", "tau": 0.05},
@@ -279,17 +372,10 @@ def hltm_config(values: dict) -> E.HLTMConfig:
         samples_per_epoch=v["steps_per_epoch"] * v["batch_size"], seed=v["seed"],
         update=checked(check_choice, "update rule", values.get("update"), UPDATES),
         backend=checked(check_choice, "backend", values.get("backend"), minissl.BACKENDS),
-        eval_samples=EVAL_SAMPLES)
-    weights, work = cfg.cost()
-    if weights > MAX_WEIGHTS:
-        raise gr.Error(f"depth={v['depth']}, children={v['num_children']}, hid={v['hid']} make "
-                       f"a tree network with {weights:,} weights; the limit is {MAX_WEIGHTS:,}: "
-                       "lower hid, depth or children")
-    if work > MAX_WORK:
-        raise gr.Error(f"epochs x steps per epoch x batch size x weights = {work:.2g} exceeds "
-                       f"the limit {MAX_WORK:.0e} (minutes of CPU): lower epochs, steps per "
-                       "epoch, batch size or hid")
-    return checked(cfg.apply_preset)
+        eval_samples=EVAL_SAMPLES, probe="root", probe_samples=PROBE_SAMPLES)
+    cfg = checked(cfg.apply_preset)
+    checked(cfg.check_cost, LIMITS)
+    return cfg
 
 
 def hltm_figures(cfg, tree, records):
@@ -300,7 +386,7 @@ def hltm_figures(cfg, tree, records):
                                  title=f"epoch {last['epoch']}: latents coloured by best |corr| "
                                        "(edges: polarity, blue +, red -)")
     ceiling = records[0]["ceiling_by_depth"]
-    fig_corr = plots.corr_depth_figure(
+    fig_corr = plots.corr_panels_figure(
         [r["step"] for r in records], [[r["corr_by_depth"][d] for d in depths] for r in records],
         untrained=[records[0]["corr_by_depth"][d] for d in depths],
         ceiling=[ceiling[d] for d in depths])
@@ -335,8 +421,10 @@ def train_hltm(preset="theory", depth=5, num_children=2, polarity_lo=0.7, polari
                hid=10, loss="infonce", tau=0.1, lr=0.1, batch_size=128, epochs=20,
                steps_per_epoch=150, seed=1, update="gradient", backend="numpy",
                request: gr.Request = None, progress=gr.Progress()):
-    """Train the tree network on an HLTM, streaming (tree, corr-per-depth, loss, status, JSON)
-    after every epoch. The final JSON holds ``corr_by_depth`` (see ``hltm_result``)."""
+    """Train the tree network on an HLTM, streaming (tree, corr-per-depth, loss, status, JSON,
+    run) after every epoch. The final JSON holds ``corr_by_depth`` (see ``hltm_result``); the
+    run ``{"cfg", "records"}`` goes to a ``gr.State`` (not part of the API's outputs) for the
+    per-unit and probe views (``luck_figures``)."""
     cfg = hltm_config(dict(zip(HLTM_ORDER, (
         preset, depth, num_children, polarity_lo, polarity_hi, hid, loss, tau, lr, batch_size,
         epochs, steps_per_epoch, seed, update, backend))))
@@ -354,10 +442,10 @@ def train_hltm(preset="theory", depth=5, num_children=2, polarity_lo=0.7, polari
 
     t0 = time.perf_counter()
     for *figs, line, records, kind in streamed(
-            request, lambda emit, stop: E.hltm_experiment(cfg, emit, stop),
+            request, lambda emit, stop: E.hltm_experiment(cfg, emit, stop, LIMITS),
             lambda r: hltm_figures(cfg, tree, r), status):
         yield (*figs, line, hltm_result(cfg, records, "running" if kind == "update" else kind,
-                                        time.perf_counter() - t0))
+                                        time.perf_counter() - t0), {"cfg": cfg, "records": records})
 
 
 def apply_example(name):
@@ -372,12 +460,7 @@ def apply_example(name):
 def hltm_tab():
     """Tab "Latent recovery (HLTM)": settings, Train/Stop, streamed pictures, API endpoint."""
     with gr.Tab("Latent recovery (HLTM)", id="hltm"):
-        gr.Markdown(
-            "Binary latents in a tree; the network sees only the leaves and is trained to "
-            "pull two views sharing the root together and push independent samples apart. "
-            "Each latent is coloured by the best |correlation| between it and the "
-            "pre-activations of *its* units. Dashed: the untrained network; dotted: the "
-            "ceiling (exact posterior mean, the best any function of the leaves can do).")
+        gr.Markdown(HLTM_TEXT)
         with gr.Row():
             with gr.Column(scale=1, min_width=320):
                 example = gr.Dropdown([e.name for e in EXAMPLES], value=EXAMPLES[0].name,
@@ -421,16 +504,46 @@ def hltm_tab():
                 with gr.Accordion("result (JSON, as returned by the /train_hltm endpoint)",
                                   open=False):
                     result = gr.JSON(label="result")
+        run_state = gr.State()
+        latent, luck_plots = luck_section()
         inputs = [c[k] for k in HLTM_ORDER]
-        run = train_btn.click(train_hltm, inputs, [tree_plot, corr_plot, loss_plot, status,
-                                                   result],
+        run = train_btn.click(cancellable(train_hltm), inputs, [tree_plot, corr_plot, loss_plot,
+                                                                status, result, run_state],
                               api_name="train_hltm", concurrency_limit=1,
                               concurrency_id="training", show_progress="full",
                               show_progress_on=[status])
+        for event in (run.then, latent.change):
+            event(luck_figures, [run_state, latent], luck_plots, api_visibility="undocumented")
         stop_btn.click(stop_training, None, status, cancels=[run], queue=False,
-                       api_visibility="undocumented")
+                       api_name="stop")
         example.change(apply_example, example, inputs + [note], queue=False,
                        api_visibility="undocumented")
+
+
+def luck_figures(run=None, latent=0):
+    """The per-unit view (``experiments.unit_view``) and the probe figure
+    (``experiments.probe_view``; the root's, unless that latent was probed) of the last run
+    ``{"cfg", "records"}`` for the BFS ``latent``; (None, None) before a run."""
+    if not run or not run.get("records"):
+        return None, None
+    tree, records = run["cfg"].tree(), run["records"]
+    latent = checked(check_int, "latent", latent, 0, tree.n_latents - 1)
+    units = show(plots.unit_view_figure(checked(E.unit_view, tree, records, latent)))
+    probe = (show(plots.probe_figure(E.probe_view(tree, records, latent)))
+             if "probe" in records[0] else None)
+    return units, probe
+
+
+def luck_section():
+    """The HLTM tab's "luck" part: a latent chooser, the per-unit view and the probe figure."""
+    gr.Markdown(LUCK_TEXT, latex_delimiters=LATEX)
+    latent = gr.Number(0, precision=0, minimum=0, label="latent (BFS index)",
+                       info="0 = the root, 1..c its children, then the next level",
+                       elem_id="hltm-latent")
+    units = gr.Plot(show_label=False, label="per-unit selectivity", elem_id="hltm-units",
+                    format="png")
+    probe = gr.Plot(show_label=False, label="probes", elem_id="hltm-probe", format="png")
+    return latent, [units, probe]
 
 
 # ----------------------------------------------------------------------------- Covariance tab
@@ -467,7 +580,9 @@ def covariance_config(values: dict) -> E.CovarianceConfig:
         polarity=(v["polarity_lo"], v["polarity_hi"]),
         loss=checked(check_choice, "loss", values.get("loss"), PAIR_WEIGHT_LOSSES),
         update=checked(check_choice, "update rule", values.get("update"), UPDATES))
-    return checked(cfg.validate)
+    checked(cfg.validate)
+    checked(cfg.cost().check, LIMITS)
+    return cfg
 
 
 def covariance_figures(cfg, records):
@@ -504,23 +619,11 @@ def train_covariance(depth=4, num_children=2, polarity_lo=0.7, polarity_hi=1.0, 
                 f"{last['loss']:.4g} · {secs:.1f} s")
 
     for *figs, line, _, _ in streamed(
-            request, lambda emit, stop: E.covariance_experiment(cfg, emit, stop),
+            request, lambda emit, stop: E.covariance_experiment(cfg, emit, stop, LIMITS),
             lambda r: covariance_figures(cfg, r), status):
         yield (*figs, line)
 
 
-COV_TEXT = r"""
-For a bias-free ReLU network, layer $l$'s output is linear in its weights:
-$f_L(x) = K_l(x)^\top \mathrm{vec}(W_l)$. With $\bar K_l(x)$ its average over augmented views,
-the paper shows that gradient descent on the contrastive loss moves each layer by the
-**covariance operator**: $\mathrm{vec}(\Delta W_l) = \mathrm{OP}_l\,\mathrm{vec}(W_l)$,
-$\mathrm{OP}_l = \mathbb{V}^\xi[\bar K_l(x)]$ (pair weights $\xi$ from the loss; $2\mathbb{V}$
-for the simple loss, exact for a large batch). The weights grow along OP's top
-eigenvectors. Top left: OP's top spectrum now (dots) and at initialisation (crosses). Top
-right: the cosine between the actual gradient step and $\mathrm{OP}_l\,\mathrm{vec}(W_l)$ per
-layer (1 = the theory holds exactly on this batch). Bottom: the top eigenvector reshaped as
-$W_l$ (rows: units of layer $l$, columns: its inputs; the tree mask shows as blocks).
-"""
 
 
 def covariance_tab():
@@ -557,43 +660,94 @@ def covariance_tab():
                                   format="png")
                 vec = gr.Plot(show_label=False, label="top eigenvector", elem_id="cov-eigvec",
                               format="png")
-        run = go.click(train_covariance, [c[k] for k in COV_ORDER], [spec, cos, vec, status],
+        run = go.click(cancellable(train_covariance), [c[k] for k in COV_ORDER],
+                       [spec, cos, vec, status],
                        api_name="train_covariance", concurrency_limit=1,
                        concurrency_id="training", show_progress="full",
                        show_progress_on=[status])
         stop_btn.click(stop_training, None, status, cancels=[run], queue=False,
                        api_visibility="undocumented")
+        acceleration_section()
+
+
+# field: (label, kind, lo, hi, default, hint)
+ACC_FIELDS = {
+    "lr": ("learning rate", float, 0.0, 1.0, 0.01, "0 < lr ≤ 1"),
+    "steps": ("steps", int, 10, 1000, 200, "per arm, 10-1000"),
+    "top_scale": ("top scale", float, 1.0, 5.0, 2.0, "the scaled arm's W_L factor, 1-5"),
+    "seed": ("seed", int, 0, 2**31 - 1, 1, "tree, init, data"),
+}
+
+
+def run_acceleration(loss="simple", update="gradient", lr=0.01, steps=200, top_scale=2.0,
+                     seed=1, request: gr.Request = None):
+    """The top-layer-acceleration figure (``experiments.acceleration_experiment`` on a depth-2
+    tree, top layer frozen / trained / scaled, and ``linear_acceleration``) and a summary,
+    streamed from the bounded worker (Stop and cancel end it); the cost is checked first."""
+    v = settings(ACC_FIELDS, dict(lr=lr, steps=steps, top_scale=top_scale, seed=seed))
+    cfg = E.AccelerationConfig(
+        loss=checked(check_choice, "loss", loss, PAIR_WEIGHT_LOSSES),
+        update=checked(check_choice, "update rule", update, UPDATES), **v,
+        snapshots=min(20, v["steps"]))
+    checked(cfg.validate)
+    checked(cfg.cost().check, LIMITS)
+    linear = E.linear_acceleration(cfg.top_scale)
+
+    def status(records, secs):
+        ends = {a: [r for r in records if r["arm"] == a][-1] for a in E.ARMS
+                if any(r["arm"] == a for r in records)}
+        return " · ".join(f"top {a}: mean |corr| {r['unit_corr']:.3f}, ‖ΔW₁‖/‖W₁‖ "
+                          f"{r['dW1']:.3f} at step {r['step']}"
+                          + (" (then diverged)" if r["diverged"] else "")
+                          for a, r in ends.items())
+
+    for fig, line, _, _ in streamed(
+            request, lambda emit, stop: E.acceleration_experiment(cfg, emit, stop, LIMITS),
+            lambda records: (show(plots.acceleration_figure(records, linear)),), status):
+        yield fig, line
+
+
+def acceleration_section():
+    """The Covariance tab's top-layer-acceleration section."""
+    gr.Markdown(ACCEL_TEXT, latex_delimiters=LATEX)
+    with gr.Row():
+        loss = choice(PAIR_WEIGHT_LOSSES, "simple", "loss", "simple: ξ ≡ 1")
+        update = choice(UPDATES, "gradient", "update rule", "covariance: W += lr·OP vec(W)")
+        c = {}
+        num = number_box(c, ACC_FIELDS, "acc")
+        for key in ACC_FIELDS:
+            num(key)
+        go = gr.Button("Run the three arms", elem_id="acc-run")
+    summary = gr.Markdown()
+    fig = gr.Plot(show_label=False, label="acceleration", elem_id="acc-plot", format="png")
+    ev = go.click(cancellable(run_acceleration), [loss, update] + [c[k] for k in ACC_FIELDS],
+                  [fig, summary], api_name="acceleration", concurrency_limit=1,
+                  concurrency_id="training", show_progress="full")
+    stop = gr.Button("Stop", variant="stop", elem_id="acc-stop")
+    stop.click(stop_training, None, summary, cancels=[ev], queue=False,
+               api_visibility="undocumented")
 
 
 # ----------------------------------------------------------------------------- Losses tab
-LOSSES_TEXT = r"""
-**Conventions.** Distances are *half* squared distances of embeddings:
-$r_+ = \tfrac12\|f(x)-f(x_+)\|^2$ to the positive, $r_k = \tfrac12\|f(x)-f(x_k^-)\|^2$ to
-negative $k$. Per anchor:
-simple $L = r_+ - r_1$;
-soft triplet $L = \tau\log(1+e^{(r_+ - r_1 + r_0)/\tau})$;
-InfoNCE $L = -\tau\log\frac{e^{-r_+/\tau}}{e^{-r_+/\tau}+\sum_k e^{-r_k/\tau}}$.
-**Signs.** Every loss increases with $r_+$ and decreases with each $r_k$:
-the **pair weight** $\xi_k = -\partial L/\partial r_k \ge 0$ and
-$\partial L/\partial r_+ = \sum_k \xi_k$ (dotted). The same $\xi$ weights the pairs in the
-covariance operator $\mathrm{OP}^\xi_l$, so a loss matters to the dynamics only through $\xi$:
-the simple loss weights every pair equally ($\xi \equiv 1$); soft triplet and InfoNCE give
-little weight to negatives that are already far away, and τ sets how far is far.
-With one negative and $r_0 = 0$, InfoNCE *is* the soft triplet loss (dashed over solid).
-"""
 LOSS_FIELDS = {"r_pos": ("r+", float, 0.0, 50.0, 1.0, ""), "r_neg": ("r-", float, 0.0, 50.0, 1.0, ""),
                "tau": ("τ", float, 0.0, 100.0, 1.0, ""),
                "margin": ("margin r0", float, -50.0, 50.0, 0.0, ""),
-               "H": ("negatives H", int, 1, 64, 1, "")}
+               "negatives": ("negatives H", int, 1, 64, 1, "")}
 
 
-def loss_curves_plot(vary="r_pos", r_pos=1.0, r_neg=1.0, tau=1.0, margin=0.0, H=1,
+def loss_curves_plot(vary="r_pos", r_pos=1.0, r_neg=1.0, tau=1.0, margin=0.0, negatives=1,
                      losses=THREE_LOSSES):
-    """The two-panel loss / pair-weight figure for the controls (``losses.loss_curves``)."""
-    v = settings(LOSS_FIELDS, dict(r_pos=r_pos, r_neg=r_neg, tau=tau, margin=margin, H=H))
+    """The two-panel loss / pair-weight figure for the controls (``losses.loss_curves``).
+    Bounded by its fields: at most the four losses (repeats count once) x 201 points x 64
+    negatives."""
+    v = settings(LOSS_FIELDS, dict(r_pos=r_pos, r_neg=r_neg, tau=tau, margin=margin,
+                                   negatives=negatives))
+    v["H"] = v.pop("negatives")
     vary = checked(check_choice, "vary", vary, LOSS_VARIABLES)
-    losses = [checked(check_choice, "losses", name, tuple(minissl.LOSSES))
-              for name in (losses or [])]
+    if isinstance(losses, str):
+        losses = [losses]
+    losses = list(dict.fromkeys(checked(check_choice, "losses", name, tuple(minissl.LOSSES))
+                                for name in (losses or [])))
     if not losses:
         raise gr.Error("losses: choose at least one loss")
     t, curves = minissl.loss_curves(vary, **v, losses=tuple(losses))
@@ -612,99 +766,143 @@ def losses_tab():
                 r_neg = gr.Slider(0, 5, 1.0, step=0.05, label="r- (when fixed, every negative)")
                 tau = gr.Slider(0.05, 5, 1.0, step=0.05, label="τ (when fixed)")
                 margin = gr.Slider(-2, 2, 0.0, step=0.1, label="soft-triplet margin r0")
-                H = gr.Slider(1, 16, 1, step=1, label="InfoNCE negatives H")
+                negatives = gr.Slider(1, 16, 1, step=1, label="InfoNCE negatives H")
                 which = gr.CheckboxGroup(list(minissl.LOSSES), value=list(THREE_LOSSES),
                                          label="losses")
             with gr.Column(scale=3):
                 fig = gr.Plot(loss_curves_plot(), show_label=False,
                               label="losses and pair weights", elem_id="losses-plot",
                               format="png")
-        controls = [vary, r_pos, r_neg, tau, margin, H, which]
+        controls = [vary, r_pos, r_neg, tau, margin, negatives, which]
         gr.on([ctl.change for ctl in controls], loss_curves_plot, controls, fig,
               trigger_mode="always_last", show_progress="hidden", api_name="loss_curves")
 
 
 # ----------------------------------------------------------------------------- BYOL tab
+EMA_CHOICES = ("0", "0.99")
+
+
+def byol_status(records, secs):
+    last = records[-1]
+    return f"run {last['run']}/{last['runs']} · {secs:.1f} s"
+
+
+def byol_render(data, steps, wd, seed):
+    """``render(rows)`` of the ablation: the Markdown table and its two figures."""
+    def render(rows):
+        spectra = {f"{r['predictor']}/{r['bn_mean']}/ema {r['ema']:g}": r["spectrum"]
+                   for r in rows[:: max(1, len(rows) // 4)] if not r["diverged"]}
+        md = "\n".join([f"BYOL on **{data}**: lr {0.5 if data == 'toy' else 0.1:g}, weight "
+                        f"decay {wd:g}, {steps} steps, batch 64, BN var normal, "
+                        f"L2-normalised loss, seed {seed}.", ""] + E.ablation_table(rows))
+        return (md, show(plots.byol_ablation_figure(rows)),
+                show(plots.byol_spectrum_figure(spectra)))
+    return render
+
+
 def run_byol_ablation(data="toy", predictors=("none", "linear"),
-                      bn_means=("normal", "detach", "omit"), emas=("0", "0.99"), steps=300,
-                      weight_decay=0.02, seed=0):
-    """The BYOL ablation (``experiments.byol_ablation``): a Markdown table and two figures."""
+                      bn_means=("normal", "detach", "omit"), emas=EMA_CHOICES, steps=300,
+                      weight_decay=0.02, seed=0, request: gr.Request = None):
+    """The BYOL ablation (``experiments.byol_ablation``), streamed after every run: status,
+    Markdown table, two figures. Every list is de-duplicated and checked against its choices
+    (at most 3 x 3 x 2 runs), the estimated cost against the app's limits."""
     data = checked(check_choice, "data", data, E.DATASETS)
     steps = checked(check_int, "steps", steps, 50, 1000)
     wd = checked(check_real, "weight decay", weight_decay, 0.0, 0.1)
     seed = checked(check_int, "seed", seed, 0, 2**31 - 1)
-    rows, spectra, cfg = checked(E.byol_ablation, data, list(predictors), list(bn_means),
-                                 [checked(check_real, "emas", float(e), 0, 0.99) for e in emas],
-                                 steps, None, wd, seed)
-    md = "\n".join([f"BYOL on **{data}**: lr {cfg.lr:g}, weight decay {wd:g}, {steps} steps, "
-                    f"batch 64, BN var normal, L2-normalised loss, seed {seed}.", ""]
-                   + E.ablation_table(rows))
-    return md, show(plots.byol_ablation_figure(rows)), show(plots.byol_spectrum_figure(spectra))
+    lists = {}
+    for name, values, allowed in (("predictor", predictors, PREDICTORS),
+                                  ("BN mean part", bn_means, BN_MODES),
+                                  ("target EMA", emas, EMA_CHOICES)):
+        values = [values] if isinstance(values, str) else list(values or [])
+        lists[name] = list(dict.fromkeys(checked(check_choice, name, v, allowed)
+                                         for v in values))
+        if not lists[name]:
+            raise gr.Error(f"{name}: choose at least one of {allowed}")
+    emas = [float(e) for e in lists["target EMA"]]
+
+    def run(emit, stop):
+        return E.byol_ablation(data, lists["predictor"], lists["BN mean part"], emas, steps,
+                               None, wd, seed, callback=emit, stop=stop, limits=LIMITS)
+
+    for *figs, line, _, _ in streamed(request, run, byol_render(data, steps, wd, seed),
+                                      byol_status):
+        yield (line, *figs)
 
 
-def run_linear_byol(eta=0.01, alpha_p=1.0, T=20.0):
-    """Linear BYOL: the ODE against BYOL's SGD (``experiments.linear_regime``)."""
-    r = checked(E.linear_regime, checked(check_real, "η", eta, 0, 0.5),
-                checked(check_real, "α_p", alpha_p, 0.1, 10), checked(check_real, "T", T, 5, 60))
-    md = (f"||W(0)|| = {r['norm0']:.3f} → ||W({T:g})|| = {r['normT']:.3e} ({r['verdict']}); "
-          f"α_p = {alpha_p:g}, η = {eta:g}, β = 1.")
-    return md, show(plots.linear_byol_figure(r["t"], r["Ws"], r["t_sgd"], r["Ws_sgd"],
-                                             title=f"α_p={alpha_p:g}, η={eta:g}"))
+def run_linear_byol(weight_decay=0.01, predictor_rate=1.0, duration=20.0,
+                    request: gr.Request = None):
+    """Linear BYOL: the ODE against BYOL's SGD (``experiments.linear_regime``), in the bounded
+    worker (Stop ends the SGD)."""
+    eta = checked(check_real, "weight decay η", weight_decay, 0, 0.5)
+    alpha_p = checked(check_real, "predictor rate α_p", predictor_rate, 0.1, 10)
+    T = checked(check_real, "duration T", duration, 5, 60)
+
+    def run(emit, stop):
+        r = E.linear_regime(eta, alpha_p, T, stop=stop, limits=LIMITS)
+        emit(r)
+        return r
+
+    def render(records):
+        r = records[-1]
+        return (show(plots.linear_byol_figure(r["t"], r["Ws"], r["t_sgd"], r["Ws_sgd"],
+                                              title=f"α_p={alpha_p:g}, η={eta:g}")),)
+
+    def status(records, secs):
+        r = records[-1]
+        return (f"||W(0)|| = {r['norm0']:.3f} → ||W({T:g})|| = {r['normT']:.3e} "
+                f"({r['verdict']}); α_p = {alpha_p:g}, η = {eta:g}, β = 1 · {secs:.1f} s")
+
+    for fig, line, _, _ in streamed(request, run, render, status):
+        yield line, fig
 
 
 def byol_tab():
     """Tab "Why BYOL does not collapse": predictor x BN mean x EMA ablation (toy or HLTM,
     collapse diagnostics, latent recovery on HLTM) and the exact linear dynamics."""
     with gr.Tab("Why BYOL does not collapse", id="byol"):
-        gr.Markdown("BYOL has no negative pairs. Train it with and without a predictor, with "
-                    "BatchNorm's mean part normal / detached / omitted, with and without an EMA "
-                    "target, and watch the embeddings collapse (effective rank → 1, std → 0) or "
-                    "not. See docs/byol.md.")
+        gr.Markdown(BYOL_TEXT)
         with gr.Row():
             data = gr.Radio(list(E.DATASETS), value="toy", label="data")
             preds = gr.CheckboxGroup(list(PREDICTORS), value=["none", "linear"],
                                      label="predictor")
             means = gr.CheckboxGroup(list(BN_MODES), value=list(BN_MODES), label="BN mean part")
-            emas = gr.CheckboxGroup(["0", "0.99"], value=["0", "0.99"],
+            emas = gr.CheckboxGroup(list(EMA_CHOICES), value=list(EMA_CHOICES),
                                     label="target EMA (0 = SimSiam)")
         with gr.Row():
             steps = gr.Slider(50, 1000, value=300, step=50, label="steps")
             wd = gr.Slider(0.0, 0.1, value=0.02, step=0.005, label="weight decay")
             seed = gr.Number(0, precision=0, label="seed")
-            run = gr.Button("Run ablation", variant="primary")
+            run = gr.Button("Run ablation", variant="primary", elem_id="byol-run")
+            stop_btn = gr.Button("Stop", variant="stop", elem_id="byol-stop")
+        status = gr.Textbox(label="status", interactive=False, elem_classes=["status-line"])
         table = gr.Markdown()
         with gr.Row():
             fig_ab = gr.Plot(label="collapse diagnostics", format="png")
             fig_sp = gr.Plot(label="embedding spectrum", format="png")
-        run.click(run_byol_ablation, [data, preds, means, emas, steps, wd, seed],
-                  [table, fig_ab, fig_sp], concurrency_limit=1, concurrency_id="training",
-                  api_name="byol_ablation")
+        ev = run.click(cancellable(run_byol_ablation), [data, preds, means, emas, steps, wd, seed],
+                       [status, table, fig_ab, fig_sp], concurrency_limit=1,
+                       concurrency_id="training", api_name="byol_ablation", show_progress="full",
+                       show_progress_on=[status])
+        stop_btn.click(stop_training, None, status, cancels=[ev], queue=False,
+                       api_visibility="undocumented")
         gr.Markdown("### Linear BYOL: gradient-flow ODE (lines) vs BYOL's SGD (dots)")
         with gr.Row():
             eta = gr.Slider(0.0, 0.5, value=0.01, step=0.01, label="weight decay η")
             alpha = gr.Slider(0.1, 10.0, value=1.0, step=0.1, label="predictor rate α_p")
-            T = gr.Slider(5, 60, value=20, step=5, label="time T")
-            run_lin = gr.Button("Integrate")
+            T = gr.Slider(5, 60, value=20, step=5, label="duration T")
+            run_lin = gr.Button("Integrate", elem_id="linear-run")
+            stop_lin = gr.Button("Stop", variant="stop", elem_id="linear-stop")
         lin_md = gr.Markdown()
         lin_fig = gr.Plot(format="png")
-        run_lin.click(run_linear_byol, [eta, alpha, T], [lin_md, lin_fig],
-                      concurrency_limit=1, concurrency_id="training", api_name="linear_byol")
+        ev_lin = run_lin.click(cancellable(run_linear_byol), [eta, alpha, T], [lin_md, lin_fig],
+                               concurrency_limit=1, concurrency_id="training",
+                               api_name="linear_byol", show_progress="full")
+        stop_lin.click(stop_training, None, lin_md, cancels=[ev_lin], queue=False,
+                       api_visibility="undocumented")
 
 
 # ----------------------------------------------------------------------------- Decoupling tab
-DECOUPLING_TEXT = r"""
-Data $x = Mz + \xi$: sparse features $z \in \{-1, 0, 1\}^d$ along delocalised directions
-$M$ (to learn) plus dense features $\xi$ spread over $r$ other directions (to avoid). A
-one-layer network (unit-norm weights, symmetric thresholded ReLU with a learned threshold,
-or ReLU) is trained with InfoNCE. **Feature decoupling** (Wen & Li 2021): the neurons learn
-the sparse features when the augmentation keeps the two views' sparse parts correlated
-($\rho_{sparse}$) but decorrelates their dense parts ($\rho_{dense}$); both are closed forms,
-shown in the status line. Complementary masks do this when the dense part has high rank;
-with low rank (try 6) or without augmentation the neurons sit in the dense directions.
-Left: each neuron's best alignment with a sparse feature against its share in the dense
-subspace; middle: how well each sparse feature is covered; right: the means over training.
-Settings: d = 16 features, d1 = 64 inputs, k = 2 active, batch 128, Adam 3e-3, τ 0.2.
-"""
 DECOUPLING_FIELDS = {
     "strength": ("strength", float, 0.0, 10.0, 0.5,
                  "mask: keep probability p in (0, 1]; noise: scale s; else unused"),
@@ -731,7 +929,9 @@ def decoupling_config(values: dict) -> E.DecouplingConfig:
         augmentation=aug, **strength, width=v["width"], batch_size=128, steps=v["steps"],
         log_every=max(1, v["steps"] // 30), seed=v["seed"],
         neuron=checked(check_choice, "neuron", values.get("neuron"), NEURONS))
-    return checked(cfg.validate)
+    checked(cfg.validate)
+    checked(cfg.cost().check, LIMITS)
+    return cfg
 
 
 def decoupling_figures(records):
@@ -762,7 +962,7 @@ def train_decoupling(augmentation="complementary", strength=0.5, dense_rank=40,
                 f"{rho['sparse']:.2f}, ρ_dense {rho['dense']:.2f} · {secs:.1f} s")
 
     for *figs, line, _, _ in streamed(
-            request, lambda emit, stop: E.decoupling_experiment(cfg, emit, stop),
+            request, lambda emit, stop: E.decoupling_experiment(cfg, emit, stop, LIMITS),
             decoupling_figures, status):
         yield (*figs, line)
 
@@ -794,7 +994,7 @@ def decoupling_tab():
                                   format="png")
                 curves = gr.Plot(show_label=False, label="over training", elem_id="dec-curves",
                                  format="png")
-        run = go.click(train_decoupling, [c[k] for k in DECOUPLING_ORDER],
+        run = go.click(cancellable(train_decoupling), [c[k] for k in DECOUPLING_ORDER],
                        [neurons, curves, status], api_name="train_decoupling",
                        concurrency_limit=1, concurrency_id="training", show_progress="full",
                        show_progress_on=[status])
@@ -823,19 +1023,33 @@ def launch(demo, **kwargs):
     return demo.launch(css=CSS, theme=gr.themes.Soft(), **kwargs)
 
 
+def env_port(p):
+    """``GRADIO_SERVER_PORT`` as a port number (default 7860); a usage error names it."""
+    text = os.environ.get("GRADIO_SERVER_PORT", "").strip() or "7860"
+    try:
+        return check_int("GRADIO_SERVER_PORT", int(text), 1, 65535)
+    except ValueError:
+        p.error(f"GRADIO_SERVER_PORT must be a port number in [1, 65535], got {text!r}")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description="minissl demo: a Gradio app (see docs/demo.md)")
     p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                    help="interface to listen on (default 127.0.0.1; 0.0.0.0 for all)")
-    p.add_argument("--port", type=int,
-                   default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+    p.add_argument("--port", type=int, default=None,
                    help="port (default $GRADIO_SERVER_PORT or 7860)")
     p.add_argument("--share", action="store_true",
                    help="also create a public gradio.live link (off by default)")
     args = p.parse_args(argv)
-    if not 1 <= args.port <= 65535:
-        p.error(f"--port must be in [1, 65535], got {args.port}")
-    launch(build_demo(), server_name=args.host, server_port=args.port, share=args.share)
+    port = env_port(p) if args.port is None else args.port
+    if not 1 <= port <= 65535:
+        p.error(f"--port must be in [1, 65535], got {port}")
+    try:
+        launch(build_demo(), server_name=args.host, server_port=port, share=args.share)
+    except OSError as exc:             # the port is taken, or the host cannot be bound
+        why = str(exc).split(". ")[0].rstrip(".")
+        p.exit(1, f"demo.py: error: cannot serve on {args.host}:{port} (is the port in use? "
+                  f"{why}); choose another with --port N or GRADIO_SERVER_PORT=N\n")
 
 
 if __name__ == "__main__":

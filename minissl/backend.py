@@ -14,6 +14,7 @@ The mathematics is written once against an array module ``xp``; this module pick
 """
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 
@@ -27,7 +28,9 @@ class BackendError(ValueError):
     """A backend was asked for that cannot run here (names the parameter and the choices)."""
 
 
+@functools.lru_cache(maxsize=None)
 def _cupy():
+    """The cupy module, or None where it does not import (asked once per process)."""
     try:
         import cupy  # noqa: F401
     except Exception:  # ImportError, or a CUDA library that fails to load

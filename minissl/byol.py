@@ -37,9 +37,10 @@ from dataclasses import dataclass, replace
 
 from . import backend as B
 from .layers import BN_MODES, BN_OMIT_VAR, BatchNorm, Linear, bn_weight_grad_parts
+from .limits import DRAW_COST, STEP_OVERHEAD, Cost, mlp_activation_bytes, mlp_weights
 from .losses import byol_loss
 from .metrics import collapse_diagnostics
-from .nets import ReLUNet, check_sizes
+from .nets import ReLUNet, check_sizes, net_bytes
 from .optim import SGD, History, ema_update, notify, stopped
 from .train import TrainingDiverged
 
@@ -137,6 +138,39 @@ class BYOLConfig:
             raise ValueError(f"directpred needs predictor='linear', got {self.predictor!r}")
         return self
 
+    def predictor_sizes(self, d):
+        """Widths of the predictor for embeddings of width ``d`` (None: no predictor)."""
+        return {"none": None, "linear": [d, d], "mlp": [d, self.predictor_hidden, d]}[
+            self.predictor]
+
+    def cost(self, sizes, draws_per_sample=None, masked=False, dtype="float64"):
+        """The ``limits.Cost`` of ``train_byol`` with an encoder of widths ``sizes``, nothing
+        allocated. Memory: online, target and predictor (``nets.net_bytes``), a batch of 2 x
+        batch_size views through all three (forward caches, BN and backward buffers: 4x the
+        activations) and the diagnostics batch of 2 x eval_size views. Work per step: online
+        forward + backward (3x), target forward (1x), predictor (3x), three nets'
+        ``STEP_OVERHEAD`` and the draws (3 x batch_size samples); per diagnostics (every
+        ``log_every`` steps and at the end) the same on the evaluation batch plus two SVDs."""
+        pred = self.predictor_sizes(sizes[-1])
+        rows, ev = 2 * self.batch_size, 2 * self.eval_size
+        draws = 3 * self.batch_size * (sizes[0] if draws_per_sample is None else draws_per_sample)
+        nets = 2 * net_bytes(sizes, [True] * (len(sizes) - 1) if masked else None, dtype)
+        nets += net_bytes(pred, None, dtype) if pred else 0
+        acts = 4 * (2 * mlp_activation_bytes(sizes, 1, dtype)
+                    + (mlp_activation_bytes(pred, 1, dtype) if pred else 0))
+        w = 4 * mlp_weights(sizes) + (3 * mlp_weights(pred) if pred else 0)
+        step = rows * w + 3 * STEP_OVERHEAD + DRAW_COST * draws
+        diag = (self.steps // self.log_every + 1) * (ev * w + 20 * ev * sizes[-1] ** 2)
+        net = f"hidden={self.hidden}, out_dim={self.out_dim}" if not masked else \
+            f"sizes={list(sizes)}"
+        run = f"steps={self.steps}, batch_size={self.batch_size}"
+        return Cost(((nets, "the online, target and predictor networks", net),
+                     (rows * acts + 8 * draws, "a training batch", f"batch_size={self.batch_size}"),
+                     (ev * acts, "the diagnostics batch", f"eval_size={self.eval_size}")),
+                    ((self.steps * step, "training", run),
+                     (diag, "the diagnostics", f"eval_size={self.eval_size}, "
+                                               f"log_every={self.log_every}")))
+
 
 # ----------------------------------------------------------------------------- the model
 class BYOL:
@@ -148,7 +182,7 @@ class BYOL:
     """
 
     def __init__(self, n_in, cfg=None, masks=None, sizes=None, *, backend="numpy",
-                 dtype="float64", **overrides):
+                 dtype="float64", limits=None, **overrides):
         self.cfg = cfg = replace(cfg or BYOLConfig(), **overrides).validate()
         self.rng = B.rng(cfg.seed)
         n_in = B.check_int("n_in", n_in, 1)
@@ -156,7 +190,9 @@ class BYOL:
         if self.sizes[0] != n_in:
             raise ValueError(f"sizes[0] must equal n_in={n_in}, got {self.sizes[0]}")
         self.d = self.sizes[-1]
-        self.net_options = dict(backend=backend, dtype=dtype)
+        self.masked = masks is not None
+        Cost(cfg.cost(self.sizes, masked=self.masked, dtype=dtype).memory[:1]).check(limits)
+        self.net_options = dict(backend=backend, dtype=dtype, limits=limits)
         self.online = ReLUNet(self.sizes, masks=masks, batchnorm=self._bn(), seed=self.rng,
                               **self.net_options)
         self.xp = self.online.xp
@@ -323,16 +359,28 @@ def byol_for(source, cfg, hid=None, **net_options):
     return BYOL(source.dim, cfg, **net_options)
 
 
-def train_byol(source, cfg=None, callback=None, model=None, stop=None, **overrides):
+def byol_cost(source, cfg, model=None):
+    """``cfg.cost`` for training on ``source`` (``model``'s encoder, or a dense one from
+    ``cfg``); an HLTM source draws every node per sample."""
+    sizes = model.sizes if model is not None else [source.dim, *cfg.hidden, cfg.out_dim]
+    return cfg.cost(sizes, getattr(source, "n_nodes", None),
+                    model is not None and model.masked,
+                    model.online.dtype if model is not None else "float64")
+
+
+def train_byol(source, cfg=None, callback=None, model=None, stop=None, limits=None,
+               **overrides):
     """Train BYOL on ``source.triples(n, rng)`` (anchor and positive are the two views).
 
     Returns ``(model, History)``; every ``log_every`` steps (and at the last) the history gets
     a record ``{step, loss, eval_loss, effective_rank, std, collapsed_loss, seconds}`` (the
     diagnostics of a fixed evaluation batch; ``spectrum`` only at the last record) and
     ``callback(record)`` is called; returning False, or ``stop.is_set()``, ends the run.
+    ``byol_cost`` is checked against ``limits`` first (``ResourceLimitError``).
     """
     cfg = replace(cfg or BYOLConfig(), **overrides).validate()
-    model = model or BYOL(source.dim, cfg)
+    byol_cost(source, cfg, model).check(limits)
+    model = model or BYOL(source.dim, cfg, limits=limits)
     rng = B.rng(cfg.seed + 1)
     ev1, ev2, _ = source.triples(cfg.eval_size, B.rng(cfg.seed + 2))
     hist = History()

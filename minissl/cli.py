@@ -11,6 +11,10 @@ returns an exit status. Flags map onto config dataclass fields (``--batch-size``
 - ``covariance``: the spectrum of a layer's covariance operator over training, and the
   cosine between the gradient step and the operator's step (what the app's tab draws).
 - ``byol``: the BYOL ablation predictor x BN mean x EMA; ``byol-figures``: docs/byol.md's.
+- ``selectivity``: every unit's selectivity at initialisation and at the end (does training
+  amplify the luckiest units?), and the weights along OP's top eigenvectors; ``hltm --probe``
+  adds linear / k-NN probes beside the Bayes accuracy.
+- ``acceleration``: the bottom layer's learning with the top layer frozen, trained or scaled.
 - ``decoupling``: feature decoupling on sparse-coding data (one run, or ``--table``: the
   settings of docs/decoupling.md x seeds, and ``--figure``).
 - ``supervision``: SupCon on one HLTM latent against SSL, correlation per depth.
@@ -20,16 +24,18 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 import time
 from dataclasses import fields
 
 from . import backend as B
 from . import experiments as E
-from . import plots
+from . import plots as P
 from .byol import PREDICTORS, PRESETS as BYOL_PRESETS, BYOLConfig
 from .hltm import check_polarity
 from .layers import BN_MODES
+from .limits import ResourceLimitError
 from .losses import LOSSES
 from .train import NEGATIVES, UPDATES, TrainingDiverged
 
@@ -40,6 +46,25 @@ def _positive_int(s):
     if v < 1:
         raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {s}")
     return v
+
+
+def _jobs(s):
+    """A joblib process count: an integer >= 1, or -1 (all cores), -2 (all but one), ..."""
+    v = int(s)
+    if v == 0 or v < -(os.cpu_count() or 1):
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, or -1 for all cores, got {s}")
+    return v
+
+
+def _csv_path(s):
+    """A path whose folder exists and is writable (checked before a sweep starts)."""
+    folder = os.path.dirname(os.path.abspath(s))
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        raise argparse.ArgumentTypeError(f"cannot write {s!r}: the folder {folder!r} does not "
+                                         "exist or is not writable")
+    if os.path.isdir(s):
+        raise argparse.ArgumentTypeError(f"cannot write {s!r}: it is a folder")
+    return s
 
 
 def add_training_flags(p):
@@ -75,6 +100,8 @@ def _config(cls, args, **override):
 def _flag_error(parser, exc, cls):
     """Report a config ValueError as a usage error naming the flag (exit status 2)."""
     msg = str(exc)
+    if isinstance(exc, ResourceLimitError):            # names its settings itself
+        parser.error(msg)
     head = msg.split(" ", 1)[0].split("[", 1)[0].split("=", 1)[0]
     names = {f.name for f in fields(cls)}
     flag = "--" + head.replace("_", "-") if head in names else ("--hid" if head == "sizes"
@@ -153,6 +180,12 @@ def add_hltm_parser(subparsers):
     add_training_flags(p)
     p.add_argument("--json", action="store_true",
                    help="one JSON object per epoch: epoch, corr_by_depth, loss, seconds")
+    p.add_argument("--probe", nargs="?", const="root", choices=E.PROBE_TARGETS[1:],
+                   default=None, help="linear and k-NN probes of the root (or 'all' latents) "
+                                      "from every layer, with the Bayes accuracy, at epoch 0 "
+                                      "and the last epoch")
+    p.add_argument("--probe-samples", type=int, default=None,
+                   help="probe training and test set size (2000 each)")
     return p
 
 
@@ -163,6 +196,7 @@ def _round_depths(d):
 def run_hltm(args):
     try:
         cfg = _config(E.HLTMConfig, args).apply_preset()
+        cfg.check_cost()
     except ValueError as exc:
         _flag_error(args._parser, exc, E.HLTMConfig)
     depths = list(range(cfg.depth, 0, -1))
@@ -187,7 +221,8 @@ def run_hltm(args):
             line = json.dumps({"epoch": rec["epoch"],
                                "corr_by_depth": _round_depths(rec["corr_by_depth"]),
                                "loss": rec["loss"], "seconds": round(rec["seconds"], 3),
-                               "ceiling_by_depth": _round_depths(ceil)})
+                               "ceiling_by_depth": _round_depths(ceil),
+                               **({"probe": _jsonable(rec["probe"])} if "probe" in rec else {})})
         else:
             cells = [rec["epoch"]] + [f"{rec['corr_by_depth'][d]:.3f}" for d in depths]
             line = _fmt_row(cells + [f"{rec['loss']:.5g}", f"{rec['seconds']:.1f}"], widths)
@@ -199,13 +234,15 @@ def run_hltm(args):
 
     try:
         with B.blas_threads(args.threads):
-            E.hltm_experiment(cfg, callback=on_epoch)
+            records, _ = E.hltm_experiment(cfg, callback=on_epoch)
     except TrainingDiverged as exc:
         print(f"minissl hltm: {exc}", file=sys.stderr)
         return 1
     finally:
         if bar is not None:
             bar.close()
+    if not args.json:
+        _print_probe(cfg.tree(), records)
     return 0
 
 
@@ -228,9 +265,9 @@ def add_sweep_parser(subparsers):
     _add_hltm_model_flags(p, multi=True)
     add_training_flags(p)
     p.add_argument("--seeds", type=_positive_int, default=3, help="seeds 1..N (default 3)")
-    p.add_argument("--n-jobs", type=int, default=1,
+    p.add_argument("--n-jobs", type=_jobs, default=1,
                    help="parallel processes (joblib; -1 = all cores)")
-    p.add_argument("--csv", metavar="PATH", default=None,
+    p.add_argument("--csv", metavar="PATH", type=_csv_path, default=None,
                    help="also write one row per configuration x seed to PATH")
     return p
 
@@ -247,6 +284,8 @@ def run_sweep(args):
         base = _config(E.HLTMConfig, base_args)
         cfgs = E.sweep_configs(base, args.preset or ["theory"], pols, args.hid or [10],
                                args.loss or ["preset"], range(1, args.seeds + 1))
+        for c in cfgs:
+            c.check_cost()                    # each run alone (a sweep's total is not capped)
     except ValueError as exc:
         _flag_error(parser, exc, E.HLTMConfig)
     print(f"# sweep: {len(cfgs)} runs ({len(cfgs) // args.seeds} configurations x "
@@ -298,6 +337,7 @@ def add_covariance_parser(subparsers):
 def run_covariance(args):
     try:
         cfg = _config(E.CovarianceConfig, args).validate()
+        cfg.cost().check()
     except ValueError as exc:
         _flag_error(args._parser, exc, E.CovarianceConfig)
     if not args.json:
@@ -353,7 +393,7 @@ def add_byol_parser(subparsers):
     p.add_argument("--hid", type=int, default=10, help="units per latent (HLTM)")
     p.add_argument("--depth", type=int, default=4, help="HLTM depth")
     p.add_argument("--noise", type=float, default=1.0, help="toy augmentation noise")
-    p.add_argument("--jobs", type=int, default=1, help="parallel processes (joblib)")
+    p.add_argument("--jobs", type=_jobs, default=1, help="parallel processes (joblib)")
     for name in _BYOL_FIELDS:
         flag = "--" + name.replace("_", "-")
         default = BYOL_CLI_DEFAULTS.get(name, getattr(BYOLConfig, name))
@@ -377,7 +417,9 @@ def run_byol(args):
         for e in args.emas:
             if not 0 <= e < 1:
                 raise ValueError(f"--emas: every EMA decay must be in [0, 1), got {e!r}")
-        B.check_int("--hid", args.hid, 1)
+        B.check_int("--hid", args.hid, 1, 4096)
+        grid = E.ablation_grid(cfg, args.predictors, args.bn_means, args.emas)
+        E.ablation_cost(args.data, grid, args.hid, source_kw).check()
     except ValueError as exc:
         _flag_error(args._parser, exc, BYOLConfig)
     print(f"# BYOL ablation on {args.data}: lr {cfg.lr:g}, weight decay {cfg.weight_decay:g}, "
@@ -413,6 +455,127 @@ def run_byol_figures(args):
     return 0
 
 
+# ----------------------------------------------------------------------------- luck matters
+# (selectivity amplification, top-layer acceleration, probes; docs/hltm.md, docs/theory.md)
+def _dataclass_flags(p, cls):
+    """One ``--flag`` per field of the config dataclass ``cls`` (default None = the field's)."""
+    defaults = cls()
+    for f in fields(cls):
+        flag, d = "--" + f.name.replace("_", "-"), getattr(defaults, f.name)
+        if isinstance(d, tuple):
+            p.add_argument(flag, type=float, nargs=len(d), default=None, help=f"(default {d})")
+        else:
+            p.add_argument(flag, type=type(d), default=None, help=f"(default {d})")
+
+
+def _print_probe(tree, records):
+    """The probe tables of an ``hltm --probe`` run (untrained, then trained)."""
+    for rec in (records[0], records[-1] if len(records) > 1 else None):
+        if rec is not None and "probe" in rec:
+            print(f"# probe accuracy at epoch {rec['epoch']} (test set of {rec['probe']['n']}; "
+                  "mean over each depth's latents)")
+            _print_table(E.probe_rows(tree, rec["probe"]))
+
+
+def _jsonable(v):
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if hasattr(v, "tolist"):
+        return v.tolist()
+    return v
+
+
+def add_selectivity_parser(subparsers):
+    p = subparsers.add_parser(
+        "selectivity", help="does training amplify the selectivity units start with?",
+        description="Train the HLTM tree network (as `hltm` with the same seed) and compare "
+                    "every unit's selectivity |corr(z, g_u)| at initialisation and at the end, "
+                    "per tree depth; and the units' weights along the top-k eigenvectors of the "
+                    "covariance operator at initialisation against a random k-dim subspace. "
+                    "With --seeds N: mean ± std over seeds 1..N.")
+    _dataclass_flags(p, E.SelectivityConfig)
+    p.add_argument("--seeds", type=_positive_int, default=None,
+                   help="run seeds 1..N (overrides --seed) and print mean ± std")
+    p.add_argument("--n-jobs", type=int, default=1, help="parallel processes (joblib)")
+    p.add_argument("--json", action="store_true", help="one JSON object per seed")
+    return p
+
+
+def run_selectivity(args):
+    try:
+        cfg = _config(E.SelectivityConfig, args).validate()
+        E.selectivity_cost(cfg).check()                  # each seed's run alone
+    except ValueError as exc:
+        _flag_error(args._parser, exc, E.SelectivityConfig)
+    seeds = list(range(1, args.seeds + 1)) if args.seeds else [cfg.seed]
+    print(f"# selectivity: depth {cfg.depth}, {cfg.num_children} children, polarity "
+          f"{cfg.polarity}, hid {cfg.hid}, loss {cfg.loss} (tau {cfg.tau:g}), lr {cfg.lr:g}, "
+          f"batch {cfg.batch_size}, {cfg.steps} steps, update {cfg.update}, OP top k {cfg.k} "
+          f"(N {cfg.n_samples} x M {cfg.n_views}), seeds {seeds}", flush=True)
+    t0 = time.perf_counter()
+
+    def show(summary):
+        if args.json:
+            print(json.dumps(_jsonable(summary)), flush=True)
+    summaries = E.run_selectivity_seeds(cfg, seeds, args.n_jobs, callback=show)
+    _print_table(E.selectivity_table(summaries))
+    print(f"# {time.perf_counter() - t0:.0f} s wall. rho s0,sT: Spearman of initial and final "
+          "selectivity over the depth's units; rank0 win: initial rank (0 = best of hid) of "
+          "each latent's final winner; win>med: share of winners that started above their "
+          "latent's median; gain: final - initial selectivity; |w|: final / initial weight-row "
+          "norm; rho p0,pT: Spearman of ||U_i^T w_i|| (projection on OP's top-k eigenvectors "
+          "at init) at init and at the end; p-rank win: the selectivity winner's initial rank "
+          "by that projection; dW in OP / rand: share of ||W_T - W_0||^2 in span(U) / in a "
+          "random k-dim subspace; win/rest in OP: the same per unit row")
+    return 0
+
+
+def add_acceleration_parser(subparsers):
+    p = subparsers.add_parser(
+        "acceleration", help="does training the top layer speed up the bottom layer?",
+        description="Train the HLTM tree network with its top layer frozen, trained, or "
+                    "scaled up at initialisation (same init and data) and print the bottom "
+                    "layer's learning over time; then the same three arms for the exact "
+                    "linear two-layer flow.")
+    _dataclass_flags(p, E.AccelerationConfig)
+    p.add_argument("--figure", metavar="PATH", default=None, help="write the figure (PNG)")
+    p.add_argument("--json", action="store_true", help="one JSON object per record")
+    return p
+
+
+def run_acceleration(args):
+    try:
+        cfg = _config(E.AccelerationConfig, args).validate()
+        cfg.cost().check()
+    except ValueError as exc:
+        _flag_error(args._parser, exc, E.AccelerationConfig)
+    print(f"# acceleration: depth {cfg.depth}, {cfg.num_children} children, polarity "
+          f"{cfg.polarity}, hid {cfg.hid}, loss {cfg.loss} (tau {cfg.tau:g}), lr {cfg.lr:g}, "
+          f"update {cfg.update}, {cfg.steps} steps, batch {cfg.batch_size}, top scale "
+          f"{cfg.top_scale:g}, seed {cfg.seed}", flush=True)
+    with B.blas_threads(1):
+        records = E.acceleration_experiment(cfg)
+        linear = E.linear_acceleration(cfg.top_scale)
+    if args.json:
+        for r in records + linear:
+            print(json.dumps(r))
+    for key, what in (("unit_corr", "mean |corr| of the depth-1 units"),
+                      ("best_corr", "best unit's |corr| (mean over depth-1 latents)"),
+                      ("dW1", "||W_1(t) - W_1(0)|| / ||W_1(0)||")):
+        print(f"# HLTM, bottom layer: {what} (* = last record before the loss diverged)")
+        _print_table(E.acceleration_rows(records, key))
+    for key, what in (("W1", "||W_1(t)|| / ||W_1(0)||"), ("align", "||W_1 e_1||^2 / ||W_1||^2")):
+        print(f"# linear two-layer flow (Euler dt 1e-3), {what}")
+        _print_table(E.acceleration_rows(linear, key, "t"))
+    if args.figure:
+        fig = P.acceleration_figure(records, linear)
+        with open(args.figure, "wb") as fh:
+            fh.write(P.to_png(fig))
+        P.close(fig)
+        print(f"# wrote {args.figure}")
+    return 0
+
+
 # ----------------------------------------------------------------------------- decoupling
 def add_decoupling_parser(subparsers):
     p = subparsers.add_parser(
@@ -422,11 +585,7 @@ def add_decoupling_parser(subparsers):
                     "x = Mz + ξ and print the neurons' sparse alignment, dense fraction and "
                     "feature coverage beside the closed-form view correlations. --table runs "
                     "the settings of docs/decoupling.md.")
-    defaults = E.DecouplingConfig()
-    for f in fields(E.DecouplingConfig):
-        d = getattr(defaults, f.name)
-        p.add_argument("--" + f.name.replace("_", "-"), type=type(d), default=None,
-                       help=f"(default {d})")
+    _dataclass_flags(p, E.DecouplingConfig)
     p.add_argument("--table", action="store_true",
                    help="run the settings of docs/decoupling.md (other flags: the base)")
     p.add_argument("--only", nargs="+", default=None, choices=E.DECOUPLING_LABELS,
@@ -487,15 +646,17 @@ def _decoupling_table(base, args):
               f"{time.perf_counter() - t0:.0f} s wall; mean±std over seeds")
         _print_table(E.decoupling_table_lines(rows))
     if args.figure:
-        fig = plots.decoupling_figure(rows)
-        fig.savefig(args.figure, dpi=110)
-        plots.close(fig)
+        fig = P.decoupling_figure(rows)
+        with open(args.figure, "wb") as fh:
+            fh.write(P.to_png(fig, dpi=110))
+        P.close(fig)
         print(f"# wrote {args.figure}")
 
 
 def run_decoupling(args):
     try:
         cfg = _config(E.DecouplingConfig, args).validate()
+        cfg.cost().check()                               # one run (each of the table's alone)
         if args.measured:
             B.check_int("measured", args.measured, 2)
     except ValueError as exc:
@@ -531,6 +692,8 @@ def run_supervision(args):
         base = _config(E.HLTMConfig, args)
         cfgs = E.supervision_configs(base, args.pairings, args.label_latents,
                                      range(1, args.seeds + 1))
+        for c in cfgs:
+            c.check_cost()                               # each run alone
     except ValueError as exc:
         _flag_error(args._parser, exc, E.HLTMConfig)
     c = cfgs[0]
@@ -553,6 +716,8 @@ COMMANDS = {
     "covariance": (add_covariance_parser, run_covariance),
     "byol": (add_byol_parser, run_byol),
     "byol-figures": (add_byol_figures_parser, run_byol_figures),
+    "selectivity": (add_selectivity_parser, run_selectivity),
+    "acceleration": (add_acceleration_parser, run_acceleration),
     "decoupling": (add_decoupling_parser, run_decoupling),
     "supervision": (add_supervision_parser, run_supervision),
 }

@@ -21,22 +21,35 @@ from __future__ import annotations
 import numpy as np
 
 from . import backend as B
+from .limits import check_memory
 
 
 class GaussianClusters:
     """``n_clusters`` centres ``c ~ N(0, I_dim)`` drawn once from ``seed``; a sample is a centre
     chosen uniformly, a view of it is ``c + noise * ε`` with ``ε ~ N(0, I)`` (the augmentation).
+    ``limits`` (a ``minissl.limits.Limits`` or None): the centres and every draw are checked
+    against its memory limit first.
     """
 
-    def __init__(self, n_clusters=4, dim=8, noise=0.3, negatives=1, seed=0):
+    def __init__(self, n_clusters=4, dim=8, noise=0.3, negatives=1, seed=0, limits=None):
         self.n_clusters = B.check_int("n_clusters", n_clusters, 2, 1 << 20)
         self.dim = B.check_int("dim", dim, 1, 1 << 20)
         self.noise = B.check_real("noise", noise, 0)
         self.negatives = B.check_int("negatives", negatives, 1, 1 << 16)
+        self.limits = limits
+        check_memory(8 * self.n_clusters * self.dim, "the cluster centres",
+                     f"n_clusters={self.n_clusters}, dim={self.dim}", limits)
         self.centers = B.rng(seed).standard_normal((self.n_clusters, self.dim))
 
     def labels(self, n, rng):
         return B.rng(rng).integers(0, self.n_clusters, B.check_int("n", n, 1))
+
+    def sample(self, n, rng):
+        """``(x, labels)``: one view ``c + noise * ε`` (n, dim) of each of n random centres and
+        the centres' ids (n,) (what a probe of the cluster id is fit and scored on)."""
+        rng = B.rng(rng)
+        y = self.labels(n, rng)                               # (n,)
+        return self.centers[y] + self.noise * rng.standard_normal((len(y), self.dim)), y
 
     def views(self, n, m, rng):
         """(n, m, dim): m noisy views of each of n random centres."""
@@ -46,7 +59,9 @@ class GaussianClusters:
         """``(views (n, m, dim), labels (n,))``: m noisy views of n random centres, and the
         centres' indices."""
         rng = B.rng(rng)
-        m = B.check_int("m", m, 1)
+        n, m = B.check_int("n", n, 1), B.check_int("m", m, 1)
+        check_memory(3 * 8 * n * m * self.dim, f"{n * m:,} views of dim {self.dim}",
+                     f"n={n}, m={m}", self.limits)
         y = self.labels(n, rng)                               # (n,)
         c = np.repeat(self.centers[y][:, None, :], m, axis=1)
         return c + self.noise * rng.standard_normal(c.shape), y
@@ -86,8 +101,9 @@ class GaussianViews:
     """Views ``x' = xbar + e`` with ``xbar ~ N(0, X)`` and ``e ~ N(0, X')`` independent per view,
     so ``E[x1 x1^T] = X + X'`` and ``E[x1 x2^T] = X`` exactly (linear BYOL's statistics)."""
 
-    def __init__(self, X, Xp):
+    def __init__(self, X, Xp, limits=None):
         self.X, self.Xp = check_psd("X", X), check_psd("Xp", Xp)
+        self.limits = limits
         if self.X.shape != self.Xp.shape:
             raise ValueError(f"X and Xp must have the same shape, got {self.X.shape} and "
                              f"{self.Xp.shape}")
@@ -97,6 +113,8 @@ class GaussianViews:
     def views(self, n, m, rng):
         rng = B.rng(rng)
         n, m = B.check_int("n", n, 1), B.check_int("m", m, 1)
+        check_memory(3 * 8 * n * m * self.dim, f"{n * m:,} views of dim {self.dim}",
+                     f"n={n}, m={m}", self.limits)
         xbar = rng.standard_normal((n, self.dim)) @ self._LX.T           # (n, dim)
         e = rng.standard_normal((n, m, self.dim)) @ self._LXp.T           # (n, m, dim)
         return xbar[:, None, :] + e

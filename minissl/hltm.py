@@ -28,21 +28,24 @@ from __future__ import annotations
 import numpy as np
 
 from . import backend as B
+from .limits import check_memory
 
 MAX_LEAVES = 1 << 16     # c**depth limit: the input width of the tree network
 MAX_CHILDREN = 64
 MAX_DEPTH = 64           # one network layer per tree level (nets.MAX_LAYERS)
 MAX_HID = 4096           # units per latent of the tree network
+MAX_NEGATIVES = 1 << 16  # H, negatives per anchor
+SAMPLE_BYTES = 18        # per node and sample: the bool level, its float64 copy, a flip draw
 
 
 def check_polarity(polarity):
     """Validate a polarity range ``(lo, hi)`` with ``0 <= lo <= hi <= 1``; return floats."""
     try:
-        lo, hi = (float(p) for p in polarity)
+        lo, hi = (B.check_real("polarity", p, 0, 1) for p in polarity)
     except (TypeError, ValueError):
         raise ValueError(f"polarity must be a pair (lo, hi) with 0 <= lo <= hi <= 1, "
                          f"got {polarity!r}") from None
-    if not 0.0 <= lo <= hi <= 1.0:
+    if not lo <= hi:
         raise ValueError(f"polarity must be a pair (lo, hi) with 0 <= lo <= hi <= 1, "
                          f"got {polarity!r}")
     return lo, hi
@@ -63,13 +66,15 @@ class HLTM:
     negatives : H, negatives per anchor in ``triples``.
     label_latent : the latent (BFS index, 0 = the root) whose value ``labelled`` returns as
         the label; its tree depth must be >= keep_depth, so both views share it.
+    limits : a ``minissl.limits.Limits`` or None (the environment's): every draw checks the
+        memory of its samples (n x nodes) against it first (``ResourceLimitError``).
 
     Data-source protocol (``minissl.data``): ``triples(n, rng)``, ``views(n, m, rng)``, ``dim``,
     and ``labelled(n, rng)`` for SupCon.
     """
 
     def __init__(self, depth=5, num_children=2, polarity=(0.7, 1.0), seed=0, *,
-                 keep_depth=None, negatives=1, label_latent=0):
+                 keep_depth=None, negatives=1, limits=None, label_latent=0):
         self.depth = B.check_int("depth", depth, 1, MAX_DEPTH)
         self.num_children = B.check_int("num_children", num_children, 1, MAX_CHILDREN)
         c, L = self.num_children, self.depth
@@ -78,8 +83,8 @@ class HLTM:
                              f"{MAX_LEAVES}, got {c}**{L} = {c ** L}")
         self.polarity = check_polarity(polarity)
         self.keep_depth = self._check_keep(keep_depth)
-        self.negatives = B.check_int("negatives", negatives, 1)
-        self.seed = seed
+        self.negatives = B.check_int("negatives", negatives, 1, MAX_NEGATIVES)
+        self.seed, self.limits = seed, limits
         self.level_sizes = [c ** k for k in range(L + 1)]           # level k: c**k nodes
         self.level_starts = np.concatenate([[0], np.cumsum(self.level_sizes)]).astype(int)
         self.n_nodes = int(self.level_starts[-1])
@@ -166,9 +171,14 @@ class HLTM:
         z = np.concatenate(levels[:-1], axis=1).astype(np.float64)    # (n, n_latents)
         return x, z
 
-    def check_n(self, n, name="n"):
-        """``n`` as an int >= 1 (a sample count)."""
-        return B.check_int(name, n, 1)
+    def check_n(self, n, name="n", rows=1):
+        """``n`` as an int >= 1 (a sample count); the memory of ``n * rows`` samples (every
+        node, ``SAMPLE_BYTES`` each) is checked against the tree's limits."""
+        n = B.check_int(name, n, 1)
+        check_memory(n * rows * self.n_nodes * SAMPLE_BYTES, f"{n * rows:,} samples of "
+                     f"{self.n_nodes:,} nodes", f"{name}={n}" + (f" (x {rows})" if rows > 1
+                                                                  else ""), self.limits)
+        return n
 
     def sample(self, n, rng=None):
         """``(x, z)``: leaves ``x`` (n, n_leaves) and latents ``z`` (n, n_latents, BFS, root
@@ -185,7 +195,7 @@ class HLTM:
         the tree's ``keep_depth``, normally only the root) and resamples all below; the
         negative is an independent sample.
         """
-        n = self.check_n(n)
+        n = self.check_n(n, rows=3)
         keep = self.keep_depth if keep_depth is None else self._check_keep(keep_depth)
         rng = B.rng(rng)
         levels = self._sample_levels(n, rng)
@@ -200,7 +210,8 @@ class HLTM:
     def views(self, n, m, rng=None):
         """(n, m, n_leaves): m augmented views (shared latents of depth >= keep_depth, all
         below resampled) of each of n samples."""
-        n, m = self.check_n(n), self.check_n(m, "m")
+        m = B.check_int("m", m, 1)
+        n = self.check_n(n, rows=m)
         rng = B.rng(rng)
         top = self._sample_levels(n, rng)[:self.depth - self.keep_depth + 1]
         top = [np.repeat(t, m, axis=0) for t in top]                   # (n*m, c**k)
@@ -209,7 +220,7 @@ class HLTM:
 
     def triples(self, n, rng=None):
         """``(x, x_pos, x_neg)``: (n, n_0), (n, n_0), (n, H, n_0) with H = ``negatives``."""
-        n = self.check_n(n)
+        n = self.check_n(n, rows=2 + self.negatives)
         rng = B.rng(rng)
         v = self.views(n, 2, rng)                                      # (n, 2, n_0)
         neg = self._sample_levels(n * self.negatives, rng)[-1]
@@ -220,7 +231,7 @@ class HLTM:
         """``(x, x_pos, labels)``: two views of n samples (shared latents of depth >=
         keep_depth, as ``views``) and each sample's value of latent ``label_latent`` (n,) int,
         the label SupCon's positives share."""
-        n = self.check_n(n)
+        n = self.check_n(n, rows=2)
         rng = B.rng(rng)
         levels = self._sample_levels(n, rng)
         x_pos, _ = self._split(self._grow(list(levels[:self.depth - self.keep_depth + 1]), rng))
@@ -237,9 +248,7 @@ class HLTM:
         (every latent's prior is uniform) and ``u_mu = (A - B)/(A + B)`` with
         ``A = prod (1 + rho u)``, ``B = prod (1 - rho u)``. Returns ``(1 + u)/2``.
         """
-        x = np.asarray(B.to_numpy(x), dtype=np.float64)
-        if x.ndim != 2 or x.shape[1] != self.n_leaves:
-            raise ValueError(f"x must have shape (n, {self.n_leaves}), got {x.shape}")
+        x = self.check_leaves(x)
         c = self.num_children
         u = 2.0 * x - 1.0                                              # (n, c**L)
         out = [None] * self.depth
@@ -251,6 +260,16 @@ class HLTM:
             u = np.where(s > 0, (A - Bm) / np.where(s > 0, s, 1.0), 0.0)
             out[k] = u
         return (1.0 + np.concatenate(out, axis=1)) / 2.0
+
+    def check_leaves(self, x, name="x"):
+        """``x`` as a float64 (n, n_leaves) array of 0s and 1s (leaf values), else ValueError."""
+        x = np.asarray(B.to_numpy(x))
+        if x.ndim != 2 or x.shape[1] != self.n_leaves:
+            raise ValueError(f"{name} must have shape (n, {self.n_leaves}), got {x.shape}")
+        if x.dtype.kind not in "biuf" or not np.isin(x, (0, 1)).all():
+            raise ValueError(f"{name} must hold binary values (0 or 1: the HLTM's leaves are "
+                             f"binary latents)")
+        return x.astype(np.float64)
 
     # -- the tree network
     def network_sizes(self, hid):
@@ -264,6 +283,10 @@ class HLTM:
         ``kron(I_groups ⊗ 1_(1×c), 1_(hid×hid_in))`` with hid_in = 1 at layer 1 (the leaves)."""
         hid = B.check_int("hid", hid, 1, MAX_HID)
         c, L = self.num_children, self.depth
+        sizes = self.network_sizes(hid)
+        check_memory(2 * 8 * sum(a * b for a, b in zip(sizes[:-1], sizes[1:])),
+                     "the tree network's masks", f"depth={L}, num_children={c}, hid={hid}",
+                     self.limits)
         masks = []
         for l in range(1, L + 1):
             groups = c ** (L - l)

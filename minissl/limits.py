@@ -2,7 +2,10 @@
 
 Units: memory in bytes; work in multiply-adds (one ``a += b * c``; a GEMM of shapes
 (m, k) @ (k, n) is ``m * k * n``). ``seconds_estimate(work) = work / MADDS_PER_SECOND`` with a
-conservative NumPy-on-one-core rate, for messages such as "~30 s".
+rate calibrated on one core (docs/performance.md, "Cost model"), for messages such as "~30 s".
+Fixed costs that are not multiply-adds are counted in the same unit: ``STEP_OVERHEAD`` per
+training step (Python and NumPy call overhead, what a tiny network's step costs) and
+``DRAW_COST`` per random number drawn for the data.
 
 - ``Limits(max_memory, max_work)``: frozen. ``DEFAULT`` is generous (the Python API);
   ``PUBLIC_APP`` is tight (a shared web app: 512 MiB, ~2 minutes of work).
@@ -13,7 +16,10 @@ conservative NumPy-on-one-core rate, for messages such as "~30 s".
 - ``check_memory`` / ``check_work`` raise ``ResourceLimitError`` (a ValueError) naming the
   parameter, the estimate, the limit and how to raise it.
 - Estimators (Python ints, nothing allocated): ``array_bytes``, ``mlp_weights``,
-  ``mlp_activation_bytes``, ``mlp_step_work``.
+  ``mlp_activation_bytes``, ``mlp_step_work``, ``training_work``.
+- ``Cost(memory, work)``: an estimate as parts ``(amount, what, param)``; ``cost.check(limits)``
+  checks every part, then the totals. Each entry point builds its ``Cost`` next to the code
+  it estimates (``nets.net_bytes``, ``train.train_cost``, ``HLTMConfig.cost``, ...).
 
 This module imports nothing from minissl.
 """
@@ -27,7 +33,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-MADDS_PER_SECOND = 1e9   # conservative: NumPy/BLAS on one core, small and medium shapes
+# Calibration (docs/performance.md, "Cost model"; bench/calibrate_cost.py): one core of the
+# 2-core x86_64 container ran the tree network's training steps at 8.7e9-2.6e10 multiply-adds
+# per second, and a tiny network's step took 0.33-0.42 ms idle, 0.62 ms at load average 4.8
+# (of which 0.06 ms drawing its data).
+MADDS_PER_SECOND = 5e9   # about half the slowest measured BLAS rate: estimates err long
+STEP_OVERHEAD = 4e6      # one training step's fixed cost (0.8 ms at MADDS_PER_SECOND)
+DRAW_COST = 50           # one random number of the data (HLTM: 7 ns per node and sample)
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 _UNITS = {"": 1, "K": KiB, "M": MiB, "G": GiB, "T": 1 << 40}
 
@@ -193,3 +205,60 @@ def mlp_step_work(sizes, batch, live_weights=None):
     if live_weights is None:
         live_weights = mlp_weights(sizes)
     return 3 * int(live_weights) * int(batch)
+
+
+def training_work(sizes, batch, steps, live_weights=None):
+    """``steps * (mlp_step_work + STEP_OVERHEAD)``: a training loop's multiply-adds, with the
+    fixed cost of a step, so that many steps of a tiny network count too."""
+    return int(steps) * (mlp_step_work(sizes, batch, live_weights) + STEP_OVERHEAD)
+
+
+@dataclass(frozen=True)
+class Cost:
+    """An estimate of what a request needs, as parts: ``memory`` ``((bytes, what, param),
+    ...)`` and ``work`` ``((multiply-adds, what, param), ...)``. Parts add up (an upper bound:
+    transient buffers are counted as if they were all alive at once)."""
+    memory: tuple = ()
+    work: tuple = ()
+
+    @property
+    def bytes(self):
+        return sum(int(p[0]) for p in self.memory)
+
+    @property
+    def madds(self):
+        return float(sum(p[0] for p in self.work))
+
+    @property
+    def seconds(self):
+        return seconds_estimate(self.madds)
+
+    def __add__(self, other):
+        return Cost(self.memory + other.memory, self.work + other.work)
+
+    def scaled(self, k, param):
+        """The cost of ``k`` such requests one after the other (memory unchanged)."""
+        return Cost(self.memory, tuple((w * k, f"{k} runs of {what}", f"{param}, {p}")
+                                       for w, what, p in self.work))
+
+    def check(self, limits=None):
+        """Raise ``ResourceLimitError`` for the first part, or the total, over ``limits``."""
+        for n, what, param in self.memory:
+            check_memory(n, what, param, limits)
+        for w, what, param in self.work:
+            check_work(w, what, param, limits)
+        if len(self.memory) > 1:
+            check_memory(self.bytes, "all of it together (" + ", ".join(
+                p[1] for p in self.memory) + ")", _params(self.memory), limits)
+        if len(self.work) > 1:
+            check_work(self.madds, "all of it together (" + ", ".join(
+                p[1] for p in self.work) + ")", _params(self.work), limits)
+        return self
+
+
+def _params(parts):
+    seen = []
+    for p in parts:
+        if p[2] not in seen:
+            seen.append(p[2])
+    return "; ".join(seen)

@@ -31,6 +31,18 @@ from scipy.integrate import solve_ivp
 from . import backend as B
 from .byol import BYOL, BYOLConfig
 from .data import GaussianViews, check_psd
+from .limits import STEP_OVERHEAD, check_work
+from .optim import stopped
+
+
+def check_steps(T, dt, name="dt", limits=None, per_step=STEP_OVERHEAD):
+    """``round(T / dt)`` for finite ``T > 0`` and ``dt > 0``, its work (``per_step``
+    multiply-adds each) checked against ``limits``."""
+    T = B.check_real("T", T, 0, lo_open=True)
+    dt = B.check_real(name, dt, 0, lo_open=True)
+    steps = int(round(T / dt))
+    check_work(steps * per_step, f"{steps:,} steps", f"T={T:g}, {name}={dt:g}", limits)
+    return steps
 
 
 def expected_grads(W, Wp, Wa, X, Xp):
@@ -86,8 +98,7 @@ def integrate(W0, Wp0, Wa0, X, Xp, T, alpha_p=1.0, beta=1.0, eta=0.0, t_eval=Non
     if Wp0.shape != (d, d) or Wa0.shape != (d, n) or X.shape != (n, n):
         raise ValueError(f"shapes must be W0 (d, n), Wp0 (d, d), Wa0 (d, n), X (n, n); got "
                          f"{W0.shape}, {Wp0.shape}, {Wa0.shape}, {X.shape}")
-    if not T > 0:
-        raise ValueError(f"T must be > 0, got {T!r}")
+    T = B.check_real("T", T, 0, lo_open=True)
     t_eval = np.linspace(0, T, 101) if t_eval is None else np.asarray(t_eval, float)
 
     def f(_, y):
@@ -103,16 +114,16 @@ def integrate(W0, Wp0, Wa0, X, Xp, T, alpha_p=1.0, beta=1.0, eta=0.0, t_eval=Non
     return sol.t, Y[:, :a].reshape(K, d, n), Y[:, a:b].reshape(K, d, d), Y[:, b:].reshape(K, d, n)
 
 
-def euler(W0, Wp0, Wa0, X, Xp, T, dt, alpha_p=1.0, beta=1.0, eta=0.0, record_every=None):
+def euler(W0, Wp0, Wa0, X, Xp, T, dt, alpha_p=1.0, beta=1.0, eta=0.0, record_every=None,
+          limits=None):
     """Gradient descent on the expected loss with step ``dt`` (= BYOL's update with lr = dt):
 
-    ``W += dt * dW/dt`` etc. with the right-hand side ``rhs``; ``round(T/dt)`` steps. Returns
-    ``(t, Ws, Wps, Was)`` recorded every ``record_every`` steps (default: 100 records).
+    ``W += dt * dW/dt`` etc. with the right-hand side ``rhs``; ``round(T/dt)`` steps (their
+    work checked against ``limits``). Returns ``(t, Ws, Wps, Was)`` recorded every
+    ``record_every`` steps (default: 100 records).
     """
     X, Xp = _check(X, Xp, alpha_p, beta, eta)
-    if not dt > 0:
-        raise ValueError(f"dt must be > 0, got {dt!r}")
-    steps = int(round(T / dt))
+    steps = check_steps(T, dt, "dt", limits, STEP_OVERHEAD / 10)
     every = record_every or max(1, steps // 100)
     W, Wp, Wa = (np.array(a, float) for a in (W0, Wp0, Wa0))
     ts, out = [0.0], [(W.copy(), Wp.copy(), Wa.copy())]
@@ -129,10 +140,13 @@ def euler(W0, Wp0, Wa0, X, Xp, T, dt, alpha_p=1.0, beta=1.0, eta=0.0, record_eve
 
 # ----------------------------------------------------------------------------- SGD
 def simulate_sgd(W0, Wp0, Wa0, X, Xp, T, lr, alpha_p=1.0, beta=1.0, eta=0.0, batch_size=256,
-                 seed=0, record_every=None):
+                 seed=0, record_every=None, stop=None, limits=None):
     """BYOL's own SGD (``byol.BYOL`` with a linear encoder and predictor, no BN, no
     normalisation) on ``GaussianViews(X, Xp)``: ``ema = 1 - lr*beta``, ``predictor_lr =
-    alpha_p``, ``weight_decay = eta``. Returns ``(t, Ws, Wps, Was)`` like ``integrate``."""
+    alpha_p``, ``weight_decay = eta``. Returns ``(t, Ws, Wps, Was)`` like ``integrate``;
+    ``stop.is_set()`` (checked every step) ends it early with the records so far. The
+    ``round(T / lr)`` steps' work is checked against ``limits`` first."""
+    steps = check_steps(T, lr, "lr", limits, 3 * STEP_OVERHEAD)
     if not 0 < lr * beta <= 1:
         raise ValueError(f"lr * beta must be in (0, 1] (the EMA rate per step), got {lr * beta}")
     W0, Wp0, Wa0 = (np.asarray(a, float) for a in (W0, Wp0, Wa0))
@@ -144,7 +158,6 @@ def simulate_sgd(W0, Wp0, Wa0, X, Xp, T, lr, alpha_p=1.0, beta=1.0, eta=0.0, bat
     model = BYOL(n, cfg)
     model.set_weights(online=[W0], predictor=[Wp0], target=[Wa0])
     rng = B.rng(seed)
-    steps = int(round(T / lr))
     every = record_every or max(1, steps // 100)
     get = lambda: (model.online.weights[0].copy(), model.Wp.copy(),  # noqa: E731
                    model.target.weights[0].copy())
@@ -152,9 +165,11 @@ def simulate_sgd(W0, Wp0, Wa0, X, Xp, T, lr, alpha_p=1.0, beta=1.0, eta=0.0, bat
     for k in range(1, steps + 1):
         x1, x2, _ = src.triples(batch_size, rng)
         model.step(x1, x2)
-        if k % every == 0 or k == steps:
+        if k % every == 0 or k == steps or stopped(stop):
             ts.append(k * lr)
             out.append(get())
+        if stopped(stop):
+            break
     return (np.array(ts),) + tuple(np.stack([o[i] for o in out]) for i in range(3))
 
 
@@ -163,6 +178,7 @@ def default_problem(n=6, d=4, aug=0.5, seed=0, init_scale=0.5):
     """A small problem: ``X = Q diag(linspace(2, 0.2, n)) Q^T``, ``X' = aug * I``; initial
     ``W0, Wp0`` random ``N(0, init_scale²/n)`` resp. ``/d``, target ``Wa0 = W0``.
     Returns ``(W0, Wp0, Wa0, X, Xp)``."""
+    n, d = B.check_int("n", n, 1, 1024), B.check_int("d", d, 1, 1024)
     g = B.rng(seed)
     Q, _ = np.linalg.qr(g.standard_normal((n, n)))
     X = (Q * np.linspace(2.0, 0.2, n)) @ Q.T

@@ -20,13 +20,25 @@ SupCon (``supcon``, Khosla et al. 2020) is the same family with positives define
 (every other row of the batch with the anchor's label): a function of the whole distance
 matrix ``R`` (B, B) and the positive mask, returning ``(L_i, dL_i/dr_ij)``; ``supcon_weights``
 and ``supcon_loss`` chain it to the embeddings with ``chain_gram``.
+
+Range. τ must be at least ``TAU_MIN`` (1e-8). For every finite embedding whose half squared
+distances, summed over the batch, stay finite in float64 (``check_scale``: |z| up to about
+1e150), every loss and gradient is finite: InfoNCE subtracts each anchor's smallest distance
+before dividing by τ, the soft triplet loss is ``max(v, 0) + τ log(1 + e^{-|v|/τ})`` with
+``v = r_pos - r_1 + r_0``, and the sigmoids saturate. Larger embeddings are refused with a
+``ValueError`` (in training, a net whose outputs get that large has diverged).
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from . import backend as B
 from .backend import array_module
 from .layers import l2_normalize, l2_normalize_backward
+
+TAU_MIN = 1e-8           # the smallest temperature (below it, r/τ overflows for ordinary r)
 
 
 # ----------------------------------------------------------------------------- the losses
@@ -48,26 +60,32 @@ def simple(r_pos, r_neg, tau=1.0, margin=0.0):
 
 
 def soft_triplet(r_pos, r_neg, tau=1.0, margin=0.0):
-    """``L = τ log(1 + exp(u/τ))``, ``u = r_pos - r_1 + r_0``; ``dL/dr_pos = σ(u/τ) = -dL/dr_1``."""
+    """``L = τ log(1 + exp(v/τ))``, ``v = r_pos - r_1 + r_0``; ``dL/dr_pos = σ(v/τ) = -dL/dr_1``.
+
+    Computed as ``max(v, 0) + τ log1p(e^{-|v|/τ})`` (finite wherever v is)."""
     xp = array_module(r_pos)
-    u = (r_pos - r_neg[:, 0] + margin) / tau
+    v = r_pos - r_neg[:, 0] + margin
+    with np.errstate(over="ignore"):
+        u = v / tau                                                 # may saturate to ±inf
     s = _sigmoid(u, xp)
-    return tau * _log1pexp(u, xp), s, -s[:, None]
+    return xp.maximum(v, 0) + tau * xp.log1p(xp.exp(-xp.abs(u))), s, -s[:, None]
 
 
 def infonce(r_pos, r_neg, tau=1.0, margin=0.0):
     """``L = r_pos + τ LSE(-r/τ)`` over ``r = (r_pos, r_1..r_H)``.
 
     With ``p = softmax(-r/τ)``: ``dL/dr_k = -p_k``, ``dL/dr_pos = 1 - p_0 = Σ_k p_k``.
+    Computed as ``L = (r_pos - r_min) + τ log Σ e^{-(r - r_min)/τ}`` with ``r_min`` the anchor's
+    smallest distance, so that nothing overflows for small τ or large r.
     """
     xp = array_module(r_pos)
-    a = -xp.concatenate([r_pos[:, None], r_neg], axis=1) / tau     # (N, 1+H)
-    amax = a.max(axis=1, keepdims=True)
-    e = xp.exp(a - amax)
+    r = xp.concatenate([r_pos[:, None], r_neg], axis=1)            # (N, 1+H)
+    rmin = r.min(axis=1, keepdims=True)
+    with np.errstate(over="ignore"):
+        e = xp.exp(-((r - rmin) / tau))                             # the largest term is 1
     se = e.sum(axis=1, keepdims=True)
-    lse = (amax + xp.log(se))[:, 0]
     p = e / se                                                      # (N, 1+H)
-    return r_pos + tau * lse, p[:, 1:].sum(axis=1), -p[:, 1:]
+    return r_pos - rmin[:, 0] + tau * xp.log(se[:, 0]), p[:, 1:].sum(axis=1), -p[:, 1:]
 
 
 def ref_nce(r_pos, r_neg, tau=1.0, margin=0.0):
@@ -94,16 +112,14 @@ LOSSES = {"simple": simple, "soft_triplet": soft_triplet, "infonce": infonce,
 SINGLE_NEGATIVE = ("simple", "soft_triplet", "ref_nce")
 
 
-def check_loss(loss, tau=1.0, H=None):
-    """Validate a loss name, τ and the number of negatives; return the loss function."""
-    if loss not in LOSSES:
-        raise ValueError(f"loss must be one of {tuple(LOSSES)}, got {loss!r}")
-    try:
-        ok = float(tau) > 0 and np.isfinite(float(tau))
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ValueError(f"tau must be a finite number > 0, got {tau!r}")
+def check_loss(loss, tau=1.0, H=None, margin=0.0):
+    """Validate a loss name, τ (``>= TAU_MIN``), the margin (finite) and the number of
+    negatives (``H >= 1``); return the loss function."""
+    B.check_choice("loss", loss, tuple(LOSSES))
+    B.check_real("tau", tau, TAU_MIN)
+    B.check_real("margin", margin)
+    if H is not None and H < 1:
+        raise ValueError(f"there must be H >= 1 negatives per anchor, got H={H}")
     if H is not None and loss in SINGLE_NEGATIVE and H != 1:
         raise ValueError(f"loss={loss!r} takes exactly H=1 negative per anchor, got H={H}; "
                          f"use loss='infonce' for several negatives")
@@ -112,17 +128,30 @@ def check_loss(loss, tau=1.0, H=None):
 
 def pair_weights(r_pos, r_neg, loss="infonce", tau=1.0, margin=0.0):
     """``ξ_k = -dL/dr_k`` (N, H) and ``dL/dr_pos`` (N,): the weights the covariance operator uses."""
-    fn = check_loss(loss, tau, r_neg.shape[1])
+    fn = check_loss(loss, tau, r_neg.shape[1], margin)
+    check_scale("r_pos, r_neg", r_pos, r_neg)
     _, d_pos, d_neg = fn(r_pos, r_neg, float(tau), float(margin))
     return -d_neg, d_pos
 
 
 # ----------------------------------------------------------------------------- distances and chain
+def check_scale(name, *parts, factor=1.0):
+    """``ValueError`` unless ``factor * Σ parts`` (half squared distances, or squares that
+    bound them) is finite: the embeddings ``name`` are too large for float64 (module
+    docstring, "Range")."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = factor * sum(float(p.sum()) for p in parts)
+    if not math.isfinite(total):
+        raise ValueError(f"{name} are too large: their half squared distances, summed over the "
+                         "batch, overflow float64; rescale the embeddings (|z| below ~1e150)")
+
+
 def distances(z, z_pos, z_neg):
     """``r_pos`` (N,) and ``r_neg`` (N, H) for ``z, z_pos`` (N, d) and ``z_neg`` (N, H, d)."""
     dp = z - z_pos
     dn = z[:, None, :] - z_neg
-    return 0.5 * (dp * dp).sum(-1), 0.5 * (dn * dn).sum(-1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return 0.5 * (dp * dp).sum(-1), 0.5 * (dn * dn).sum(-1)
 
 
 def chain_triples(z, z_pos, z_neg, c_pos, c_neg):
@@ -154,8 +183,9 @@ def chain_gram(Z, C):
 
 # ----------------------------------------------------------------------------- public entry points
 def check_embeddings(z, z_pos, z_neg):
-    if z.ndim != 2:
-        raise ValueError(f"z must have shape (N, d), got {tuple(z.shape)}")
+    """``z_neg`` as (N, H, d) after checking shapes (N, H, d >= 1) and finiteness."""
+    if z.ndim != 2 or min(z.shape) < 1:
+        raise ValueError(f"z must have shape (N, d) with N, d >= 1, got {tuple(z.shape)}")
     if z_pos.shape != z.shape:
         raise ValueError(f"z_pos must have the shape of z {tuple(z.shape)}, got {tuple(z_pos.shape)}")
     if z_neg.ndim == 2:
@@ -163,6 +193,9 @@ def check_embeddings(z, z_pos, z_neg):
     if z_neg.ndim != 3 or z_neg.shape[0] != z.shape[0] or z_neg.shape[2] != z.shape[1]:
         raise ValueError(f"z_neg must have shape (N, H, d) = ({z.shape[0]}, H, {z.shape[1]}), "
                          f"got {tuple(z_neg.shape)}")
+    if z_neg.shape[1] < 1:
+        raise ValueError(f"z_neg must hold H >= 1 negatives per anchor, got shape "
+                         f"{tuple(z_neg.shape)}")
     xp = array_module(z)
     for name, a in (("z", z), ("z_pos", z_pos), ("z_neg", z_neg)):
         if not bool(xp.isfinite(a).all()):
@@ -182,8 +215,9 @@ def contrastive_loss(z, z_pos, z_neg, loss="infonce", tau=1.0, margin=0.0,
     z, z_pos, z_neg_in = xp.asarray(z), xp.asarray(z_pos), xp.asarray(z_neg)
     z_neg = check_embeddings(z, z_pos, z_neg_in)
     N, H = z_neg.shape[:2]
-    fn = check_loss(loss, tau, H)
+    fn = check_loss(loss, tau, H, margin)
     r_pos, r_neg = distances(z, z_pos, z_neg)
+    check_scale("z, z_pos, z_neg", r_pos, r_neg)
     L, d_pos, d_neg = fn(r_pos, r_neg, float(tau), float(margin))
     dz, dzp, dzn = chain_triples(z, z_pos, z_neg, d_pos / N, d_neg / N)
     out = (float(L.mean()), (dz, dzp, dzn.reshape(z_neg_in.shape)))
@@ -199,23 +233,25 @@ def simclr_weights(Z, loss="infonce", tau=1.0, margin=0.0):
     and the mean negative distance. ``kernels.losses.simclr_weights`` is its twin.
     """
     xp = array_module(Z)
-    B = Z.shape[0]
-    N = B // 2
-    fn = check_loss(loss, tau, B - 2)
+    nB = Z.shape[0]
+    N = nB // 2
+    fn = check_loss(loss, tau, nB - 2, margin)
+    with np.errstate(over="ignore"):
+        check_scale("z1, z2", Z * Z, factor=nB)            # bounds the sum of all r_ij
     R = gram_distances(Z)                                  # (2N, 2N)
-    idx = xp.arange(B)
-    partner = (idx + N) % B
+    idx = xp.arange(nB)
+    partner = (idx + N) % nB
     r_pos = R[idx, partner]                                # (2N,)
     # negatives: every j other than i and partner(i), in increasing j
-    keep = xp.ones((B, B), dtype=bool)
+    keep = xp.ones((nB, nB), dtype=bool)
     keep[idx, idx] = False
     keep[idx, partner] = False
-    cols = xp.nonzero(keep)[1].reshape(B, B - 2)           # (2N, 2N-2)
+    cols = xp.nonzero(keep)[1].reshape(nB, nB - 2)         # (2N, 2N-2)
     r_neg = xp.take_along_axis(R, cols, axis=1)
     L, d_pos, d_neg = fn(r_pos, r_neg, float(tau), float(margin))
-    C = xp.zeros((B, B), dtype=Z.dtype)                    # C_ij = dL_i/dr_ij / B
-    C[idx, partner] = d_pos / B
-    C[idx[:, None], cols] = d_neg / B
+    C = xp.zeros((nB, nB), dtype=Z.dtype)                  # C_ij = dL_i/dr_ij / B
+    C[idx, partner] = d_pos / nB
+    C[idx[:, None], cols] = d_neg / nB
     return L, C, r_pos, float(r_neg.mean())
 
 
@@ -266,26 +302,26 @@ def supcon(R, positives, tau=1.0):
     Returns ``(L (B,), D (B, B))`` with ``D_ij = dL_i/dr_ij`` (``D_ii = 0``).
     """
     xp = array_module(R)
-    B = R.shape[0]
-    eye = xp.eye(B, dtype=bool)
+    eye = xp.eye(R.shape[0], dtype=bool)
     P = positives & ~eye
     n_pos = P.sum(axis=1)                                  # (B,)
-    a = xp.where(eye, -xp.inf, -R / tau)                   # a_ij, the diagonal left out
-    amax = a.max(axis=1, keepdims=True)
-    e = xp.exp(a - amax)
+    Rm = xp.where(eye, xp.inf, R)                          # the diagonal left out
+    rmin = Rm.min(axis=1, keepdims=True)                   # each anchor's nearest other row
+    with np.errstate(over="ignore"):
+        e = xp.exp(-((Rm - rmin) / tau))                   # the largest term is 1
     se = e.sum(axis=1, keepdims=True)
     has = n_pos > 0
     inv = xp.where(has, 1.0 / xp.maximum(n_pos, 1), 0.0)   # 1/|P(i)|, 0 without positives
-    L = ((P * R).sum(axis=1) * inv + tau * (amax + xp.log(se))[:, 0]) * has
+    L = ((P * (R - rmin)).sum(axis=1) * inv + tau * xp.log(se[:, 0])) * has
     D = (P * inv[:, None] - e / se) * has[:, None]
     return L, D
 
 
-def check_labels(labels, B, xp=np):
+def check_labels(labels, n, xp=np):
     """``labels`` as a (B,) integer array (one label per row of the batch), else ValueError."""
     labels = xp.asarray(labels)
-    if labels.shape != (B,):
-        raise ValueError(f"labels must have shape ({B},) (one per embedding), got "
+    if labels.shape != (n,):
+        raise ValueError(f"labels must have shape ({n},) (one per embedding), got "
                          f"{tuple(labels.shape)}")
     if labels.dtype.kind not in "iub":
         if labels.dtype.kind != "f" or not bool((labels == xp.round(labels)).all()):
@@ -303,19 +339,21 @@ def supcon_weights(Z, labels, tau=1.0):
     distance to the other labels' rows (NaN if there are none).
     """
     xp = array_module(Z)
-    B = Z.shape[0]
+    nB = Z.shape[0]
     check_loss("infonce", tau)
-    if B < 2:
-        raise ValueError(f"Z must have B >= 2 rows (SupCon contrasts rows), got B={B}")
-    labels = check_labels(labels, B, xp)
+    if nB < 2:
+        raise ValueError(f"Z must have B >= 2 rows (SupCon contrasts rows), got B={nB}")
+    labels = check_labels(labels, nB, xp)
+    with np.errstate(over="ignore"):
+        check_scale("Z", Z * Z, factor=nB)                 # bounds the sum of all r_ij
     same = labels[:, None] == labels[None, :]
     R = gram_distances(Z)                                  # (B, B)
     L, D = supcon(R, same, float(tau))
-    P = same & ~xp.eye(B, dtype=bool)
+    P = same & ~xp.eye(nB, dtype=bool)
     r_pos = (R * P).sum(axis=1) / xp.maximum(P.sum(axis=1), 1)
     n_neg = int((~same).sum())
     r_neg = float((R * ~same).sum() / n_neg) if n_neg else float("nan")
-    return L, D / B, r_pos, r_neg
+    return L, D / nB, r_pos, r_neg
 
 
 def supcon_loss(Z, labels, tau=1.0):
@@ -365,11 +403,14 @@ def byol_loss(p, zt, normalize=True, symmetric=True):
 def collapsed_loss(loss="infonce", tau=1.0, H=1, margin=0.0):
     """The loss of a collapsed embedding (every input mapped to one point: ``r_+ = r_k = 0``):
     simple 0, soft triplet ``τ log(1 + e^{r_0/τ})``, InfoNCE ``τ log(1 + H)``."""
-    fn = check_loss(loss, tau, H)
-    return float(fn(np.zeros(1), np.zeros((1, int(H))), float(tau), float(margin))[0][0])
+    H = B.check_int("H", H, 1, MAX_CURVE_NEGATIVES)
+    fn = check_loss(loss, tau, H, margin)
+    return float(fn(np.zeros(1), np.zeros((1, H)), float(tau), float(margin))[0][0])
 
 
 LOSS_VARIABLES = ("r_pos", "r_neg", "tau")
+MAX_CURVE_NEGATIVES = 1 << 16     # H of collapsed_loss and loss_curves
+MAX_CURVE_POINTS = 1 << 16        # n of loss_curves
 THREE_LOSSES = ("simple", "soft_triplet", "infonce")
 
 
@@ -381,17 +422,22 @@ def loss_curves(vary="r_pos", *, r_pos=1.0, r_neg=1.0, tau=1.0, margin=0.0, H=1,
     Returns ``(t, {loss: (L, dL/dr_pos, xi)})`` with every array (n,). Only InfoNCE takes
     ``H`` negatives; the others are defined with H = 1.
     """
-    if vary not in LOSS_VARIABLES:
-        raise ValueError(f"vary must be one of {LOSS_VARIABLES}, got {vary!r}")
+    B.check_choice("vary", vary, LOSS_VARIABLES)
+    r_pos, r_neg = B.check_real("r_pos", r_pos, 0), B.check_real("r_neg", r_neg, 0)
+    tau, margin = B.check_real("tau", tau, TAU_MIN), B.check_real("margin", margin)
+    H, n = B.check_int("H", H, 1, MAX_CURVE_NEGATIVES), B.check_int("n", n, 2, MAX_CURVE_POINTS)
+    lo = None if lo is None else B.check_real("lo", lo)
+    hi = None if hi is None else B.check_real("hi", hi)
     if vary == "tau":
         lo, hi = (0.05 if lo is None else lo), (5.0 if hi is None else hi)
-        if not 0 < lo < hi:
-            raise ValueError(f"tau range must satisfy 0 < lo < hi, got lo={lo}, hi={hi}")
+        if not TAU_MIN <= lo < hi:
+            raise ValueError(f"tau range must satisfy {TAU_MIN:g} <= lo < hi, got lo={lo}, "
+                             f"hi={hi}")
     else:
         lo, hi = (0.0 if lo is None else lo), (4.0 if hi is None else hi)
         if not 0 <= lo < hi:
             raise ValueError(f"{vary} range must satisfy 0 <= lo < hi, got lo={lo}, hi={hi}")
-    t = np.linspace(lo, hi, int(n))                                   # (n,)
+    t = np.linspace(lo, hi, n)                                        # (n,)
     out = {}
     for name in losses:
         h = int(H) if name == "infonce" else 1

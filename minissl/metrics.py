@@ -19,24 +19,29 @@ from typing import NamedTuple
 import numpy as np
 
 from . import backend as B
+from .hltm import SAMPLE_BYTES
 from .kernels import twin
+from .limits import DRAW_COST, Cost, mlp_activation_bytes, mlp_weights
 
 
 class Correlation(NamedTuple):
-    """Per-latent values (breadth-first, root first) and their mean per tree depth."""
+    """Per-latent values (breadth-first, root first), their mean per tree depth, and (from
+    ``normalized_correlation``) every unit's value: ``per_latent == per_unit.max(1)``."""
     per_latent: np.ndarray      # (n_latents,) float64
     by_depth: dict              # {tree depth: mean over that depth's latents}, depth L first
+    per_unit: np.ndarray | None = None   # (n_latents, hid) float64 |corr(z_mu, g_u)|; None
+                                         # for the ceiling (one value per latent)
 
 
 # ----------------------------------------------------------------------------- correlation
-def best_unit_correlation(z, g, dtype_eps=np.finfo(np.float64).eps):
-    """``max_u |corr(z_j, g_{j,u})|`` per group j: the normalized correlation of each latent.
+def unit_correlations(z, g, dtype_eps=np.finfo(np.float64).eps):
+    """``|corr(z_j, g_{j,u})|`` for every unit u of every group j: each unit's selectivity.
 
     ``z``: (n, G) latent values, ``g``: (n, G, hid) the pre-activations of each latent's group.
     Float64, two passes (centre, then multiply), so a nearly constant unit is not read as
     correlated by cancellation. A unit (or latent) whose spread is at rounding level of its
     values (``std <= 4 * dtype_eps * max|g|``, exactly constant included) counts as 0.
-    Returns (G,) float64 in [0, 1].
+    Returns (G, hid) float64 in [0, 1].
     """
     z = np.asarray(z, dtype=np.float64)
     g = np.asarray(g, dtype=np.float64)
@@ -53,7 +58,13 @@ def best_unit_correlation(z, g, dtype_eps=np.finfo(np.float64).eps):
     live = (np.sqrt(var_g) > tol_g) & (np.sqrt(var_z) > tol_z)[:, None]
     denom = np.sqrt(np.where(live, var_z[:, None] * var_g, 1.0))
     corr = np.where(live, np.abs(cov) / denom, 0.0)
-    return np.minimum(corr, 1.0).max(axis=1)
+    return np.minimum(corr, 1.0)
+
+
+def best_unit_correlation(z, g, dtype_eps=np.finfo(np.float64).eps):
+    """``max_u |corr(z_j, g_{j,u})|`` per group j: the normalized correlation of each latent,
+    ``unit_correlations(z, g, dtype_eps).max(axis=1)``, (G,) float64 in [0, 1]."""
+    return unit_correlations(z, g, dtype_eps).max(axis=1)
 
 
 def hid_of(tree, net):
@@ -68,12 +79,17 @@ def hid_of(tree, net):
 
 def group_preactivations(tree, net, x):
     """Pre-activations split by latent: a list over levels k = 0..L-1 of arrays
-    (n, c**k, hid) (the groups of level k's latents, BFS order), float64 NumPy."""
+    (n, c**k, hid) (the groups of level k's latents, BFS order), float64 NumPy. NaN or inf
+    pre-activations (a net with non-finite weights) are a ``ValueError``, never a correlation."""
     hid = hid_of(tree, net)
     gs = net.preactivations(x)                                     # g_1..g_L
     out = []
     for k in range(tree.depth):
         g = B.to_numpy(gs[tree.depth - k - 1])                     # layer l = L - k
+        if not np.isfinite(g).all():
+            raise ValueError(f"net gives NaN or infinite pre-activations at layer "
+                             f"{tree.depth - k} (its weights or inputs are not finite, or too "
+                             "large); the correlation is not defined")
         out.append(np.asarray(g, dtype=np.float64).reshape(len(g), tree.level_sizes[k], hid))
     return out
 
@@ -88,37 +104,60 @@ def _eval_set(tree, n, rng, x, z):
         raise ValueError("give both x and z (an evaluation set from tree.sample) or neither")
     if x is None:
         x, z = tree.sample(B.check_int("n", n, 2), rng)
-    x = np.asarray(B.to_numpy(x), dtype=np.float64)
-    z = np.asarray(B.to_numpy(z), dtype=np.float64)
+    x, z = np.asarray(B.to_numpy(x)), np.asarray(B.to_numpy(z))
     if x.ndim != 2 or x.shape[1] != tree.n_leaves or z.shape != (len(x), tree.n_latents):
         raise ValueError(f"x must be (n, {tree.n_leaves}) and z (n, {tree.n_latents}); "
                          f"got {x.shape} and {z.shape}")
-    return x, z
+    if len(x) < 2:
+        raise ValueError(f"x and z must have n >= 2 samples (a correlation), got n={len(x)}")
+    x = tree.check_leaves(x)
+    if z.dtype.kind not in "biuf" or not np.isin(z, (0, 1)).all():
+        raise ValueError("z must hold binary values (0 or 1: the HLTM's latents are binary)")
+    return x, z.astype(np.float64)
 
 
-def normalized_correlation(tree, net, n=10000, rng=0, *, x=None, z=None):
+def correlation_cost(tree, sizes, n, dtype="float64", param=None):
+    """The ``limits.Cost`` of ``normalized_correlation`` and ``correlation_ceiling`` on ``n``
+    samples of ``tree`` for a tree network of widths ``sizes``: memory of the samples (every
+    node), the forward caches, the float64 group copies and their centred copies, and the
+    posterior pass; work of drawing, the forward pass and the statistics."""
+    hidden = sum(sizes[1:])
+    memory = (n * tree.n_nodes * (SAMPLE_BYTES + 4 * 8) + mlp_activation_bytes(sizes, n, dtype)
+              + 3 * n * hidden * 8)
+    work = n * (mlp_weights(sizes) + 6 * hidden + (DRAW_COST + 8) * tree.n_nodes)
+    param = param or f"n={n}"
+    return Cost(((memory, "the evaluation pass", param),),
+                ((work, "the evaluation pass", param),))
+
+
+def normalized_correlation(tree, net, n=10000, rng=0, *, x=None, z=None, limits=None):
     """For each latent mu: ``max_u |Pearson(z_mu, g_u)|`` over the pre-activations of mu's
     ``hid`` units, on ``n`` samples from ``tree`` (or on the given evaluation set ``x, z``).
 
-    Float64, two passes (``best_unit_correlation``, or its compiled twin for a "numba" net).
-    Returns ``Correlation(per_latent (n_latents,) BFS, by_depth {depth: mean})``.
+    Float64, two passes (``unit_correlations``, or its compiled twin for a "numba" net).
+    Returns ``Correlation(per_latent (n_latents,) BFS, by_depth {depth: mean}, per_unit
+    (n_latents, hid))``, every unit's |Pearson| with its latent, ``per_latent`` its row max.
+    ``correlation_cost`` is checked against ``limits`` first.
     """
     x, z = _eval_set(tree, n, rng, x, z)
-    corr = twin("best_unit_correlation", net.backend) or best_unit_correlation
+    correlation_cost(tree, net.sizes, len(x), net.dtype).check(limits)
+    corr = twin("unit_correlations", net.backend) or unit_correlations
     eps = np.finfo(net.dtype).eps
     s = tree.level_starts
-    per = np.concatenate([corr(z[:, s[k]:s[k + 1]], g, eps)
-                          for k, g in enumerate(group_preactivations(tree, net, x))])
-    return Correlation(per, _by_depth(tree, per))
+    units = np.concatenate([corr(z[:, s[k]:s[k + 1]], g, eps)
+                            for k, g in enumerate(group_preactivations(tree, net, x))])
+    per = units.max(axis=1)                                        # (n_latents,)
+    return Correlation(per, _by_depth(tree, per), units)
 
 
-def correlation_ceiling(tree, n=10000, rng=0, *, x=None, z=None):
+def correlation_ceiling(tree, n=10000, rng=0, *, x=None, z=None, limits=None):
     """The best normalized correlation any unit of mu's group could reach:
     ``|Pearson(z_mu, E[z_mu | leaves under mu])|`` (Cauchy-Schwarz: no function of the
     subtree's leaves correlates more), with the exact posterior of ``HLTM.posterior_mean``,
     estimated on ``n`` samples (or the given ``x, z``). Returns a ``Correlation``.
     """
     x, z = _eval_set(tree, n, rng, x, z)
+    correlation_cost(tree, [tree.n_leaves, tree.n_latents], len(x)).check(limits)
     post = tree.posterior_mean(x)                                      # (n, n_latents)
     per = best_unit_correlation(z, post[:, :, None])
     return Correlation(per, _by_depth(tree, per))

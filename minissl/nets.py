@@ -19,8 +19,9 @@ from __future__ import annotations
 import numpy as np
 
 from . import backend as B
-from .checkpoint import load_state, save_state
+from .checkpoint import CheckpointError, load_state, save_state
 from .layers import BatchNorm, L2Normalize, Linear, ReLU, Sequential
+from .limits import ResourceLimitError, check_memory, mlp_activation_bytes, mlp_weights
 
 MAX_LAYERS = 64          # depth limit (number of weight matrices)
 MAX_WIDTH = 1 << 20      # width limit per layer
@@ -47,6 +48,22 @@ def check_sizes(sizes):
         raise ValueError(f"sizes must have between 2 and {MAX_LAYERS + 1} entries (input, ..., "
                          f"output), got {len(sizes)}")
     return [B.check_int(f"sizes[{i}]", s, 1, MAX_WIDTH) for i, s in enumerate(sizes)]
+
+
+def net_bytes(sizes, masks=None, dtype="float64"):
+    """Bytes a ``ReLUNet`` of these widths holds at its peak: every weight three times (the
+    weight and its gradient in ``dtype``, the float64 draw of the init) and every mask that is
+    not None (in ``dtype``). Nothing is allocated."""
+    item = np.dtype(dtype).itemsize
+    dense = mlp_weights(sizes)
+    return dense * (2 * item + 8) + (mlp_weights(sizes, masks) - dense) * item
+
+
+def check_net_size(sizes, masks=None, dtype="float64", limits=None, param=None):
+    """``ResourceLimitError`` if ``net_bytes`` exceeds the memory limit (``limits.check_memory``);
+    ``param`` names what set the widths (default ``sizes=[...]``)."""
+    check_memory(net_bytes(sizes, masks, dtype), "the network's weights, gradients and masks",
+                 param or f"sizes={list(sizes)}", limits)
 
 
 def _check_masks(masks, sizes):
@@ -84,13 +101,21 @@ class ReLUNet(Sequential):
     seed : int or ``np.random.Generator`` for the init (``layers.Linear``: over the live
         inputs of each unit, W then b per layer).
     dtype : "float64" or "float32".  backend : "numpy", "numba" or "cupy".
+    limits : a ``minissl.limits.Limits`` or None (the environment's): ``net_bytes`` is checked
+        against it before anything is allocated (``ResourceLimitError``).
     """
 
     def __init__(self, sizes, *, masks=None, bias=False, normalize=False, batchnorm=None,
-                 seed=0, dtype="float64", backend="numpy", norm_eps=0.0, init_scale=1.0):
+                 seed=0, dtype="float64", backend="numpy", norm_eps=0.0, init_scale=1.0,
+                 limits=None):
         self.sizes = check_sizes(sizes)
-        self.backend = B.check_backend(backend)
         self.dtype = B.check_dtype(dtype)
+        if masks is not None and (isinstance(masks, (str, bytes)) or not hasattr(masks, "__len__")):
+            raise ValueError(f"masks must be None or a list of one array (or None) per layer, "
+                             f"got {type(masks).__name__}")
+        check_net_size(self.sizes, masks, self.dtype, limits)
+        self.limits = limits
+        self.backend = B.check_backend(backend)
         self.xp = B.get_xp(backend)
         self.bias, self.normalize = bool(bias), bool(normalize)
         self.norm_eps = B.check_real("norm_eps", norm_eps, 0)
@@ -157,10 +182,14 @@ class ReLUNet(Sequential):
         return self.xp.asarray(a, dtype=self.dtype)
 
     def check_input(self, x, name="x"):
-        """``x`` as a finite (N, n_0) array on the net's device, else ``ValueError``."""
+        """``x`` as a finite (N, n_0) array on the net's device, else ``ValueError``; the
+        forward caches of its N rows are checked against the net's ``limits``."""
         x = self.asarray(x)
         if x.ndim != 2 or x.shape[1] != self.sizes[0]:
             raise ValueError(f"{name} must have shape (N, {self.sizes[0]}), got {tuple(x.shape)}")
+        check_memory(2 * mlp_activation_bytes(self.sizes, x.shape[0], self.dtype),
+                     "the forward and backward passes", f"{name} with N={x.shape[0]} rows",
+                     self.limits)
         return B.check_finite(name, x, self.xp)
 
     # -- passes
@@ -220,14 +249,22 @@ class ReLUNet(Sequential):
         return st
 
     @classmethod
-    def from_state(cls, st, backend="numpy"):
-        net = cls(st["sizes"], masks=st["masks"], bias=st["bias"], normalize=st["normalize"],
-                  norm_eps=st["norm_eps"], dtype=st["dtype"], backend=backend)
-        for name, arrays, mine in (("weights", st["weights"], net.weights),
-                                   ("biases", st["biases"] or [], net.biases or [])):
-            for l, (a, p) in enumerate(zip(arrays, mine)):
-                if a.shape != tuple(p.shape):
-                    raise ValueError(f"{name}[{l}] has shape {a.shape}, expected {tuple(p.shape)}")
+    def from_state(cls, st, backend="numpy", limits=None):
+        """The network ``state()`` describes. Its widths are checked against ``limits`` and
+        every array's shape against the widths before anything is built; weights must be
+        finite (``ValueError`` naming the entry, ``ResourceLimitError`` past the limit)."""
+        if not isinstance(st, dict) or not STATE_KEYS <= set(st):
+            raise ValueError(f"a ReLUNet state must be a dict with keys {sorted(STATE_KEYS)}")
+        sizes = check_sizes(st["sizes"])
+        if st["masks"] is not None and not isinstance(st["masks"], (list, tuple)):
+            raise ValueError(f"masks must be None or a list, got {type(st['masks']).__name__}")
+        check_net_size(sizes, st["masks"], B.check_dtype(st["dtype"]), limits,
+                       f"the state's sizes={sizes}")
+        _check_state_arrays(st, sizes)
+        net = cls(sizes, masks=st["masks"], bias=st["bias"], normalize=st["normalize"],
+                  norm_eps=st["norm_eps"], dtype=st["dtype"], backend=backend, limits=limits)
+        for arrays, mine in ((st["weights"], net.weights), (st["biases"] or [], net.biases or [])):
+            for a, p in zip(arrays, mine):
                 p[...] = net.asarray(a)
         return net
 
@@ -241,9 +278,17 @@ class ReLUNet(Sequential):
         save_state(path, self.state(), kind="ReLUNet")
 
     @classmethod
-    def load(cls, path, backend="numpy"):
-        """Read a network written by ``save``; refuses corrupt or foreign files."""
-        return cls.from_state(load_state(path, kind="ReLUNet"), backend)
+    def load(cls, path, backend="numpy", limits=None):
+        """Read a network written by ``save``; refuses corrupt or foreign files
+        (``CheckpointError``), NaN/inf weights, and widths past ``limits``
+        (``ResourceLimitError``, before the network is built)."""
+        st = load_state(path, kind="ReLUNet", limits=limits)
+        try:
+            return cls.from_state(st, backend, limits)
+        except ResourceLimitError:
+            raise
+        except (ValueError, TypeError) as exc:
+            raise CheckpointError(f"{path} does not describe a valid ReLUNet: {exc}") from None
 
     def __repr__(self):
         opts = ["bias=True"] * self.bias + ["normalize=True"] * self.normalize
@@ -253,10 +298,41 @@ class ReLUNet(Sequential):
                 f"dtype={self.dtype.name}, backend={self.backend!r})")
 
 
+STATE_KEYS = frozenset(("sizes", "bias", "normalize", "norm_eps", "dtype", "weights", "biases",
+                        "masks"))
+
+
+def _check_state_arrays(st, sizes):
+    """Every weight (and bias, mask) of a state has the shape its widths say, and is finite."""
+    L = len(sizes) - 1
+    want = {"weights": [(sizes[l + 1], sizes[l]) for l in range(L)],
+            "biases": [(sizes[l + 1],) for l in range(L)] if st["bias"] else None,
+            "masks": [(sizes[l + 1], sizes[l]) for l in range(L)]}
+    for name, shapes in want.items():
+        arrays = st[name]
+        if arrays is None and (shapes is None or name == "masks"):
+            continue
+        if shapes is None or not isinstance(arrays, (list, tuple)) or len(arrays) != L:
+            raise ValueError(f"{name} must be a list of {L} arrays for sizes={sizes}")
+        for l, (a, shape) in enumerate(zip(arrays, shapes)):
+            if a is None and name == "masks":
+                continue
+            if not hasattr(a, "shape") or tuple(a.shape) != shape:
+                raise ValueError(f"{name}[{l}] has shape {getattr(a, 'shape', None)}, expected "
+                                 f"{shape} for sizes={sizes}")
+            if name != "masks":
+                B.check_finite(f"{name}[{l}]", B.to_numpy(a))
+
+
 def tree_network(tree, hid=10, **options):
     """A masked ``ReLUNet`` mirroring an HLTM ``tree``: ``hid`` units per latent, each group
     connected only to its children's groups (``tree.network_sizes(hid)``,
     ``tree.network_masks(hid)``); output = the root group's pre-activation. ``options`` go to
-    ``ReLUNet`` (bias, normalize, norm_eps, batchnorm, backend, dtype, seed, init_scale)."""
+    ``ReLUNet`` (bias, normalize, norm_eps, batchnorm, backend, dtype, seed, init_scale,
+    limits); the size is checked before the masks are made."""
     hid = B.check_int("hid", hid, 1, 4096)
-    return ReLUNet(tree.network_sizes(hid), masks=tree.network_masks(hid), **options)
+    sizes = tree.network_sizes(hid)
+    check_net_size(sizes, [True] * (len(sizes) - 1), B.check_dtype(options.get("dtype", "float64")),
+                   options.get("limits"), f"depth={tree.depth}, num_children={tree.num_children}, "
+                                          f"hid={hid}")
+    return ReLUNet(sizes, masks=tree.network_masks(hid), **options)

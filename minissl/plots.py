@@ -114,40 +114,6 @@ def tree_figure(num_children, depth, corr, polarity, *, title=None, label_limit=
     return fig
 
 
-def corr_depth_figure(steps, corr_by_depth, *, untrained=None, ceiling=None, title=None):
-    """Normalized correlation per depth against training step.
-
-    ``steps`` (T,); ``corr_by_depth`` (T, D): column ``d`` is tree depth ``d + 1`` (the
-    latents just above the leaves are depth 1, the root is depth D). ``untrained`` (D,):
-    the value at initialisation, drawn dashed; ``ceiling`` (D,): the best any function of the
-    leaves can reach (exact posterior-mean correlation), drawn dotted.
-    """
-    steps = np.asarray(steps, float)
-    C = np.asarray(corr_by_depth, float).reshape(len(steps), -1)     # (T, D)
-    D = C.shape[1]
-    fig = _figure(5.0, 3.4)
-    ax = fig.add_subplot()
-    cmap = __import__("matplotlib").colormaps["plasma"]
-    for d in range(D):
-        col = cmap(0.85 * d / max(1, D - 1))
-        ax.plot(steps, C[:, d], color=col, lw=1.8, marker="o" if len(steps) < 3 else None,
-                ms=3, label=f"depth {d + 1}")
-        if untrained is not None:
-            ax.axhline(untrained[d], color=col, ls="--", lw=0.9)
-        if ceiling is not None:
-            ax.axhline(ceiling[d], color=col, ls=":", lw=1.2)
-    ax.set_xlabel("step")
-    ax.set_ylabel("normalized correlation")
-    ax.set_ylim(0, 1.02)
-    if len(steps) and steps.max() > steps.min():
-        ax.set_xlim(steps.min(), steps.max())
-    ax.legend(fontsize=7, ncol=2 if D > 4 else 1, loc="lower right")
-    note = "dashed: untrained" + (", dotted: ceiling" if ceiling is not None else "")
-    ax.set_title(title or f"correlation per depth ({note})", fontsize=9)
-    ax.grid(alpha=0.3)
-    return fig
-
-
 def loss_figure(steps, loss, *, collapsed=None, name="loss", title=None):
     """Training loss against step, with the collapsed-embedding value as a horizontal line."""
     fig = _figure(5.0, 3.4)
@@ -411,6 +377,148 @@ def directpred_figure(alignment, *, eps=0.0, title=None):
     a2.set_ylabel(r"$|u_j \cdot W_p u_j| / \|W_p u_j\|$")
     a2.set_title("eigen-alignment", fontsize=9)
     a2.grid(alpha=0.3, axis="y")
+    return fig
+
+
+# ----------------------------------------------------------------------------- luck: units,
+# probes, top-layer acceleration (experiments.selectivity, .probe, .acceleration)
+ARM_COLORS = {"frozen": "tab:gray", "trained": "tab:blue", "scaled": "tab:red"}
+
+
+def depth_color(d, depth):
+    """The colour of tree depth ``d`` of ``depth`` (plasma, depth 1 dark, the root light)."""
+    cmap = __import__("matplotlib").colormaps["plasma"]
+    return cmap(0.85 * (d - 1) / max(1, depth - 1))
+
+
+def corr_panels_figure(steps, corr_by_depth, *, untrained=None, ceiling=None, title=None):
+    """Normalized correlation against step, one small panel per tree depth (root first).
+
+    ``corr_by_depth`` (T, D): column ``d`` is tree depth ``d + 1``. In each panel: the learned
+    value (solid), the untrained value (dashed) and, shaded, the band above the ceiling (the
+    exact posterior mean's correlation, which no function of the subtree's leaves exceeds)."""
+    steps = np.asarray(steps, float)
+    C = np.asarray(corr_by_depth, float).reshape(len(steps), -1)     # (T, D)
+    D = C.shape[1]
+    cols = min(D, 4)
+    rows = -(-D // cols)
+    fig = _figure(6.4, 1.9 * rows + 0.5)
+    axes = np.atleast_1d(fig.subplots(rows, cols, sharex=True, squeeze=False)).ravel()
+    for i, d in enumerate(range(D, 0, -1)):
+        ax, col = axes[i], depth_color(d, D)
+        ax.plot(steps, C[:, d - 1], color=col, lw=1.8, marker="o" if len(steps) < 3 else None,
+                ms=3)
+        vals = list(C[:, d - 1])
+        if untrained is not None:
+            ax.axhline(untrained[d - 1], color="k", ls="--", lw=0.8)
+            vals.append(untrained[d - 1])
+        if ceiling is not None:
+            ax.axhspan(ceiling[d - 1], 1.05, color="0.85", zorder=0)
+            vals.append(ceiling[d - 1])
+        lo, hi = np.nanmin(vals), np.nanmax(vals)
+        pad = max(0.02, 0.15 * (hi - lo))
+        ax.set_ylim(max(0.0, lo - pad), min(1.02, hi + pad))
+        ax.set_title(f"depth {d}" + (" (root)" if d == D else ""), fontsize=8, color=col)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    for ax in axes[D:]:
+        ax.set_visible(False)
+    fig.supxlabel("step", fontsize=8)
+    fig.suptitle(title or "best |corr| per depth (dashed: untrained; grey: above the ceiling)",
+                 fontsize=9)
+    return fig
+
+
+def unit_view_figure(view, *, title=None):
+    """Per-unit selectivity (``experiments.selectivity.unit_view``). Left: every unit of the
+    chosen latent over training, the final winner thick; right: initial against final
+    selectivity of every unit of the tree, coloured by depth, each latent's winner ringed."""
+    fig = _figure(9.0, 3.4)
+    a1, a2 = fig.subplots(1, 2)
+    steps, traces, w = np.asarray(view["steps"], float), np.asarray(view["traces"]), view["winner"]
+    for u in range(traces.shape[1]):
+        win = u == w
+        a1.plot(steps, traces[:, u], color="tab:red" if win else "0.6", lw=2.2 if win else 0.9,
+                zorder=3 if win else 2, label=f"winner: unit {u}" if win else None)
+    a1.set_xlabel("step")
+    a1.set_ylabel("|corr(z, g_u)| of each unit")
+    a1.set_title(f"{view['label']}: the winner started #{view['rank']} of {traces.shape[1]} "
+                 "(#0 = best)", fontsize=9)
+    a1.legend(fontsize=7, loc="lower right")
+    a1.grid(alpha=0.3)
+    D = int(max(view["depth"]))
+    for d in range(D, 0, -1):
+        m = view["depth"] == d
+        a2.scatter(view["initial"][m], view["final"][m], s=9, color=depth_color(d, D),
+                   alpha=0.7, label=f"depth {d}: ρ = {view['spearman'][d]:+.2f}")
+    wm = view["winners"]
+    a2.scatter(view["initial"][wm], view["final"][wm], s=40, facecolors="none",
+               edgecolors="k", linewidths=0.8, label="winners")
+    a2.plot([0, 1], [0, 1], "k:", lw=0.8)
+    a2.set_xlabel("selectivity at initialisation")
+    a2.set_ylabel("selectivity now")
+    a2.set_title(title or "every unit: initial vs now (ρ: Spearman)", fontsize=9)
+    a2.legend(fontsize=6.5, loc="lower right")
+    a2.grid(alpha=0.3)
+    return fig
+
+
+def probe_figure(view, *, title=None):
+    """Probe accuracy of one latent from each representation (``experiments.probe.
+    probe_view``): linear probe bars (light: untrained, dark: trained), k-NN as dots, and the
+    Bayes accuracies given the latent's subtree leaves (dashed) and all leaves (solid)."""
+    names = view["names"]
+    x = np.arange(len(names))
+    fig = _figure(6.0, 3.4)
+    ax = fig.add_subplot()
+    for j, (when, alpha) in enumerate((("untrained", 0.35), ("trained", 0.9))):
+        if when in view:
+            ax.bar(x + (j - 0.5) * 0.38, view[when]["linear"], width=0.36, color="tab:blue",
+                   alpha=alpha, label=f"linear, {when}")
+            ax.plot(x + (j - 0.5) * 0.38, view[when]["knn"], "o", ms=4, color="tab:orange",
+                    alpha=max(alpha, 0.5), label=f"k-NN, {when}")
+    ax.axhline(view["bayes_all"], color="k", lw=1.2, label="Bayes | all leaves")
+    ax.axhline(view["bayes_subtree"], color="k", lw=1.0, ls="--",
+               label="Bayes | its subtree's leaves")
+    vals = [view["bayes_subtree"]] + [v for w in ("untrained", "trained") if w in view
+                                      for k in ("linear", "knn") for v in view[w][k]]
+    ax.set_ylim(max(0.0, min(vals) - 0.05), 1.0)
+    ax.set_xticks(x, names, fontsize=7)
+    ax.set_ylabel("test accuracy")
+    fig.legend(fontsize=6.5, loc="outside lower center", ncol=3)
+    ax.grid(alpha=0.3, axis="y")
+    ax.set_title(title or f"probing {view['label']}", fontsize=9)
+    return fig
+
+
+def acceleration_figure(records, linear=None, *, title=None):
+    """Top-layer acceleration (``experiments.acceleration``): the bottom layer's mean unit
+    selectivity and relative weight change against step per arm (frozen / trained / scaled top
+    layer); with ``linear`` records, a third panel: ``||W_1(t)|| / ||W_1(0)||`` of the linear
+    flow. A diverged arm ends with a cross."""
+    panels = [("unit_corr", "step", "mean |corr| of the depth-1 units"),
+              ("dW1", "step", r"$\|W_1(t) - W_1(0)\| / \|W_1(0)\|$")]
+    if linear is not None:
+        panels.append(("W1", "t", r"linear flow: $\|W_1(t)\| / \|W_1(0)\|$"))
+    fig = _figure(3.2 * len(panels), 3.2)
+    axes = fig.subplots(1, len(panels))
+    for ax, (key, time, label) in zip(axes, panels):
+        recs = records if time == "step" else linear
+        for arm, col in ARM_COLORS.items():
+            r = [q for q in recs if q["arm"] == arm]
+            if r:
+                ax.plot([q[time] for q in r], [q[key] for q in r], color=col, lw=1.6,
+                        label=f"top {arm}")
+                if r[-1].get("diverged"):
+                    ax.plot(r[-1][time], r[-1][key], "x", color=col, ms=7, mew=2)
+        ax.set_xlabel("flow time t" if time == "t" else "step")
+        ax.set_ylabel(label, fontsize=8)
+        ax.grid(alpha=0.3)
+    if linear is not None:
+        axes[-1].set_yscale("log")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title or "training the top layer speeds up the bottom layer "
+                          "(x: the loss diverged)", fontsize=9)
     return fig
 
 

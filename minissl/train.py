@@ -13,6 +13,11 @@ With ``negatives="supervised"`` the batch is ``source.labelled(N, rng) -> (x, x_
 and the loss is SupCon (``losses.supcon_weights``): each of the 2N views has every other view
 with its label as a positive (its partner included) and all 2N - 1 others in the denominator.
 
+With ``frozen = (l, ...)`` (0-based indices into ``net.weights``) those layers' weights (and
+biases) are left out of the update: the optimiser only holds the other parameters, so a frozen
+layer keeps its initial values while its gradient still flows through it to the layers below
+(the top-layer-acceleration experiment, ``experiments.acceleration``).
+
 With ``update="covariance"`` every layer moves by the covariance operator instead:
 ``W_l += lr * ΔW_l``, ``vec(ΔW_l) = OP_l vec(W_l)`` on the batch's views ``[x, x_pos]``
 (N, 2, n_0), pair weights from ``covariance.covariance_pair_weights`` (ξ ≡ 1 for "simple"),
@@ -34,6 +39,7 @@ import numpy as np
 from . import backend as B
 from .covariance import covariance_pair_weights, covariance_update
 from .kernels import twin
+from .limits import DRAW_COST, Cost, mlp_activation_bytes, mlp_weights, training_work
 from .losses import (LOSSES, check_labels, check_loss, chain_gram, contrastive_loss,
                      simclr_weights, supcon_weights)
 from .optim import SGD, History, notify, stopped
@@ -42,6 +48,7 @@ NEGATIVES = ("given", "in_batch", "supervised")
 UPDATES = ("gradient", "covariance")
 COVARIANCE_LOSSES = ("simple", "soft_triplet", "infonce")
 MAX_STEPS = 10 ** 9
+MAX_BATCH = 1 << 24
 
 
 class TrainingDiverged(FloatingPointError):
@@ -65,6 +72,7 @@ class TrainConfig:
     update: str = "gradient"       # "gradient" (SGD on the loss) or "covariance" (OP vec W)
     seed: int = 0                  # data seed
     log_every: int = 1             # call the callback every this many steps
+    frozen: tuple = ()             # layers (0-based, net.weights) not updated (see module doc)
 
     def validate(self):
         B.check_choice("loss", self.loss, tuple(LOSSES))
@@ -76,7 +84,7 @@ class TrainConfig:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
         B.check_real("weight_decay", self.weight_decay, 0)
         B.check_int("steps", self.steps, 1, MAX_STEPS)
-        B.check_int("batch_size", self.batch_size, 1)
+        B.check_int("batch_size", self.batch_size, 1, MAX_BATCH)
         B.check_int("log_every", self.log_every, 1)
         B.check_int("seed", self.seed, 0)
         B.check_choice("negatives", self.negatives, NEGATIVES)
@@ -87,7 +95,61 @@ class TrainConfig:
             raise ValueError(f"batch_size must be >= 2 for negatives={self.negatives!r} (each "
                              f"anchor needs negatives), got {self.batch_size}")
         B.check_choice("update", self.update, UPDATES)
+        check_frozen(self.frozen)
         return self
+
+
+def train_cost(sizes, cfg, negatives=1, draws_per_sample=None, dtype="float64", steps_param=None):
+    """The ``limits.Cost`` of ``train`` with ``cfg`` on a net of widths ``sizes``, nothing
+    allocated. A batch is ``(2 + H) * batch_size`` samples (``negatives`` = H; ``draws_per_
+    sample`` random numbers each, default ``sizes[0]``; an HLTM draws every node).
+
+    Memory: the batch (float64 samples, their copy in ``dtype``), the forward caches and as
+    much again for the backward pass, the SimCLR or SupCon Gram matrices (in-batch or
+    supervised negatives), and with
+    ``update="covariance"`` the Jacobians of the batch's views. Work: ``limits.training_work``
+    of the rows the net sees per step, drawing the batch, the Gram products, and per layer the
+    covariance-operator step (``2N (n_L + 3) weights``). ``steps_param`` names the settings
+    behind ``cfg.steps`` in messages (default ``steps=...``).
+    """
+    rows = cfg.batch_size * (2 + negatives)
+    seen = 2 * cfg.batch_size if cfg.negatives != "given" else rows
+    draws = rows * (sizes[0] if draws_per_sample is None else draws_per_sample)
+    item, weights = np.dtype(dtype).itemsize, mlp_weights(sizes)
+    batch = (draws * 8 + rows * sizes[0] * item + 2 * mlp_activation_bytes(sizes, seen, dtype)
+             + (5 * seen * seen * 8 if cfg.negatives != "given" else 0))
+    work = training_work(sizes, seen, cfg.steps) + cfg.steps * DRAW_COST * draws
+    if cfg.negatives != "given":                       # SimCLR, SupCon: B x B matrices
+        work += cfg.steps * 2 * seen * seen * sizes[-1]
+    param = f"batch_size={cfg.batch_size}" + (f", negatives={negatives}" if negatives > 1 else "")
+    memory = [(batch, "a training batch", param)]
+    if cfg.update == "covariance":
+        N2, L = 2 * cfg.batch_size, len(sizes) - 1
+        memory.append((N2 * sizes[-1] * sum(sizes[1:]) * item + N2 * N2 * sizes[-1] * 8,
+                       "the covariance-operator step (Jacobians of the views)", param))
+        work += cfg.steps * (L * N2 * (sizes[-1] + 3) * weights + N2 * N2 * sizes[-1])
+    steps_param = steps_param or f"steps={cfg.steps}"
+    return Cost(tuple(memory), ((work, "training", f"{steps_param}, {param}"),))
+
+
+def check_frozen(frozen, depth=None):
+    """``frozen`` as a sorted tuple of distinct layer indices ``0 <= l < depth`` (``depth``
+    None: only ``l >= 0``), else ``ValueError`` naming ``frozen``."""
+    if isinstance(frozen, (str, bytes)) or not hasattr(frozen, "__iter__"):
+        raise ValueError(f"frozen must be a tuple of layer indices, got {frozen!r}")
+    hi = None if depth is None else depth - 1
+    out = tuple(sorted({B.check_int("frozen (a layer index)", l, 0, hi) for l in frozen}))
+    if len(out) != len(tuple(frozen)):
+        raise ValueError(f"frozen must list distinct layers, got {frozen!r}")
+    return out
+
+
+def trainable(net, frozen=()):
+    """Indices into ``net.parameters()`` of what the optimiser updates: every parameter but
+    the weights (and biases) of the ``frozen`` layers."""
+    frozen, L = check_frozen(frozen, net.depth), net.depth
+    skip = set(frozen) | ({L + l for l in frozen} if net.bias else set())   # W_l, then b_l
+    return [i for i in range(len(net.parameters())) if i not in skip]
 
 
 def check_batch(net, batch, negatives="given"):
@@ -120,6 +182,13 @@ def check_batch(net, batch, negatives="given"):
     return x, x_pos, B.check_finite("x_neg", x_neg, net.xp)
 
 
+def finite_output(Z, factor):
+    """True when the embeddings ``Z`` are finite and ``factor * Σ|Z|²`` (which bounds the
+    batch's summed distances) is too: else the run has diverged (losses.check_scale)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return math.isfinite(factor * float((Z * Z).sum()))
+
+
 def loss_and_grads(net, batch, cfg):
     """Forward all views, the loss and backward. Returns ``(loss, r_pos, r_neg, grads)`` with
     ``grads`` aligned with ``net.parameters()`` and ``r_pos``/``r_neg`` batch means;
@@ -128,7 +197,7 @@ def loss_and_grads(net, batch, cfg):
     xp = net.xp
     if cfg.negatives != "given":
         Z = net.forward(xp.concatenate([x, x_pos]))
-        if not bool(xp.isfinite(Z).all()):
+        if not finite_output(Z, Z.shape[0]):
             return math.nan, math.nan, math.nan, None
         if cfg.negatives == "supervised":            # x_neg holds the labels
             L, C, r_pos, r_neg = supcon_weights(Z, xp.concatenate([x_neg, x_neg]), cfg.tau)
@@ -140,7 +209,7 @@ def loss_and_grads(net, batch, cfg):
         N, H, n0 = x_neg.shape
         check_loss(cfg.loss, cfg.tau, H)
         Z = net.forward(xp.concatenate([x, x_pos, x_neg.reshape(N * H, n0)]))
-        if not bool(xp.isfinite(Z).all()):
+        if not finite_output(Z, 1 + H):
             return math.nan, math.nan, math.nan, None
         z, zp, zn = Z[:N], Z[N:2 * N], Z[2 * N:].reshape(N, H, -1)
         value, (dz, dzp, dzn), (r_pos, r_neg) = contrastive_loss(
@@ -213,21 +282,27 @@ def batches(source, cfg):
     return source.labelled
 
 
-def train(net, source, cfg=None, callback=None, stop=None, **overrides):
+def train(net, source, cfg=None, callback=None, stop=None, limits=None, **overrides):
     """Train ``net`` on ``source.triples`` (``source.labelled`` for ``negatives="supervised"``)
     for ``cfg.steps`` steps; returns a ``History``.
 
     Every step appends a record ``{step, loss, r_pos, r_neg, seconds[, cos_by_layer]}``;
     every ``cfg.log_every`` steps (and at the last) ``callback(record)`` is called: returning
     ``False`` ends the run early, as does ``stop.is_set()`` (checked every step). Raises
-    ``TrainingDiverged`` when the loss stops being finite.
+    ``TrainingDiverged`` when the loss stops being finite. Before anything runs,
+    ``train_cost`` is checked against ``limits`` (None: the environment's;
+    ``ResourceLimitError`` naming the setting, the estimate and the limit).
     """
     cfg = replace(cfg or TrainConfig(), **overrides).validate()
     check_run(net.plain, cfg)
+    train_cost(net.sizes, cfg, B.check_int("source.negatives", getattr(source, "negatives", 1), 1),
+               getattr(source, "n_nodes", None), net.dtype).check(limits)
     rng = B.rng(cfg.seed)
     step_fn = gradient_step(net, cfg)
     draw = batches(source, cfg)
-    opt = SGD(net.parameters(), cfg.lr, cfg.momentum, cfg.weight_decay)
+    keep = trainable(net, cfg.frozen)                  # all parameters but the frozen layers'
+    params = net.parameters()
+    opt = SGD([params[i] for i in keep], cfg.lr, cfg.momentum, cfg.weight_decay)
     hist = History()
     t0 = time.perf_counter()
     # overflow is not warned about: a non-finite loss stops the run with TrainingDiverged
@@ -242,9 +317,9 @@ def train(net, source, cfg=None, callback=None, stop=None, **overrides):
             cos = None
             if cfg.update == "covariance":
                 dWs, cos = covariance_step(net, batch, cfg, grads)
-                opt.step([-d for d in dWs])
+                opt.step([-dWs[i] for i in keep])
             else:
-                opt.step(grads)
+                opt.step([grads[i] for i in keep])
             rec = {"step": step, "loss": value, "r_pos": r_pos, "r_neg": r_neg,
                    "seconds": time.perf_counter() - t0}
             if cos is not None:

@@ -291,6 +291,16 @@ def test_bad_run_settings_raise(kw, name):
         decoupling_experiment(DecouplingConfig(**kw))
 
 
+def test_cost_model_refuses_huge_runs():
+    from minissl.limits import ResourceLimitError
+    cost = DecouplingConfig().cost()
+    assert 1e10 < cost.madds < 1e12 and cost.bytes < 64 * 2 ** 20     # ~7 s measured, ~15 s est.
+    with pytest.raises(ResourceLimitError, match=r"steps=1000000000, batch_size=256"):
+        decoupling_experiment(DecouplingConfig(steps=10 ** 9))
+    with pytest.raises(ResourceLimitError, match=r"d1=4096"):
+        DecouplingConfig(d1=4096, batch_size=4096).cost().check()
+
+
 def test_bad_sample_sizes_raise():
     src = SparseCoding(d=4, d1=10, k=1, dense_rank=4)
     with pytest.raises(ValueError, match="^n must"):

@@ -58,3 +58,10 @@ def test_stop_ends_the_run():
 def test_bad_settings_are_named(setting, message):
     with pytest.raises(gr.Error, match=message):
         next(demo.train_decoupling(**setting, progress=_quiet))
+
+
+def test_largest_settings_fit_the_app_limits():
+    big = {k: v[3] for k, v in demo.DECOUPLING_FIELDS.items()}       # every field at its maximum
+    big.update(augmentation="noise", neuron="symmetric")
+    cfg = demo.decoupling_config(big)
+    assert cfg.cost().seconds < 120

@@ -126,9 +126,11 @@ def test_each_field_bound_is_named(key, side):
 def test_non_integer_and_resource_limits():
     with pytest.raises(gr.Error, match=r"depth must be an integer in \[2, 7\], got 2.5"):
         demo.hltm_config({**demo.HLTM_DEFAULTS, "depth": 2.5})
-    with pytest.raises(gr.Error, match="weights; the limit is 4,000,000"):
+    with pytest.raises(gr.Error, match=r"depth=7, num_children=3, hid=10 needs ~1\.\d GiB for "
+                                       r"the tree network; the limit is 512\.0 MiB"):
         demo.hltm_config({**demo.HLTM_DEFAULTS, "depth": 7, "num_children": 3, "hid": 10})
-    with pytest.raises(gr.Error, match="exceeds the limit"):
+    with pytest.raises(gr.Error, match=r"epochs=200, samples_per_epoch=640000, batch_size=128 "
+                                       r"needs ~.* for training; the limit is 6e\+11 \(~120 s\)"):
         demo.hltm_config({**demo.HLTM_DEFAULTS, "hid": 50, "epochs": 200,
                           "steps_per_epoch": 5000})
     with pytest.raises(gr.Error, match="update='covariance' needs a bias-free net"):
@@ -152,12 +154,12 @@ def test_stop_ends_the_run_with_its_pictures():
     assert first[4]["status"] == "running" and first[4]["epochs_done"] == 0
     assert demo.stop_training(req).startswith("stopped by the user at step")
     outs = list(gen)
-    tree, corr, loss, status, result = outs[-1]
+    tree, corr, loss, status, result, run = outs[-1]
     assert result["status"] == "stopped" and result["epochs_done"] < 200
     assert status.startswith("stopped by the user")
     assert _not_blank(_png(tree))
     assert "test-stop" not in demo.RUNS
-    assert demo.stop_training(req) == "no training run is active"
+    assert demo.stop_training(req) == "no training run is active or queued"
 
 
 def test_divergence_ends_with_a_clear_message():
@@ -206,7 +208,7 @@ def test_covariance_tab_run():
 
 @pytest.mark.parametrize("vary", ["r_pos", "r_neg", "tau"])
 def test_losses_tab_plot(vary):
-    assert _not_blank(_png(demo.loss_curves_plot(vary, H=4)))
+    assert _not_blank(_png(demo.loss_curves_plot(vary, negatives=4)))
 
 
 def test_losses_tab_errors():

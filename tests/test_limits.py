@@ -97,11 +97,11 @@ def test_check_work_message_names_parameter_estimate_limit_and_seconds():
     with pytest.raises(ResourceLimitError) as e:
         check_work(3.14e13, "training", "steps=1000")
     msg = str(e.value)
-    assert msg.startswith("steps=1000 needs ~3.14e+13 multiply-adds (~31,400 s) for training")
-    assert "the limit is 1e+13 (~10,000 s)" in msg
+    assert msg.startswith("steps=1000 needs ~3.14e+13 multiply-adds (~6,280 s) for training")
+    assert "the limit is 1e+13 (~2,000 s)" in msg
     assert "MINISSL_MAX_WORK=3.2e+13" in msg and "limits=Limits(" in msg
     check_work(1e13, "training", "steps=1000")
-    with pytest.raises(ResourceLimitError, match=r"~0\.5 s.*the limit is 1e\+08 \(~0\.1 s\)"):
+    with pytest.raises(ResourceLimitError, match=r"~0\.1 s.*the limit is 1e\+08 \(~0\.02 s\)"):
         check_work(5e8, "training", "steps=1", Limits(1, 1e8))
 
 

@@ -23,6 +23,20 @@ def test_readme_has_examples_and_quick_start():
     assert "python demo.py" in cmds[0] and "pytest" in cmds[1] and len(cmds) == 2
 
 
+def test_ci_runs_readmes_test_command_verbatim_in_a_fresh_venv():
+    """.ci/run holds README's quick-start test command as one line of its own, after making and
+    activating a fresh virtual environment (so a missing extra fails CI)."""
+    text = README.read_text(encoding="utf-8")
+    quick = text[text.index("## Quick start"):]
+    command = re.findall(r"```bash\n(.*?)```", quick, re.S)[0].strip().splitlines()[1]
+    ci = (README.parent / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert command in ci
+    at = ci.index(command)
+    assert any(line.startswith("python3 -m venv") for line in ci[:at])
+    assert any(line.startswith(". ") and "bin/activate" in line for line in ci[:at])
+    assert "set -euo pipefail" in ci                      # pytest's exit status 5 fails too
+
+
 @pytest.mark.parametrize("code,expected", examples(), ids=lambda s: s.splitlines()[0][:40])
 def test_readme_example_prints_what_it_says(code, expected):
     buf = io.StringIO()

@@ -21,7 +21,8 @@ from ..byol import PREDICTORS, BYOLConfig, byol_for, train_byol
 from ..data import GaussianClusters
 from ..hltm import HLTM
 from ..layers import BN_MODES
-from ..metrics import eigen_alignment, normalized_correlation
+from ..limits import STEP_OVERHEAD, Cost
+from ..metrics import correlation_cost, eigen_alignment, normalized_correlation
 from ..optim import notify, stopped
 from ..train import TrainingDiverged
 
@@ -43,12 +44,12 @@ ABLATION_BN_MEANS = BN_MODES
 ABLATION_EMAS = (0.0, 0.99)
 
 
-def _ablation_run(data, cfg, hid, source_kw, stop=None):
+def _ablation_run(data, cfg, hid, source_kw, stop=None, limits=None):
     src = make_source(data, **source_kw)
-    model = byol_for(src, cfg, hid)
+    model = byol_for(src, cfg, hid, limits=limits)
     t0 = time.perf_counter()
     try:
-        model, hist = train_byol(src, cfg, model=model, stop=stop)
+        model, hist = train_byol(src, cfg, model=model, stop=stop, limits=limits)
         rec = hist.records[-1]
         row = {k: rec[k] for k in ("loss", "eval_loss", "effective_rank", "std", "collapsed_loss",
                                    "spectrum")}
@@ -65,29 +66,76 @@ def _ablation_run(data, cfg, hid, source_kw, stop=None):
     return row
 
 
-def run_ablation(data="toy", cfg=None, predictors=ABLATION_PREDICTORS,
-                 bn_means=ABLATION_BN_MEANS, emas=ABLATION_EMAS, hid=10, n_jobs=1,
-                 source_kw=None, callback=None, stop=None):
-    """Train one BYOL per (predictor, bn_mean, ema) and return one dict per run: the final
-    ``loss, eval_loss, effective_rank, std, collapsed_loss`` (and on HLTM the latent recovery
-    ``corr_by_depth, corr_mean``). Other settings come from ``cfg``. ``n_jobs > 1`` runs in
-    parallel processes (joblib); serially, ``callback(row)`` after each run (``row["run"]``,
-    ``row["runs"]``: its index and the total) and ``stop`` is checked every step."""
+def ablation_cost(data, grid, hid, source_kw):
+    """The ``limits.Cost`` of an ablation's runs, one after the other: the largest run's
+    memory, the sum of their work (``BYOLConfig.cost``, plus the latent correlation of each
+    run on HLTM)."""
+    src = make_source(data, **source_kw)
+    hltm = hasattr(src, "network_sizes")
+    costs = []
+    for c in grid:
+        sizes = src.network_sizes(hid) if hltm else [src.dim, *c.hidden, c.out_dim]
+        cost = c.cost(sizes, getattr(src, "n_nodes", None), hltm)
+        costs.append(cost + correlation_cost(src, sizes, 4000) if hltm else cost)
+    if not costs:
+        return Cost()
+    memory = max(costs, key=lambda c: c.bytes).memory
+    return Cost(memory, ((sum(c.madds for c in costs), f"{len(costs)} BYOL runs",
+                          f"runs={len(costs)}, steps={grid[0].steps}"),))
+
+
+def check_grid(values, name, check):
+    """``values`` as a tuple without repeats (first occurrence kept), each checked by
+    ``check(name, value)``; at least one."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise ValueError(f"{name} must be a list of values, got {values!r}")
+    out = tuple(dict.fromkeys(check(name, v) for v in values))
+    if not out:
+        raise ValueError(f"{name}: choose at least one value")
+    return out
+
+
+def _check_ema(name, e):
+    e = B.check_real(name, e, 0, 1)
+    if e == 1:
+        raise ValueError(f"{name} must be in [0, 1), got {e!r}")
+    return e
+
+
+def ablation_grid(cfg, predictors, bn_means, emas):
+    """The configs of an ablation, ``cfg`` with each (predictor, bn_mean, ema); repeated values
+    count once, each is checked (``ValueError`` naming the list)."""
     cfg = (cfg or BYOLConfig()).validate()
-    for p in predictors:
-        B.check_choice("predictors", p, PREDICTORS)
-    for m in bn_means:
-        B.check_choice("bn_means", m, BN_MODES)
-    grid = [replace(cfg, predictor=p, bn_mean=m, ema=e,
+    predictors = check_grid(predictors, "predictors",
+                            lambda n, p: B.check_choice(n, p, PREDICTORS))
+    bn_means = check_grid(bn_means, "bn_means", lambda n, m: B.check_choice(n, m, BN_MODES))
+    emas = check_grid(emas, "emas", _check_ema)
+    return [replace(cfg, predictor=p, bn_mean=m, ema=e,
                     directpred=cfg.directpred and p == "linear").validate()
             for p in predictors for m in bn_means for e in emas]
+
+
+def run_ablation(data="toy", cfg=None, predictors=ABLATION_PREDICTORS,
+                 bn_means=ABLATION_BN_MEANS, emas=ABLATION_EMAS, hid=10, n_jobs=1,
+                 source_kw=None, callback=None, stop=None, limits=None):
+    """Train one BYOL per (predictor, bn_mean, ema) and return one dict per run: the final
+    ``loss, eval_loss, effective_rank, std, collapsed_loss`` (and on HLTM the latent recovery
+    ``corr_by_depth, corr_mean``). Other settings come from ``cfg``; repeated values run
+    once. ``n_jobs > 1`` runs in parallel processes (joblib); serially, ``callback(row)``
+    after each run (``row["run"]``, ``row["runs"]``: its index and the total) and ``stop`` is
+    checked every step. ``ablation_cost`` is checked against ``limits`` first."""
+    grid = ablation_grid(cfg, predictors, bn_means, emas)
     kw = dict(source_kw or {})
+    ablation_cost(data, grid, hid, kw).check(limits)
     if n_jobs != 1:
         from joblib import Parallel, delayed
         return Parallel(n_jobs=n_jobs)(delayed(_ablation_run)(data, c, hid, kw) for c in grid)
     rows = []
     for i, c in enumerate(grid):
-        rows.append({**_ablation_run(data, c, hid, kw, stop), "run": i + 1, "runs": len(grid)})
+        if stopped(stop):
+            break
+        rows.append({**_ablation_run(data, c, hid, kw, stop, limits), "run": i + 1,
+                     "runs": len(grid)})
         if notify(callback, rows[-1]) or stopped(stop):
             break
     return rows
@@ -240,37 +288,42 @@ def _directpred_figure(src, base, outdir):
 
 def byol_ablation(data="toy", predictors=ABLATION_PREDICTORS, bn_means=ABLATION_BN_MEANS,
                   emas=ABLATION_EMAS, steps=300, lr=None, weight_decay=0.02, seed=0,
-                  preset="minissl", callback=None, stop=None):
+                  preset="minissl", callback=None, stop=None, limits=None):
     """The ablation the app's BYOL tab runs: batch 64, BN var normal, L2-normalised loss; toy
     lr 0.5 and d 16, HLTM (depth 4, hid 10) lr 0.1 and d 10. Returns ``(rows, spectra,
     cfg)``: ``run_ablation``'s rows (each with its final embedding ``spectrum``), the spectra
     of up to four of them by label, and the config."""
-    if not predictors or not bn_means or not emas:
+    if not len(predictors) or not len(bn_means) or not len(emas):
         raise ValueError("choose at least one predictor, one BN mean mode and one EMA value")
+    B.check_choice("data", data, DATASETS)
     lr = lr or (0.5 if data == "toy" else 0.1)
     cfg = BYOLConfig.from_preset(preset, lr=lr, weight_decay=weight_decay, steps=steps,
                                  batch_size=64, log_every=steps, seed=seed,
                                  out_dim=16 if data == "toy" else 10)
     kw = {"seed": cfg.seed} if data == "toy" else {"seed": cfg.seed, "depth": 4}
-    rows = run_ablation(data, cfg, tuple(predictors), tuple(bn_means),
-                        tuple(float(e) for e in emas), hid=10, source_kw=kw, callback=callback,
-                        stop=stop)
+    rows = run_ablation(data, cfg, predictors, bn_means, emas, hid=10, source_kw=kw,
+                        callback=callback, stop=stop, limits=limits)
     spectra = {f"{r['predictor']}/{r['bn_mean']}/ema {r['ema']:g}": r["spectrum"]
                for r in rows[:: max(1, len(rows) // 4)] if not r["diverged"]}
     return rows, spectra, cfg
 
 
-def linear_regime(eta=0.01, alpha_p=1.0, T=20.0, seed=0):
+def linear_regime(eta=0.01, alpha_p=1.0, T=20.0, seed=0, stop=None, limits=None):
     """Linear BYOL from ``default_problem(seed)``: the ODE on [0, T] (201 points) and BYOL's SGD
     (lr 0.01, batch 512, ~40 records). Returns a dict ``t, Ws, t_sgd, Ws_sgd, norm0, normT,
-    verdict`` ("collapses" below 1% of ||W(0)||, "shrinking" below 30%, else "survives")."""
+    verdict`` ("collapses" below 1% of ||W(0)||, "shrinking" below 30%, else "survives").
+    The SGD's ``T / 0.01`` steps (each ``3 STEP_OVERHEAD``) are checked against ``limits``
+    first; ``stop`` ends the SGD early (the returned records end there)."""
     W0, Wp0, Wa0, X, Xp = LB.default_problem(seed=seed)
     T = B.check_real("T", T, 0, lo_open=True)
+    steps = int(round(T / 0.01))
+    Cost(work=((steps * (3 * STEP_OVERHEAD + 1024 * 200), "the linear BYOL SGD",
+                f"T={T:g}"),)).check(limits)
     t, Ws, _, _ = LB.integrate(W0, Wp0, Wa0, X, Xp, T, alpha_p, 1.0, eta,
                                t_eval=np.linspace(0, T, 201))
     ts, Wss, _, _ = LB.simulate_sgd(W0, Wp0, Wa0, X, Xp, T, 0.01, alpha_p, 1.0, eta,
                                     batch_size=512, seed=seed,
-                                    record_every=max(1, int(round(T / 0.01 / 40))))
+                                    record_every=max(1, int(round(T / 0.01 / 40))), stop=stop)
     n0, nT = float(np.linalg.norm(Ws[0])), float(np.linalg.norm(Ws[-1]))
     verdict = "collapses" if nT < 1e-2 * n0 else ("shrinking" if nT < 0.3 * n0 else "survives")
     return {"t": t, "Ws": Ws, "t_sgd": ts, "Ws_sgd": Wss, "norm0": n0, "normT": nT,

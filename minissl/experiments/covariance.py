@@ -9,11 +9,28 @@ import time
 from dataclasses import dataclass
 
 from .. import backend as B
-from ..covariance import (PAIR_WEIGHT_LOSSES, covariance_pair_weights, covariance_spectrum)
+from ..covariance import (DENSE_MAX_KBAR, DENSE_MAX_P, PAIR_WEIGHT_LOSSES,
+                          covariance_pair_weights, covariance_spectrum, dense_cost, pass_cost)
 from ..hltm import HLTM, check_polarity
-from ..nets import tree_network
+from ..limits import Cost, mlp_weights
+from ..nets import net_bytes, tree_network
 from ..optim import notify, stopped
-from ..train import UPDATES, TrainConfig, covariance_step, loss_and_grads, train
+from ..train import UPDATES, TrainConfig, covariance_step, loss_and_grads, train, train_cost
+
+LANCZOS_MATVECS = (10, 40)     # OP products of one spectrum: 10 k + 40 (measured 21-88, k 1-16)
+
+
+def spectrum_cost(sizes, N, M, layer, k):
+    """The ``limits.Cost`` of one ``covariance_spectrum`` of ``layer`` (an index into the
+    weights) on N x M views: their forward pass and Jacobians, ``10 k + 40`` operator products,
+    or the explicit OP where the "auto" method would form it."""
+    P, nL = sizes[layer + 1] * sizes[layer], sizes[-1]
+    views = pass_cost(sizes, "float64", N, M)
+    if P <= DENSE_MAX_P and N * P * nL <= DENSE_MAX_KBAR:            # spectrum's "auto"
+        views = views + dense_cost(sizes, "float64", N, M, layer)
+    matvecs = LANCZOS_MATVECS[0] * k + LANCZOS_MATVECS[1]
+    work = matvecs * 4 * N * M * (P + nL * sizes[layer + 1])
+    return views + Cost(work=((work, "the spectrum's operator products", f"k={k}"),))
 
 
 @dataclass
@@ -50,6 +67,24 @@ class CovarianceConfig:
         self.train_config().validate()
         return self
 
+    def cost(self):
+        """The run's ``limits.Cost``, nothing allocated: the tree network, training
+        (``train.train_cost``), and per snapshot (``snapshots + 1`` of them) the pair weights and
+        the top-k spectrum on the N x M views (``spectrum_cost``) and the cosine on the fixed
+        batch (one covariance-operator step per layer)."""
+        tree = HLTM(self.depth, self.num_children, self.polarity)
+        sizes = tree.network_sizes(self.hid)
+        L = self.depth
+        net = f"depth={L}, num_children={self.num_children}, hid={self.hid}"
+        views = spectrum_cost(sizes, self.n_samples, self.n_views, self.layer - 1, self.k)
+        batch = pass_cost(sizes, "float64", self.batch_size, 2)
+        snap = f"snapshots={self.snapshots}, n_samples={self.n_samples}, n_views={self.n_views}"
+        work = views.madds + L * batch.madds + 3 * self.batch_size * 3 * mlp_weights(sizes)
+        return (Cost(((net_bytes(sizes, [True] * L), "the tree network", net),))
+                + train_cost(sizes, self.train_config(), 1, tree.n_nodes)
+                + Cost(views.memory + batch.memory,
+                       (((self.snapshots + 1) * work, "the spectra and cosines", snap),)))
+
     def train_config(self):
         every = max(1, self.steps // self.snapshots)
         return TrainConfig(loss=self.loss, tau=self.tau, lr=self.lr, steps=self.steps,
@@ -57,12 +92,15 @@ class CovarianceConfig:
                            seed=B.derive_seed(self.seed, 2), log_every=every)
 
 
-def covariance_experiment(cfg, callback=None, stop=None):
+def covariance_experiment(cfg, callback=None, stop=None, limits=None):
     """Run ``cfg`` (a ``CovarianceConfig``); returns the list of records, one per snapshot
     (step 0 = untrained): ``{"step", "eigvals" (k,), "eigvec" (P,), "shape" (n_l, n_{l-1}),
     "cos" (per layer), "loss" (on the fixed batch)}``, NumPy arrays. ``callback(record)``
-    after each (False ends the run); ``stop.is_set()`` is checked every step."""
-    cfg.validate()
+    after each (False ends the run); ``stop.is_set()`` is checked every step. ``cfg.cost()``
+    is checked against ``limits`` first (``ResourceLimitError``)."""
+    cfg.validate().cost().check(limits)
+    if stopped(stop):
+        return []
     tree = HLTM(cfg.depth, cfg.num_children, cfg.polarity, seed=cfg.seed)
     net = tree_network(tree, cfg.hid, seed=B.derive_seed(cfg.seed, 1))
     views = tree.views(cfg.n_samples, cfg.n_views, B.derive_seed(cfg.seed, 3))  # (N, M, n_0)

@@ -25,6 +25,7 @@ from ..decoupling import (SparseCoding, closed_form_correlations, dense_fraction
                           sparse_alignment)
 from ..kernels import twin
 from ..layers import L2Normalize, ReLU, Sequential, SymmetricThreshold, WeightNormLinear
+from ..limits import DRAW_COST, Cost, training_work
 from ..losses import chain_gram, check_loss, simclr_weights
 from ..optim import Adam, notify, stopped
 from ..train import TrainingDiverged
@@ -76,6 +77,26 @@ class DecouplingConfig:
         B.check_choice("backend", self.backend, DECOUPLING_BACKENDS)
         return self
 
+    def cost(self):
+        """The run's ``limits.Cost``, nothing allocated. Memory: the basis (a Haar (d1, d1)
+        QR), the network with its gradient and Adam's moments, a batch of 2N views with its
+        masks and caches, and the SimCLR (2N, 2N) matrices. Work: the QR, ``steps + 1``
+        forward/backward passes of the (d1 -> width) layer on 2N views
+        (``limits.training_work``), the Gram products and ``chain_gram`` (``4 (2N)^2 width``)
+        and the draws."""
+        n2, d1, m = 2 * self.batch_size, self.d1, self.width
+        size = f"d1={d1}, width={m}"
+        batch = f"batch_size={self.batch_size}, d1={d1}, width={m}"
+        steps = f"steps={self.steps}, batch_size={self.batch_size}, width={m}"
+        memory = ((3 * d1 * d1 * 8, "the data model's basis", f"d1={d1}"),
+                  (4 * m * d1 * 8, "the network, its gradient and Adam's moments", size),
+                  ((6 * n2 * d1 + 8 * n2 * m + 6 * n2 * n2) * 8, "a training batch", batch))
+        k = self.steps + 1
+        draws = self.batch_size * (2 * self.d + self.dense_rank + 2 * d1)
+        work = (training_work([d1, m], n2, k) + k * (4 * n2 * n2 * m + DRAW_COST * draws)
+                + 2 * d1 ** 3)
+        return Cost(memory, ((work, "training", steps),))
+
     def source(self):
         """The data model ``SparseCoding`` of this run (validates its fields)."""
         return SparseCoding(**{f: getattr(self, f) for f in SOURCE_FIELDS}, seed=self.seed)
@@ -119,15 +140,16 @@ def neuron_record(net, src, step, loss, seconds):
     return rec
 
 
-def decoupling_experiment(cfg, callback=None, stop=None):
+def decoupling_experiment(cfg, callback=None, stop=None, limits=None):
     """Train per ``cfg`` (a ``DecouplingConfig``); returns the records.
 
     Record 0 (step 0, untrained; its loss on one batch) also holds ``rho``: the closed-form
     view correlations ``{"sparse", "dense"}``. Then a record every ``cfg.log_every`` steps and
     at the last (``neuron_record``; ``loss`` the mean training loss since the last record).
     ``callback(record)`` after each (False ends the run), ``stop.is_set()`` every step.
+    ``cfg.cost()`` is checked against ``limits`` (None: the environment's) first.
     """
-    cfg.validate()
+    cfg.validate().cost().check(limits)
     src = cfg.source()
     net = decoupling_net(src.dim, cfg.width, cfg.neuron, cfg.b_init, B.derive_seed(cfg.seed, 1))
     weights = twin("simclr_weights", cfg.backend) or simclr_weights
@@ -180,12 +202,12 @@ DECOUPLING_SETTINGS = (
 DECOUPLING_LABELS = tuple(label for label, _ in DECOUPLING_SETTINGS)
 
 
-def decoupling_row(label, cfgs, measured=0, stop=None):
+def decoupling_row(label, cfgs, measured=0, stop=None, limits=None):
     """Run each config (one per seed) and summarise: closed-form (and, with ``measured`` > 0
     samples, measured) view correlations and ``{metric: (mean, std)}`` over the seeds."""
     finals, rhos, meas = [], [], []
     for cfg in cfgs:
-        records = decoupling_experiment(cfg, stop=stop)
+        records = decoupling_experiment(cfg, stop=stop, limits=limits)
         finals.append(records[-1])
         rhos.append(records[0]["rho"])
         if measured:
@@ -208,15 +230,16 @@ def decoupling_row(label, cfgs, measured=0, stop=None):
 
 
 def decoupling_table(settings=DECOUPLING_SETTINGS, seeds=(0, 1, 2), base=None,
-                     measured=0, callback=None, stop=None):
+                     measured=0, callback=None, stop=None, limits=None):
     """One row (``decoupling_row``) per ``(label, overrides)`` of ``settings``, each over
     ``seeds``, the other fields from ``base`` (a ``DecouplingConfig``). ``callback(row)``
-    after each row (False ends the table); ``stop`` ends the current run and the table."""
+    after each row (False ends the table); ``stop`` ends the current run and the table.
+    ``limits`` bounds each run (``decoupling_experiment``)."""
     base = base or DecouplingConfig()
     cfgs = [[replace(base, **kw, seed=s).validate() for s in seeds] for _, kw in settings]
     rows = []
     for (label, _), group in zip(settings, cfgs):
-        rows.append(decoupling_row(label, group, measured, stop))
+        rows.append(decoupling_row(label, group, measured, stop, limits))
         if notify(callback, rows[-1]) or stopped(stop):
             break
     return rows

@@ -15,12 +15,14 @@ import numpy as np
 
 from .. import backend as B
 from ..hltm import HLTM, check_polarity
+from ..limits import Cost
 from ..losses import SINGLE_NEGATIVE
-from ..metrics import correlation_ceiling, normalized_correlation
-from ..nets import tree_network
+from ..metrics import correlation_cost, correlation_ceiling, normalized_correlation
+from ..nets import net_bytes, tree_network
 from ..optim import notify, stopped
 from ..train import (NEGATIVES, TrainConfig, TrainingDiverged, batches, check_run,
-                     loss_and_grads, train)
+                     loss_and_grads, train, train_cost)
+from .probe import PROBE_TARGETS, hltm_probe, probe_cost
 
 PRESETS = ("theory", "reference")
 REF_TEMP = 0.01      # the reference code's temperature T on MSE; tau = T * hid / 2
@@ -62,6 +64,9 @@ class HLTMConfig:
     backend: str = "numpy"             # "numpy" | "numba" | "cupy"
     dtype: str = "float64"
     eval_samples: int = 10000          # fixed evaluation set for the correlation
+    # -- probes (experiments.probe): "root" or "all" latents, at epoch 0 and the last epoch
+    probe: str = "off"                 # "off" | "root" | "all"
+    probe_samples: int = 2000          # probe training and test sets (streams 8 and 9)
 
     def apply_preset(self):
         """A copy with every ``None`` field filled from the preset, validated."""
@@ -83,6 +88,8 @@ class HLTMConfig:
         B.check_int("eval_samples", self.eval_samples, 2)
         B.check_int("seed", self.seed, 0)
         B.check_choice("pairing", self.pairing, NEGATIVES)
+        B.check_choice("probe", self.probe, PROBE_TARGETS)
+        B.check_int("probe_samples", self.probe_samples, 10)
         if self.samples_per_epoch < self.batch_size:
             raise ValueError(f"samples_per_epoch must be >= batch_size ({self.batch_size}), "
                              f"got {self.samples_per_epoch}")
@@ -110,25 +117,51 @@ class HLTMConfig:
         return self.samples_per_epoch // self.batch_size
 
     def cost(self):
-        """``(weights, work)``: the tree network's weight entries (dense, masked zeros
-        included) and an upper bound of the training work, ``epochs x steps x batch x weights``
-        multiply-adds."""
-        sizes = self.tree().network_sizes(self.hid)
-        weights = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
-        return weights, float(self.epochs * self.steps_per_epoch) * self.batch_size * weights
+        """The run's ``limits.Cost`` (docs/performance.md, "Cost model"), nothing allocated.
 
-    def tree(self):
+        Memory: the tree network (weights, gradients, masks: ``nets.net_bytes``), a training
+        batch (``train.train_cost``: every node of its (2 + H) x batch_size samples, forward
+        caches, backward buffers) and the evaluation pass (``metrics.correlation_cost`` on
+        ``eval_samples``). Work: ``epochs x steps_per_epoch`` training steps (each ``3 x rows x
+        weights`` multiply-adds plus ``STEP_OVERHEAD`` and the draws), the 10 batches of the
+        untrained loss, and ``epochs + 1`` evaluations plus the ceiling; with ``probe``, two
+        probes (``experiments.probe.probe_cost``).
+        """
+        tree = self.tree()
+        sizes = tree.network_sizes(B.check_int("hid", self.hid, 1, 4096))
+        net = f"depth={self.depth}, num_children={self.num_children}, hid={self.hid}"
+        dtype = B.check_dtype(self.dtype)
+        steps = self.epochs * self.steps_per_epoch + 10
+        tc = self.train_config(steps=steps)
+        ev = correlation_cost(tree, sizes, self.eval_samples, dtype,
+                              f"eval_samples={self.eval_samples}, hid={self.hid}")
+        ev_all = ev.scaled(self.epochs + 2, f"epochs={self.epochs}")
+        cost = (Cost(((net_bytes(sizes, [True] * self.depth, dtype), "the tree network", net),))
+                + train_cost(sizes, tc, self.negatives, tree.n_nodes, dtype,
+                             f"epochs={self.epochs}, samples_per_epoch={self.samples_per_epoch}")
+                + Cost(ev.memory, ev_all.work))
+        if self.probe == "off":
+            return cost
+        pc = probe_cost(tree, sizes, self.probe_samples, self.probe)
+        return cost + Cost(pc.memory, pc.scaled(2, "at epoch 0 and the last").work)
+
+    def check_cost(self, limits=None):
+        """``cost().check(limits)``: ``ResourceLimitError`` naming the settings, the estimate
+        and the limit; returns the ``Cost``."""
+        return self.cost().check(limits)
+
+    def tree(self, limits=None):
         return HLTM(self.depth, self.num_children, self.polarity, seed=self.seed,
-                    keep_depth=self.keep_depth, negatives=self.negatives,
+                    keep_depth=self.keep_depth, negatives=self.negatives, limits=limits,
                     label_latent=self.label_latent)
 
-    def build(self):
+    def build(self, limits=None):
         """``(tree, net)`` for this configuration (call on an ``apply_preset`` config)."""
-        tree = self.tree()
+        tree = self.tree(limits)
         net = tree_network(tree, self.hid, bias=self.bias, normalize=self.normalize,
                            norm_eps=1e-4 if self.normalize else 0.0,
                            seed=B.derive_seed(self.seed, 1), backend=self.backend,
-                           dtype=self.dtype)
+                           dtype=self.dtype, limits=limits)
         return tree, net
 
 
@@ -138,19 +171,26 @@ def eval_set(tree, cfg):
     return tree.sample(cfg.eval_samples, B.derive_seed(cfg.seed, 3))
 
 
-def hltm_experiment(cfg, callback=None, stop=None):
+def hltm_experiment(cfg, callback=None, stop=None, limits=None):
     """Train per ``cfg`` (an ``HLTMConfig``); returns ``(records, ceiling)``.
 
     ``records[e]`` for epoch e = 0..epochs (0 = untrained): ``{"epoch", "step",
-    "corr_by_depth", "corr" (per latent, BFS), "loss", "seconds"}``, record 0 also
-    ``"ceiling_by_depth"``; the loss of epoch e >= 1 is the mean training loss of its steps,
+    "corr_by_depth", "corr" (per latent, BFS), "corr_units" (n_latents, hid: every unit's
+    |corr|), "loss", "seconds"}``, record 0 also ``"ceiling_by_depth"``; with ``cfg.probe``
+    "root" or "all", records 0 and ``epochs`` also ``"probe"`` (``experiments.probe.
+    hltm_probe``: a run that ends early has the untrained probe only); the loss of epoch e >= 1 is the mean training loss of its steps,
     of epoch 0 the mean over 10 fresh batches.
     ``ceiling`` is a ``Correlation`` on the same fixed evaluation set. ``callback(record)``
     after each epoch (False ends the run), ``stop.is_set()`` checked every step. A diverged
     run raises ``TrainingDiverged`` with the completed records in ``exc.records``.
+    ``cfg.cost()`` is checked against ``limits`` (None: the environment's) before anything is
+    built (``ResourceLimitError``).
     """
     cfg = cfg.apply_preset()
-    tree, net = cfg.build()
+    cfg.check_cost(limits)
+    if stopped(stop):
+        return [], None
+    tree, net = cfg.build(limits)
     x_eval, z_eval = eval_set(tree, cfg)
     ceiling = correlation_ceiling(tree, x=x_eval, z=z_eval)
     t0 = time.perf_counter()
@@ -159,18 +199,19 @@ def hltm_experiment(cfg, callback=None, stop=None):
     def emit(epoch, loss):
         corr = normalized_correlation(tree, net, x=x_eval, z=z_eval)
         rec = {"epoch": epoch, "step": epoch * cfg.steps_per_epoch,
-               "corr_by_depth": corr.by_depth, "corr": corr.per_latent, "loss": loss,
-               "seconds": time.perf_counter() - t0}
+               "corr_by_depth": corr.by_depth, "corr": corr.per_latent,
+               "corr_units": corr.per_unit, "loss": loss, "seconds": time.perf_counter() - t0}
         if epoch == 0:
             rec["ceiling_by_depth"] = ceiling.by_depth
+        if cfg.probe != "off" and epoch in (0, cfg.epochs):
+            rec["probe"] = hltm_probe(tree, net, cfg.seed, cfg.probe_samples, cfg.probe)
         records.append(rec)
         return notify(callback, rec)
 
     tc = cfg.train_config(steps=max(1, cfg.epochs * cfg.steps_per_epoch))
     rng0 = B.rng(B.derive_seed(cfg.seed, 4))
     with np.errstate(over="ignore", invalid="ignore"):        # divergence is reported below
-        draw = batches(tree, tc)
-        first = np.mean([loss_and_grads(net, draw(cfg.batch_size, rng0), tc)[0]
+        first = np.mean([loss_and_grads(net, batches(tree, tc)(cfg.batch_size, rng0), tc)[0]
                          for _ in range(10)])
     if emit(0, float(first)) or cfg.epochs == 0 or stopped(stop):
         return records, ceiling
@@ -183,7 +224,7 @@ def hltm_experiment(cfg, callback=None, stop=None):
                 return False
 
     try:
-        train(net, tree, tc, callback=on_step, stop=stop)
+        train(net, tree, tc, callback=on_step, stop=stop, limits=limits)
     except TrainingDiverged as exc:
         exc.records = records
         raise

@@ -13,6 +13,7 @@ minissl; they are imported on first use, so NumPy-only users never load Numba.
 | simclr_weights          | kernels.losses.simclr_weights         | losses.simclr_weights           |
 | connection              | kernels.covariance.GateProducts(...)  | covariance.JacobianProducts     |
 | best_unit_correlation   | kernels.hltm.best_unit_correlation    | metrics.best_unit_correlation   |
+| unit_correlations       | kernels.hltm.unit_correlations        | metrics.unit_correlations       |
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ TWINS = {
     "simclr_weights": ("losses", "simclr_weights"),
     "connection": ("covariance", "GateProducts"),
     "best_unit_correlation": ("hltm", "best_unit_correlation"),
+    "unit_correlations": ("hltm", "unit_correlations"),
 }
 
 

@@ -1,12 +1,14 @@
-"""Numba twins of the HLTM correlation statistics (``metrics.best_unit_correlation``) and of
-the HLTM sampler (``HLTM.triples``, same law, other random numbers).
+"""Numba twins of the HLTM correlation statistics (``metrics.unit_correlations`` and its row
+max ``metrics.best_unit_correlation``) and of the HLTM sampler (``HLTM.triples``, same law,
+other random numbers).
 
 For every latent group j (G of them) with ``hid`` units, over n samples (float64, two passes
 like the twin: centre first, then multiply, so a nearly constant unit is not read as
 correlated by cancellation):
 
     cov_{j,u}  = mean_n (z_nj - zbar_j)(g_nju - gbar_ju)
-    corr_j     = max_u |cov_{j,u}| / sqrt(var z_j  var g_ju)        in [0, 1]
+    corr_ju    = |cov_{j,u}| / sqrt(var z_j  var g_ju)              in [0, 1]  (per unit)
+    corr_j     = max_u corr_ju                                       (per latent)
 
 with a unit (or latent) whose standard deviation is at rounding level of its values
 (``std <= 4 eps max|.|``) counted as 0, exactly as the NumPy twin. Two compiled sweeps over the samples in memory order, no
@@ -23,7 +25,7 @@ _EPS64 = float(np.finfo(np.float64).eps)
 
 
 @njit(cache=True)
-def _best_unit_correlation(z, g, eps_g, eps_z):
+def _unit_correlations(z, g, eps_g, eps_z):
     n, G = z.shape
     hid = g.shape[2]
     zbar = np.zeros(G)
@@ -52,31 +54,35 @@ def _best_unit_correlation(z, g, eps_g, eps_z):
                 gc = g[s, j, u] - gbar[j, u]
                 cov[j, u] += zc * gc
                 var_g[j, u] += gc * gc
-    out = np.zeros(G)
+    out = np.zeros((G, hid))
     for j in range(G):
         vz = var_z[j] / n
         if not np.sqrt(vz) > 4 * eps_z * zmax[j]:
             continue
-        best = 0.0
         for u in range(hid):
             vg = var_g[j, u] / n
             if np.sqrt(vg) > 4 * eps_g * gmax[j, u]:
-                best = max(best, min(abs(cov[j, u] / n) / np.sqrt(vz * vg), 1.0))
-        out[j] = best
+                out[j, u] = min(abs(cov[j, u] / n) / np.sqrt(vz * vg), 1.0)
     return out
 
 
-def best_unit_correlation(z, g, dtype_eps=_EPS64):
-    """Twin of ``metrics.best_unit_correlation``: ``max_u |corr(z_j, g_{j,u})|`` per group j.
+def unit_correlations(z, g, dtype_eps=_EPS64):
+    """Twin of ``metrics.unit_correlations``: ``|corr(z_j, g_{j,u})|`` per unit u of group j.
 
-    ``z``: (n, G), ``g``: (n, G, hid); computed in float64. Returns (G,) float64 in [0, 1].
+    ``z``: (n, G), ``g``: (n, G, hid); computed in float64. Returns (G, hid) float64 in [0, 1].
     """
     z = np.ascontiguousarray(z, dtype=np.float64)
     g = np.ascontiguousarray(g, dtype=np.float64)
     if z.ndim != 2 or g.ndim != 3 or g.shape[:2] != z.shape:
         raise ValueError(f"z must be (n, G) and g (n, G, hid) with the same n, G; got "
                          f"{z.shape} and {g.shape}")
-    return _best_unit_correlation(z, g, float(dtype_eps), _EPS64)
+    return _unit_correlations(z, g, float(dtype_eps), _EPS64)
+
+
+def best_unit_correlation(z, g, dtype_eps=_EPS64):
+    """Twin of ``metrics.best_unit_correlation``: ``max_u |corr(z_j, g_{j,u})|`` per group j,
+    the row max of ``unit_correlations``. Returns (G,) float64 in [0, 1]."""
+    return unit_correlations(z, g, dtype_eps).max(axis=1)
 
 
 # ----------------------------------------------------------------------------- the sampler

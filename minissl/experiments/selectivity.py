@@ -1,0 +1,259 @@
+"""Luck matters: does training amplify the selectivity units start with (``python -m minissl
+selectivity``)?
+
+One run trains the HLTM tree network exactly as ``python -m minissl hltm --seed s`` does (theory
+preset; same tree, init, data and evaluation set for the same seed) for ``steps`` SGD steps and
+records, at ``snapshots`` points (step 0 = untrained), every unit's selectivity
+``|corr(z_mu, g_u)|`` on the fixed evaluation set, every unit's weight-row norm and the weights.
+At initialisation it also takes, per layer, the top-``k`` eigenvectors of the covariance
+operator ``OP_l`` (``covariance_spectrum`` on N x M views from stream 6 of the seed, pair
+weights of the run's loss) and a random k-dim subspace of the live weights (stream 7) as the
+control. ``selectivity_summary`` turns the first and last records into the statistics of
+``minissl.selectivity`` per tree depth (layer l = tree depth l).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .. import backend as B
+from ..covariance import PAIR_WEIGHT_LOSSES, covariance_pair_weights, covariance_spectrum
+from ..limits import Cost, mlp_weights
+from ..metrics import normalized_correlation
+from ..optim import notify, stopped
+from ..selectivity import (amplification, projection, random_basis, share, unit_norms,
+                           winner_ranks)
+from ..train import train
+from .covariance import spectrum_cost
+from .hltm import HLTMConfig, eval_set
+
+
+@dataclass
+class SelectivityConfig:
+    """One amplification run (the ``selectivity`` command's flags map onto these fields)."""
+    depth: int = 5                     # tree depth L
+    num_children: int = 2              # children per latent
+    polarity: tuple = (0.7, 1.0)       # range of |rho|
+    hid: int = 10                      # units per latent
+    loss: str = "infonce"              # simple | soft_triplet | infonce (OP needs its ξ)
+    tau: float = 0.1                   # temperature
+    lr: float = 0.1                    # SGD step
+    batch_size: int = 128              # anchors per step
+    steps: int = 3000                  # SGD steps
+    snapshots: int = 30                # selectivity records during the run (plus step 0)
+    eval_samples: int = 10000          # fixed evaluation set (stream 3), as `hltm`
+    k: int = 20                        # top eigenvectors of OP_l at init, per layer
+    n_samples: int = 256               # N samples x M views for OP_l at init (stream 6)
+    n_views: int = 4
+    update: str = "gradient"           # "gradient" | "covariance" (train.TrainConfig)
+    seed: int = 1                      # tree, init, data, evaluation, OP views, control
+
+    def hltm_config(self):
+        """The ``HLTMConfig`` of the same run (theory preset, one epoch of ``steps`` steps)."""
+        return HLTMConfig(preset="theory", depth=self.depth, num_children=self.num_children,
+                          polarity=self.polarity, hid=self.hid, loss=self.loss, tau=self.tau,
+                          lr=self.lr, batch_size=self.batch_size, epochs=1,
+                          samples_per_epoch=B.check_int("steps", self.steps, 1) *
+                          B.check_int("batch_size", self.batch_size, 1),
+                          eval_samples=self.eval_samples, update=self.update,
+                          seed=self.seed).apply_preset()
+
+    def validate(self):
+        """Check every field (``ValueError`` naming it); returns self."""
+        B.check_choice("loss", self.loss, PAIR_WEIGHT_LOSSES)
+        hc = self.hltm_config()
+        B.check_int("snapshots", self.snapshots, 1, self.steps)
+        B.check_int("n_samples", self.n_samples, 2)
+        B.check_int("n_views", self.n_views, 1)
+        masks = hc.tree().network_masks(self.hid)
+        live = min(int(m.sum()) for m in masks)               # the smallest layer's weights
+        B.check_int("k", self.k, 1, live - 2)                 # Lanczos needs k < P_live - 1
+        return self
+
+
+def selectivity_cost(cfg):
+    """The ``limits.Cost`` of ``selectivity_experiment``: the HLTM run's (``HLTMConfig.cost``),
+    the top-k spectrum of every layer's OP at init (``experiments.covariance.spectrum_cost``)
+    and the kept snapshots (every weight, ``snapshots + 2`` times) and bases (2 k per weight)."""
+    hc = cfg.hltm_config()
+    sizes = hc.tree().network_sizes(cfg.hid)
+    spectra = [spectrum_cost(sizes, cfg.n_samples, cfg.n_views, l, cfg.k)
+               for l in range(len(sizes) - 1)]
+    W = mlp_weights(sizes)
+    keep = 8 * W * (cfg.snapshots + 2 + 2 * cfg.k)
+    param = f"snapshots={cfg.snapshots}, k={cfg.k}, n_samples={cfg.n_samples}"
+    return hc.cost() + Cost(
+        ((max(c.bytes for c in spectra) + keep, "the OP bases and the kept snapshots", param),),
+        ((sum(c.madds for c in spectra), "the OP bases", param),))
+
+
+def op_bases(cfg, tree, net):
+    """Per layer ``(U, Q)``: the top-``k`` eigenvectors of ``OP_l`` at the net's current
+    weights (P, k) and an orthonormal basis of a random k-dim subspace of the live weights."""
+    views = tree.views(cfg.n_samples, cfg.n_views, B.derive_seed(cfg.seed, 6))
+    xi = None if cfg.loss == "simple" else covariance_pair_weights(net, views, cfg.loss,
+                                                                    cfg.tau)
+    out, control = [], B.derive_seed(cfg.seed, 7)
+    for l, W in enumerate(net.weights):
+        _, U = covariance_spectrum(net, views, l, cfg.k, xi, tol=1e-8)
+        Q = random_basis(W.shape, cfg.k, B.derive_seed(control, l), mask=net.masks[l])
+        out.append((B.to_numpy(U), Q))
+    return out
+
+
+def selectivity_experiment(cfg, callback=None, stop=None, limits=None):
+    """Run ``cfg`` (a ``SelectivityConfig``); returns ``(records, summary)``.
+
+    ``records[i]``: ``{"step", "per_unit" (n_latents, hid), "norms" (n_latents, hid),
+    "weights" [W_l]}`` at step 0 and every ``steps // snapshots`` steps (and the last);
+    ``summary``: ``selectivity_summary`` of the first and last record. ``callback(record)``
+    after each (False ends the run); ``stop.is_set()`` checked every step.
+    ``selectivity_cost`` is checked against ``limits`` first.
+    """
+    cfg = cfg.validate()
+    selectivity_cost(cfg).check(limits)
+    hc = cfg.hltm_config()
+    tree, net = hc.build(limits)
+    x, z = eval_set(tree, hc)
+    bases = op_bases(cfg, tree, net)
+    records = []
+
+    def snap(step):
+        corr = normalized_correlation(tree, net, x=x, z=z)
+        rec = {"step": step, "per_unit": corr.per_unit,
+               "norms": unit_norms(tree, net.weights, cfg.hid),
+               "weights": [B.to_numpy(W).copy() for W in net.weights]}
+        records.append(rec)
+        return notify(callback, rec)
+
+    if not (snap(0) or stopped(stop)):
+        tc = replace(hc.train_config(cfg.steps), log_every=max(1, cfg.steps // cfg.snapshots))
+        train(net, tree, tc, callback=lambda rec: not snap(rec["step"]), stop=stop)
+    return records, selectivity_summary(tree, cfg.hid, records, bases)
+
+
+def _groups(v, hid):
+    return np.asarray(v, dtype=np.float64).reshape(-1, hid)        # (groups, hid)
+
+
+def op_statistics(U, Q, W0, W1, winners, hid):
+    """The OP-direction statistics of one layer (module docstring of ``minissl.selectivity``):
+    ``amplification`` of the projections ``||U_i^T w_i||`` at init and at the end, the initial
+    projection rank of each latent's selectivity winner (``winners`` (groups,)), and the share
+    of ``ΔW`` in span(U) against the random span(Q): per winner, per other unit, the layer."""
+    p0, p1 = _groups(projection(U, W0), hid), _groups(projection(U, W1), hid)
+    amp = amplification(p0, p1)
+    G = len(winners)
+    rank = (p0 > p0[np.arange(G), winners][:, None]).sum(axis=1)
+    win = np.zeros((G, hid), dtype=bool)
+    win[np.arange(G), winners] = True
+    out = {"spearman": amp["spearman"], "rank": amp["rank"],
+           "rank_of_selectivity_winner": float(rank.mean())}
+    for name, basis in (("top", U), ("random", Q)):
+        rows, layer = share(basis, np.asarray(W1) - np.asarray(W0))
+        rows = _groups(rows, hid)
+        out[f"share_{name}_winner"] = float(np.nanmean(rows[win]))
+        out[f"share_{name}_rest"] = float(np.nanmean(rows[~win])) if hid > 1 else math.nan
+        out[f"share_{name}_layer"] = layer
+    return out
+
+
+def selectivity_summary(tree, hid, records, bases):
+    """``{depth: {"selectivity": amplification(...), "op": op_statistics(...)}}`` from the
+    first and last record of a run (depth L first)."""
+    first, last = records[0], records[-1]
+    out = {}
+    for d in range(tree.depth, 0, -1):
+        m = tree.latent_depths == d
+        sel = amplification(first["per_unit"][m], last["per_unit"][m], first["norms"][m],
+                            last["norms"][m])
+        U, Q = bases[d - 1]
+        winners = last["per_unit"][m].argmax(axis=1)
+        op = op_statistics(U, Q, first["weights"][d - 1], last["weights"][d - 1], winners, hid)
+        out[d] = {"selectivity": sel, "op": op}
+    return out
+
+
+# ----------------------------------------------------------------------------- several seeds
+def selectivity_one(cfg, threads=1):
+    """``selectivity_experiment(cfg)``'s summary only (what a parallel worker returns)."""
+    with B.blas_threads(threads):
+        return selectivity_experiment(cfg)[1]
+
+
+def run_selectivity_seeds(cfg, seeds, n_jobs=1, threads=1, callback=None):
+    """The summaries of ``cfg`` for each seed, in parallel processes (joblib);
+    ``callback(summary)`` as each arrives."""
+    from joblib import Parallel, delayed
+    cfgs = [replace(cfg, seed=s).validate() for s in seeds]
+    out = []
+    for r in Parallel(n_jobs=n_jobs, return_as="generator")(
+            delayed(selectivity_one)(c, threads) for c in cfgs):
+        out.append(r)
+        notify(callback, r)
+    return out
+
+
+COLUMNS = [  # (header, section, key, format)
+    ("rho s0,sT", "selectivity", "spearman", "{:+.2f}"),
+    ("rank0 win", "selectivity", "rank", "{:.1f}"),
+    ("win>med", "selectivity", "above_median", "{:.2f}"),
+    ("gain win", "selectivity", "gain_winner", "{:+.3f}"),
+    ("gain rest", "selectivity", "gain_rest", "{:+.3f}"),
+    ("|w| win", "selectivity", "growth_winner", "{:.2f}"),
+    ("|w| rest", "selectivity", "growth_rest", "{:.2f}"),
+    ("rho p0,pT", "op", "spearman", "{:+.2f}"),
+    ("p-rank win", "op", "rank_of_selectivity_winner", "{:.1f}"),
+    ("dW in OP", "op", "share_top_layer", "{:.3f}"),
+    ("dW in rand", "op", "share_random_layer", "{:.3f}"),
+    ("win in OP", "op", "share_top_winner", "{:.3f}"),
+    ("rest in OP", "op", "share_top_rest", "{:.3f}"),
+]
+
+
+def selectivity_table(summaries):
+    """Rows (lists of strings, header first) of mean ± std over runs per tree depth."""
+    rows = [["depth"] + [c[0] for c in COLUMNS]]
+    for d in summaries[0]:
+        row = [str(d)]
+        for _, sec, key, fmt in COLUMNS:
+            v = np.array([s[d][sec][key] for s in summaries], dtype=float)
+            cell = fmt.format(np.nanmean(v)) if np.isfinite(v).any() else "nan"
+            row.append(cell + (f"±{np.nanstd(v):.2f}" if len(v) > 1 else ""))
+        rows.append(row)
+    return rows
+
+
+# ----------------------------------------------------------------------------- the app's view
+def latent_label(tree, latent):
+    """``"latent 3 (depth 2)"`` (``"latent 0 (the root)"``): the name of a BFS latent index."""
+    return (f"latent {latent} (the root)" if latent == 0 else
+            f"latent {latent} (depth {int(tree.latent_depths[latent])})")
+
+
+def unit_view(tree, records, latent=0):
+    """The per-unit view of ``hltm_experiment`` records (each with ``"corr_units"``) for the
+    BFS ``latent``: ``{"label", "steps" (T,), "traces" (T, hid) its units' selectivity,
+    "winner" (its best unit at the last record), "rank" (that unit's rank at the first),
+    "initial"/"final" (n_latents*hid,) every unit at the first/last record, "depth" its
+    latent's tree depth, "winners" bool (each latent's best unit at the last record),
+    "spearman" {depth: Spearman of initial vs final}}``."""
+    latent = B.check_int("latent", latent, 0, tree.n_latents - 1)
+    if not records or "corr_units" not in records[0]:
+        raise ValueError("records must be hltm_experiment records (with 'corr_units')")
+    first, last = records[0]["corr_units"], records[-1]["corr_units"]     # (n_latents, hid)
+    G, hid = first.shape
+    winners = np.zeros((G, hid), dtype=bool)
+    winners[np.arange(G), last.argmax(axis=1)] = True
+    depth = np.repeat(tree.latent_depths, hid)
+    spear = {int(d): amplification(first[tree.latent_depths == d],
+                                   last[tree.latent_depths == d])["spearman"]
+             for d in range(tree.depth, 0, -1)}
+    return {"label": latent_label(tree, latent), "steps": [r["step"] for r in records],
+            "traces": np.array([r["corr_units"][latent] for r in records]),
+            "winner": int(last[latent].argmax()),
+            "rank": int(winner_ranks(first[latent:latent + 1], last[latent:latent + 1])[0]),
+            "initial": first.ravel(), "final": last.ravel(), "depth": depth,
+            "winners": winners.ravel(), "spearman": spear}
