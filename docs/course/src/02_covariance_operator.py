@@ -6,7 +6,7 @@
 #
 # *minissl course, notebook 2 of 5 —
 # [previous: backprop by hand](01_backprop_by_hand.ipynb) ·
-# [next: why BYOL does not collapse](04_why_byol_does_not_collapse.ipynb) ·
+# [next: latent trees and luck](03_latent_trees_and_luck.ipynb) ·
 # [course index](README.md)*
 #
 # Notebook 1 computed one gradient step by hand. Tian, Yu, Chen & Ganguli (2020) show that,

@@ -5,7 +5,7 @@
 # # 4 · Why BYOL does not collapse
 #
 # *minissl course, notebook 4 of 5 —
-# [previous: the covariance operator](02_covariance_operator.ipynb) ·
+# [previous: latent trees and luck](03_latent_trees_and_luck.ipynb) ·
 # [course index](README.md)*
 #
 # BYOL (Grill et al. 2020) learns without negative pairs. An *online* network $f$ and a
