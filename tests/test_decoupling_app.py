@@ -8,7 +8,8 @@ import pytest
 
 gr = pytest.importorskip("gradio")
 
-import demo  # noqa: E402
+from app import decoupling as app_dec  # noqa: E402
+from app import runs as app_runs  # noqa: E402
 
 SHORT = dict(steps=60, width=8, dense_rank=20, seed=1)
 
@@ -30,7 +31,7 @@ def _not_blank(plot):
 
 
 def test_streamed_run_shows_the_neurons():
-    outs = list(demo.train_decoupling("mask", 0.5, **SHORT, progress=_quiet))
+    outs = list(app_dec.train_decoupling("mask", 0.5, **SHORT, progress=_quiet))
     neurons, curves, status = outs[-1]
     assert status.startswith("done: step 60/60 · sparse alignment")
     assert "ρ_sparse" in status and "/8 neurons" in status and "/16 features" in status
@@ -39,12 +40,12 @@ def test_streamed_run_shows_the_neurons():
 
 def test_stop_ends_the_run():
     req = _Req("test-decoupling-stop")
-    gen = demo.train_decoupling(**{**SHORT, "steps": 5000}, request=req, progress=_quiet)
+    gen = app_dec.train_decoupling(**{**SHORT, "steps": 5000}, request=req, progress=_quiet)
     next(gen)
-    assert demo.stop_training(req).startswith("stopped by the user at step")
+    assert app_runs.stop_training(req).startswith("stopped by the user at step")
     *_, status = list(gen)[-1]
     assert status.startswith("stopped by the user: step")
-    assert "test-decoupling-stop" not in demo.RUNS
+    assert "test-decoupling-stop" not in app_runs.RUNS
 
 
 @pytest.mark.parametrize("setting, message", [
@@ -57,11 +58,11 @@ def test_stop_ends_the_run():
 ])
 def test_bad_settings_are_named(setting, message):
     with pytest.raises(gr.Error, match=message):
-        next(demo.train_decoupling(**setting, progress=_quiet))
+        next(app_dec.train_decoupling(**setting, progress=_quiet))
 
 
 def test_largest_settings_fit_the_app_limits():
-    big = {k: v[3] for k, v in demo.DECOUPLING_FIELDS.items()}       # every field at its maximum
+    big = {k: v[3] for k, v in app_dec.DECOUPLING_FIELDS.items()}       # every field at its maximum
     big.update(augmentation="noise", neuron="symmetric")
-    cfg = demo.decoupling_config(big)
+    cfg = app_dec.decoupling_config(big)
     assert cfg.cost().seconds < 120
