@@ -22,6 +22,7 @@ from app.decoupling import decoupling_tab
 from app.hltm import hltm_tab
 from app.losses import losses_tab
 from app.text import DESCRIPTION
+from app.widgets import COURSE
 from minissl.backend import check_int
 
 CSS = ".status-line textarea {font-family: ui-monospace, monospace; font-size: 0.85em;}"
@@ -31,6 +32,7 @@ TABS = [hltm_tab, covariance_tab, losses_tab, byol_tab, decoupling_tab]
 def build_demo() -> gr.Blocks:
     """The whole app, queued: training events run one at a time (``concurrency_id
     "training"``), other users wait in the queue and see their position."""
+    gr.set_static_paths([COURSE])                   # the course notebooks each tab links
     with gr.Blocks(title="minissl: SSL with dual deep networks") as demo:
         gr.Markdown(DESCRIPTION)
         with gr.Tabs():

@@ -10,7 +10,7 @@ from minissl.byol import PREDICTORS
 from minissl.layers import BN_MODES
 
 from app.text import BYOL_TEXT
-from app.widgets import (LIMITS, checked, show)
+from app.widgets import (LIMITS, checked, course_link, show)
 from app.runs import (cancellable, stop_training, streamed)
 
 
@@ -98,6 +98,7 @@ def byol_tab():
     collapse diagnostics, latent recovery on HLTM) and the exact linear dynamics."""
     with gr.Tab("Why BYOL does not collapse", id="byol"):
         gr.Markdown(BYOL_TEXT)
+        gr.Markdown(course_link(4))
         with gr.Row():
             data = gr.Radio(list(E.DATASETS), value="toy", label="data")
             preds = gr.CheckboxGroup(list(PREDICTORS), value=["none", "linear"],

@@ -10,7 +10,7 @@ from minissl.covariance import PAIR_WEIGHT_LOSSES
 from minissl.train import UPDATES
 
 from app.text import (ACCEL_TEXT, COV_TEXT)
-from app.widgets import (LATEX, LIMITS, checked, choice, number_box, settings, show)
+from app.widgets import (LATEX, LIMITS, checked, choice, course_link, number_box, settings, show)
 from app.runs import (cancellable, stop_training, streamed)
 
 
@@ -98,6 +98,7 @@ def covariance_tab():
     """Tab "Covariance operator": OP's spectrum, gradient-vs-OP cosine, top eigenvector."""
     with gr.Tab("Covariance operator", id="covariance"):
         gr.Markdown(COV_TEXT, latex_delimiters=LATEX)
+        gr.Markdown(course_link(2))
         with gr.Row():
             with gr.Column(scale=1, min_width=320):
                 c = {}

@@ -10,7 +10,7 @@ from minissl.decoupling import AUGMENTATIONS
 from minissl.experiments.decoupling import NEURONS
 
 from app.text import DECOUPLING_TEXT
-from app.widgets import (LATEX, LIMITS, checked, choice, number_box, settings, show)
+from app.widgets import (LATEX, LIMITS, checked, choice, course_link, number_box, settings, show)
 from app.runs import (cancellable, stop_training, streamed)
 
 
@@ -83,6 +83,7 @@ def decoupling_tab():
     """Tab "Feature decoupling": augmentation, strength, dense rank, neuron; Train/Stop."""
     with gr.Tab("Feature decoupling", id="decoupling"):
         gr.Markdown(DECOUPLING_TEXT, latex_delimiters=LATEX)
+        gr.Markdown(course_link(5))
         with gr.Row():
             with gr.Column(scale=1, min_width=300):
                 c = {"augmentation": choice(AUGMENTATIONS, "complementary", "augmentation",

@@ -12,7 +12,7 @@ from minissl.backend import check_choice, check_int
 from minissl.train import UPDATES
 
 from app.text import (HLTM_TEXT, LUCK_TEXT)
-from app.widgets import (LATEX, LIMITS, checked, choice, number_box, settings, show)
+from app.widgets import (LATEX, LIMITS, checked, choice, course_link, number_box, settings, show)
 from app.runs import (cancellable, stop_training, streamed)
 
 EVAL_SAMPLES = 4000          # fixed evaluation set of the streamed correlations
@@ -173,6 +173,7 @@ def hltm_tab():
     """Tab "Latent recovery (HLTM)": settings, Train/Stop, streamed pictures, API endpoint."""
     with gr.Tab("Latent recovery (HLTM)", id="hltm"):
         gr.Markdown(HLTM_TEXT)
+        gr.Markdown(course_link(3))
         with gr.Row():
             with gr.Column(scale=1, min_width=320):
                 example = gr.Dropdown([e.name for e in EXAMPLES], value=EXAMPLES[0].name,

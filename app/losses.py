@@ -8,7 +8,7 @@ from minissl.backend import check_choice
 from minissl.losses import LOSS_VARIABLES, THREE_LOSSES
 
 from app.text import LOSSES_TEXT
-from app.widgets import (LATEX, checked, settings, show)
+from app.widgets import (LATEX, checked, course_link, settings, show)
 
 
 # ----------------------------------------------------------------------------- Losses tab
@@ -41,6 +41,7 @@ def losses_tab():
     """Tab "Losses": the losses and their pair weights against r+, r- or τ."""
     with gr.Tab("Losses", id="losses"):
         gr.Markdown(LOSSES_TEXT, latex_delimiters=LATEX)
+        gr.Markdown(course_link(1))
         with gr.Row():
             with gr.Column(scale=1, min_width=280):
                 vary = gr.Radio([("r+", "r_pos"), ("r-", "r_neg"), ("τ", "tau")],

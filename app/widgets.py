@@ -1,6 +1,7 @@
 """The app's small building blocks: rendering a Figure, turning a library ``ValueError``
 into a ``gr.Error``, validating a tab's numbers, dropdowns and number boxes."""
 import base64
+import pathlib
 
 import gradio as gr
 from gradio.components.plot import PlotData
@@ -64,3 +65,19 @@ def number_box(c, fields, prefix):
         label, kind, lo, hi, default, hint = fields[key]
         c[key] = gr.Number(default, label=label, info=hint, elem_id=f"{prefix}-{key}")
     return num
+
+
+COURSE = pathlib.Path(__file__).resolve().parents[1] / "docs" / "course"   # served statically
+
+
+def course_link(number):
+    """A Markdown line linking course notebook ``number`` (``docs/course/NN_*.ipynb``, served by
+    the app: ``demo.build_demo`` registers ``COURSE`` with ``gr.set_static_paths``), or "" when
+    the notebook is not there."""
+    found = sorted(COURSE.glob(f"{number:02d}_*.ipynb"))
+    if not found:
+        return ""
+    nb = found[0]
+    title = nb.stem[3:].replace("_", " ")
+    return (f"*Learn it step by step: [notebook {number}, {title}](/gradio_api/file={nb}) of "
+            f"the course (`docs/course/{nb.name}`; open it in Jupyter).*")

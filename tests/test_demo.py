@@ -250,3 +250,17 @@ def test_main_flags(monkeypatch):
     assert seen["server_port"] == 8001
     with pytest.raises(SystemExit):
         demo.main(["--port", "0"])
+
+
+def test_each_tab_links_its_course_notebook(demo_url):
+    """Every tab's "Learn it step by step" line links a course notebook that the app serves."""
+    import re
+    import urllib.request
+    from app import widgets
+    for n in (1, 2, 3, 4):
+        line = widgets.course_link(n)
+        url = re.search(r"\]\((/gradio_api/file=[^)]+)\)", line).group(1)
+        with urllib.request.urlopen(demo_url.rstrip("/") + url, timeout=30) as r:
+            nb = json.loads(r.read())
+        assert nb["nbformat"] == 4 and line.count(f"notebook {n},") == 1
+    assert widgets.course_link(99) == ""
