@@ -9,14 +9,16 @@ from .checkpoint import CheckpointError
 from .covariance import (Factors, connection, covariance_operator, covariance_pair_weights,
                          covariance_spectrum, covariance_update, kbar)
 from .data import GaussianClusters, GaussianViews
+from .decoupling import SparseCoding
 from .hltm import HLTM
-from .layers import BatchNorm, L2Normalize, Linear, ReLU, Sequential
+from .layers import (BatchNorm, L2Normalize, Linear, ReLU, Sequential, SymmetricThreshold,
+                     WeightNormLinear)
 from .losses import (LOSSES, byol_loss, collapsed_loss, contrastive_loss, loss_curves,
-                     pair_weights, simclr_loss)
+                     pair_weights, simclr_loss, supcon_loss)
 from .metrics import (Correlation, collapse_diagnostics, correlation_ceiling, effective_rank,
                       eigen_alignment, normalized_correlation)
 from .nets import ReLUNet, tree_network
-from .optim import SGD, History
+from .optim import SGD, Adam, History
 from .train import TrainConfig, TrainingDiverged, train
 
 __version__ = "0.1.0"
@@ -27,11 +29,12 @@ __all__ = [
     "CheckpointError",
     "Factors", "connection", "covariance_operator", "covariance_pair_weights",
     "covariance_spectrum", "covariance_update", "kbar",
-    "GaussianClusters", "GaussianViews", "HLTM",
-    "BatchNorm", "L2Normalize", "Linear", "ReLU", "Sequential",
+    "GaussianClusters", "GaussianViews", "HLTM", "SparseCoding",
+    "BatchNorm", "L2Normalize", "Linear", "ReLU", "Sequential", "SymmetricThreshold",
+    "WeightNormLinear",
     "LOSSES", "byol_loss", "collapsed_loss", "contrastive_loss", "loss_curves", "pair_weights",
-    "simclr_loss",
+    "simclr_loss", "supcon_loss",
     "Correlation", "collapse_diagnostics", "correlation_ceiling", "effective_rank",
     "eigen_alignment", "normalized_correlation",
-    "ReLUNet", "tree_network", "SGD", "History", "TrainConfig", "TrainingDiverged", "train",
+    "ReLUNet", "tree_network", "SGD", "Adam", "History", "TrainConfig", "TrainingDiverged", "train",
 ]

@@ -15,6 +15,9 @@ returns an exit status. Flags map onto config dataclass fields (``--batch-size``
   amplify the luckiest units?), and the weights along OP's top eigenvectors; ``hltm --probe``
   adds linear / k-NN probes beside the Bayes accuracy.
 - ``acceleration``: the bottom layer's learning with the top layer frozen, trained or scaled.
+- ``decoupling``: feature decoupling on sparse-coding data (one run, or ``--table``: the
+  settings of docs/decoupling.md x seeds, and ``--figure``).
+- ``supervision``: SupCon on one HLTM latent against SSL, correlation per depth.
 """
 from __future__ import annotations
 
@@ -34,7 +37,7 @@ from .hltm import check_polarity
 from .layers import BN_MODES
 from .limits import ResourceLimitError
 from .losses import LOSSES
-from .train import SAMPLERS, UPDATES, TrainingDiverged
+from .train import NEGATIVES, SAMPLERS, UPDATES, TrainingDiverged
 
 
 # ----------------------------------------------------------------------------- shared
@@ -150,6 +153,11 @@ def _add_hltm_model_flags(p, multi=False):
                         "random numbers; a tree net trains whole epochs per call)")
     g.add_argument("--keep-depth", type=int, default=None,
                    help="positives share latents of tree depth >= this (default: root only)")
+    g.add_argument("--pairing", choices=NEGATIVES, default=None,
+                   help="given: H negatives per anchor (default); in_batch: SimCLR; "
+                        "supervised: SupCon, positives share latent --label-latent")
+    g.add_argument("--label-latent", type=int, default=None,
+                   help="SupCon's label latent (BFS index, 0 = root; depth >= --keep-depth)")
     g.add_argument("--tau", type=float, default=None,
                    help="temperature (theory 0.1; reference 0.01*hid/2)")
     g.add_argument("--margin", type=float, default=None, help="soft-triplet margin r_0")
@@ -579,6 +587,139 @@ def run_acceleration(args):
     return 0
 
 
+# ----------------------------------------------------------------------------- decoupling
+def add_decoupling_parser(subparsers):
+    p = subparsers.add_parser(
+        "decoupling", help="feature decoupling: what augmentation makes neurons learn",
+        description="Train a one-layer network (weight-normalised, symmetric thresholded ReLU "
+                    "or ReLU, L2-normalised output) with InfoNCE on sparse-coding data "
+                    "x = Mz + ξ and print the neurons' sparse alignment, dense fraction and "
+                    "feature coverage beside the closed-form view correlations. --table runs "
+                    "the settings of docs/decoupling.md.")
+    _dataclass_flags(p, E.DecouplingConfig)
+    p.add_argument("--table", action="store_true",
+                   help="run the settings of docs/decoupling.md (other flags: the base)")
+    p.add_argument("--only", nargs="+", default=None, choices=E.DECOUPLING_LABELS,
+                   metavar="LABEL", help="with --table: these settings only")
+    p.add_argument("--seeds", type=_positive_int, default=3, help="with --table: seeds 0..N-1")
+    p.add_argument("--measured", type=int, default=0,
+                   help="with --table: also measure the view correlations on N samples")
+    p.add_argument("--figure", metavar="PATH", default=None,
+                   help="with --table: write the figure (PNG) to PATH")
+    p.add_argument("--threads", type=_positive_int, default=1, help="BLAS threads (1)")
+    p.add_argument("--json", action="store_true", help="one JSON object per record / row")
+    return p
+
+
+DECOUPLING_KEYS = ("step", "loss", "alignment", "aligned", "dense_fraction", "coverage",
+                   "coverage_min", "covered", "b_mean", "seconds")
+
+
+def _decoupling_run(cfg, args):
+    if not args.json:
+        src = cfg.source()
+        print(f"# {src!r}; neuron {cfg.neuron}, width {cfg.width}, tau {cfg.tau:g}, "
+              f"batch {cfg.batch_size}, Adam lr {cfg.lr:g}, {cfg.steps} steps")
+        print(_fmt_row(["step", "loss", "align", "#>0.9", "dense", "cover", "#cov", "b mean",
+                        "s"], [6, 8, 6, 6, 6, 6, 5, 7, 6]))
+
+    def show(rec):
+        if args.json:
+            out = {k: rec[k] if isinstance(rec[k], int) else round(float(rec[k]), 6)
+                   for k in DECOUPLING_KEYS}
+            if "rho" in rec:
+                out["rho"] = {k: round(v, 6) for k, v in rec["rho"].items()}
+            print(json.dumps(out), flush=True)
+            return
+        if "rho" in rec:
+            print(f"# views (closed form): rho_sparse {rec['rho']['sparse']:.3f}, rho_dense "
+                  f"{rec['rho']['dense']:.3f}")
+        cells = [rec["step"], f"{rec['loss']:.4f}", f"{rec['alignment']:.3f}", rec["aligned"],
+                 f"{rec['dense_fraction']:.3f}", f"{rec['coverage']:.3f}", rec["covered"],
+                 f"{rec['b_mean']:.4f}", f"{rec['seconds']:.1f}"]
+        print(_fmt_row(cells, [6, 8, 6, 6, 6, 6, 5, 7, 6]), flush=True)
+    E.decoupling_experiment(cfg, callback=show)
+
+
+def _decoupling_table(base, args):
+    settings = [s for s in E.DECOUPLING_SETTINGS if args.only is None or s[0] in args.only]
+    seeds = tuple(range(args.seeds))
+
+    def show(row):
+        if args.json:
+            print(json.dumps(row), flush=True)
+        else:
+            print("# " + " | ".join(E.decoupling_table_lines([row])[1]), flush=True)
+    t0 = time.perf_counter()
+    rows = E.decoupling_table(settings, seeds, base, args.measured, callback=show)
+    if not args.json:
+        print(f"# {len(settings)} settings x seeds {list(seeds)}, {base.steps} steps each, "
+              f"{time.perf_counter() - t0:.0f} s wall; mean±std over seeds")
+        _print_table(E.decoupling_table_lines(rows))
+    if args.figure:
+        fig = P.decoupling_figure(rows)
+        with open(args.figure, "wb") as fh:
+            fh.write(P.to_png(fig, dpi=110))
+        P.close(fig)
+        print(f"# wrote {args.figure}")
+
+
+def run_decoupling(args):
+    try:
+        cfg = _config(E.DecouplingConfig, args).validate()
+        cfg.cost().check()                               # one run (each of the table's alone)
+        if args.measured:
+            B.check_int("measured", args.measured, 2)
+    except ValueError as exc:
+        _flag_error(args._parser, exc, E.DecouplingConfig)
+    with B.blas_threads(args.threads):
+        if args.table:
+            _decoupling_table(cfg, args)
+        else:
+            _decoupling_run(cfg, args)
+    return 0
+
+
+# ----------------------------------------------------------------------------- supervision
+def add_supervision_parser(subparsers):
+    p = subparsers.add_parser(
+        "supervision", help="SupCon on an HLTM latent against SSL: correlation per depth",
+        description="Train the HLTM tree network with each --pairings (given: InfoNCE with H "
+                    "negatives; in_batch: SimCLR; supervised: SupCon with the label of each "
+                    "--label-latents) for --seeds seeds and print the trained normalized "
+                    "correlation per depth (mean±std), the untrained value and the ceiling.")
+    _add_hltm_model_flags(p)
+    add_training_flags(p)
+    p.add_argument("--pairings", nargs="+", choices=NEGATIVES, default=list(NEGATIVES))
+    p.add_argument("--label-latents", nargs="+", type=int, default=[0],
+                   help="latents (BFS, 0 = root) SupCon is supervised on")
+    p.add_argument("--seeds", type=_positive_int, default=3, help="seeds 1..N (default 3)")
+    p.add_argument("--n-jobs", type=int, default=1, help="parallel processes (joblib)")
+    return p
+
+
+def run_supervision(args):
+    try:
+        base = _config(E.HLTMConfig, args)
+        cfgs = E.supervision_configs(base, args.pairings, args.label_latents,
+                                     range(1, args.seeds + 1))
+        for c in cfgs:
+            c.check_cost()                               # each run alone
+    except ValueError as exc:
+        _flag_error(args._parser, exc, E.HLTMConfig)
+    c = cfgs[0]
+    print(f"# supervision: depth {c.depth}, polarity {c.polarity}, hid {c.hid}, loss {c.loss} "
+          f"(tau {c.tau:g}), lr {c.lr:g}, batch {c.batch_size}, {c.epochs} epochs x "
+          f"{c.steps_per_epoch} steps, keep_depth {c.keep_depth or c.depth}, {len(cfgs)} runs",
+          flush=True)
+    t0 = time.perf_counter()
+    results = E.run_supervision(cfgs, args.n_jobs, args.threads)
+    _print_table(E.supervision_table(results, c.depth))
+    print(f"# {time.perf_counter() - t0:.0f} s wall; trained correlation per depth (root "
+          f"first), mean±std over seeds")
+    return 0
+
+
 # ----------------------------------------------------------------------------- entry point
 COMMANDS = {
     "hltm": (add_hltm_parser, run_hltm),
@@ -588,6 +729,8 @@ COMMANDS = {
     "byol-figures": (add_byol_figures_parser, run_byol_figures),
     "selectivity": (add_selectivity_parser, run_selectivity),
     "acceleration": (add_acceleration_parser, run_acceleration),
+    "decoupling": (add_decoupling_parser, run_decoupling),
+    "supervision": (add_supervision_parser, run_supervision),
 }
 
 

@@ -6,7 +6,11 @@ A data source has
   independent samples);
 - ``views(n, m, rng) -> views``: (n, m, n_0), m augmented views of each of n samples (what
   the covariance operator averages over);
-- ``dim``: the input width n_0.
+- ``dim``: the input width n_0;
+- optionally ``labelled(n, rng) -> (x, x_pos, labels)``: two augmented views of each of n
+  samples (n, n_0) and the samples' integer labels (n,), shared by both views; what SupCon
+  (``TrainConfig(negatives="supervised")``) trains on. ``GaussianClusters``: the cluster;
+  ``HLTM``: a chosen latent (``label_latent``, the root by default).
 
 Sources here: ``GaussianClusters`` (views of cluster centres through noise) and
 ``GaussianViews`` (Gaussian samples with given data and augmentation covariances, the
@@ -49,13 +53,23 @@ class GaussianClusters:
 
     def views(self, n, m, rng):
         """(n, m, dim): m noisy views of each of n random centres."""
+        return self.labelled_views(n, m, rng)[0]
+
+    def labelled_views(self, n, m, rng):
+        """``(views (n, m, dim), labels (n,))``: m noisy views of n random centres, and the
+        centres' indices."""
         rng = B.rng(rng)
         n, m = B.check_int("n", n, 1), B.check_int("m", m, 1)
         check_memory(3 * 8 * n * m * self.dim, f"{n * m:,} views of dim {self.dim}",
                      f"n={n}, m={m}", self.limits)
-        c = self.centers[self.labels(n, rng)]                 # (n, dim)
-        c = np.repeat(c[:, None, :], m, axis=1)
-        return c + self.noise * rng.standard_normal(c.shape)
+        y = self.labels(n, rng)                               # (n,)
+        c = np.repeat(self.centers[y][:, None, :], m, axis=1)
+        return c + self.noise * rng.standard_normal(c.shape), y
+
+    def labelled(self, n, rng):
+        """``(x, x_pos, labels)``: two noisy views of n random centres, and the centres."""
+        v, y = self.labelled_views(n, 2, rng)
+        return v[:, 0], v[:, 1], y
 
     def triples(self, n, rng):
         """Anchor, positive (same centre) and ``negatives`` independent samples per anchor."""

@@ -64,14 +64,17 @@ class HLTM:
     keep_depth : the augmentation; positives share all latents of tree depth >= keep_depth
         (default ``depth``: only the root). ``1 <= keep_depth <= depth``.
     negatives : H, negatives per anchor in ``triples``.
+    label_latent : the latent (BFS index, 0 = the root) whose value ``labelled`` returns as
+        the label; its tree depth must be >= keep_depth, so both views share it.
     limits : a ``minissl.limits.Limits`` or None (the environment's): every draw checks the
         memory of its samples (n x nodes) against it first (``ResourceLimitError``).
 
-    Data-source protocol (``minissl.data``): ``triples(n, rng)``, ``views(n, m, rng)``, ``dim``.
+    Data-source protocol (``minissl.data``): ``triples(n, rng)``, ``views(n, m, rng)``, ``dim``,
+    and ``labelled(n, rng)`` for SupCon.
     """
 
     def __init__(self, depth=5, num_children=2, polarity=(0.7, 1.0), seed=0, *,
-                 keep_depth=None, negatives=1, limits=None):
+                 keep_depth=None, negatives=1, limits=None, label_latent=0):
         self.depth = B.check_int("depth", depth, 1, MAX_DEPTH)
         self.num_children = B.check_int("num_children", num_children, 1, MAX_CHILDREN)
         c, L = self.num_children, self.depth
@@ -97,6 +100,16 @@ class HLTM:
         self.rho = np.concatenate([[np.nan], mag * sign])
         # per level k >= 1: flip probability (1 - rho)/2 of each node's edge
         self._flip = [None] + [(1.0 - self.level_rho(k)) / 2 for k in range(1, L + 1)]
+        self.label_latent = self.check_label_latent(label_latent)
+
+    def check_label_latent(self, label_latent):
+        """A latent index whose tree depth is >= keep_depth (the views share it)."""
+        j = B.check_int("label_latent", label_latent, 0, self.n_latents - 1)
+        if self.latent_depths[j] < self.keep_depth:
+            raise ValueError(f"label_latent must be a latent of tree depth >= keep_depth="
+                             f"{self.keep_depth} (so that both views share it), got {j} at "
+                             f"depth {self.latent_depths[j]}; lower keep_depth")
+        return j
 
     # -- layout helpers
     def _check_keep(self, keep_depth):
@@ -213,6 +226,17 @@ class HLTM:
         neg = self._sample_levels(n * self.negatives, rng)[-1]
         neg = neg.astype(np.float64).reshape(n, self.negatives, self.n_leaves)
         return v[:, 0], v[:, 1], neg
+
+    def labelled(self, n, rng=None):
+        """``(x, x_pos, labels)``: two views of n samples (shared latents of depth >=
+        keep_depth, as ``views``) and each sample's value of latent ``label_latent`` (n,) int,
+        the label SupCon's positives share."""
+        n = self.check_n(n, rows=2)
+        rng = B.rng(rng)
+        levels = self._sample_levels(n, rng)
+        x_pos, _ = self._split(self._grow(list(levels[:self.depth - self.keep_depth + 1]), rng))
+        x, z = self._split(levels)
+        return x, x_pos, z[:, self.label_latent].astype(np.int64)
 
     # -- exact posterior (upward sum-product)
     def posterior_mean(self, x):

@@ -7,8 +7,11 @@ returns the gradient of ``sum(dy * y)`` (``dy`` the gradient w.r.t. the op's out
     relu         f = max(g, 0)              dg = df * (g > 0)
     l2_normalize y = z / (||z|| + eps)      dz = (dy - y (y.dy) s/||z||) / s,  s = ||z|| + eps
     batchnorm    y = gamma (x - mu) r + beta,  r = (var + eps)^(-1/2)   (see ``bn_forward``)
+    weight_norm  W = V / ||V|| (rows)      dV = (dW - W (W.dW)) / ||V||
+    sym_threshold h = sign(s) max(|s| - b, 0)   ds = dh 1[|s| > b],  db = -Σ_n ds sign(s)
 
-Layers (``Linear``, ``ReLU``, ``L2Normalize``, ``BatchNorm``) hold parameters and the cache of
+Layers (``Linear``, ``ReLU``, ``L2Normalize``, ``BatchNorm``, ``WeightNormLinear``,
+``SymmetricThreshold``) hold parameters and the cache of
 their last ``forward``; ``backward(dy)`` returns ``dx`` and fills ``layer.grads`` (aligned with
 ``layer.parameters()``). ``Sequential`` chains them; ``ReLUNet`` (nets.py) and every BYOL
 network (byol.py) are Sequentials of these layers.
@@ -396,3 +399,109 @@ class Sequential:
 
     def __repr__(self):
         return "Sequential(" + ", ".join(type(layer).__name__ for layer in self.layers) + ")"
+
+
+# ----------------------------------------------------------------------------- weight norm
+def weight_norm(V, xp=np):
+    """``w_i = v_i / ||v_i||`` row-wise (weight normalisation without a gain): V (m, n) ->
+    ``(W (m, n), norm (m, 1))``."""
+    norm = xp.sqrt((V * V).sum(axis=1, keepdims=True))
+    return V / norm, norm
+
+
+def weight_norm_backward(dW, W, norm):
+    """``dV_i = (dW_i - w_i <w_i, dW_i>) / ||v_i||``: the Jacobian ``(I - w w^T) / ||v||``
+    (the radial part of ``dW`` does not move ``w``)."""
+    return (dW - W * (W * dW).sum(axis=1, keepdims=True)) / norm
+
+
+class WeightNormLinear:
+    """``g = x W^T`` with unit rows ``W = V / ||V||`` (``weight_norm``), bias-free, no gain.
+
+    The parameter is ``V`` (n_out, n_in); it starts with unit rows uniform on the sphere
+    (Gaussian rows normalised, drawn from ``rng``), which sets the angular step size under
+    Adam: each coordinate of V moves by about ``lr``, so ``w`` turns by about
+    ``lr sqrt(n_in) / ||v||`` radians per step. A gain would cancel under an output
+    normalisation and make a following threshold's scale ambiguous, so there is none.
+    """
+
+    def __init__(self, n_in, n_out, *, rng=None, dtype="float64", xp=np):
+        n_in, n_out = B.check_int("n_in", n_in, 1), B.check_int("n_out", n_out, 1)
+        V = B.rng(rng).standard_normal((n_out, n_in))
+        V /= np.linalg.norm(V, axis=1, keepdims=True)
+        self.xp, self.V = xp, xp.asarray(V.astype(B.check_dtype(dtype)))
+        self.need_input_grad = True
+        self.cache, self.grads = None, []
+
+    @property
+    def W(self):
+        """The unit-row weights ``V / ||V||`` (a fresh array)."""
+        return weight_norm(self.V, self.xp)[0]
+
+    def parameters(self):
+        return [self.V]
+
+    def forward(self, x):
+        W, norm = weight_norm(self.V, self.xp)
+        self.cache = (x, W, norm)
+        return linear(x, W)                                # (N, n_out)
+
+    def backward(self, dg):
+        x, W, norm = self.cache
+        dW, _, dx = linear_backward(dg, x, W, want_input=self.need_input_grad)
+        self.grads = [weight_norm_backward(dW, W, norm)]
+        return dx
+
+    def copy(self):
+        new = object.__new__(WeightNormLinear)
+        new.__dict__.update(self.__dict__, V=self.V.copy(), cache=None, grads=[])
+        return new
+
+
+# ----------------------------------------------------------------------------- symmetric threshold
+def sym_threshold(s, b, xp=np):
+    """The symmetric thresholded ReLU ``h = ReLU(s - b) - ReLU(-s - b)
+    = sign(s) max(|s| - b, 0)`` (soft thresholding; ``b >= 0`` per unit): s (N, m), b (m,)."""
+    return xp.maximum(s - b, 0) - xp.maximum(-s - b, 0)
+
+
+def sym_threshold_backward(dh, s, b):
+    """``(ds, db)``: ``∂h/∂s = 1[|s| > b]``, ``∂h/∂b = -sign(s) 1[|s| > b]``, so
+    ``ds = dh 1[|s| > b]`` (N, m) and ``db = -Σ_n ds sign(s)`` (m,)."""
+    xp = B.array_module(dh)
+    ds = dh * (xp.abs(s) > b)
+    return ds, -(ds * xp.sign(s)).sum(axis=0)
+
+
+class SymmetricThreshold:
+    """``h = sign(s) max(|s| - b, 0)`` per unit with a learned threshold ``b`` (n,), kept
+    ``>= 0`` by ``project()`` (``b <- max(b, 0)``, called after every optimiser step; at
+    ``b = 0`` the unit is linear). ``b`` is in the units of ``s``: after a
+    ``WeightNormLinear`` layer, of the projection ``<w, x>`` on a unit direction."""
+
+    def __init__(self, n, b_init=0.0, *, dtype="float64", xp=np):
+        n = B.check_int("n", n, 1)
+        b_init = B.check_real("b_init", b_init, 0)
+        self.xp, self.b = xp, xp.full(n, b_init, dtype=B.check_dtype(dtype))
+        self.cache, self.grads = None, []
+
+    def parameters(self):
+        return [self.b]
+
+    def forward(self, s):
+        self.cache = s
+        return sym_threshold(s, self.b, self.xp)
+
+    def backward(self, dh):
+        ds, db = sym_threshold_backward(dh, self.cache, self.b)
+        self.grads = [db]
+        return ds
+
+    def project(self):
+        """Keep the threshold non-negative, in place."""
+        self.xp.maximum(self.b, 0, out=self.b)
+
+    def copy(self):
+        new = object.__new__(SymmetricThreshold)
+        new.__dict__.update(self.__dict__, b=self.b.copy(), cache=None, grads=[])
+        return new

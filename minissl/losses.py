@@ -14,7 +14,12 @@ Each loss function returns ``(L, dL/dr_pos, dL/dr_neg)`` per anchor; all satisfy
 ``dL/dr_pos = -Σ_k dL/dr_k >= 0``. The pair weights of the covariance operator are
 ``ξ_k = -dL/dr_k`` (``pair_weights``). Two chain routines carry ``dL/dr`` to embeddings:
 ``chain_triples`` for explicit (anchor, positive, negatives) and ``chain_gram`` for all pairs
-of a batch (the SimCLR arrangement).
+of a batch (the SimCLR arrangement, and SupCon).
+
+SupCon (``supcon``, Khosla et al. 2020) is the same family with positives defined by labels
+(every other row of the batch with the anchor's label): a function of the whole distance
+matrix ``R`` (B, B) and the positive mask, returning ``(L_i, dL_i/dr_ij)``; ``supcon_weights``
+and ``supcon_loss`` chain it to the embeddings with ``chain_gram``.
 
 Range. τ must be at least ``TAU_MIN`` (1e-8). For every finite embedding whose half squared
 distances, summed over the batch, stay finite in float64 (``check_scale``: |z| up to about
@@ -272,6 +277,93 @@ def simclr_loss(z1, z2, loss="infonce", tau=1.0, margin=0.0, return_distances=Fa
     R = gram_distances(Z)
     keep = ~(xp.eye(2 * N, dtype=bool) | xp.roll(xp.eye(2 * N, dtype=bool), N, axis=1))
     return out + ((r_pos, R[keep].reshape(2 * N, 2 * N - 2)),)
+
+
+# ----------------------------------------------------------------------------- SupCon
+def supcon(R, positives, tau=1.0):
+    """The supervised contrastive loss (Khosla et al. 2020, ``L^sup_out``) as a function of
+    the distances, with InfoNCE's τ prefactor.
+
+    ``R`` (B, B): ``r_ij = ½||z_i - z_j||²``; ``positives`` (B, B) bool: ``P(i)``, the
+    ``j != i`` with i's label (the diagonal is ignored). Per anchor, ``a != i`` over the batch:
+
+        L_i = -(τ/|P(i)|) Σ_{p∈P(i)} log( e^{-r_ip/τ} / Σ_{a≠i} e^{-r_ia/τ} )
+            = (1/|P(i)|) Σ_{p∈P(i)} r_ip + τ LSE_{a≠i}(-r_ia/τ)
+        dL_i/dr_ij = 1[j ∈ P(i)]/|P(i)| - q_ij,   q_ij = e^{-r_ij/τ} / Σ_{a≠i} e^{-r_ia/τ}
+
+    What holds: ``Σ_j dL_i/dr_ij = 0`` (InfoNCE's ``dL/dr_+ = -Σ_k dL/dr_k`` with the
+    positives summed); a non-positive j is always repelled (``-q_ij <= 0``) and the positives
+    are attracted as a group (``Σ_{p∈P(i)} dL_i/dr_ip = 1 - Σ_p q_ip >= 0``), but one positive
+    may be pushed away (``dL_i/dr_ip < 0`` when ``q_ip > 1/|P(i)|``: it holds more than its
+    share of the softmax). With one positive per anchor (labels = sample identity, two views
+    each) it is InfoNCE in the SimCLR arrangement. An anchor without positives gets ``L_i = 0``
+    and zero weights (as the authors' code, which divides by ``max(|P(i)|, 1)``).
+
+    Returns ``(L (B,), D (B, B))`` with ``D_ij = dL_i/dr_ij`` (``D_ii = 0``).
+    """
+    xp = array_module(R)
+    eye = xp.eye(R.shape[0], dtype=bool)
+    P = positives & ~eye
+    n_pos = P.sum(axis=1)                                  # (B,)
+    Rm = xp.where(eye, xp.inf, R)                          # the diagonal left out
+    rmin = Rm.min(axis=1, keepdims=True)                   # each anchor's nearest other row
+    with np.errstate(over="ignore"):
+        e = xp.exp(-((Rm - rmin) / tau))                   # the largest term is 1
+    se = e.sum(axis=1, keepdims=True)
+    has = n_pos > 0
+    inv = xp.where(has, 1.0 / xp.maximum(n_pos, 1), 0.0)   # 1/|P(i)|, 0 without positives
+    L = ((P * (R - rmin)).sum(axis=1) * inv + tau * xp.log(se[:, 0])) * has
+    D = (P * inv[:, None] - e / se) * has[:, None]
+    return L, D
+
+
+def check_labels(labels, n, xp=np):
+    """``labels`` as a (B,) integer array (one label per row of the batch), else ValueError."""
+    labels = xp.asarray(labels)
+    if labels.shape != (n,):
+        raise ValueError(f"labels must have shape ({n},) (one per embedding), got "
+                         f"{tuple(labels.shape)}")
+    if labels.dtype.kind not in "iub":
+        if labels.dtype.kind != "f" or not bool((labels == xp.round(labels)).all()):
+            raise ValueError(f"labels must be integers, got dtype {labels.dtype}")
+    return labels
+
+
+def supcon_weights(Z, labels, tau=1.0):
+    """SupCon on embeddings ``Z`` (B, d) with ``labels`` (B,): every other row with the same
+    label is a positive (``supcon``), every other row is in the denominator.
+
+    Returns ``(L (B,), C (B, B), r_pos (B,), r_neg_mean)`` like ``simclr_weights``: per-anchor
+    losses, ``C_ij = (dL_i/dr_ij) / B`` (``chain_gram(Z, C)`` is the gradient of the mean
+    loss), each anchor's mean distance to its positives (0 without positives) and the mean
+    distance to the other labels' rows (NaN if there are none).
+    """
+    xp = array_module(Z)
+    nB = Z.shape[0]
+    check_loss("infonce", tau)
+    if nB < 2:
+        raise ValueError(f"Z must have B >= 2 rows (SupCon contrasts rows), got B={nB}")
+    labels = check_labels(labels, nB, xp)
+    with np.errstate(over="ignore"):
+        check_scale("Z", Z * Z, factor=nB)                 # bounds the sum of all r_ij
+    same = labels[:, None] == labels[None, :]
+    R = gram_distances(Z)                                  # (B, B)
+    L, D = supcon(R, same, float(tau))
+    P = same & ~xp.eye(nB, dtype=bool)
+    r_pos = (R * P).sum(axis=1) / xp.maximum(P.sum(axis=1), 1)
+    n_neg = int((~same).sum())
+    r_neg = float((R * ~same).sum() / n_neg) if n_neg else float("nan")
+    return L, D / nB, r_pos, r_neg
+
+
+def supcon_loss(Z, labels, tau=1.0):
+    """Mean SupCon loss over the B rows of ``Z`` (B, d) with ``labels`` (B,) and its gradient:
+    ``(value, dZ)``. Two views of N samples: ``Z = [z1; z2]``, ``labels = [y; y]``."""
+    xp = array_module(Z)
+    Z = xp.asarray(Z)
+    check_embeddings(Z, Z, Z)
+    L, C, _, _ = supcon_weights(Z, labels, tau)
+    return float(L.mean()), chain_gram(Z, C)
 
 
 # ----------------------------------------------------------------------------- BYOL

@@ -1,6 +1,8 @@
 """Optimisers, the EMA target update, and the one record/callback convention of every run.
 
     SGD:  v <- momentum v + (g + weight_decay W);   W <- W - lr v        (in place)
+    Adam: m <- b1 m + (1-b1) g;  u <- b2 u + (1-b2) g^2;
+          W <- W - lr (m / (1-b1^t)) / (sqrt(u / (1-b2^t)) + eps)           (in place)
     EMA:  theta_t <- rate theta_t + (1 - rate) theta                      (in place)
 
 Every training loop and experiment runner reports progress the same way: it appends plain
@@ -12,6 +14,8 @@ every step, so another thread (the app's Stop button) can end a run within one s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from . import backend as B
 
 
 class SGD:
@@ -30,6 +34,36 @@ class SGD:
                 self.velocity[i] = v
                 g = v
             p -= self.lr * g
+
+
+class Adam:
+    """Adam (Kingma & Ba 2015) with SGD's interface: ``Adam(params, lr)``, then
+    ``step(grads)`` updates ``params`` in place. ``m``, ``u``: the moment estimates, one per
+    parameter, zeros at first; ``t``: the steps taken (the bias corrections ``1 - β^t``)."""
+
+    def __init__(self, params, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8):
+        self.params, self.lr = params, B.check_real("lr", lr, 0, lo_open=True)
+        self.beta1 = B.check_real("beta1", beta1, 0, 1)
+        self.beta2 = B.check_real("beta2", beta2, 0, 1)
+        if max(self.beta1, self.beta2) == 1:
+            raise ValueError(f"beta1 and beta2 must be in [0, 1), got {beta1!r}, {beta2!r}")
+        self.eps = B.check_real("eps", eps, 0, lo_open=True)
+        self.t = 0
+        self.m = [None] * len(params)
+        self.u = [None] * len(params)
+
+    def step(self, grads):
+        self.t += 1
+        c1, c2 = 1 - self.beta1 ** self.t, 1 - self.beta2 ** self.t
+        for i, (p, g) in enumerate(zip(self.params, grads)):
+            if self.m[i] is None:
+                self.m[i], self.u[i] = g * 0, g * 0
+            m, u = self.m[i], self.u[i]
+            m *= self.beta1
+            m += (1 - self.beta1) * g
+            u *= self.beta2
+            u += (1 - self.beta2) * (g * g)
+            p -= self.lr * (m / c1) / ((u / c2) ** 0.5 + self.eps)
 
 
 def ema_update(target, online, rate):

@@ -525,3 +525,84 @@ def acceleration_figure(records, linear=None, *, title=None):
     fig.suptitle(title or "training the top layer speeds up the bottom layer "
                           "(x: the loss diverged)", fontsize=9)
     return fig
+
+
+# ----------------------------------------------------------------------------- feature decoupling
+DECOUPLING_PANELS = (("alignment", "sparse alignment (mean over neurons)"),
+                     ("dense_fraction", "dense fraction (mean over neurons)"),
+                     ("coverage", "feature coverage (mean over features)"))
+
+
+def decoupling_figure(rows, *, title=None):
+    """The table of ``experiments.decoupling_table`` as three panels against the closed-form
+    decoupling gap ``ρ_sparse − ρ_dense`` of the views: mean sparse alignment, dense fraction
+    and coverage, ± their std over seeds. Symmetric-threshold neurons as circles, ReLU
+    neurons as triangles; each point labelled by its setting."""
+    gap = np.array([r["rho_sparse"] - r["rho_dense"] for r in rows], float)
+    fig = _figure(12.0, 3.8)
+    axes = fig.subplots(1, 3, sharex=True)
+    cmap = __import__("matplotlib").colormaps["viridis"]
+    for ax, (key, label) in zip(axes, DECOUPLING_PANELS):
+        for i, r in enumerate(rows):
+            mean, std = r[key]
+            ax.errorbar(gap[i], mean, yerr=std, fmt="^" if r["neuron"] == "relu" else "o",
+                        color=cmap(i / max(1, len(rows) - 1)), ms=6, capsize=2)
+            ax.annotate(r["label"], (gap[i], mean), fontsize=6, xytext=(3, 3),
+                        textcoords="offset points")
+        ax.set_xlabel(r"$\rho_{sparse} - \rho_{dense}$ (closed form)")
+        ax.set_ylim(0, 1.02)
+        ax.set_title(label, fontsize=9)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title or "feature decoupling: what the neurons learn against the views' "
+                 "correlations (o symmetric threshold, ^ ReLU)", fontsize=10)
+    return fig
+
+
+def neuron_figure(alignment, dense, coverage, *, b=None, threshold=0.9, title=None):
+    """The neurons' make-up: per neuron its sparse alignment against its dense fraction
+    (coloured by the threshold ``b`` when given), and per sparse feature its coverage
+    (the best neuron's ``|M_j . w|``), sorted, with the ``threshold`` line."""
+    fig = _figure(9.0, 3.4)
+    a1, a2 = fig.subplots(1, 2)
+    sc = a1.scatter(alignment, dense, c=b if b is not None else "tab:blue", cmap="plasma",
+                    s=18, vmin=0)
+    if b is not None:
+        fig.colorbar(sc, ax=a1, label="threshold b")
+    a1.axvline(threshold, color="gray", ls=":", lw=1)
+    a1.set_xlim(0, 1.02)
+    a1.set_ylim(-0.02, 1.02)
+    a1.set_xlabel(r"sparse alignment $\max_j |M_j^\top w|$")
+    a1.set_ylabel(r"dense fraction $\|P^\top w\|^2$")
+    aligned = int((np.asarray(alignment) > threshold).sum())
+    a1.set_title(title or f"{len(alignment)} neurons ({aligned} aligned > {threshold:g})",
+                 fontsize=9)
+    a1.grid(alpha=0.3)
+    cov = np.sort(np.asarray(coverage, float))[::-1]
+    a2.bar(np.arange(1, len(cov) + 1), cov, color=np.where(cov > threshold, "tab:green",
+                                                             "tab:gray"))
+    a2.axhline(threshold, color="gray", ls=":", lw=1)
+    a2.set_ylim(0, 1.02)
+    a2.set_xlabel("sparse feature (sorted)")
+    a2.set_ylabel(r"coverage $\max_i |M_j^\top w_i|$")
+    a2.set_title(f"{int((cov > threshold).sum())}/{len(cov)} features covered > {threshold:g}",
+                 fontsize=9)
+    a2.grid(alpha=0.3, axis="y")
+    return fig
+
+
+def decoupling_curves_figure(steps, series, *, rho=None, title=None):
+    """Mean sparse alignment, dense fraction and coverage (``series``: name -> values) against
+    step; ``rho`` ``{"sparse", "dense"}`` (the closed-form view correlations) in the title."""
+    fig = _figure(5.0, 3.4)
+    ax = fig.add_subplot()
+    for (name, vals), col in zip(series.items(), ("tab:green", "tab:red", "tab:blue")):
+        ax.plot(np.asarray(steps, float), np.asarray(vals, float), color=col, lw=1.6,
+                marker="o" if len(steps) < 3 else None, ms=3, label=name)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("step")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    note = "" if rho is None else (f" (views: ρ_sparse {rho['sparse']:.2f}, "
+                                   f"ρ_dense {rho['dense']:.2f})")
+    ax.set_title(title or "neurons over training" + note, fontsize=9)
+    return fig

@@ -9,6 +9,9 @@ One step on a batch ``(x, x_pos, x_neg)`` (x_neg: (N, H, n_0)) with shared weigh
 
 With ``negatives="in_batch"`` the SimCLR arrangement is used instead (x_neg is ignored; each of
 the 2N views has its partner as positive and the other 2N - 2 views as negatives).
+With ``negatives="supervised"`` the batch is ``source.labelled(N, rng) -> (x, x_pos, labels)``
+and the loss is SupCon (``losses.supcon_weights``): each of the 2N views has every other view
+with its label as a positive (its partner included) and all 2N - 1 others in the denominator.
 
 With ``frozen = (l, ...)`` (0-based indices into ``net.weights``) those layers' weights (and
 biases) are left out of the update: the optimiser only holds the other parameters, so a frozen
@@ -48,10 +51,11 @@ from .covariance import covariance_pair_weights, covariance_update
 from .hltm import HLTM
 from .kernels import twin
 from .limits import DRAW_COST, Cost, mlp_activation_bytes, mlp_weights, training_work
-from .losses import LOSSES, check_loss, chain_gram, contrastive_loss, simclr_weights
+from .losses import (LOSSES, check_labels, check_loss, chain_gram, contrastive_loss,
+                     simclr_weights, supcon_weights)
 from .optim import SGD, History, notify, stopped
 
-NEGATIVES = ("given", "in_batch")
+NEGATIVES = ("given", "in_batch", "supervised")
 UPDATES = ("gradient", "covariance")
 SAMPLERS = ("numpy", "compiled")
 CHUNK_STEPS = 500        # most steps per compiled call (``stop`` is checked between calls)
@@ -76,7 +80,8 @@ class TrainConfig:
     weight_decay: float = 0.0      # L2 weight decay >= 0
     steps: int = 1000              # number of SGD steps >= 1
     batch_size: int = 64           # anchors per step >= 1
-    negatives: str = "given"       # "given" (x_neg from the source) or "in_batch" (SimCLR)
+    negatives: str = "given"       # "given" (x_neg from the source), "in_batch" (SimCLR) or
+                                   # "supervised" (SupCon, positives by source.labelled)
     update: str = "gradient"       # "gradient" (SGD on the loss) or "covariance" (OP vec W)
     seed: int = 0                  # data seed
     log_every: int = 1             # call the callback every this many steps
@@ -97,12 +102,12 @@ class TrainConfig:
         B.check_int("log_every", self.log_every, 1)
         B.check_int("seed", self.seed, 0)
         B.check_choice("negatives", self.negatives, NEGATIVES)
-        if self.negatives == "in_batch" and self.loss != "infonce":
-            raise ValueError("negatives='in_batch' (SimCLR) needs loss='infonce'; "
-                             f"got loss={self.loss!r}")
-        if self.negatives == "in_batch" and self.batch_size < 2:
-            raise ValueError(f"batch_size must be >= 2 for negatives='in_batch' (each anchor "
-                             f"needs negatives), got {self.batch_size}")
+        if self.negatives != "given" and self.loss != "infonce":
+            raise ValueError(f"negatives={self.negatives!r} (SimCLR, SupCon) needs "
+                             f"loss='infonce'; got loss={self.loss!r}")
+        if self.negatives != "given" and self.batch_size < 2:
+            raise ValueError(f"batch_size must be >= 2 for negatives={self.negatives!r} (each "
+                             f"anchor needs negatives), got {self.batch_size}")
         B.check_choice("update", self.update, UPDATES)
         check_frozen(self.frozen)
         B.check_choice("sampler", self.sampler, SAMPLERS)
@@ -115,20 +120,21 @@ def train_cost(sizes, cfg, negatives=1, draws_per_sample=None, dtype="float64", 
     sample`` random numbers each, default ``sizes[0]``; an HLTM draws every node).
 
     Memory: the batch (float64 samples, their copy in ``dtype``), the forward caches and as
-    much again for the backward pass, the SimCLR Gram matrices (in-batch negatives), and with
+    much again for the backward pass, the SimCLR or SupCon Gram matrices (in-batch or
+    supervised negatives), and with
     ``update="covariance"`` the Jacobians of the batch's views. Work: ``limits.training_work``
     of the rows the net sees per step, drawing the batch, the Gram products, and per layer the
     covariance-operator step (``2N (n_L + 3) weights``). ``steps_param`` names the settings
     behind ``cfg.steps`` in messages (default ``steps=...``).
     """
     rows = cfg.batch_size * (2 + negatives)
-    seen = 2 * cfg.batch_size if cfg.negatives == "in_batch" else rows
+    seen = 2 * cfg.batch_size if cfg.negatives != "given" else rows
     draws = rows * (sizes[0] if draws_per_sample is None else draws_per_sample)
     item, weights = np.dtype(dtype).itemsize, mlp_weights(sizes)
     batch = (draws * 8 + rows * sizes[0] * item + 2 * mlp_activation_bytes(sizes, seen, dtype)
-             + (5 * seen * seen * 8 if cfg.negatives == "in_batch" else 0))
+             + (5 * seen * seen * 8 if cfg.negatives != "given" else 0))
     work = training_work(sizes, seen, cfg.steps) + cfg.steps * DRAW_COST * draws
-    if cfg.negatives == "in_batch":
+    if cfg.negatives != "given":                       # SimCLR, SupCon: B x B matrices
         work += cfg.steps * 2 * seen * seen * sizes[-1]
     param = f"batch_size={cfg.batch_size}" + (f", negatives={negatives}" if negatives > 1 else "")
     memory = [(batch, "a training batch", param)]
@@ -164,9 +170,15 @@ def trainable(net, frozen=()):
 def check_batch(net, batch, negatives="given"):
     """``(x, x_pos, x_neg)`` on the net's device, validated: x, x_pos (N, n_0), x_neg
     (N, H, n_0) (or (N, n_0) for H = 1; ignored, returned as None, for in-batch negatives),
-    N >= 1, every value finite."""
+    N >= 1, every value finite. For ``negatives="supervised"`` the third entry is the labels
+    (N,), returned as an integer array on the net's device."""
     x, x_pos, x_neg = batch
     x, x_pos = net.check_input(x), net.check_input(x_pos, "x_pos")
+    if negatives == "supervised":
+        if x.shape[0] != x_pos.shape[0]:
+            raise ValueError(f"x and x_pos must have the same N rows, got {x.shape[0]} and "
+                             f"{x_pos.shape[0]}")
+        return x, x_pos, check_labels(net.xp.asarray(B.to_numpy(x_neg)), x.shape[0], net.xp)
     if negatives == "in_batch":
         if x.shape[0] != x_pos.shape[0] or x.shape[0] < 2:
             raise ValueError(f"x and x_pos must have the same N >= 2 rows (in-batch "
@@ -198,12 +210,15 @@ def loss_and_grads(net, batch, cfg):
     ``(nan, nan, nan, None)`` when the output is not finite."""
     x, x_pos, x_neg = check_batch(net, batch, cfg.negatives)
     xp = net.xp
-    if cfg.negatives == "in_batch":
+    if cfg.negatives != "given":
         Z = net.forward(xp.concatenate([x, x_pos]))
         if not finite_output(Z, Z.shape[0]):
             return math.nan, math.nan, math.nan, None
-        weights = twin("simclr_weights", net.backend) or simclr_weights
-        L, C, r_pos, r_neg = weights(Z, cfg.loss, cfg.tau, cfg.margin)
+        if cfg.negatives == "supervised":            # x_neg holds the labels
+            L, C, r_pos, r_neg = supcon_weights(Z, xp.concatenate([x_neg, x_neg]), cfg.tau)
+        else:
+            weights = twin("simclr_weights", net.backend) or simclr_weights
+            L, C, r_pos, r_neg = weights(Z, cfg.loss, cfg.tau, cfg.margin)
         value, dZ, r_neg = float(L.mean()), chain_gram(Z, C), xp.asarray(r_neg)
     else:
         N, H, n0 = x_neg.shape
@@ -263,21 +278,37 @@ def check_run(plain, cfg):
                          "normalisation or BatchNorm (bias=False, normalize=False, "
                          "batchnorm=None): the covariance identity f_L = K_l^T vec(W_l) does "
                          "not hold otherwise")
+    if cfg.update == "covariance" and cfg.negatives == "supervised":
+        raise ValueError("update='covariance' takes negatives 'given' or 'in_batch' (its pair "
+                         "weights are those of one positive per anchor), got 'supervised'")
     if cfg.update == "covariance" and cfg.loss not in COVARIANCE_LOSSES:
         raise ValueError(f"update='covariance' takes loss one of {COVARIANCE_LOSSES} (the "
                          f"losses with covariance pair weights), got {cfg.loss!r}")
 
 
-def batch_sampler(net, source, cfg):
-    """``sample(n, rng) -> (x, x_pos, x_neg)``: ``source.triples``, or the compiled HLTM
-    sampler for ``sampler="compiled"`` (ValueError unless the source is an ``HLTM`` and the
-    net's backend is "numba")."""
-    if cfg.sampler == "numpy":
+def batches(source, cfg):
+    """The source's batch function for ``cfg.negatives``: ``labelled`` for "supervised"
+    (ValueError if the source has none), else ``triples``."""
+    if cfg.negatives != "supervised":
         return source.triples
+    if not callable(getattr(source, "labelled", None)):
+        raise ValueError(f"negatives='supervised' needs a source with labelled(n, rng) -> "
+                         f"(x, x_pos, labels) (GaussianClusters, HLTM); "
+                         f"{type(source).__name__} has none")
+    return source.labelled
+
+
+def batch_sampler(net, source, cfg):
+    """``sample(n, rng)``: the source's batches (``batches``), or the compiled HLTM sampler's
+    triples for ``sampler="compiled"`` (ValueError unless the source is an ``HLTM``, the net's
+    backend "numba" and the negatives given or in-batch)."""
+    if cfg.sampler == "numpy":
+        return batches(source, cfg)
     compiled = twin("triples", net.backend)
-    if compiled is None or not isinstance(source, HLTM):
-        raise ValueError(f"sampler='compiled' needs an HLTM source and backend 'numba', got "
-                         f"{type(source).__name__} and backend {net.backend!r}")
+    if compiled is None or not isinstance(source, HLTM) or cfg.negatives == "supervised":
+        raise ValueError(f"sampler='compiled' needs an HLTM source, backend 'numba' and "
+                         f"negatives 'given' or 'in_batch', got {type(source).__name__}, "
+                         f"backend {net.backend!r}, negatives {cfg.negatives!r}")
     return lambda n, rng: compiled(source, n, rng)
 
 
@@ -335,7 +366,8 @@ def steps_runner(net, source, cfg):
 
 
 def train(net, source, cfg=None, callback=None, stop=None, limits=None, **overrides):
-    """Train ``net`` on ``source.triples`` for ``cfg.steps`` steps; returns a ``History``.
+    """Train ``net`` on ``source.triples`` (``source.labelled`` for ``negatives="supervised"``)
+    for ``cfg.steps`` steps; returns a ``History``.
 
     Every step appends a record ``{step, loss, r_pos, r_neg, seconds[, cos_by_layer]}``;
     every ``cfg.log_every`` steps (and at the last) the record also gets ``loss_mean`` (the

@@ -16,6 +16,10 @@ gr = pytest.importorskip("gradio")
 gradio_client = pytest.importorskip("gradio_client")
 
 import demo  # noqa: E402
+from app import byol as app_byol  # noqa: E402
+from app import covariance as app_cov  # noqa: E402
+from app import hltm as app_hltm  # noqa: E402
+from app import runs as app_runs  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
 LONG = dict(depth=4, epochs=200, steps_per_epoch=200, batch_size=64)   # ~50 s estimated
@@ -57,35 +61,35 @@ def test_tiny_net_with_many_steps_is_capped():
     """200 x 5000 steps of a 1-unit net: the per-step floor of the cost model counts them."""
     with pytest.raises(gr.Error, match=r"epochs=200, samples_per_epoch=10000, batch_size=2 "
                                        r"needs ~.* for training; the limit is 6e\+11 \(~120 s\)"):
-        demo.hltm_config({**demo.HLTM_DEFAULTS, "depth": 2, "hid": 1, "batch_size": 2,
+        app_hltm.hltm_config({**app_hltm.HLTM_DEFAULTS, "depth": 2, "hid": 1, "batch_size": 2,
                           "epochs": 200, "steps_per_epoch": 5000})
 
 
 def test_covariance_tab_largest_settings_are_capped():
-    big = {k: v[3] for k, v in demo.COV_FIELDS.items()}        # every field at its maximum
+    big = {k: v[3] for k, v in app_cov.COV_FIELDS.items()}        # every field at its maximum
     big.update(loss="infonce", update="covariance", polarity_lo=0.7)
     with pytest.raises(gr.Error, match=r"needs ~.* the limit is"):
-        demo.covariance_config(big)
-    demo.covariance_config({**{k: v[4] for k, v in demo.COV_FIELDS.items()}, "loss": "infonce",
+        app_cov.covariance_config(big)
+    app_cov.covariance_config({**{k: v[4] for k, v in app_cov.COV_FIELDS.items()}, "loss": "infonce",
                             "update": "gradient"})             # the defaults fit
 
 
 def test_byol_ablation_lists_are_deduplicated_and_checked():
-    outs = list(demo.run_byol_ablation("toy", ["none"] * 20, ["omit"] * 5, ["0"] * 10, steps=50))
+    outs = list(app_byol.run_byol_ablation("toy", ["none"] * 20, ["omit"] * 5, ["0"] * 10, steps=50))
     status, table, fig_ab, fig_sp = outs[-1]
     assert status.startswith("done: run 1/1")                   # 1 run, not 1000
     assert table.count("| none | omit | 0 |") == 1
     with pytest.raises(gr.Error, match=r"target EMA must be one of \('0', '0\.99'\), got '0\.5'"):
-        next(demo.run_byol_ablation("toy", ["none"], ["omit"], ["0.5"]))
+        next(app_byol.run_byol_ablation("toy", ["none"], ["omit"], ["0.5"]))
     with pytest.raises(gr.Error, match=r"predictor: choose at least one"):
-        next(demo.run_byol_ablation("toy", [], ["omit"], ["0"]))
+        next(app_byol.run_byol_ablation("toy", [], ["omit"], ["0"]))
 
 
 def test_linear_byol_runs_in_the_bounded_worker():
-    line, fig = list(demo.run_linear_byol(0.01, 1.0, 5))[-1]
+    line, fig = list(app_byol.run_linear_byol(0.01, 1.0, 5))[-1]
     assert line.startswith("done: ||W(0)||") and "survives" in line
     with pytest.raises(gr.Error, match=r"duration T must be a finite number in \[5, 60\]"):
-        next(demo.run_linear_byol(0.01, 1.0, 1e9))
+        next(app_byol.run_linear_byol(0.01, 1.0, 1e9))
 
 
 def test_api_parameter_names_are_meaningful(url):
@@ -104,7 +108,7 @@ def test_cancel_from_the_client_ends_the_worker(url):
     job = _started(client.submit(**LONG, api_name="/train_hltm"))
     job.cancel()
     _wait(lambda: not _workers(), "the worker ends")           # else pytest-timeout fails
-    _wait(lambda: not demo.RUNS, "the run is unregistered")
+    _wait(lambda: not app_runs.RUNS, "the run is unregistered")
 
 
 def test_stop_endpoint_ends_the_running_worker(url):
@@ -128,7 +132,7 @@ def test_queued_users_see_their_position_and_stop_cancels_a_queued_run(url):
     running.result()
     with pytest.raises(Exception, match="stopped by the user before it started"):
         queued.result()
-    _wait(lambda: not _workers() and not demo.RUNS, "everything ends")
+    _wait(lambda: not _workers() and not app_runs.RUNS, "everything ends")
     assert first.predict(api_name="/stop") == "no training run is active or queued"
 
 

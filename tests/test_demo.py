@@ -17,6 +17,11 @@ gr = pytest.importorskip("gradio")
 gradio_client = pytest.importorskip("gradio_client")
 
 import demo  # noqa: E402
+from app import covariance as app_cov  # noqa: E402
+from app import hltm as app_hltm  # noqa: E402
+from app import losses as app_losses  # noqa: E402
+from app import runs as app_runs  # noqa: E402
+from app import widgets as app_widgets  # noqa: E402
 import minissl  # noqa: E402
 from minissl import cli, plots  # noqa: E402
 
@@ -80,7 +85,7 @@ def test_endpoint_numbers_are_the_cli_numbers(client):
     with contextlib.redirect_stdout(out):
         rc = cli.main(["hltm", "--json", "--no-progress", "--depth", "4", "--epochs", "4",
                        "--batch-size", "64", "--samples-per-epoch", "6400", "--seed", "1",
-                       "--eval-samples", str(demo.EVAL_SAMPLES)])
+                       "--eval-samples", str(app_hltm.EVAL_SAMPLES)])
     assert rc in (0, None)
     last = [json.loads(line) for line in out.getvalue().splitlines()][-1]
     assert last["corr_by_depth"] == result["corr_by_depth"]
@@ -90,10 +95,10 @@ def test_endpoint_numbers_are_the_cli_numbers(client):
 def test_every_setting_has_a_default(client):
     info = client.view_api(return_format="dict", print_info=False)
     params = info["named_endpoints"]["/train_hltm"]["parameters"]
-    assert [p["parameter_name"] for p in params] == list(demo.HLTM_ORDER)
+    assert [p["parameter_name"] for p in params] == list(app_hltm.HLTM_ORDER)
     for p in params:
         assert p["parameter_has_default"], p["parameter_name"]
-        assert p["parameter_default"] == demo.HLTM_DEFAULTS[p["parameter_name"]]
+        assert p["parameter_default"] == app_hltm.HLTM_DEFAULTS[p["parameter_name"]]
 
 
 @pytest.mark.parametrize("setting, message", [
@@ -109,61 +114,61 @@ def test_bad_setting_returns_the_error(client, setting, message):
 
 
 # ----------------------------------------------------------------------------- validation
-@pytest.mark.parametrize("key", list(demo.HLTM_FIELDS))
+@pytest.mark.parametrize("key", list(app_hltm.HLTM_FIELDS))
 @pytest.mark.parametrize("side", ["low", "high"])
 def test_each_field_bound_is_named(key, side):
-    label, kind, lo, hi, _, _ = demo.HLTM_FIELDS[key]
+    label, kind, lo, hi, _, _ = app_hltm.HLTM_FIELDS[key]
     bad = (lo - 1 if kind is int else lo - 0.5) if side == "low" else \
           (hi + 1 if kind is int else hi + 0.5)
-    if key in demo.OPEN_LOW and side == "low":
+    if key in app_widgets.OPEN_LOW and side == "low":
         bad = lo                                  # the open end itself is refused
     with pytest.raises(gr.Error, match=f"^.?{label} must be an? (integer|finite number) in"):
-        demo.hltm_config({**demo.HLTM_DEFAULTS, key: bad})
-    ok = hi if key in demo.OPEN_LOW or key == "polarity_hi" else lo     # the bound is allowed
-    demo.hltm_config({**demo.HLTM_DEFAULTS, key: ok})
+        app_hltm.hltm_config({**app_hltm.HLTM_DEFAULTS, key: bad})
+    ok = hi if key in app_widgets.OPEN_LOW or key == "polarity_hi" else lo     # the bound is allowed
+    app_hltm.hltm_config({**app_hltm.HLTM_DEFAULTS, key: ok})
 
 
 def test_non_integer_and_resource_limits():
     with pytest.raises(gr.Error, match=r"depth must be an integer in \[2, 7\], got 2.5"):
-        demo.hltm_config({**demo.HLTM_DEFAULTS, "depth": 2.5})
+        app_hltm.hltm_config({**app_hltm.HLTM_DEFAULTS, "depth": 2.5})
     with pytest.raises(gr.Error, match=r"depth=7, num_children=3, hid=10 needs ~1\.\d GiB for "
                                        r"the tree network; the limit is 512\.0 MiB"):
-        demo.hltm_config({**demo.HLTM_DEFAULTS, "depth": 7, "num_children": 3, "hid": 10})
+        app_hltm.hltm_config({**app_hltm.HLTM_DEFAULTS, "depth": 7, "num_children": 3, "hid": 10})
     with pytest.raises(gr.Error, match=r"epochs=200, samples_per_epoch=640000, batch_size=128 "
                                        r"needs ~.* for training; the limit is 6e\+11 \(~120 s\)"):
-        demo.hltm_config({**demo.HLTM_DEFAULTS, "hid": 50, "epochs": 200,
+        app_hltm.hltm_config({**app_hltm.HLTM_DEFAULTS, "hid": 50, "epochs": 200,
                           "steps_per_epoch": 5000})
     with pytest.raises(gr.Error, match="update='covariance' needs a bias-free net"):
-        demo.hltm_config({**demo.HLTM_DEFAULTS, "preset": "reference", "update": "covariance"})
+        app_hltm.hltm_config({**app_hltm.HLTM_DEFAULTS, "preset": "reference", "update": "covariance"})
 
 
 def test_examples_are_valid_settings():
-    for ex in demo.EXAMPLES:
-        *vals, note = demo.apply_example(ex.name)
-        cfg = demo.hltm_config(dict(zip(demo.HLTM_ORDER, vals)))
+    for ex in app_hltm.EXAMPLES:
+        *vals, note = app_hltm.apply_example(ex.name)
+        cfg = app_hltm.hltm_config(dict(zip(app_hltm.HLTM_ORDER, vals)))
         for k, v in ex.changes.items():
-            assert dict(zip(demo.HLTM_ORDER, vals))[k] == v
+            assert dict(zip(app_hltm.HLTM_ORDER, vals))[k] == v
         assert ex.note in note and cfg.depth >= 2
 
 
 # ----------------------------------------------------------------------------- run control
 def test_stop_ends_the_run_with_its_pictures():
     req = _Req("test-stop")
-    gen = demo.train_hltm(**{**SMALL, "epochs": 200}, request=req, progress=_NoProgress())
+    gen = app_hltm.train_hltm(**{**SMALL, "epochs": 200}, request=req, progress=_NoProgress())
     first = next(gen)
     assert first[4]["status"] == "running" and first[4]["epochs_done"] == 0
-    assert demo.stop_training(req).startswith("stopped by the user at step")
+    assert app_runs.stop_training(req).startswith("stopped by the user at step")
     outs = list(gen)
     tree, corr, loss, status, result, run = outs[-1]
     assert result["status"] == "stopped" and result["epochs_done"] < 200
     assert status.startswith("stopped by the user")
     assert _not_blank(_png(tree))
-    assert "test-stop" not in demo.RUNS
-    assert demo.stop_training(req) == "no training run is active or queued"
+    assert "test-stop" not in app_runs.RUNS
+    assert app_runs.stop_training(req) == "no training run is active or queued"
 
 
 def test_divergence_ends_with_a_clear_message():
-    gen = demo.train_hltm(depth=3, loss="simple", lr=1.0, epochs=5, steps_per_epoch=50,
+    gen = app_hltm.train_hltm(depth=3, loss="simple", lr=1.0, epochs=5, steps_per_epoch=50,
                           progress=_NoProgress())
     outs = []
     with pytest.raises(gr.Error, match="training diverged at step"):
@@ -183,17 +188,17 @@ def test_no_figures_survive_a_run():
 
     before = alive()
     for seed in range(3):
-        list(demo.train_hltm(depth=2, epochs=2, steps_per_epoch=5, seed=seed,
+        list(app_hltm.train_hltm(depth=2, epochs=2, steps_per_epoch=5, seed=seed,
                              progress=_NoProgress()))
     assert alive() == before
     fig = plots.loss_figure([0, 1], [1.0, 0.5])                 # control: a live one counts
     assert alive() == before + 1
-    demo.show(fig)
+    app_widgets.show(fig)
 
 
 # ----------------------------------------------------------------------------- other tabs
 def test_covariance_tab_run():
-    outs = list(demo.train_covariance(depth=3, hid=4, steps=20, snapshots=2, n_samples=32,
+    outs = list(app_cov.train_covariance(depth=3, hid=4, steps=20, snapshots=2, n_samples=32,
                                       n_views=2, k=3, layer=1, batch_size=32,
                                       progress=_NoProgress()))
     spec, cos, vec, status = outs[-1]
@@ -201,21 +206,21 @@ def test_covariance_tab_run():
     for p in (spec, cos, vec):
         assert _not_blank(_png(p))
     with pytest.raises(gr.Error, match=r"layer l must be an integer in \[1, depth = 3\]"):
-        next(demo.train_covariance(depth=3, layer=4, progress=_NoProgress()))
+        next(app_cov.train_covariance(depth=3, layer=4, progress=_NoProgress()))
     with pytest.raises(gr.Error, match=r"loss must be one of \('simple', 'soft_triplet', 'infonce'\)"):
-        next(demo.train_covariance(loss="ref_nce", progress=_NoProgress()))
+        next(app_cov.train_covariance(loss="ref_nce", progress=_NoProgress()))
 
 
 @pytest.mark.parametrize("vary", ["r_pos", "r_neg", "tau"])
 def test_losses_tab_plot(vary):
-    assert _not_blank(_png(demo.loss_curves_plot(vary, negatives=4)))
+    assert _not_blank(_png(app_losses.loss_curves_plot(vary, negatives=4)))
 
 
 def test_losses_tab_errors():
     with pytest.raises(gr.Error, match=r"τ must be a finite number in \(0, 100\]"):
-        demo.loss_curves_plot(tau=0)
+        app_losses.loss_curves_plot(tau=0)
     with pytest.raises(gr.Error, match="choose at least one loss"):
-        demo.loss_curves_plot(losses=[])
+        app_losses.loss_curves_plot(losses=[])
 
 
 def test_tree_levels_match_the_tree():
@@ -245,3 +250,17 @@ def test_main_flags(monkeypatch):
     assert seen["server_port"] == 8001
     with pytest.raises(SystemExit):
         demo.main(["--port", "0"])
+
+
+def test_each_tab_links_its_course_notebook(demo_url):
+    """Every tab's "Learn it step by step" line links a course notebook that the app serves."""
+    import re
+    import urllib.request
+    from app import widgets
+    for n in (1, 2, 3, 4, 5):
+        line = widgets.course_link(n)
+        url = re.search(r"\]\((/gradio_api/file=[^)]+)\)", line).group(1)
+        with urllib.request.urlopen(demo_url.rstrip("/") + url, timeout=30) as r:
+            nb = json.loads(r.read())
+        assert nb["nbformat"] == 4 and line.count(f"notebook {n},") == 1
+    assert widgets.course_link(99) == ""

@@ -363,20 +363,22 @@ def test_selectivity_and_acceleration_commands(capsys, tmp_path):
 
 
 def test_app_luck_views_and_acceleration():
-    demo = pytest.importorskip("demo")
-    run = {"cfg": demo.hltm_config({**demo.HLTM_DEFAULTS, "depth": 3, "hid": 4, "epochs": 2,
-                                    "steps_per_epoch": 10, "batch_size": 32})}
+    gr = pytest.importorskip("gradio")
+    from app import covariance as app_cov
+    from app import hltm as app_hltm
+    run = {"cfg": app_hltm.hltm_config({**app_hltm.HLTM_DEFAULTS, "depth": 3, "hid": 4,
+                                        "epochs": 2, "steps_per_epoch": 10, "batch_size": 32})}
     run["records"], _ = E.hltm_experiment(run["cfg"])
     assert "probe" in run["records"][0] and "probe" in run["records"][-1]
-    units, probe_plot = demo.luck_figures(run, 3)
+    units, probe_plot = app_hltm.luck_figures(run, 3)
     assert units is not None and probe_plot is not None
-    assert demo.luck_figures(None, 0) == (None, None)
-    with pytest.raises(demo.gr.Error, match="latent must be"):
-        demo.luck_figures(run, 7)
-    fig, md = list(demo.run_acceleration(steps=10))[-1]       # streamed from the worker
+    assert app_hltm.luck_figures(None, 0) == (None, None)
+    with pytest.raises(gr.Error, match="latent must be"):
+        app_hltm.luck_figures(run, 7)
+    fig, md = list(app_cov.run_acceleration(steps=10))[-1]       # streamed from the worker
     assert "top frozen" in md and "top scaled" in md
-    with pytest.raises(demo.gr.Error, match="top scale"):
-        next(demo.run_acceleration(top_scale=9.0))
+    with pytest.raises(gr.Error, match="top scale"):
+        next(app_cov.run_acceleration(top_scale=9.0))
 
 
 def test_corr_panels_one_per_depth():

@@ -83,3 +83,17 @@ def test_public_names_are_exported():
     for name in minissl.__all__:
         assert hasattr(minissl, name), name
     assert "ReLUNet" in minissl.__all__ and "tree_network" in minissl.__all__
+
+
+def test_the_app_is_wiring():
+    """demo.py and app/ import from minissl only public names (experiments, plots, constants and
+    validators), never kernels or private names: every number comes from a runner."""
+    bad = []
+    for path in [ROOT / "demo.py", *sorted((ROOT / "app").glob("*.py"))]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("minissl"):
+                if "kernels" in node.module:
+                    bad.append(f"{path.name}: from {node.module}")
+                bad += [f"{path.name}: {node.module}.{a.name}" for a in node.names
+                        if a.name.startswith("_")]
+    assert not bad, bad

@@ -16,6 +16,8 @@ every training step), and returns its records (see ``optim``).
 | ``acceleration``| ``AccelerationConfig``, ``acceleration_experiment`` (top layer frozen /|
 |               | trained / scaled), ``linear_acceleration``                              |
 | ``probe``     | ``hltm_probe``, ``cluster_probe``, ``probe_rows``, ``probe_view``        |
+| ``decoupling``| ``DecouplingConfig``, ``decoupling_experiment``, ``decoupling_table``    |
+| ``supervision``| ``supervision_configs``, ``run_supervision``, ``supervision_table``     |
 """
 import importlib
 
@@ -33,6 +35,10 @@ _NAMES = {
     "selectivity": ("SelectivityConfig", "run_selectivity_seeds", "selectivity_cost",
                     "selectivity_experiment", "selectivity_summary", "selectivity_table",
                     "unit_view"),
+    # -- feature decoupling (Wen & Li 2021), SupCon against SSL on the HLTM
+    "decoupling": ("DECOUPLING_LABELS", "DECOUPLING_SETTINGS", "DecouplingConfig",
+                   "decoupling_experiment", "decoupling_table", "decoupling_table_lines"),
+    "supervision": ("run_supervision", "supervision_configs", "supervision_table"),
 }
 _MODULE_OF = {name: module for module, names in _NAMES.items() for name in names}
 __all__ = [name for names in _NAMES.values() for name in names]

@@ -20,7 +20,8 @@ from ..losses import SINGLE_NEGATIVE
 from ..metrics import correlation_cost, correlation_ceiling, normalized_correlation
 from ..nets import net_bytes, tree_network
 from ..optim import notify, stopped
-from ..train import TrainConfig, TrainingDiverged, check_run, loss_and_grads, train, train_cost
+from ..train import (NEGATIVES, TrainConfig, TrainingDiverged, batches, check_run,
+                     loss_and_grads, train, train_cost)
 from .probe import PROBE_TARGETS, hltm_probe, probe_cost
 
 PRESETS = ("theory", "reference")
@@ -57,6 +58,9 @@ class HLTMConfig:
     bias: bool | None = None           # preset: False | True
     normalize: bool | None = None      # preset: False | True (norm_eps 1e-4)
     update: str = "gradient"           # "gradient" | "covariance" (train.TrainConfig)
+    pairing: str = "given"             # train.NEGATIVES: "given" (triples, H negatives),
+                                       # "in_batch" (SimCLR), "supervised" (SupCon on a latent)
+    label_latent: int = 0              # SupCon's label: this latent (BFS, 0 = root)
     backend: str = "numpy"             # "numpy" | "numba" | "cupy"
     sampler: str = "numpy"             # "numpy" | "compiled" (backend numba: same law, other
                                        # random numbers; whole epochs in one compiled call)
@@ -85,6 +89,7 @@ class HLTMConfig:
         B.check_int("epochs", self.epochs, 0)
         B.check_int("eval_samples", self.eval_samples, 2)
         B.check_int("seed", self.seed, 0)
+        B.check_choice("pairing", self.pairing, NEGATIVES)
         B.check_choice("probe", self.probe, PROBE_TARGETS)
         B.check_int("probe_samples", self.probe_samples, 10)
         if self.samples_per_epoch < self.batch_size:
@@ -95,6 +100,9 @@ class HLTMConfig:
         if self.sampler == "compiled" and self.backend != "numba":
             raise ValueError(f"sampler='compiled' needs backend='numba', got "
                              f"backend={self.backend!r}")
+        if self.sampler == "compiled" and self.pairing == "supervised":
+            raise ValueError("sampler='compiled' draws triples; pairing='supervised' needs "
+                             "the NumPy sampler's labelled batches")
         tc = self.train_config(steps=1).validate()
         if self.negatives > 1 and self.loss != "infonce":
             raise ValueError(f"negatives must be 1 for loss={self.loss!r} (only infonce takes "
@@ -109,8 +117,8 @@ class HLTMConfig:
         return TrainConfig(loss=self.loss, tau=self.tau, margin=self.margin, lr=self.lr,
                            momentum=self.momentum, weight_decay=self.weight_decay,
                            steps=steps, batch_size=self.batch_size, update=self.update,
-                           seed=B.derive_seed(self.seed, 2), log_every=self.steps_per_epoch,
-                           sampler=self.sampler)
+                           negatives=self.pairing, seed=B.derive_seed(self.seed, 2),
+                           log_every=self.steps_per_epoch, sampler=self.sampler)
 
     @property
     def steps_per_epoch(self):
@@ -152,7 +160,8 @@ class HLTMConfig:
 
     def tree(self, limits=None):
         return HLTM(self.depth, self.num_children, self.polarity, seed=self.seed,
-                    keep_depth=self.keep_depth, negatives=self.negatives, limits=limits)
+                    keep_depth=self.keep_depth, negatives=self.negatives, limits=limits,
+                    label_latent=self.label_latent)
 
     def build(self, limits=None):
         """``(tree, net)`` for this configuration (call on an ``apply_preset`` config)."""
@@ -211,7 +220,7 @@ def hltm_experiment(cfg, callback=None, stop=None, limits=None):
     tc = cfg.train_config(steps=max(1, cfg.epochs * cfg.steps_per_epoch))
     rng0 = B.rng(B.derive_seed(cfg.seed, 4))
     with np.errstate(over="ignore", invalid="ignore"):        # divergence is reported below
-        first = np.mean([loss_and_grads(net, tree.triples(cfg.batch_size, rng0), tc)[0]
+        first = np.mean([loss_and_grads(net, batches(tree, tc)(cfg.batch_size, rng0), tc)[0]
                          for _ in range(10)])
     if emit(0, float(first)) or cfg.epochs == 0 or stopped(stop):
         return records, ceiling

@@ -6,6 +6,7 @@
 #
 # *minissl course, notebook 4 of 5 —
 # [previous: latent trees and luck](03_latent_trees_and_luck.ipynb) ·
+# [next: feature decoupling](05_feature_decoupling.ipynb) ·
 # [course index](README.md)*
 #
 # BYOL (Grill et al. 2020) learns without negative pairs. An *online* network $f$ and a

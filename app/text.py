@@ -14,7 +14,8 @@ leaves upwards. The theory (Tian, Yu, Chen & Ganguli 2020, *Understanding Self-s
 Learning with Dual Deep Networks*) explains why: each layer's weight update is a
 **covariance operator** applied to the weights. The tabs let you train and watch
 (*Latent recovery*), look at that operator (*Covariance operator*) and at the losses that
-weight it (*Losses*), and see why BYOL does not collapse.
+weight it (*Losses*), see why BYOL does not collapse, and which features an augmentation lets
+a network learn (*Feature decoupling*).
 """
 
 HLTM_TEXT = """
@@ -101,4 +102,20 @@ BYOL_TEXT = """
 BYOL has no negative pairs. Train it with and without a predictor, with BatchNorm's mean part
 normal / detached / omitted, with and without an EMA target, and watch the embeddings collapse
 (effective rank → 1, std → 0) or not. See docs/byol.md.
+"""
+
+DECOUPLING_TEXT = r"""
+Data $x = Mz + \xi$: sparse features $z \in \{-1, 0, 1\}^d$ along delocalised directions
+$M$ (to learn) plus dense features $\xi$ spread over $r$ other directions (to avoid). A
+one-layer network (unit-norm weights, symmetric thresholded ReLU with a learned threshold,
+or ReLU) is trained with InfoNCE. **Feature decoupling** (Wen & Li 2021): the neurons learn
+the sparse features when the augmentation keeps the two views' sparse parts correlated
+($\rho_{sparse}$) but decorrelates their dense parts ($\rho_{dense}$); both are closed forms,
+shown in the status line. Without augmentation the neurons sit in the high-rank dense
+directions; complementary masks turn them onto the sparse features; with a low dense rank
+(try 6, or 6 with dense energy 3) the masks keep the dense part correlated and no longer help.
+Top: each neuron's best alignment with a sparse feature against its share in the dense
+subspace, and how well each sparse feature is covered; below: the means over training
+(docs/decoupling.md has the tables and the commands).
+Settings: d = 16 features, d1 = 64 inputs, k = 2 active, batch 128, Adam 3e-3, τ 0.2.
 """

@@ -1,0 +1,259 @@
+"""Tab "Latent recovery (HLTM)": settings, Train/Stop, streamed pictures, the per-unit
+view (luck) and the probe against its Bayes ceiling; endpoint ``/train_hltm``."""
+import time
+from dataclasses import dataclass
+
+import gradio as gr
+
+import minissl
+from minissl import experiments as E
+from minissl import plots
+from minissl.backend import check_choice, check_int
+from minissl.train import UPDATES
+
+from app.text import (HLTM_TEXT, LUCK_TEXT)
+from app.widgets import (LATEX, LIMITS, checked, choice, course_link, number_box, settings, show)
+from app.runs import (cancellable, stop_training, streamed)
+
+EVAL_SAMPLES = 4000          # fixed evaluation set of the streamed correlations
+PROBE_SAMPLES = 1000         # probe training and test sets (the root, untrained and trained)
+
+# ----------------------------------------------------------------------------- HLTM tab
+# field: (label, kind, lo, hi, default, hint)
+HLTM_FIELDS = {
+    "depth": ("depth", int, 2, 7, 5, "tree depth L, 2-7 (root at L, leaves at 0)"),
+    "num_children": ("children", int, 2, 3, 2, "children per latent, 2-3"),
+    "polarity_lo": ("polarity low", float, 0.0, 1.0, 0.7,
+                    "|ρ| ~ U[low, high], 0 ≤ low ≤ high ≤ 1"),
+    "polarity_hi": ("polarity high", float, 0.0, 1.0, 1.0, "P(child = parent) = (1+ρ)/2"),
+    "hid": ("hid", int, 1, 50, 10, "hidden units per latent, 1-50"),
+    "tau": ("τ", float, 0.0, 100.0, 0.1, "temperature, 0 < τ ≤ 100"),
+    "lr": ("learning rate", float, 0.0, 10.0, 0.1, "SGD step, 0 < lr ≤ 10"),
+    "batch_size": ("batch size", int, 2, 1024, 128, "anchors per step, 2-1024"),
+    "epochs": ("epochs", int, 1, 200, 20, "one picture per epoch, 1-200"),
+    "steps_per_epoch": ("steps per epoch", int, 1, 5000, 150, "SGD steps between pictures"),
+    "seed": ("seed", int, 0, 2**31 - 1, 1, "tree polarities, init, data, evaluation"),
+}
+HLTM_ORDER = ("preset", "depth", "num_children", "polarity_lo", "polarity_hi", "hid", "loss",
+              "tau", "lr", "batch_size", "epochs", "steps_per_epoch", "seed", "update",
+              "backend")
+HLTM_DEFAULTS = {k: v[4] for k, v in HLTM_FIELDS.items()}
+HLTM_DEFAULTS.update(preset="theory", loss="infonce", update="gradient", backend="numpy")
+
+
+@dataclass
+class Example:
+    """A named setting: the changed fields over ``HLTM_DEFAULTS`` and what to look for."""
+    name: str
+    changes: dict
+    note: str
+
+
+EXAMPLES = [
+    Example("Default: binary tree, strong polarity", {},
+            "Depth 5, |ρ| in [0.7, 1]: the deep latents' correlation climbs well above the "
+            "untrained value (dashed) towards the ceiling (dotted)."),
+    Example("Weak polarity (0.3-0.6): the top stays hidden",
+            {"polarity_lo": 0.3, "polarity_hi": 0.6},
+            "Each edge scrambles its parent more; the ceiling itself is low near the root."),
+    Example("One unit per latent (hid = 1)", {"hid": 1},
+            "Too few units: less chance that some unit starts aligned with the latent."),
+    Example("Ternary tree, depth 4", {"num_children": 3, "depth": 4, "epochs": 15},
+            "81 leaves; every latent sees three children."),
+    Example("Covariance-operator update rule", {"update": "covariance", "epochs": 8},
+            "W += lr * OP vec(W) instead of the gradient step."),
+    Example("Reference code setting (biases, normalised output, ref_nce)",
+            {"preset": "reference", "loss": "ref_nce", "tau": 0.05},
+            "luckmatters ssl/hltm: biases, output x/(|x|+1e-4), loss ref_nce with T=0.01."),
+    Example("Diverging run (simple loss, lr 1)", {"loss": "simple", "lr": 1.0, "epochs": 5},
+            "The simple loss r+ - r- is unbounded below: training blows up and says so."),
+]
+EXAMPLE_BY_NAME = {e.name: e for e in EXAMPLES}
+
+
+def hltm_config(values: dict) -> E.HLTMConfig:
+    """The ``experiments.HLTMConfig`` the tab's settings describe (preset filled, validated,
+    within the app's caps); ``gr.Error`` naming the field and the bound otherwise."""
+    v = settings(HLTM_FIELDS, values)
+    cfg = E.HLTMConfig(
+        preset=checked(check_choice, "preset", values.get("preset"), E.PRESETS),
+        depth=v["depth"], num_children=v["num_children"],
+        polarity=(v["polarity_lo"], v["polarity_hi"]), hid=v["hid"],
+        loss=checked(check_choice, "loss", values.get("loss"), tuple(minissl.LOSSES)),
+        tau=v["tau"], lr=v["lr"], batch_size=v["batch_size"], epochs=v["epochs"],
+        samples_per_epoch=v["steps_per_epoch"] * v["batch_size"], seed=v["seed"],
+        update=checked(check_choice, "update rule", values.get("update"), UPDATES),
+        backend=checked(check_choice, "backend", values.get("backend"), minissl.BACKENDS),
+        eval_samples=EVAL_SAMPLES, probe="root", probe_samples=PROBE_SAMPLES)
+    cfg = checked(cfg.apply_preset)
+    checked(cfg.check_cost, LIMITS)
+    return cfg
+
+
+def hltm_figures(cfg, tree, records):
+    """The three pictures of the HLTM tab for the records so far."""
+    last, depths = records[-1], range(1, cfg.depth + 1)
+    fig_tree = plots.tree_figure(cfg.num_children, cfg.depth, tree.by_level(last["corr"]),
+                                 tree.polarity_by_level,
+                                 title=f"epoch {last['epoch']}: latents coloured by best |corr| "
+                                       "(edges: polarity, blue +, red -)")
+    ceiling = records[0]["ceiling_by_depth"]
+    fig_corr = plots.corr_panels_figure(
+        [r["step"] for r in records], [[r["corr_by_depth"][d] for d in depths] for r in records],
+        untrained=[records[0]["corr_by_depth"][d] for d in depths],
+        ceiling=[ceiling[d] for d in depths])
+    collapsed = minissl.collapsed_loss(cfg.loss, cfg.tau, cfg.negatives, cfg.margin)
+    fig_loss = plots.loss_figure([r["step"] for r in records], [r["loss"] for r in records],
+                                 collapsed=collapsed,
+                                 name=f"{cfg.loss} (epoch mean; epoch 0: untrained)")
+    return show(fig_tree), show(fig_corr), show(fig_loss)
+
+
+def _round_depths(d):
+    return {str(k): round(float(v), 6) for k, v in d.items()}
+
+
+def hltm_result(cfg, records, status, seconds):
+    """The JSON the endpoint returns: ``corr_by_depth`` as ``python -m minissl hltm --json``
+    prints it (``{"depth": value}``, root first), plus context."""
+    return {"corr_by_depth": _round_depths(records[-1]["corr_by_depth"]),
+            "untrained_corr_by_depth": _round_depths(records[0]["corr_by_depth"]),
+            "ceiling_by_depth": _round_depths(records[0]["ceiling_by_depth"]),
+            "epochs_done": records[-1]["epoch"], "steps_done": records[-1]["step"],
+            "loss": float(records[-1]["loss"]),
+            "collapsed_loss": minissl.collapsed_loss(cfg.loss, cfg.tau, cfg.negatives,
+                                                     cfg.margin),
+            "status": status, "seconds": round(seconds, 3),
+            "config": {k: getattr(cfg, k) for k in (
+                "preset", "depth", "num_children", "polarity", "hid", "loss", "tau", "lr",
+                "batch_size", "epochs", "steps_per_epoch", "seed", "update", "backend")}}
+
+
+def train_hltm(preset="theory", depth=5, num_children=2, polarity_lo=0.7, polarity_hi=1.0,
+               hid=10, loss="infonce", tau=0.1, lr=0.1, batch_size=128, epochs=20,
+               steps_per_epoch=150, seed=1, update="gradient", backend="numpy",
+               request: gr.Request = None, progress=gr.Progress()):
+    """Train the tree network on an HLTM, streaming (tree, corr-per-depth, loss, status, JSON,
+    run) after every epoch. The final JSON holds ``corr_by_depth`` (see ``hltm_result``); the
+    run ``{"cfg", "records"}`` goes to a ``gr.State`` (not part of the API's outputs) for the
+    per-unit and probe views (``luck_figures``)."""
+    cfg = hltm_config(dict(zip(HLTM_ORDER, (
+        preset, depth, num_children, polarity_lo, polarity_hi, hid, loss, tau, lr, batch_size,
+        epochs, steps_per_epoch, seed, update, backend))))
+    tree, total = cfg.tree(), cfg.epochs * cfg.steps_per_epoch
+    progress(0, desc="starting", total=total, unit="steps")
+
+    def status(records, secs):
+        last, first, ceil = records[-1], records[0], records[0]["ceiling_by_depth"]
+        progress(min(last["step"], total) / total, desc=f"epoch {last['epoch']}/{cfg.epochs}")
+        return (f"step {last['step']}/{total} · epoch {last['epoch']}/{cfg.epochs} · "
+                f"{last['step'] / secs if secs > 0 else 0:,.0f} steps/s · loss "
+                f"{last['loss']:.4g} · root corr {last['corr_by_depth'][cfg.depth]:.3f} "
+                f"(untrained {first['corr_by_depth'][cfg.depth]:.3f}, ceiling "
+                f"{ceil[cfg.depth]:.3f}) · {secs:.1f} s")
+
+    t0 = time.perf_counter()
+    for *figs, line, records, kind in streamed(
+            request, lambda emit, stop: E.hltm_experiment(cfg, emit, stop, LIMITS),
+            lambda r: hltm_figures(cfg, tree, r), status):
+        yield (*figs, line, hltm_result(cfg, records, "running" if kind == "update" else kind,
+                                        time.perf_counter() - t0), {"cfg": cfg, "records": records})
+
+
+def apply_example(name):
+    """The control values of a named example (unchanged fields reset to the defaults)."""
+    ex = EXAMPLE_BY_NAME.get(name)
+    if ex is None:
+        raise gr.Error(f"unknown example {name!r}")
+    vals = {**HLTM_DEFAULTS, **ex.changes}
+    return [vals[k] for k in HLTM_ORDER] + [f"*{ex.note}*"]
+
+
+def hltm_tab():
+    """Tab "Latent recovery (HLTM)": settings, Train/Stop, streamed pictures, API endpoint."""
+    with gr.Tab("Latent recovery (HLTM)", id="hltm"):
+        gr.Markdown(HLTM_TEXT)
+        gr.Markdown(course_link(3))
+        with gr.Row():
+            with gr.Column(scale=1, min_width=320):
+                example = gr.Dropdown([e.name for e in EXAMPLES], value=EXAMPLES[0].name,
+                                      label="examples", info="sets all the controls below")
+                note = gr.Markdown(f"*{EXAMPLES[0].note}*")
+                c = {"preset": choice(E.PRESETS, "theory", "network setting",
+                                      "theory: bias-free (the paper's analysis); "
+                                      "reference: biases + normalised output")}
+                num = number_box(c, HLTM_FIELDS, "hltm")
+                with gr.Row():
+                    num("depth"), num("num_children")
+                with gr.Row():
+                    num("polarity_lo"), num("polarity_hi")
+                with gr.Row():
+                    num("hid")
+                    c["loss"] = choice(minissl.LOSSES, "infonce", "loss", "see the Losses tab")
+                with gr.Row():
+                    num("tau"), num("lr")
+                with gr.Row():
+                    num("batch_size"), num("seed")
+                with gr.Row():
+                    num("epochs"), num("steps_per_epoch")
+                with gr.Row():
+                    c["update"] = choice(UPDATES, "gradient", "update rule",
+                                         "covariance: W += lr·OP vec(W)")
+                    c["backend"] = choice(minissl.BACKENDS, "numpy", "backend",
+                                          "cupy needs a GPU")
+                with gr.Row():
+                    train_btn = gr.Button("Train", variant="primary", elem_id="hltm-train")
+                    stop_btn = gr.Button("Stop", variant="stop", elem_id="hltm-stop")
+            with gr.Column(scale=2):
+                status = gr.Textbox(label="status", lines=2, interactive=False,
+                                    elem_classes=["status-line"], elem_id="hltm-status")
+                tree_plot = gr.Plot(show_label=False, label="latent tree", elem_id="hltm-tree",
+                                    format="png")
+                with gr.Row():
+                    corr_plot = gr.Plot(show_label=False, label="correlation per depth",
+                                        elem_id="hltm-corr", format="png")
+                    loss_plot = gr.Plot(show_label=False, label="loss", elem_id="hltm-loss",
+                                        format="png")
+                with gr.Accordion("result (JSON, as returned by the /train_hltm endpoint)",
+                                  open=False):
+                    result = gr.JSON(label="result")
+        run_state = gr.State()
+        latent, luck_plots = luck_section()
+        inputs = [c[k] for k in HLTM_ORDER]
+        run = train_btn.click(cancellable(train_hltm), inputs, [tree_plot, corr_plot, loss_plot,
+                                                                status, result, run_state],
+                              api_name="train_hltm", concurrency_limit=1,
+                              concurrency_id="training", show_progress="full",
+                              show_progress_on=[status])
+        for event in (run.then, latent.change):
+            event(luck_figures, [run_state, latent], luck_plots, api_visibility="undocumented")
+        stop_btn.click(stop_training, None, status, cancels=[run], queue=False,
+                       api_name="stop")
+        example.change(apply_example, example, inputs + [note], queue=False,
+                       api_visibility="undocumented")
+
+
+def luck_figures(run=None, latent=0):
+    """The per-unit view (``experiments.unit_view``) and the probe figure
+    (``experiments.probe_view``; the root's, unless that latent was probed) of the last run
+    ``{"cfg", "records"}`` for the BFS ``latent``; (None, None) before a run."""
+    if not run or not run.get("records"):
+        return None, None
+    tree, records = run["cfg"].tree(), run["records"]
+    latent = checked(check_int, "latent", latent, 0, tree.n_latents - 1)
+    units = show(plots.unit_view_figure(checked(E.unit_view, tree, records, latent)))
+    probe = (show(plots.probe_figure(E.probe_view(tree, records, latent)))
+             if "probe" in records[0] else None)
+    return units, probe
+
+
+def luck_section():
+    """The HLTM tab's "luck" part: a latent chooser, the per-unit view and the probe figure."""
+    gr.Markdown(LUCK_TEXT, latex_delimiters=LATEX)
+    latent = gr.Number(0, precision=0, minimum=0, label="latent (BFS index)",
+                       info="0 = the root, 1..c its children, then the next level",
+                       elem_id="hltm-latent")
+    units = gr.Plot(show_label=False, label="per-unit selectivity", elem_id="hltm-units",
+                    format="png")
+    probe = gr.Plot(show_label=False, label="probes", elem_id="hltm-probe", format="png")
+    return latent, [units, probe]

@@ -1,0 +1,266 @@
+"""Feature decoupling (Wen & Li 2021): train a one-layer network on ``SparseCoding`` data and
+watch whether its neurons learn the sparse features or the dense ones.
+
+The network (``decoupling_net``): ``z = normalize(h(W x))`` with ``W = V / ||V||`` (unit rows,
+``layers.WeightNormLinear``), ``h`` the symmetric thresholded ReLU with a learned threshold
+``b >= 0`` (``layers.SymmetricThreshold``, projected after every step) or a plain ReLU, and
+the output L2-normalised (``layers.L2Normalize``). Loss: InfoNCE in the SimCLR arrangement
+(2N views, τ prefactor), optimiser Adam (``optim.Adam``).
+
+A run derives its seeds from ``cfg.seed`` (docs/design.md): the data model's bases use the
+seed itself, ``derive_seed(seed, 1)`` the init, 2 the training data, 4 the untrained loss
+batch; ``decoupling_table`` measures the view correlations on stream 3.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .. import backend as B
+from ..decoupling import (SparseCoding, closed_form_correlations, dense_fraction,
+                          feature_coverage, feature_metrics, measured_correlations,
+                          sparse_alignment)
+from ..kernels import twin
+from ..layers import L2Normalize, ReLU, Sequential, SymmetricThreshold, WeightNormLinear
+from ..limits import DRAW_COST, Cost, training_work
+from ..losses import chain_gram, check_loss, simclr_weights
+from ..optim import Adam, notify, stopped
+from ..train import TrainingDiverged
+
+NEURONS = ("symmetric", "relu")
+DECOUPLING_BACKENDS = ("numpy", "numba")
+SOURCE_FIELDS = ("d", "d1", "k", "dense_rank", "dense_energy", "augmentation", "p", "s",
+                 "noise_scale", "basis")
+METRICS = ("alignment", "aligned", "dense_fraction", "coverage", "coverage_min", "covered",
+           "b_mean", "loss")
+
+
+@dataclass
+class DecouplingConfig:
+    """One training run on sparse-coding data (the ``decoupling`` command's flags)."""
+    d: int = 32                        # sparse features (columns of M)
+    d1: int = 128                      # input width
+    k: float = 3.0                     # expected active sparse features per sample, 0 < k <= d
+    dense_rank: int = 96               # dense rank r, 0 <= r <= d1 - d
+    dense_energy: float = 1.0          # E||ξ||² / E||Mz||² (0 when r = 0)
+    augmentation: str = "complementary"   # complementary | mask | noise | none
+    p: float = 0.5                     # mask keep probability (augmentation "mask")
+    s: float = 0.1                     # noise scale (augmentation "noise")
+    noise_scale: str = "coordinate"    # noise std s per coordinate, or "relative":
+                                       # s sqrt(E||x||²/d1) (noise energy s² E||x||²)
+    basis: str = "random"              # M delocalised (Haar) or "identity" (coordinate-aligned)
+    neuron: str = "symmetric"          # symmetric thresholded ReLU (learned b >= 0) or "relu"
+    width: int = 64                    # neurons m
+    b_init: float = 0.0                # initial threshold (symmetric neuron)
+    tau: float = 0.2                   # InfoNCE temperature
+    batch_size: int = 256              # samples per step (2N = 512 views)
+    lr: float = 3e-3                   # Adam step
+    steps: int = 1000                  # Adam steps (0: only the untrained record)
+    log_every: int = 50                # a record every this many steps (and at the last)
+    seed: int = 0                      # bases (seed), init (stream 1), data (2), loss batch (4)
+    backend: str = "numba"             # numba: the whole-array SimCLR twin; numpy: reference
+
+    def validate(self):
+        self.source()
+        B.check_choice("neuron", self.neuron, NEURONS)
+        B.check_int("width", self.width, 1, 4096)
+        B.check_real("b_init", self.b_init, 0)
+        check_loss("infonce", self.tau)
+        B.check_int("batch_size", self.batch_size, 2, 1 << 16)
+        B.check_real("lr", self.lr, 0, lo_open=True)
+        B.check_int("steps", self.steps, 0, 10 ** 9)
+        B.check_int("log_every", self.log_every, 1)
+        B.check_int("seed", self.seed, 0)
+        B.check_choice("backend", self.backend, DECOUPLING_BACKENDS)
+        return self
+
+    def cost(self):
+        """The run's ``limits.Cost``, nothing allocated. Memory: the basis (a Haar (d1, d1)
+        QR), the network with its gradient and Adam's moments, a batch of 2N views with its
+        masks and caches, and the SimCLR (2N, 2N) matrices. Work: the QR, ``steps + 1``
+        forward/backward passes of the (d1 -> width) layer on 2N views
+        (``limits.training_work``), the Gram products and ``chain_gram`` (``4 (2N)^2 width``)
+        and the draws."""
+        n2, d1, m = 2 * self.batch_size, self.d1, self.width
+        size = f"d1={d1}, width={m}"
+        batch = f"batch_size={self.batch_size}, d1={d1}, width={m}"
+        steps = f"steps={self.steps}, batch_size={self.batch_size}, width={m}"
+        memory = ((3 * d1 * d1 * 8, "the data model's basis", f"d1={d1}"),
+                  (4 * m * d1 * 8, "the network, its gradient and Adam's moments", size),
+                  ((6 * n2 * d1 + 8 * n2 * m + 6 * n2 * n2) * 8, "a training batch", batch))
+        k = self.steps + 1
+        draws = self.batch_size * (2 * self.d + self.dense_rank + 2 * d1)
+        work = (training_work([d1, m], n2, k) + k * (4 * n2 * n2 * m + DRAW_COST * draws)
+                + 2 * d1 ** 3)
+        return Cost(memory, ((work, "training", steps),))
+
+    def source(self):
+        """The data model ``SparseCoding`` of this run (validates its fields)."""
+        return SparseCoding(**{f: getattr(self, f) for f in SOURCE_FIELDS}, seed=self.seed)
+
+
+def decoupling_net(d1, width, neuron="symmetric", b_init=0.0, seed=0):
+    """``Sequential(WeightNormLinear, SymmetricThreshold | ReLU, L2Normalize)``."""
+    B.check_choice("neuron", neuron, NEURONS)
+    first = WeightNormLinear(d1, width, rng=seed)
+    first.need_input_grad = False
+    h = SymmetricThreshold(width, b_init) if neuron == "symmetric" else ReLU()
+    return Sequential([first, h, L2Normalize()])
+
+
+def thresholds(net):
+    """The ``SymmetricThreshold`` layers of a net (empty for ReLU neurons)."""
+    return [layer for layer in net.layers if isinstance(layer, SymmetricThreshold)]
+
+
+def simclr_step(net, X, tau, weights=simclr_weights):
+    """Forward the two views ``X`` (N, 2, d1) as one batch, InfoNCE in the SimCLR arrangement,
+    backward; returns ``(loss, grads)`` (grads aligned with ``net.parameters()``)."""
+    Z = net.forward(np.concatenate([X[:, 0], X[:, 1]]))            # (2N, m)
+    L, C, _, _ = weights(Z, "infonce", tau, 0.0)
+    net.backward(chain_gram(Z, C))
+    return float(L.mean()), net.grads()
+
+
+def neuron_record(net, src, step, loss, seconds):
+    """The record of the net's state: ``feature_metrics`` (means and counts), per neuron
+    ``alignment_per_neuron``, ``dense_per_neuron``, ``b`` (or None), per sparse feature
+    ``coverage_per_feature``, and ``b_mean``, ``loss``, ``seconds``."""
+    W = net.layers[0].W
+    th = thresholds(net)
+    b = th[0].b.copy() if th else None
+    rec = {"step": step, "loss": loss, **feature_metrics(W, src.M, src.P),
+           "b_mean": float(b.mean()) if b is not None else 0.0,
+           "alignment_per_neuron": sparse_alignment(W, src.M),
+           "dense_per_neuron": dense_fraction(W, src.P),
+           "coverage_per_feature": feature_coverage(W, src.M), "b": b, "seconds": seconds}
+    return rec
+
+
+def decoupling_experiment(cfg, callback=None, stop=None, limits=None):
+    """Train per ``cfg`` (a ``DecouplingConfig``); returns the records.
+
+    Record 0 (step 0, untrained; its loss on one batch) also holds ``rho``: the closed-form
+    view correlations ``{"sparse", "dense"}``. Then a record every ``cfg.log_every`` steps and
+    at the last (``neuron_record``; ``loss`` the mean training loss since the last record).
+    ``callback(record)`` after each (False ends the run), ``stop.is_set()`` every step.
+    ``cfg.cost()`` is checked against ``limits`` (None: the environment's) first.
+    """
+    cfg.validate().cost().check(limits)
+    src = cfg.source()
+    net = decoupling_net(src.dim, cfg.width, cfg.neuron, cfg.b_init, B.derive_seed(cfg.seed, 1))
+    weights = twin("simclr_weights", cfg.backend) or simclr_weights
+    opt, th = Adam(net.parameters(), cfg.lr), thresholds(net)
+    rng, t0, records = B.rng(B.derive_seed(cfg.seed, 2)), time.perf_counter(), []
+    X0 = src.views(cfg.batch_size, 2, B.derive_seed(cfg.seed, 4))
+    rec = neuron_record(net, src, 0, simclr_step(net, X0, cfg.tau, weights)[0], 0.0)
+    rec["rho"] = closed_form_correlations(src)
+    records.append(rec)
+    if notify(callback, rec) or stopped(stop):
+        return records
+    losses = []
+    for step in range(1, cfg.steps + 1):
+        value, grads = simclr_step(net, src.views(cfg.batch_size, 2, rng), cfg.tau, weights)
+        if not math.isfinite(value):
+            raise TrainingDiverged(f"training diverged at step {step}: the loss became {value}")
+        opt.step(grads)
+        for layer in th:
+            layer.project()
+        losses.append(value)
+        end = stopped(stop)
+        if step % cfg.log_every == 0 or step == cfg.steps or end:
+            rec = neuron_record(net, src, step, float(np.mean(losses)), time.perf_counter() - t0)
+            records.append(rec)
+            losses.clear()
+            if notify(callback, rec):
+                break
+        if end:
+            break
+    return records
+
+
+# ----------------------------------------------------------------------------- the table
+#: (label, DecouplingConfig fields over the base): d=32, d1=128, k=3 throughout.
+DECOUPLING_SETTINGS = (
+    ("none", dict(augmentation="none")),
+    ("noise s=0.1", dict(augmentation="noise", s=0.1)),
+    ("noise s=1.0", dict(augmentation="noise", s=1.0)),
+    ("noise s=1.0 relative", dict(augmentation="noise", s=1.0, noise_scale="relative")),
+    ("mask p=0.5", dict(augmentation="mask", p=0.5)),
+    ("mask p=0.3", dict(augmentation="mask", p=0.3)),
+    ("complementary", dict(augmentation="complementary")),
+    ("r6 complementary", dict(augmentation="complementary", dense_rank=6)),
+    ("r6 none", dict(augmentation="none", dense_rank=6)),
+    ("r6 x3 complementary", dict(augmentation="complementary", dense_rank=6, dense_energy=3.0)),
+    ("r6 x3 none", dict(augmentation="none", dense_rank=6, dense_energy=3.0)),
+    ("relu none", dict(augmentation="none", neuron="relu")),
+    ("relu complementary", dict(augmentation="complementary", neuron="relu")),
+)
+DECOUPLING_LABELS = tuple(label for label, _ in DECOUPLING_SETTINGS)
+
+
+def decoupling_row(label, cfgs, measured=0, stop=None, limits=None):
+    """Run each config (one per seed) and summarise: closed-form (and, with ``measured`` > 0
+    samples, measured) view correlations and ``{metric: (mean, std)}`` over the seeds."""
+    finals, rhos, meas = [], [], []
+    for cfg in cfgs:
+        records = decoupling_experiment(cfg, stop=stop, limits=limits)
+        finals.append(records[-1])
+        rhos.append(records[0]["rho"])
+        if measured:
+            meas.append(measured_correlations(cfg.source(), measured,
+                                              B.derive_seed(cfg.seed, 3)))
+    c = cfgs[0]
+    row = {"label": label, "augmentation": c.augmentation, "p": c.p, "s": c.s,
+           "neuron": c.neuron, "dense_rank": c.dense_rank, "dense_energy": c.dense_energy,
+           "seeds": [cfg.seed for cfg in cfgs], "steps": finals[0]["step"],
+           "rho_sparse": float(np.mean([r["sparse"] for r in rhos])),
+           "rho_dense": float(np.mean([r["dense"] for r in rhos])),
+           "seconds": float(np.mean([f["seconds"] for f in finals]))}
+    if meas:
+        for key in ("sparse", "dense"):
+            row[f"rho_{key}_measured"] = float(np.mean([m[key] for m in meas]))
+    for key in METRICS:
+        vals = [f[key] for f in finals]
+        row[key] = (float(np.mean(vals)), float(np.std(vals)))
+    return row
+
+
+def decoupling_table(settings=DECOUPLING_SETTINGS, seeds=(0, 1, 2), base=None,
+                     measured=0, callback=None, stop=None, limits=None):
+    """One row (``decoupling_row``) per ``(label, overrides)`` of ``settings``, each over
+    ``seeds``, the other fields from ``base`` (a ``DecouplingConfig``). ``callback(row)``
+    after each row (False ends the table); ``stop`` ends the current run and the table.
+    ``limits`` bounds each run (``decoupling_experiment``)."""
+    base = base or DecouplingConfig()
+    cfgs = [[replace(base, **kw, seed=s).validate() for s in seeds] for _, kw in settings]
+    rows = []
+    for (label, _), group in zip(settings, cfgs):
+        rows.append(decoupling_row(label, group, measured, stop, limits))
+        if notify(callback, rows[-1]) or stopped(stop):
+            break
+    return rows
+
+
+def decoupling_table_lines(rows):
+    """The table as rows of strings (header first): correlations beside the measured
+    alignment, neurons above 0.9, dense fraction, coverage, covered features, b, loss."""
+    meas = any("rho_sparse_measured" in r for r in rows)
+    head = ["setting", "ρ_sp", "ρ_dn"] + (["ρ̂_sp", "ρ̂_dn"] if meas else []) + [
+        "alignment", "#>0.9", "dense frac", "coverage", "#cov>0.9", "b mean", "loss", "s/run"]
+    out = [head]
+    for r in rows:
+        def pm(k, f="{:.2f}"):
+            return f"{f.format(r[k][0])}±{f.format(r[k][1])}"
+        cells = [r["label"], f"{r['rho_sparse']:.2f}", f"{r['rho_dense']:.2f}"]
+        if meas:
+            cells += [f"{r.get('rho_sparse_measured', math.nan):.2f}",
+                      f"{r.get('rho_dense_measured', math.nan):.2f}"]
+        cells += [pm("alignment"), pm("aligned", "{:.1f}"), pm("dense_fraction"),
+                  pm("coverage"), pm("covered", "{:.1f}"), pm("b_mean", "{:.3f}"), pm("loss"),
+                  f"{r['seconds']:.1f}"]
+        out.append(cells)
+    return out
