@@ -85,7 +85,54 @@ def _check_masks(masks, sizes):
     return out
 
 
-class ReLUNet(Sequential):
+class Network(Sequential):
+    """Layers the training loop can train: a ``Sequential`` that knows its widths ``sizes``
+    (``[n_0, ..., n_L]``), its ``backend``, ``dtype``, array module ``xp`` and ``limits``,
+    checks its input (``check_input``) and is not ``plain`` (the covariance identities are
+    ``ReLUNet``'s). ``compiled_steps``: whether the compiled training steps of ``kernels``
+    apply to it (they are written for ``ReLUNet``)."""
+    bias = normalize = False
+    batchnorm = masks = None
+    compiled_steps = False
+
+    def __init__(self, layers, sizes, *, dtype="float64", backend="numpy", limits=None):
+        super().__init__(layers)
+        self.sizes, self.dtype = check_sizes(sizes), B.check_dtype(dtype)
+        self.backend, self.limits = B.check_backend(backend), limits
+        self.xp = B.get_xp(backend)
+
+    @property
+    def depth(self) -> int:
+        """Number of weight layers L."""
+        return len(self.sizes) - 1
+
+    @property
+    def plain(self) -> bool:
+        return False
+
+    def asarray(self, a):
+        """``a`` on this network's device with its dtype."""
+        return self.xp.asarray(a, dtype=self.dtype)
+
+    def check_input(self, x, name="x"):
+        """``x`` as a finite (N, n_0) array on the net's device, else ``ValueError``; the
+        forward caches of its N rows are checked against the net's ``limits``."""
+        x = self.asarray(x)
+        if x.ndim != 2 or x.shape[1] != self.sizes[0]:
+            raise ValueError(f"{name} must have shape (N, {self.sizes[0]}), got {tuple(x.shape)}")
+        check_memory(2 * mlp_activation_bytes(self.sizes, x.shape[0], self.dtype),
+                     "the forward and backward passes", f"{name} with N={x.shape[0]} rows",
+                     self.limits)
+        return B.check_finite(name, x, self.xp)
+
+    def forward(self, x):
+        """Output ``(N, n_L)`` for ``x`` ``(N, n_0)``; the layers cache what ``backward`` needs."""
+        return super().forward(self.check_input(x))
+
+    __call__ = forward
+
+
+class ReLUNet(Network):
     """A (masked) ReLU network, bias-free by default.
 
     Parameters
@@ -104,6 +151,8 @@ class ReLUNet(Sequential):
     limits : a ``minissl.limits.Limits`` or None (the environment's): ``net_bytes`` is checked
         against it before anything is allocated (``ResourceLimitError``).
     """
+
+    compiled_steps = True
 
     def __init__(self, sizes, *, masks=None, bias=False, normalize=False, batchnorm=None,
                  seed=0, dtype="float64", backend="numpy", norm_eps=0.0, init_scale=1.0,
@@ -137,16 +186,11 @@ class ReLUNet(Sequential):
                 layers.append(ReLU(self.xp))
         if self.normalize:
             layers.append(L2Normalize(self.norm_eps, self.xp))
-        super().__init__(layers)
+        super().__init__(layers, self.sizes, dtype=self.dtype, backend=backend, limits=limits)
         self.layers[0].need_input_grad = False
         self.grad_biases, self.grad_input = None, None
 
     # -- basic facts
-    @property
-    def depth(self) -> int:
-        """Number of weight layers L."""
-        return len(self.sizes) - 1
-
     @property
     def weights(self):
         return [lin.W for lin in self.linears()]
@@ -176,28 +220,6 @@ class ReLUNet(Sequential):
         lins = self.linears()
         return ([lin.grads[0] for lin in lins] + [lin.grads[1] for lin in lins if self.bias]
                 + [g for bn in self.batchnorms() for g in bn.grads])
-
-    def asarray(self, a):
-        """``a`` on this network's device with its dtype."""
-        return self.xp.asarray(a, dtype=self.dtype)
-
-    def check_input(self, x, name="x"):
-        """``x`` as a finite (N, n_0) array on the net's device, else ``ValueError``; the
-        forward caches of its N rows are checked against the net's ``limits``."""
-        x = self.asarray(x)
-        if x.ndim != 2 or x.shape[1] != self.sizes[0]:
-            raise ValueError(f"{name} must have shape (N, {self.sizes[0]}), got {tuple(x.shape)}")
-        check_memory(2 * mlp_activation_bytes(self.sizes, x.shape[0], self.dtype),
-                     "the forward and backward passes", f"{name} with N={x.shape[0]} rows",
-                     self.limits)
-        return B.check_finite(name, x, self.xp)
-
-    # -- passes
-    def forward(self, x):
-        """Output ``(N, n_L)`` for ``x`` ``(N, n_0)``; the layers cache what ``backward`` needs."""
-        return super().forward(self.check_input(x))
-
-    __call__ = forward
 
     def passes(self, x):
         """``(gs, fs)``: pre-activations ``g_1..g_L`` (each Linear's output, before BN) and the

@@ -7,11 +7,17 @@ One step on a batch ``(x, x_pos, x_neg)`` (x_neg: (N, H, n_0)) with shared weigh
     dW = net.backward(dL/dZ)                         # gradient of the mean loss
     v <- momentum * v + (dW + weight_decay * W);  W <- W - lr * v        (optim.SGD)
 
-With ``negatives="in_batch"`` the SimCLR arrangement is used instead (x_neg is ignored; each of
-the 2N views has its partner as positive and the other 2N - 2 views as negatives).
+With ``negatives="in_batch"`` the SimCLR arrangement is used instead: the batch is a pair of
+views of N samples (``source.views(N, 2, rng)``; no negatives are drawn), each of the 2N views
+has its partner as positive and the other 2N - 2 views as negatives.
 With ``negatives="supervised"`` the batch is ``source.labelled(N, rng) -> (x, x_pos, labels)``
 and the loss is SupCon (``losses.supcon_weights``): each of the 2N views has every other view
 with its label as a positive (its partner included) and all 2N - 1 others in the denominator.
+
+``optimizer="adam"`` updates with ``optim.Adam`` (lr; no momentum or weight decay) instead of
+SGD. After every update each layer with a ``project()`` method applies it (a constraint, e.g.
+``layers.SymmetricThreshold`` keeps its thresholds b >= 0). Any ``nets.Network`` trains here;
+the compiled steps apply to ``ReLUNet`` only (``Network.compiled_steps``).
 
 With ``frozen = (l, ...)`` (0-based indices into ``net.weights``) those layers' weights (and
 biases) are left out of the update: the optimiser only holds the other parameters, so a frozen
@@ -53,11 +59,12 @@ from .kernels import twin
 from .limits import DRAW_COST, Cost, mlp_activation_bytes, mlp_weights, training_work
 from .losses import (LOSSES, check_labels, check_loss, chain_gram, contrastive_loss,
                      simclr_weights, supcon_weights)
-from .optim import SGD, History, notify, stopped
+from .optim import SGD, Adam, History, notify, stopped
 
 NEGATIVES = ("given", "in_batch", "supervised")
 UPDATES = ("gradient", "covariance")
 SAMPLERS = ("numpy", "compiled")
+OPTIMIZERS = ("sgd", "adam")
 CHUNK_STEPS = 500        # most steps per compiled call (``stop`` is checked between calls)
 COVARIANCE_LOSSES = ("simple", "soft_triplet", "infonce")
 MAX_STEPS = 10 ** 9
@@ -87,6 +94,7 @@ class TrainConfig:
     log_every: int = 1             # call the callback every this many steps
     frozen: tuple = ()             # layers (0-based, net.weights) not updated (see module doc)
     sampler: str = "numpy"         # "numpy" (source.triples) | "compiled" (HLTM, backend numba)
+    optimizer: str = "sgd"         # "sgd" (momentum, weight decay) | "adam" (optim.Adam, lr)
 
     def validate(self):
         B.check_choice("loss", self.loss, tuple(LOSSES))
@@ -111,6 +119,11 @@ class TrainConfig:
         B.check_choice("update", self.update, UPDATES)
         check_frozen(self.frozen)
         B.check_choice("sampler", self.sampler, SAMPLERS)
+        B.check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        if self.optimizer == "adam" and (self.momentum or self.weight_decay):
+            raise ValueError(f"optimizer='adam' keeps its own moments and takes no momentum or "
+                             f"weight_decay, got momentum={self.momentum!r}, "
+                             f"weight_decay={self.weight_decay!r}")
         return self
 
 
@@ -239,7 +252,8 @@ def gradient_step(net, cfg):
     (built once, holding its work buffers) where it applies (backend "numba", no BN, given
     negatives, a tree network or a plain net, not too many weights), else ``loss_and_grads``."""
     build = twin("train_step", net.backend)
-    if build is None or net.batchnorm is not None or cfg.negatives != "given":
+    if (build is None or not net.compiled_steps or net.batchnorm is not None
+            or cfg.negatives != "given"):
         return lambda batch: loss_and_grads(net, batch, cfg)
     masks = None if net.masks is None else [None if m is None else B.to_numpy(m)
                                             for m in net.masks]
@@ -286,9 +300,20 @@ def check_run(plain, cfg):
                          f"losses with covariance pair weights), got {cfg.loss!r}")
 
 
+def _view_pairs(source):
+    """``(x, x_pos, None)`` from ``source.views(n, 2, rng)``: a batch for in-batch negatives."""
+    def pairs(n, rng):
+        v = source.views(n, 2, rng)                          # (n, 2, n_0)
+        return v[:, 0], v[:, 1], None
+    return pairs
+
+
 def batches(source, cfg):
     """The source's batch function for ``cfg.negatives``: ``labelled`` for "supervised"
-    (ValueError if the source has none), else ``triples``."""
+    (ValueError if the source has none), pairs of ``views`` for "in_batch" (no negatives
+    are drawn: the batch's other views are the negatives), else ``triples``."""
+    if cfg.negatives == "in_batch":
+        return _view_pairs(source)
     if cfg.negatives != "supervised":
         return source.triples
     if not callable(getattr(source, "labelled", None)):
@@ -319,6 +344,7 @@ def epoch_twin(net, source, cfg):
     of the source's width, not more live weights than the fused step takes; else None."""
     epoch = twin("train_epoch", net.backend)
     if (epoch is None or cfg.sampler != "compiled" or not isinstance(source, HLTM)
+            or not net.compiled_steps or cfg.optimizer != "sgd"
             or cfg.negatives != "given" or cfg.update != "gradient" or net.masks is None
             or net.batchnorm is not None or net.sizes[0] != source.dim or cfg.frozen):
         return None
@@ -344,7 +370,9 @@ def steps_runner(net, source, cfg):
     sample, step_fn = batch_sampler(net, source, cfg), gradient_step(net, cfg)
     keep = trainable(net, cfg.frozen)                  # all parameters but the frozen layers'
     params = net.parameters()
-    opt = SGD([params[i] for i in keep], cfg.lr, cfg.momentum, cfg.weight_decay)
+    opt = (SGD([params[i] for i in keep], cfg.lr, cfg.momentum, cfg.weight_decay)
+           if cfg.optimizer == "sgd" else Adam([params[i] for i in keep], cfg.lr))
+    projected = [layer for layer in net.layers if callable(getattr(layer, "project", None))]
 
     def advance(n):
         out = []
@@ -360,6 +388,8 @@ def steps_runner(net, source, cfg):
                 opt.step([-dWs[i] for i in keep])
             else:
                 opt.step([grads[i] for i in keep])
+            for layer in projected:                      # constraints, e.g. thresholds b >= 0
+                layer.project()
             out.append((value, r_pos, r_neg, cos))
         return out
     return advance, False

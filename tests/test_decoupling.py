@@ -10,12 +10,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from minissl.train import TrainConfig, loss_and_grads
 from minissl.backend import blas_threads
 from minissl.decoupling import (AUGMENTATIONS, SparseCoding, closed_form_correlations,
                                 dense_fraction, feature_coverage, feature_metrics,
                                 measured_correlations, sparse_alignment, view_correlation)
 from minissl.experiments.decoupling import (DecouplingConfig, decoupling_experiment,
-                                            decoupling_net, decoupling_table, simclr_step,
+                                            decoupling_net, decoupling_table,
                                             decoupling_table_lines, thresholds)
 from minissl.gradcheck import gradient_error, numerical_gradient
 from minissl.layers import (sym_threshold, sym_threshold_backward, weight_norm,
@@ -230,9 +231,10 @@ def test_network_gradient_through_the_simclr_loss(neuron):
     params = net.parameters()
     if neuron == "symmetric":
         params[1][...] = g.uniform(0.0, 0.3, 6)
-    _, grads = simclr_step(net, X, 0.2)
-    grads = [a.copy() for a in grads]
-    f = lambda: simclr_step(net, X, 0.2)[0]                          # noqa: E731
+    cfg = TrainConfig(loss="infonce", tau=0.2, negatives="in_batch", optimizer="adam")
+    batch = (X[:, 0], X[:, 1], None)
+    grads = [a.copy() for a in loss_and_grads(net, batch, cfg)[3]]
+    f = lambda: loss_and_grads(net, batch, cfg)[0]                   # noqa: E731
     assert _err(f, params, grads) < TOL
     assert _err(f, params, [-grads[0]] + grads[1:]) > FAIL
     z = net.forward(np.concatenate([X[:, 0], X[:, 1]]))

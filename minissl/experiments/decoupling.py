@@ -4,8 +4,10 @@ watch whether its neurons learn the sparse features or the dense ones.
 The network (``decoupling_net``): ``z = normalize(h(W x))`` with ``W = V / ||V||`` (unit rows,
 ``layers.WeightNormLinear``), ``h`` the symmetric thresholded ReLU with a learned threshold
 ``b >= 0`` (``layers.SymmetricThreshold``, projected after every step) or a plain ReLU, and
-the output L2-normalised (``layers.L2Normalize``). Loss: InfoNCE in the SimCLR arrangement
-(2N views, τ prefactor), optimiser Adam (``optim.Adam``).
+the output L2-normalised (``layers.L2Normalize``), a ``nets.Network``. Loss: InfoNCE in the
+SimCLR arrangement (2N views, τ prefactor), optimiser Adam: the one training loop,
+``train.train(negatives="in_batch", optimizer="adam")``, which applies the threshold's
+``project()`` after every step.
 
 A run derives its seeds from ``cfg.seed`` (docs/design.md): the data model's bases use the
 seed itself, ``derive_seed(seed, 1)`` the init, 2 the training data, 4 the untrained loss
@@ -14,7 +16,6 @@ batch; ``decoupling_table`` measures the view correlations on stream 3.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -23,12 +24,12 @@ from .. import backend as B
 from ..decoupling import (SparseCoding, closed_form_correlations, dense_fraction,
                           feature_coverage, feature_metrics, measured_correlations,
                           sparse_alignment)
-from ..kernels import twin
-from ..layers import L2Normalize, ReLU, Sequential, SymmetricThreshold, WeightNormLinear
+from ..layers import L2Normalize, ReLU, SymmetricThreshold, WeightNormLinear
 from ..limits import DRAW_COST, Cost, training_work
-from ..losses import chain_gram, check_loss, simclr_weights
-from ..optim import Adam, notify, stopped
-from ..train import TrainingDiverged
+from ..losses import check_loss
+from ..nets import Network
+from ..optim import notify, stopped
+from ..train import TrainConfig, loss_and_grads, train
 
 NEURONS = ("symmetric", "relu")
 DECOUPLING_BACKENDS = ("numpy", "numba")
@@ -102,13 +103,14 @@ class DecouplingConfig:
         return SparseCoding(**{f: getattr(self, f) for f in SOURCE_FIELDS}, seed=self.seed)
 
 
-def decoupling_net(d1, width, neuron="symmetric", b_init=0.0, seed=0):
-    """``Sequential(WeightNormLinear, SymmetricThreshold | ReLU, L2Normalize)``."""
+def decoupling_net(d1, width, neuron="symmetric", b_init=0.0, seed=0, backend="numpy"):
+    """``Network(WeightNormLinear, SymmetricThreshold | ReLU, L2Normalize)``, (N, d1) -> (N,
+    width); ``backend`` "numba" gives the loss the whole-array SimCLR twin."""
     B.check_choice("neuron", neuron, NEURONS)
     first = WeightNormLinear(d1, width, rng=seed)
     first.need_input_grad = False
     h = SymmetricThreshold(width, b_init) if neuron == "symmetric" else ReLU()
-    return Sequential([first, h, L2Normalize()])
+    return Network([first, h, L2Normalize()], [d1, width], backend=backend)
 
 
 def thresholds(net):
@@ -116,13 +118,11 @@ def thresholds(net):
     return [layer for layer in net.layers if isinstance(layer, SymmetricThreshold)]
 
 
-def simclr_step(net, X, tau, weights=simclr_weights):
-    """Forward the two views ``X`` (N, 2, d1) as one batch, InfoNCE in the SimCLR arrangement,
-    backward; returns ``(loss, grads)`` (grads aligned with ``net.parameters()``)."""
-    Z = net.forward(np.concatenate([X[:, 0], X[:, 1]]))            # (2N, m)
-    L, C, _, _ = weights(Z, "infonce", tau, 0.0)
-    net.backward(chain_gram(Z, C))
-    return float(L.mean()), net.grads()
+def train_config(cfg):
+    """The ``train.TrainConfig`` of a run: InfoNCE in the SimCLR arrangement, Adam."""
+    return TrainConfig(loss="infonce", tau=cfg.tau, lr=cfg.lr, optimizer="adam",
+                       negatives="in_batch", steps=max(cfg.steps, 1), batch_size=cfg.batch_size,
+                       log_every=cfg.log_every, seed=B.derive_seed(cfg.seed, 2))
 
 
 def neuron_record(net, src, step, loss, seconds):
@@ -150,35 +150,20 @@ def decoupling_experiment(cfg, callback=None, stop=None, limits=None):
     ``cfg.cost()`` is checked against ``limits`` (None: the environment's) first.
     """
     cfg.validate().cost().check(limits)
-    src = cfg.source()
-    net = decoupling_net(src.dim, cfg.width, cfg.neuron, cfg.b_init, B.derive_seed(cfg.seed, 1))
-    weights = twin("simclr_weights", cfg.backend) or simclr_weights
-    opt, th = Adam(net.parameters(), cfg.lr), thresholds(net)
-    rng, t0, records = B.rng(B.derive_seed(cfg.seed, 2)), time.perf_counter(), []
+    src, tc = cfg.source(), train_config(cfg)
+    net = decoupling_net(src.dim, cfg.width, cfg.neuron, cfg.b_init, B.derive_seed(cfg.seed, 1),
+                         cfg.backend)
     X0 = src.views(cfg.batch_size, 2, B.derive_seed(cfg.seed, 4))
-    rec = neuron_record(net, src, 0, simclr_step(net, X0, cfg.tau, weights)[0], 0.0)
-    rec["rho"] = closed_form_correlations(src)
-    records.append(rec)
-    if notify(callback, rec) or stopped(stop):
+    rec = neuron_record(net, src, 0, loss_and_grads(net, (X0[:, 0], X0[:, 1], None), tc)[0], 0.0)
+    records = [{**rec, "rho": closed_form_correlations(src)}]
+    if notify(callback, records[0]) or stopped(stop) or cfg.steps == 0:
         return records
-    losses = []
-    for step in range(1, cfg.steps + 1):
-        value, grads = simclr_step(net, src.views(cfg.batch_size, 2, rng), cfg.tau, weights)
-        if not math.isfinite(value):
-            raise TrainingDiverged(f"training diverged at step {step}: the loss became {value}")
-        opt.step(grads)
-        for layer in th:
-            layer.project()
-        losses.append(value)
-        end = stopped(stop)
-        if step % cfg.log_every == 0 or step == cfg.steps or end:
-            rec = neuron_record(net, src, step, float(np.mean(losses)), time.perf_counter() - t0)
-            records.append(rec)
-            losses.clear()
-            if notify(callback, rec):
-                break
-        if end:
-            break
+
+    def on_record(r):
+        records.append(neuron_record(net, src, r["step"], r["loss_mean"], r["seconds"]))
+        return not notify(callback, records[-1])
+
+    train(net, src, tc, callback=on_record, stop=stop, limits=limits)
     return records
 
 
