@@ -17,7 +17,7 @@ from .losses import (LOSSES, byol_loss, collapsed_loss, contrastive_loss, loss_c
                      pair_weights, simclr_loss, supcon_loss)
 from .metrics import (Correlation, collapse_diagnostics, correlation_ceiling, effective_rank,
                       eigen_alignment, normalized_correlation)
-from .nets import ReLUNet, tree_network
+from .nets import Network, ReLUNet, tree_network
 from .optim import SGD, Adam, History
 from .train import TrainConfig, TrainingDiverged, train
 
@@ -36,5 +36,5 @@ __all__ = [
     "simclr_loss", "supcon_loss",
     "Correlation", "collapse_diagnostics", "correlation_ceiling", "effective_rank",
     "eigen_alignment", "normalized_correlation",
-    "ReLUNet", "tree_network", "SGD", "Adam", "History", "TrainConfig", "TrainingDiverged", "train",
+    "Network", "ReLUNet", "tree_network", "SGD", "Adam", "History", "TrainConfig", "TrainingDiverged", "train",
 ]
