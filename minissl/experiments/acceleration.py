@@ -37,7 +37,7 @@ from ..limits import Cost
 from ..metrics import normalized_correlation
 from ..optim import notify, stopped
 from ..train import TrainingDiverged, train
-from .hltm import HLTMConfig, eval_set
+from .hltm import eval_set, theory_run
 
 ARMS = ("frozen", "trained", "scaled")
 
@@ -62,13 +62,7 @@ class AccelerationConfig:
 
     def hltm_config(self):
         """The ``HLTMConfig`` of one arm (theory preset, one epoch of ``steps`` steps)."""
-        return HLTMConfig(preset="theory", depth=self.depth, num_children=self.num_children,
-                          polarity=self.polarity, hid=self.hid, loss=self.loss, tau=self.tau,
-                          lr=self.lr, batch_size=self.batch_size, epochs=1,
-                          samples_per_epoch=B.check_int("steps", self.steps, 1) *
-                          B.check_int("batch_size", self.batch_size, 1),
-                          eval_samples=self.eval_samples, update=self.update,
-                          seed=self.seed).apply_preset()
+        return theory_run(self)
 
     def cost(self):
         """The ``limits.Cost`` of the three arms: one arm's ``HLTMConfig.cost`` memory, three

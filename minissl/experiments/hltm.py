@@ -173,6 +173,18 @@ class HLTMConfig:
         return tree, net
 
 
+def theory_run(c):
+    """The ``HLTMConfig`` (theory preset, one epoch of ``c.steps`` steps) of an experiment
+    config ``c`` that has the fields of one HLTM run (depth, num_children, polarity, hid, loss,
+    tau, lr, batch_size, steps, eval_samples, update, seed)."""
+    return HLTMConfig(preset="theory", depth=c.depth, num_children=c.num_children,
+                      polarity=c.polarity, hid=c.hid, loss=c.loss, tau=c.tau, lr=c.lr,
+                      batch_size=c.batch_size, epochs=1,
+                      samples_per_epoch=B.check_int("steps", c.steps, 1) *
+                      B.check_int("batch_size", c.batch_size, 1),
+                      eval_samples=c.eval_samples, update=c.update, seed=c.seed).apply_preset()
+
+
 def eval_set(tree, cfg):
     """The fixed evaluation set ``(x, z)`` of a run: ``cfg.eval_samples`` samples from stream 3
     of ``cfg.seed``."""

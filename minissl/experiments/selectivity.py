@@ -27,7 +27,7 @@ from ..selectivity import (amplification, projection, random_basis, share, unit_
                            winner_ranks)
 from ..train import train
 from .covariance import spectrum_cost
-from .hltm import HLTMConfig, eval_set
+from .hltm import eval_set, theory_run
 
 
 @dataclass
@@ -52,13 +52,7 @@ class SelectivityConfig:
 
     def hltm_config(self):
         """The ``HLTMConfig`` of the same run (theory preset, one epoch of ``steps`` steps)."""
-        return HLTMConfig(preset="theory", depth=self.depth, num_children=self.num_children,
-                          polarity=self.polarity, hid=self.hid, loss=self.loss, tau=self.tau,
-                          lr=self.lr, batch_size=self.batch_size, epochs=1,
-                          samples_per_epoch=B.check_int("steps", self.steps, 1) *
-                          B.check_int("batch_size", self.batch_size, 1),
-                          eval_samples=self.eval_samples, update=self.update,
-                          seed=self.seed).apply_preset()
+        return theory_run(self)
 
     def validate(self):
         """Check every field (``ValueError`` naming it); returns self."""
