@@ -42,7 +42,6 @@ import json
 import os
 import sys
 import time
-from functools import partial
 
 import numpy as np
 
