@@ -11,7 +11,7 @@ from minissl.layers import BN_MODES
 
 from app.text import BYOL_TEXT
 from app.widgets import (LIMITS, checked, course_link, show)
-from app.runs import (cancellable, stop_training, streamed)
+from app.runs import (streamed, training_event)
 
 
 # ----------------------------------------------------------------------------- BYOL tab
@@ -117,12 +117,8 @@ def byol_tab():
         with gr.Row():
             fig_ab = gr.Plot(label="collapse diagnostics", format="png")
             fig_sp = gr.Plot(label="embedding spectrum", format="png")
-        ev = run.click(cancellable(run_byol_ablation), [data, preds, means, emas, steps, wd, seed],
-                       [status, table, fig_ab, fig_sp], concurrency_limit=1,
-                       concurrency_id="training", api_name="byol_ablation", show_progress="full",
-                       show_progress_on=[status])
-        stop_btn.click(stop_training, None, status, cancels=[ev], queue=False,
-                       api_visibility="undocumented")
+        training_event(run, run_byol_ablation, [data, preds, means, emas, steps, wd, seed],
+                       [status, table, fig_ab, fig_sp], "byol_ablation", stop_btn, status)
         gr.Markdown("### Linear BYOL: gradient-flow ODE (lines) vs BYOL's SGD (dots)")
         with gr.Row():
             eta = gr.Slider(0.0, 0.5, value=0.01, step=0.01, label="weight decay η")
@@ -132,8 +128,5 @@ def byol_tab():
             stop_lin = gr.Button("Stop", variant="stop", elem_id="linear-stop")
         lin_md = gr.Markdown()
         lin_fig = gr.Plot(format="png")
-        ev_lin = run_lin.click(cancellable(run_linear_byol), [eta, alpha, T], [lin_md, lin_fig],
-                               concurrency_limit=1, concurrency_id="training",
-                               api_name="linear_byol", show_progress="full")
-        stop_lin.click(stop_training, None, lin_md, cancels=[ev_lin], queue=False,
-                       api_visibility="undocumented")
+        training_event(run_lin, run_linear_byol, [eta, alpha, T], [lin_md, lin_fig],
+                       "linear_byol", stop_lin, lin_md)

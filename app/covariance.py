@@ -11,7 +11,7 @@ from minissl.train import UPDATES
 
 from app.text import (ACCEL_TEXT, COV_TEXT)
 from app.widgets import (LATEX, LIMITS, checked, choice, course_link, number_box, settings, show)
-from app.runs import (cancellable, stop_training, streamed)
+from app.runs import (streamed, training_event)
 
 
 # ----------------------------------------------------------------------------- Covariance tab
@@ -129,13 +129,8 @@ def covariance_tab():
                                   format="png")
                 vec = gr.Plot(show_label=False, label="top eigenvector", elem_id="cov-eigvec",
                               format="png")
-        run = go.click(cancellable(train_covariance), [c[k] for k in COV_ORDER],
-                       [spec, cos, vec, status],
-                       api_name="train_covariance", concurrency_limit=1,
-                       concurrency_id="training", show_progress="full",
-                       show_progress_on=[status])
-        stop_btn.click(stop_training, None, status, cancels=[run], queue=False,
-                       api_visibility="undocumented")
+        training_event(go, train_covariance, [c[k] for k in COV_ORDER], [spec, cos, vec, status],
+                       "train_covariance", stop_btn, status)
         acceleration_section()
 
 
@@ -189,9 +184,6 @@ def acceleration_section():
         go = gr.Button("Run the three arms", elem_id="acc-run")
     summary = gr.Markdown()
     fig = gr.Plot(show_label=False, label="acceleration", elem_id="acc-plot", format="png")
-    ev = go.click(cancellable(run_acceleration), [loss, update] + [c[k] for k in ACC_FIELDS],
-                  [fig, summary], api_name="acceleration", concurrency_limit=1,
-                  concurrency_id="training", show_progress="full")
     stop = gr.Button("Stop", variant="stop", elem_id="acc-stop")
-    stop.click(stop_training, None, summary, cancels=[ev], queue=False,
-               api_visibility="undocumented")
+    training_event(go, run_acceleration, [loss, update] + [c[k] for k in ACC_FIELDS],
+                   [fig, summary], "acceleration", stop, summary)

@@ -11,7 +11,7 @@ from minissl.experiments.decoupling import NEURONS
 
 from app.text import DECOUPLING_TEXT
 from app.widgets import (LATEX, LIMITS, checked, choice, course_link, number_box, settings, show)
-from app.runs import (cancellable, stop_training, streamed)
+from app.runs import (streamed, training_event)
 
 
 # ----------------------------------------------------------------------------- Decoupling tab
@@ -107,9 +107,5 @@ def decoupling_tab():
                                   format="png")
                 curves = gr.Plot(show_label=False, label="over training", elem_id="dec-curves",
                                  format="png")
-        run = go.click(cancellable(train_decoupling), [c[k] for k in DECOUPLING_ORDER],
-                       [neurons, curves, status], api_name="train_decoupling",
-                       concurrency_limit=1, concurrency_id="training", show_progress="full",
-                       show_progress_on=[status])
-        stop_btn.click(stop_training, None, status, cancels=[run], queue=False,
-                       api_visibility="undocumented")
+        training_event(go, train_decoupling, [c[k] for k in DECOUPLING_ORDER],
+                       [neurons, curves, status], "train_decoupling", stop_btn, status)

@@ -13,7 +13,7 @@ from minissl.train import UPDATES
 
 from app.text import (HLTM_TEXT, LUCK_TEXT)
 from app.widgets import (LATEX, LIMITS, checked, choice, course_link, number_box, settings, show)
-from app.runs import (cancellable, stop_training, streamed)
+from app.runs import (streamed, training_event)
 
 EVAL_SAMPLES = 4000          # fixed evaluation set of the streamed correlations
 PROBE_SAMPLES = 1000         # probe training and test sets (the root, untrained and trained)
@@ -220,15 +220,11 @@ def hltm_tab():
         run_state = gr.State()
         latent, luck_plots = luck_section()
         inputs = [c[k] for k in HLTM_ORDER]
-        run = train_btn.click(cancellable(train_hltm), inputs, [tree_plot, corr_plot, loss_plot,
-                                                                status, result, run_state],
-                              api_name="train_hltm", concurrency_limit=1,
-                              concurrency_id="training", show_progress="full",
-                              show_progress_on=[status])
+        run = training_event(train_btn, train_hltm, inputs, [tree_plot, corr_plot, loss_plot,
+                                                             status, result, run_state],
+                             "train_hltm", stop_btn, status, stop_api="stop")
         for event in (run.then, latent.change):
             event(luck_figures, [run_state, latent], luck_plots, api_visibility="undocumented")
-        stop_btn.click(stop_training, None, status, cancels=[run], queue=False,
-                       api_name="stop")
         example.change(apply_example, example, inputs + [note], queue=False,
                        api_visibility="undocumented")
 

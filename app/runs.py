@@ -222,3 +222,16 @@ def streamed(request, run, render, status):
                 raise gr.Error(payload)
     finally:
         unregister(key, reg)
+
+
+def training_event(button, fn, inputs, outputs, api_name, stop, status, stop_api=None):
+    """Wire ``button`` to run the tab's generator ``fn`` as a training event (queued, one at a
+    time in ``concurrency_id "training"``, cancellable: see ``cancellable``) with its
+    progress on ``status``, and ``stop`` to end it (``stop_training``; named ``stop_api`` in
+    the API, else undocumented). Returns the event."""
+    event = button.click(cancellable(fn), inputs, outputs, api_name=api_name,
+                         concurrency_limit=1, concurrency_id="training", show_progress="full",
+                         show_progress_on=[status])
+    named = {"api_name": stop_api} if stop_api else {"api_visibility": "undocumented"}
+    stop.click(stop_training, None, status, cancels=[event], queue=False, **named)
+    return event

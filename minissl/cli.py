@@ -331,16 +331,7 @@ def add_covariance_parser(subparsers):
                     "untrained), the top-k eigenvalues of the layer's covariance operator "
                     "OP_l = V^xi[Kbar_l] and, per layer, the cosine between the gradient step "
                     "and OP vec(W) on a fixed batch: what the app's Covariance tab draws.")
-    defaults = E.CovarianceConfig()
-    for f in fields(E.CovarianceConfig):
-        flag = "--" + f.name.replace("_", "-")
-        d = getattr(defaults, f.name)
-        if f.name == "polarity":
-            p.add_argument(flag, type=float, nargs=2, default=None, metavar=("LO", "HI"))
-        elif f.name in ("loss", "update"):
-            p.add_argument(flag, default=None, help=f"(default {d})")
-        else:
-            p.add_argument(flag, type=type(d), default=None, help=f"(default {d})")
+    _dataclass_flags(p, E.CovarianceConfig)
     p.add_argument("--json", action="store_true", help="one JSON object per snapshot")
     return p
 
@@ -579,11 +570,7 @@ def run_acceleration(args):
         print(f"# linear two-layer flow (Euler dt 1e-3), {what}")
         _print_table(E.acceleration_rows(linear, key, "t"))
     if args.figure:
-        fig = P.acceleration_figure(records, linear)
-        with open(args.figure, "wb") as fh:
-            fh.write(P.to_png(fig))
-        P.close(fig)
-        print(f"# wrote {args.figure}")
+        P.save_png(P.acceleration_figure(records, linear), args.figure)
     return 0
 
 
@@ -657,11 +644,7 @@ def _decoupling_table(base, args):
               f"{time.perf_counter() - t0:.0f} s wall; mean±std over seeds")
         _print_table(E.decoupling_table_lines(rows))
     if args.figure:
-        fig = P.decoupling_figure(rows)
-        with open(args.figure, "wb") as fh:
-            fh.write(P.to_png(fig, dpi=110))
-        P.close(fig)
-        print(f"# wrote {args.figure}")
+        P.save_png(P.decoupling_figure(rows), args.figure, dpi=110)
 
 
 def run_decoupling(args):

@@ -100,6 +100,7 @@ class Network(Sequential):
         self.sizes, self.dtype = check_sizes(sizes), B.check_dtype(dtype)
         self.backend, self.limits = B.check_backend(backend), limits
         self.xp = B.get_xp(backend)
+        self.rows_checked = 0          # the largest batch whose caches passed the limits
 
     @property
     def depth(self) -> int:
@@ -116,13 +117,16 @@ class Network(Sequential):
 
     def check_input(self, x, name="x"):
         """``x`` as a finite (N, n_0) array on the net's device, else ``ValueError``; the
-        forward caches of its N rows are checked against the net's ``limits``."""
+        forward caches of its N rows are checked against the net's ``limits`` (once per
+        batch size larger than any checked before: a training loop pays it on its first step)."""
         x = self.asarray(x)
         if x.ndim != 2 or x.shape[1] != self.sizes[0]:
             raise ValueError(f"{name} must have shape (N, {self.sizes[0]}), got {tuple(x.shape)}")
-        check_memory(2 * mlp_activation_bytes(self.sizes, x.shape[0], self.dtype),
-                     "the forward and backward passes", f"{name} with N={x.shape[0]} rows",
-                     self.limits)
+        if x.shape[0] > self.rows_checked:
+            check_memory(2 * mlp_activation_bytes(self.sizes, x.shape[0], self.dtype),
+                         "the forward and backward passes", f"{name} with N={x.shape[0]} rows",
+                         self.limits)
+            self.rows_checked = x.shape[0]
         return B.check_finite(name, x, self.xp)
 
     def forward(self, x):

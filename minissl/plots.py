@@ -35,6 +35,16 @@ def to_png(fig: Figure, dpi: int = 100) -> bytes:
     return buf.getvalue()
 
 
+def save_png(fig: Figure, path, dpi: int = 100) -> None:
+    """Write ``fig`` to the PNG file ``path`` and close it; prints ``# wrote PATH``."""
+    try:
+        with open(path, "wb") as fh:
+            fh.write(to_png(fig, dpi))
+    finally:
+        close(fig)
+    print(f"# wrote {path}")
+
+
 def _figure(w=6.0, h=3.6):
     from matplotlib.figure import Figure
     return Figure(figsize=(w, h), layout="constrained")

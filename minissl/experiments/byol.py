@@ -192,10 +192,7 @@ def predictor_alignment(source, cfg=None, **overrides):
 
 
 def _save(fig, outdir, name):
-    with open(os.path.join(outdir, name), "wb") as fh:
-        fh.write(P.to_png(fig, dpi=90))
-    P.close(fig)
-    print(f"wrote {os.path.join(outdir, name)}")
+    P.save_png(fig, os.path.join(outdir, name), dpi=90)
 
 
 def byol_doc_figures(outdir="docs/img", seed=0):
