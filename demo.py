@@ -5,7 +5,7 @@
 
 Gradio wiring only: every number comes from a runner of ``minissl.experiments`` (the same
 code as ``python -m minissl hltm|covariance|byol|decoupling``), every picture from
-``minissl.plots`` (rendered to PNG and closed at once). Each tab is one module of ``app/``
+``minissl.figures.plots`` (rendered to PNG and closed at once). Each tab is one module of ``app/``
 (its builder is listed in ``TABS``); ``app/runs.py`` runs every training event in a bounded
 worker with Stop; ``app/text.py`` holds the long Markdown texts. ``build_demo()`` returns the
 queued ``gr.Blocks``; ``main()`` parses flags. The training events are API endpoints

@@ -4,7 +4,7 @@ linear dynamics; endpoints ``/byol_ablation``, ``/linear_byol``."""
 import gradio as gr
 
 from minissl import experiments as E
-from minissl import plots
+from minissl.figures import plots
 from minissl.backend import check_choice, check_int, check_real
 from minissl.byol import PREDICTORS
 from minissl.layers import BN_MODES

@@ -4,7 +4,7 @@ top-layer acceleration section; endpoints ``/train_covariance``, ``/acceleration
 import gradio as gr
 
 from minissl import experiments as E
-from minissl import plots
+from minissl.figures import plots
 from minissl.backend import check_choice
 from minissl.covariance import PAIR_WEIGHT_LOSSES
 from minissl.train import UPDATES

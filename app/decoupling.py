@@ -4,7 +4,7 @@ watch what the neurons learn; endpoint ``/train_decoupling``."""
 import gradio as gr
 
 from minissl import experiments as E
-from minissl import plots
+from minissl.figures import plots
 from minissl.backend import check_choice
 from minissl.decoupling import AUGMENTATIONS
 from minissl.experiments.decoupling import NEURONS

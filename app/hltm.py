@@ -7,7 +7,7 @@ import gradio as gr
 
 import minissl
 from minissl import experiments as E
-from minissl import plots
+from minissl.figures import plots
 from minissl.backend import check_choice, check_int
 from minissl.train import UPDATES
 

@@ -3,7 +3,7 @@
 import gradio as gr
 
 import minissl
-from minissl import plots
+from minissl.figures import plots
 from minissl.backend import check_choice
 from minissl.losses import LOSS_VARIABLES, THREE_LOSSES
 

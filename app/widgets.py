@@ -6,9 +6,9 @@ import pathlib
 import gradio as gr
 from gradio.components.plot import PlotData
 
-from minissl import plots
+from minissl.figures import plots
 from minissl.backend import check_int, check_real
-from minissl.limits import PUBLIC_APP
+from minissl.budget import PUBLIC_APP
 
 
 LATEX = [{"left": "$$", "right": "$$", "display": True},

@@ -17,7 +17,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from minissl import experiments as E  # noqa: E402
-from minissl import limits  # noqa: E402
+from minissl.budget import limits  # noqa: E402
 from minissl.backend import blas_threads  # noqa: E402
 
 SETTINGS = [

@@ -5,7 +5,7 @@ Networks" (arXiv 2010.00578), and its neighbours. The architecture is in docs/de
 """
 from .backend import BACKENDS, BackendError, cupy_available, numba_available
 from .byol import BYOL, BYOLConfig, directpred_weights, train_byol
-from .checkpoint import CheckpointError
+from .io import CheckpointError
 from .covariance import (Factors, connection, covariance_operator, covariance_pair_weights,
                          covariance_spectrum, covariance_update, kbar)
 from .data import GaussianClusters, GaussianViews

@@ -37,7 +37,7 @@ from dataclasses import dataclass, replace
 
 from . import backend as B
 from .layers import BN_MODES, BN_OMIT_VAR, BatchNorm, Linear, bn_weight_grad_parts
-from .limits import DRAW_COST, STEP_OVERHEAD, Cost, mlp_activation_bytes, mlp_weights
+from .budget import DRAW_COST, STEP_OVERHEAD, Cost, mlp_activation_bytes, mlp_weights
 from .losses import byol_loss
 from .metrics import collapse_diagnostics
 from .nets import ReLUNet, check_sizes, net_bytes

@@ -36,7 +36,7 @@ import numpy as np
 
 from . import backend as B
 from .kernels import twin
-from .limits import Cost, ResourceLimitError, mlp_activation_bytes, mlp_weights
+from .budget import Cost, ResourceLimitError, mlp_activation_bytes, mlp_weights
 from .losses import check_loss, pair_weights
 from .nets import jacobians
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import backend as B
-from .limits import check_memory
+from .budget import check_memory
 
 
 class GaussianClusters:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import backend as B
-from .limits import check_memory
+from .budget import check_memory
 
 MAX_LEAVES = 1 << 16     # c**depth limit: the input width of the tree network
 MAX_CHILDREN = 64

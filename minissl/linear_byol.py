@@ -31,7 +31,7 @@ from scipy.integrate import solve_ivp
 from . import backend as B
 from .byol import BYOL, BYOLConfig
 from .data import GaussianViews, check_psd
-from .limits import STEP_OVERHEAD, check_work
+from .budget import STEP_OVERHEAD, check_work
 from .optim import stopped
 
 

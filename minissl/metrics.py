@@ -21,7 +21,7 @@ import numpy as np
 from . import backend as B
 from .hltm import SAMPLE_BYTES
 from .kernels import twin
-from .limits import DRAW_COST, Cost, mlp_activation_bytes, mlp_weights
+from .budget import DRAW_COST, Cost, mlp_activation_bytes, mlp_weights
 
 
 class Correlation(NamedTuple):

@@ -19,9 +19,9 @@ from __future__ import annotations
 import numpy as np
 
 from . import backend as B
-from .checkpoint import CheckpointError, load_state, save_state
+from .io import CheckpointError, load_state, save_state
 from .layers import BatchNorm, L2Normalize, Linear, ReLU, Sequential
-from .limits import ResourceLimitError, check_memory, mlp_activation_bytes, mlp_weights
+from .budget import ResourceLimitError, check_memory, mlp_activation_bytes, mlp_weights
 
 MAX_LAYERS = 64          # depth limit (number of weight matrices)
 MAX_WIDTH = 1 << 20      # width limit per layer

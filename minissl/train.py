@@ -56,7 +56,7 @@ from . import backend as B
 from .covariance import covariance_pair_weights, covariance_update
 from .hltm import HLTM
 from .kernels import twin
-from .limits import DRAW_COST, Cost, mlp_activation_bytes, mlp_weights, training_work
+from .budget import DRAW_COST, Cost, mlp_activation_bytes, mlp_weights, training_work
 from .losses import (LOSSES, check_labels, check_loss, chain_gram, contrastive_loss,
                      simclr_weights, supcon_weights)
 from .optim import SGD, Adam, History, notify, stopped

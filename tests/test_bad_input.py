@@ -17,16 +17,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import minissl
-from minissl import cli
+from minissl.cli import commands as cli
 from minissl import linear_byol as LB
 from minissl import experiments as E
 from minissl.backend import check_int, check_real
 from minissl.byol import BYOL, BYOLConfig, train_byol
-from minissl.checkpoint import CheckpointError, save_state
+from minissl.io import CheckpointError, save_state
 from minissl.covariance import covariance_operator, covariance_spectrum, covariance_update
 from minissl.data import GaussianClusters
 from minissl.hltm import HLTM
-from minissl.limits import PUBLIC_APP, Limits, ResourceLimitError
+from minissl.budget import PUBLIC_APP, Limits, ResourceLimitError
 from minissl.losses import LOSSES, TAU_MIN, contrastive_loss, pair_weights, simclr_loss
 from minissl.metrics import correlation_ceiling, normalized_correlation
 from minissl.nets import ReLUNet, tree_network

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from minissl import byol as BY
-from minissl import cli
+from minissl.cli import commands as cli
 from minissl import linear_byol as LB
 from minissl.byol import BYOL, BYOLConfig, directpred_weights
 from minissl.experiments import make_source

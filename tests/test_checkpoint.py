@@ -1,4 +1,4 @@
-"""minissl.checkpoint: roundtrip, and refusal of truncated, foreign, pickled, forged, oversized,
+"""minissl.io: roundtrip, and refusal of truncated, foreign, pickled, forged, oversized,
 bomb-like and non-finite files with bounded memory; atomic saves with umask permissions."""
 import hashlib
 import io
@@ -11,8 +11,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from minissl.checkpoint import MAX_ARRAYS, CheckpointError, load_state, save_state
-from minissl.limits import Limits, ResourceLimitError
+from minissl.io import MAX_ARRAYS, CheckpointError, load_state, save_state
+from minissl.budget import Limits, ResourceLimitError
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import minissl
-from minissl import cli
+from minissl.cli import commands as cli
 from minissl import experiments as E
 
 SMALL = ["--depth", "3", "--epochs", "2", "--samples-per-epoch", "640", "--batch-size", "64",

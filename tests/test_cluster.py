@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from minissl import cli
+from minissl.cli import commands as cli
 from minissl import experiments as E
 
 distributed = pytest.importorskip(

@@ -294,7 +294,7 @@ def test_bad_run_settings_raise(kw, name):
 
 
 def test_cost_model_refuses_huge_runs():
-    from minissl.limits import ResourceLimitError
+    from minissl.budget import ResourceLimitError
     cost = DecouplingConfig().cost()
     assert 1e10 < cost.madds < 1e12 and cost.bytes < 64 * 2 ** 20     # ~7 s measured, ~15 s est.
     with pytest.raises(ResourceLimitError, match=r"steps=1000000000, batch_size=256"):
@@ -368,7 +368,7 @@ TINY = ["--d", "8", "--d1", "24", "--k", "2", "--dense-rank", "10", "--width", "
 
 
 def test_cli_run_json_table_and_flag_errors(capsys, tmp_path):
-    from minissl import cli
+    from minissl.cli import commands as cli
     assert cli.main(["decoupling", *TINY, "--steps", "20", "--log-every", "10", "--json"]) == 0
     objs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [o["step"] for o in objs] == [0, 10, 20] and "rho" in objs[0]

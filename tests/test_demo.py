@@ -23,7 +23,8 @@ from app import losses as app_losses  # noqa: E402
 from app import runs as app_runs  # noqa: E402
 from app import widgets as app_widgets  # noqa: E402
 import minissl  # noqa: E402
-from minissl import cli, plots  # noqa: E402
+from minissl.cli import commands as cli
+from minissl.figures import plots  # noqa: E402
 
 # depth 4, seed 1, 4 epochs x 100 steps of 64: measured 0.608 -> 0.833 at the root
 # (ceiling 0.919), 0.2 s of training on the 2-core container.

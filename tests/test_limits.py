@@ -1,11 +1,11 @@
-"""minissl.limits: environment parsing, the checks' messages, and the estimators against
+"""minissl.budget: environment parsing, the checks' messages, and the estimators against
 hand-computed values and NumPy's own byte counts."""
 import tracemalloc
 
 import numpy as np
 import pytest
 
-from minissl.limits import (DEFAULT, PUBLIC_APP, GiB, Limits, MiB, ResourceLimitError,
+from minissl.budget import (DEFAULT, PUBLIC_APP, GiB, Limits, MiB, ResourceLimitError,
                             array_bytes, check_memory, check_work, current_limits, format_bytes,
                             mlp_activation_bytes, mlp_step_work, mlp_weights, parse_bytes,
                             seconds_estimate)

@@ -12,12 +12,13 @@ from scipy.stats import spearmanr
 import minissl
 from minissl import HLTM, TrainConfig, normalized_correlation, train
 from minissl import experiments as E
-from minissl import cli, plots
+from minissl.cli import commands as cli
+from minissl.figures import plots
 from minissl.experiments.probe import probe_sets
 from minissl.metrics import group_preactivations, unit_correlations
-from minissl.probes import (bayes_accuracy, expected_bayes_accuracy, posterior_all_leaves, probe,
+from minissl.analysis.probes import (bayes_accuracy, expected_bayes_accuracy, posterior_all_leaves, probe,
                             representations)
-from minissl.selectivity import (amplification, latent_rows, projection, random_basis, share,
+from minissl.analysis.selectivity import (amplification, latent_rows, projection, random_basis, share,
                                  unit_norms, winner_ranks)
 
 

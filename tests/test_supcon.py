@@ -170,7 +170,7 @@ def test_supervised_needs_a_labelled_source_and_gradient_updates():
 
 # ----------------------------------------------------------------------------- experiments
 def test_hltm_pairings_and_the_supervision_command(capsys):
-    from minissl import cli
+    from minissl.cli import commands as cli
     from minissl import experiments as E
     small = dict(depth=3, hid=4, epochs=1, samples_per_epoch=640, batch_size=64,
                  eval_samples=1000)

@@ -33,7 +33,7 @@ import numpy as np
 from .. import backend as B
 from ..covariance import linear_covariance_update
 from ..data import GaussianViews
-from ..limits import Cost
+from ..budget import Cost
 from ..metrics import normalized_correlation
 from ..optim import notify, stopped
 from ..train import TrainingDiverged, train

@@ -16,12 +16,12 @@ import numpy as np
 
 from .. import backend as B
 from .. import linear_byol as LB
-from .. import plots as P
+from ..figures import plots as P
 from ..byol import DATASETS, PREDICTORS, BYOLConfig, byol_for, train_byol
 from ..data import GaussianClusters
 from ..hltm import HLTM
 from ..layers import BN_MODES
-from ..limits import STEP_OVERHEAD, Cost
+from ..budget import STEP_OVERHEAD, Cost
 from ..metrics import correlation_cost, eigen_alignment, normalized_correlation
 from ..optim import notify, stopped
 from ..train import TrainingDiverged

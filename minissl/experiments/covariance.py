@@ -12,7 +12,7 @@ from .. import backend as B
 from ..covariance import (DENSE_MAX_KBAR, DENSE_MAX_P, PAIR_WEIGHT_LOSSES,
                           covariance_pair_weights, covariance_spectrum, dense_cost, pass_cost)
 from ..hltm import HLTM, check_polarity
-from ..limits import Cost, mlp_weights
+from ..budget import Cost, mlp_weights
 from ..nets import net_bytes, tree_network
 from ..optim import notify, stopped
 from ..train import UPDATES, TrainConfig, covariance_step, loss_and_grads, train, train_cost

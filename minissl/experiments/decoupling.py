@@ -25,7 +25,7 @@ from ..decoupling import (SparseCoding, closed_form_correlations, dense_fraction
                           feature_coverage, feature_metrics, measured_correlations,
                           sparse_alignment)
 from ..layers import L2Normalize, ReLU, SymmetricThreshold, WeightNormLinear
-from ..limits import DRAW_COST, Cost, training_work
+from ..budget import DRAW_COST, Cost, training_work
 from ..losses import check_loss
 from ..nets import Network
 from ..optim import notify, stopped

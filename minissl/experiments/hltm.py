@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import backend as B
 from ..hltm import HLTM, check_polarity
-from ..limits import Cost
+from ..budget import Cost
 from ..losses import SINGLE_NEGATIVE
 from ..metrics import correlation_cost, correlation_ceiling, normalized_correlation
 from ..nets import net_bytes, tree_network

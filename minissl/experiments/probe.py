@@ -13,8 +13,8 @@ import numpy as np
 
 from .. import backend as B
 from ..hltm import SAMPLE_BYTES
-from ..limits import Cost
-from ..probes import (PROBES, bayes_accuracy, expected_bayes_accuracy, posterior_all_leaves,
+from ..budget import Cost
+from ..analysis.probes import (PROBES, bayes_accuracy, expected_bayes_accuracy, posterior_all_leaves,
                       probe, representations)
 
 PROBE_TARGETS = ("off", "root", "all")

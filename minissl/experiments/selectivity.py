@@ -20,10 +20,10 @@ import numpy as np
 
 from .. import backend as B
 from ..covariance import PAIR_WEIGHT_LOSSES, covariance_pair_weights, covariance_spectrum
-from ..limits import Cost, mlp_weights
+from ..budget import Cost, mlp_weights
 from ..metrics import normalized_correlation
 from ..optim import notify, stopped
-from ..selectivity import (amplification, projection, random_basis, share, unit_norms,
+from ..analysis.selectivity import (amplification, projection, random_basis, share, unit_norms,
                            winner_ranks)
 from ..train import train
 from .covariance import spectrum_cost

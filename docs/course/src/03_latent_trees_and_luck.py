@@ -32,7 +32,8 @@ import numpy as np
 import matplotlib.pyplot as plt
 
 import minissl
-from minissl import backend, probes, selectivity
+from minissl import backend
+from minissl.analysis import probes, selectivity
 
 plt.rcParams.update({"figure.dpi": 90, "figure.figsize": (6.4, 3.0), "font.size": 9,
                      "axes.grid": True, "grid.alpha": 0.3})

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import backend as B
+from .. import backend as B
 
 PROBES = ("linear", "knn")
 

@@ -29,15 +29,15 @@ import sys
 import time
 from dataclasses import fields
 
-from . import backend as B
-from . import experiments as E
-from . import plots as P
-from .byol import DATASETS, PREDICTORS, PRESETS as BYOL_PRESETS, BYOLConfig
-from .hltm import check_polarity
-from .layers import BN_MODES
-from .limits import ResourceLimitError
-from .losses import LOSSES
-from .train import NEGATIVES, SAMPLERS, UPDATES, TrainingDiverged
+from .. import backend as B
+from .. import experiments as E
+from ..figures import plots as P
+from ..byol import DATASETS, PREDICTORS, PRESETS as BYOL_PRESETS, BYOLConfig
+from ..hltm import check_polarity
+from ..layers import BN_MODES
+from ..budget import ResourceLimitError
+from ..losses import LOSSES
+from ..train import NEGATIVES, SAMPLERS, UPDATES, TrainingDiverged
 
 
 # ----------------------------------------------------------------------------- shared

@@ -35,7 +35,7 @@ import zlib
 
 import numpy as np
 
-from .limits import ResourceLimitError, check_memory
+from ..budget import ResourceLimitError, check_memory
 
 FORMAT, VERSION = "minissl", 2
 MAX_META_BYTES = 1 << 20   # the JSON header
