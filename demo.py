@@ -13,8 +13,17 @@ queued ``gr.Blocks``; ``main()`` parses flags. The training events are API endpo
 """
 import argparse
 import os
+import sys
 
-import gradio as gr
+from minissl.backend import MissingExtra, check_int, require
+
+try:                                   # the app's packages are the "app" extra
+    for _module in ("gradio", "matplotlib", "sklearn", "joblib"):
+        require(_module, "app")
+except MissingExtra as exc:
+    sys.exit(f"python demo.py: {exc}")
+
+import gradio as gr  # noqa: E402
 
 from app.byol import byol_tab
 from app.covariance import covariance_tab
@@ -23,7 +32,6 @@ from app.hltm import hltm_tab
 from app.losses import losses_tab
 from app.text import DESCRIPTION
 from app.widgets import COURSE
-from minissl.backend import check_int
 
 CSS = ".status-line textarea {font-family: ui-monospace, monospace; font-size: 0.85em;}"
 TABS = [hltm_tab, covariance_tab, losses_tab, byol_tab, decoupling_tab]

@@ -11,10 +11,12 @@ The mathematics is written once against an array module ``xp``; this module pick
   per use. Data are made on the CPU so that every backend sees the same numbers.
 - ``check_int``/``check_real``/``check_choice``/``check_finite``: the shared validators; each
   raises ``ValueError`` naming the parameter and the allowed values.
+- ``require(module, extra)``: an optional package, or ``MissingExtra`` naming the extra.
 """
 from __future__ import annotations
 
 import functools
+import importlib
 import math
 import numbers
 
@@ -26,6 +28,19 @@ DTYPES = ("float64", "float32")
 
 class BackendError(ValueError):
     """A backend was asked for that cannot run here (names the parameter and the choices)."""
+
+
+class MissingExtra(ImportError):
+    """An optional package is not installed; the message is one line naming the extra."""
+
+
+def require(module, extra):
+    """``module`` imported, else ``MissingExtra``: ``pip install "minissl[extra]"``."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingExtra(f"this needs {module.split('.')[0]}, which is not installed: "
+                           f'pip install "minissl[{extra}]"') from None
 
 
 @functools.lru_cache(maxsize=None)
@@ -126,8 +141,10 @@ def blas_threads(n):
     """
     from contextlib import nullcontext
 
+    if n is None:
+        return nullcontext()
     from threadpoolctl import threadpool_limits
-    return nullcontext() if n is None else threadpool_limits(limits=int(n), user_api="blas")
+    return threadpool_limits(limits=int(n), user_api="blas")
 
 
 # ----------------------------------------------------------------------------- validators

@@ -37,10 +37,10 @@ from dataclasses import dataclass, replace
 
 from . import backend as B
 from .layers import BN_MODES, BN_OMIT_VAR, BatchNorm, Linear, bn_weight_grad_parts
-from .budget import DRAW_COST, STEP_OVERHEAD, Cost, mlp_activation_bytes, mlp_weights
+from .budget import Cost, byol_cost
 from .losses import byol_loss
 from .metrics import collapse_diagnostics
-from .nets import ReLUNet, check_sizes, net_bytes
+from .nets import ReLUNet, check_sizes
 from .optim import SGD, History, ema_update, notify, stopped
 from .train import TrainingDiverged
 
@@ -145,32 +145,10 @@ class BYOLConfig:
             self.predictor]
 
     def cost(self, sizes, draws_per_sample=None, masked=False, dtype="float64"):
-        """The ``limits.Cost`` of ``train_byol`` with an encoder of widths ``sizes``, nothing
-        allocated. Memory: online, target and predictor (``nets.net_bytes``), a batch of 2 x
-        batch_size views through all three (forward caches, BN and backward buffers: 4x the
-        activations) and the diagnostics batch of 2 x eval_size views. Work per step: online
-        forward + backward (3x), target forward (1x), predictor (3x), three nets'
-        ``STEP_OVERHEAD`` and the draws (3 x batch_size samples); per diagnostics (every
-        ``log_every`` steps and at the end) the same on the evaluation batch plus two SVDs."""
-        pred = self.predictor_sizes(sizes[-1])
-        rows, ev = 2 * self.batch_size, 2 * self.eval_size
-        draws = 3 * self.batch_size * (sizes[0] if draws_per_sample is None else draws_per_sample)
-        nets = 2 * net_bytes(sizes, [True] * (len(sizes) - 1) if masked else None, dtype)
-        nets += net_bytes(pred, None, dtype) if pred else 0
-        acts = 4 * (2 * mlp_activation_bytes(sizes, 1, dtype)
-                    + (mlp_activation_bytes(pred, 1, dtype) if pred else 0))
-        w = 4 * mlp_weights(sizes) + (3 * mlp_weights(pred) if pred else 0)
-        step = rows * w + 3 * STEP_OVERHEAD + DRAW_COST * draws
-        diag = (self.steps // self.log_every + 1) * (ev * w + 20 * ev * sizes[-1] ** 2)
-        net = f"hidden={self.hidden}, out_dim={self.out_dim}" if not masked else \
-            f"sizes={list(sizes)}"
-        run = f"steps={self.steps}, batch_size={self.batch_size}"
-        return Cost(((nets, "the online, target and predictor networks", net),
-                     (rows * acts + 8 * draws, "a training batch", f"batch_size={self.batch_size}"),
-                     (ev * acts, "the diagnostics batch", f"eval_size={self.eval_size}")),
-                    ((self.steps * step, "training", run),
-                     (diag, "the diagnostics", f"eval_size={self.eval_size}, "
-                                               f"log_every={self.log_every}")))
+        """The ``budget.Cost`` of ``train_byol`` with an encoder of widths ``sizes``
+        (``budget.byol_cost``), nothing allocated."""
+        return byol_cost(self, sizes, self.predictor_sizes(sizes[-1]), draws_per_sample,
+                         masked, dtype)
 
 
 # ----------------------------------------------------------------------------- the model
@@ -183,7 +161,7 @@ class BYOL:
     """
 
     def __init__(self, n_in, cfg=None, masks=None, sizes=None, *, backend="numpy",
-                 dtype="float64", limits=None, **overrides):
+                 dtype="float64", **overrides):
         self.cfg = cfg = replace(cfg or BYOLConfig(), **overrides).validate()
         self.rng = B.rng(cfg.seed)
         n_in = B.check_int("n_in", n_in, 1)
@@ -192,8 +170,8 @@ class BYOL:
             raise ValueError(f"sizes[0] must equal n_in={n_in}, got {self.sizes[0]}")
         self.d = self.sizes[-1]
         self.masked = masks is not None
-        Cost(cfg.cost(self.sizes, masked=self.masked, dtype=dtype).memory[:1]).check(limits)
-        self.net_options = dict(backend=backend, dtype=dtype, limits=limits)
+        Cost(cfg.cost(self.sizes, masked=self.masked, dtype=dtype).memory[:1]).check()
+        self.net_options = dict(backend=backend, dtype=dtype)
         self.online = ReLUNet(self.sizes, masks=masks, batchnorm=self._bn(), seed=self.rng,
                               **self.net_options)
         self.xp = self.online.xp
@@ -360,7 +338,7 @@ def byol_for(source, cfg, hid=None, **net_options):
     return BYOL(source.dim, cfg, **net_options)
 
 
-def byol_cost(source, cfg, model=None):
+def source_cost(source, cfg, model=None):
     """``cfg.cost`` for training on ``source`` (``model``'s encoder, or a dense one from
     ``cfg``); an HLTM source draws every node per sample."""
     sizes = model.sizes if model is not None else [source.dim, *cfg.hidden, cfg.out_dim]
@@ -369,19 +347,19 @@ def byol_cost(source, cfg, model=None):
                     model.online.dtype if model is not None else "float64")
 
 
-def train_byol(source, cfg=None, callback=None, model=None, stop=None, limits=None,
-               **overrides):
+def train_byol(source, cfg=None, callback=None, model=None, stop=None, **overrides):
     """Train BYOL on ``source.triples(n, rng)`` (anchor and positive are the two views).
 
     Returns ``(model, History)``; every ``log_every`` steps (and at the last) the history gets
     a record ``{step, loss, eval_loss, effective_rank, std, collapsed_loss, seconds}`` (the
     diagnostics of a fixed evaluation batch; ``spectrum`` only at the last record) and
     ``callback(record)`` is called; returning False, or ``stop.is_set()``, ends the run.
-    ``byol_cost`` is checked against ``limits`` first (``ResourceLimitError``).
+    Its cost (``BYOLConfig.cost``) is checked against the environment's limits first
+    (``ResourceLimitError``; the experiments check theirs before).
     """
     cfg = replace(cfg or BYOLConfig(), **overrides).validate()
-    byol_cost(source, cfg, model).check(limits)
-    model = model or BYOL(source.dim, cfg, limits=limits)
+    source_cost(source, cfg, model).check()
+    model = model or BYOL(source.dim, cfg)
     rng = B.rng(cfg.seed + 1)
     ev1, ev2, _ = source.triples(cfg.eval_size, B.rng(cfg.seed + 2))
     hist = History()

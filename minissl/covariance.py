@@ -36,7 +36,7 @@ import numpy as np
 
 from . import backend as B
 from .kernels import twin
-from .budget import Cost, ResourceLimitError, mlp_activation_bytes, mlp_weights
+from .budget import Cost, check_dense, pass_cost
 from .losses import check_loss, pair_weights
 from .nets import jacobians
 
@@ -95,44 +95,6 @@ def _check_xi(net, xi, N):
     return xi
 
 
-# ----------------------------------------------------------------------------- cost
-MATRIX_FREE = ("covariance_update and covariance_spectrum(method='lanczos') are matrix-free: "
-               "they never form Kbar or OP")
-
-
-def pass_cost(sizes, dtype, N, M):
-    """Forward caches and the Jacobians of every layer (``jacobians`` keeps them all) of N*M
-    views through a net of widths ``sizes``: what every function here needs before its own
-    arrays."""
-    NM, nL = N * M, sizes[-1]
-    memory = (mlp_activation_bytes(sizes, NM, dtype)
-              + NM * nL * sum(sizes[1:]) * np.dtype(dtype).itemsize)
-    param = f"views of shape (N, M) = ({N}, {M})"
-    return Cost(((memory, "the views' forward pass and Jacobians", param),),
-                ((NM * mlp_weights(sizes) * (nL + 1), "the views' Jacobians", param),))
-
-
-def dense_cost(sizes, dtype, N, M, layer, operator=True):
-    """``pass_cost`` plus Kbar (N, P, n_L) of ``layer`` (an index into the weights) and, with
-    ``operator``, the explicit OP (P, P) and its product (``N P² n_L``)."""
-    nl, n_prev = sizes[layer + 1], sizes[layer]
-    P, nL, item = nl * n_prev, sizes[-1], np.dtype(dtype).itemsize
-    param = f"layer={layer} (P = {nl} x {n_prev} = {P:,} weights), N={N}"
-    memory = 2 * N * P * nL * item + (3 * P * P * item if operator else 0)
-    work = N * M * nL * P + (N * P * P * nL if operator else 0)
-    what = "the explicit operator OP (P x P) and Kbar" if operator else "Kbar (N x P x n_L)"
-    return pass_cost(sizes, dtype, N, M) + Cost(((memory, what, param),), ((work, what, param),))
-
-
-def check_dense(net, N, M, layer, limits, operator=True):
-    """``dense_cost(...).check(limits)``; past a limit the message points to the matrix-free
-    functions."""
-    try:
-        dense_cost(net.sizes, net.dtype, N, M, layer, operator).check(limits)
-    except ResourceLimitError as exc:
-        raise ResourceLimitError(f"{exc}. {MATRIX_FREE}") from None
-
-
 # ----------------------------------------------------------------------------- the connection K
 def _passes(net, views):
     """``(gs, fs)`` of all N*M views, flattened n-major."""
@@ -140,18 +102,18 @@ def _passes(net, views):
     return net.passes(views.reshape(N * M, n0))
 
 
-def connection(net, x, layer, limits=None):
+def connection(net, x, layer):
     """``K_l(x)`` for each row of ``x``:
     ``K[n, i*n_{l-1} + j, k] = J_l(x_n)[k, i] f_{l-1}(x_n)[j]``.
 
     ``x``: (N, n_0) -> ``K``: (N, P, n_L), ``P = n_l n_{l-1}``. For a bias-free net without
     output normalisation ``f_L(x_n) = K[n].T @ net.weights[layer].ravel()`` (reversibility).
     K is the derivative ``d f_L / d vec(W_l)`` (transposed) for any net; it costs N*P*n_L memory
-    (checked against ``limits`` first, ``check_dense``).
+    (checked against the limits first, ``budget.check_dense``).
     """
     layer = _check_layer(net, layer)
     x = _check_x(net, x)
-    check_dense(net, x.shape[0], 1, layer, limits, operator=False)
+    check_dense(net.sizes, net.dtype, x.shape[0], 1, layer, operator=False)
     gs, fs = net.passes(x)
     J = jacobians(net.weights, gs, net.xp)[layer]              # (N, n_L, n_l)
     f = fs[layer]                                              # (N, n_{l-1})
@@ -160,13 +122,13 @@ def connection(net, x, layer, limits=None):
     return K.reshape(N, nl * f.shape[1], nL)                   # (N, P, n_L)
 
 
-def kbar(net, views, layer, limits=None):
+def kbar(net, views, layer):
     """``Kbar_l`` per sample: the mean of ``K_l`` over the M views. (N, M, n_0) -> (N, P, n_L).
-    Its memory is checked against ``limits`` first (``check_dense``)."""
+    Its memory is checked against the limits first (``budget.check_dense``)."""
     layer = _check_layer(net, layer)
     views = _check_views(net, views)
     N, M, _ = views.shape
-    check_dense(net, N, M, layer, limits, operator=False)
+    check_dense(net.sizes, net.dtype, N, M, layer, operator=False)
     gs, fs = _passes(net, views)
     J, f = jacobians(net.weights, gs, net.xp)[layer], fs[layer]   # (NM, n_L, n_l), (NM, n_{l-1})
     nL, nl, n_prev = J.shape[1], J.shape[2], f.shape[1]
@@ -203,8 +165,8 @@ def covariance_operator(net, views, layer, xi=None, limits=None):
     """
     xp = net.xp
     layer, views = _check_layer(net, layer), _check_views(net, views)
-    check_dense(net, views.shape[0], views.shape[1], layer, limits)
-    Kb = kbar(net, views, layer, limits)                       # (N, P, n_L)
+    check_dense(net.sizes, net.dtype, views.shape[0], views.shape[1], layer, limits)
+    Kb = kbar(net, views, layer)                               # (N, P, n_L)
     N = Kb.shape[0]
     xi = _check_xi(net, xi, N)
     if xi is None:
@@ -255,12 +217,12 @@ class Factors:
     its compiled twin (``kernels.twin("connection")``), which never forms J.
     """
 
-    def __init__(self, net, views, layer, xi=None, limits=None):
+    def __init__(self, net, views, layer, xi=None):
         self.xp = xp = net.xp
         self.layer = _check_layer(net, layer)
         views = _check_views(net, views)
         self.N, self.M = views.shape[:2]
-        pass_cost(net.sizes, net.dtype, self.N, self.M).check(limits)
+        pass_cost(net.sizes, net.dtype, self.N, self.M).check()
         self.xi = _check_xi(net, xi, self.N)
         gs, fs = _passes(net, views)
         products = twin("connection", net.backend) or JacobianProducts
@@ -288,25 +250,25 @@ class Factors:
         return out
 
 
-def covariance_update(net, views, layer, xi=None, limits=None):
+def covariance_update(net, views, layer, xi=None):
     """``ΔW_l`` with ``vec(ΔW_l) = OP_l vec(W_l)``, shape of ``net.weights[layer]``, matrix-free.
 
     Cost: one forward of the N*M views plus two products with ``J_l`` (NM, n_L, n_l); memory
     O(NM n_L n_l), never (N, P, n_L) or (P, P). Gradient descent on the simple loss moves
     ``W_l`` by ``lr * ΔW_l`` (see the module docstring for ``xi``).
     """
-    F = Factors(net, views, layer, xi, limits)
+    F = Factors(net, views, layer, xi)
     return F.apply(net.weights[F.layer])
 
 
-def covariance_matvec(net, views, layer, xi=None, limits=None):
+def covariance_matvec(net, views, layer, xi=None):
     """A function ``v -> OP_l v`` on flat vectors (P,), matrix-free (the factors are cached)."""
-    F = Factors(net, views, layer, xi, limits)
+    F = Factors(net, views, layer, xi)
     return lambda v: F.apply(v.reshape(F.shape)).ravel()
 
 
 def covariance_spectrum(net, views, layer, k=4, xi=None, method="auto", tol=0.0, seed=0,
-                        blas_threads=1, limits=None):
+                        blas_threads=1):
     """Top-``k`` eigenpairs of ``OP_l``: ``(values (k,), vectors (P, k))``, values descending.
 
     ``method``: "lanczos" (``eigsh`` over a ``LinearOperator`` whose matvec is the matrix-free
@@ -319,8 +281,8 @@ def covariance_spectrum(net, views, layer, k=4, xi=None, method="auto", tol=0.0,
     ``blas_threads`` (NumPy path, "lanczos"): CPU BLAS threads during the solve (None: leave
     as set). Lanczos spends its time in vector operations of length P and small products,
     where threads do not pay: on a loaded 2-core machine 1 thread was ~20x faster than 2
-    (docs/performance.md). ``limits``: the memory and work of the chosen method are checked
-    first ("dense" past the limits names the matrix-free "lanczos").
+    (docs/performance.md). The memory and work of the chosen method are checked against the
+    environment's limits first ("dense" past them names the matrix-free "lanczos").
     """
     layer = _check_layer(net, layer)
     B.check_choice("method", method, SPECTRUM_METHODS)
@@ -337,11 +299,11 @@ def covariance_spectrum(net, views, layer, k=4, xi=None, method="auto", tol=0.0,
     N = views.shape[0]
     small = P <= DENSE_MAX_P and N * P * net.sizes[-1] <= DENSE_MAX_KBAR
     if method == "dense" or (method == "auto" and (small or k >= P - 1)):
-        OP = covariance_operator(net, views, layer, xi, limits)
+        OP = covariance_operator(net, views, layer, xi)
         w, U = xp.linalg.eigh(OP)
         vals, vecs = w[::-1][:k], U[:, ::-1][:, :k]
     else:
-        vals, vecs = _lanczos(Factors(net, views, layer, xi, limits), k, tol, seed, blas_threads)
+        vals, vecs = _lanczos(Factors(net, views, layer, xi), k, tol, seed, blas_threads)
     idx = xp.argmax(xp.abs(vecs), axis=0)
     signs = xp.sign(vecs[idx, xp.arange(k)])
     signs = xp.where(signs == 0, 1.0, signs)
@@ -372,7 +334,7 @@ def _lanczos(F, k, tol, seed, blas_threads):
 
 
 # ----------------------------------------------------------------------------- pair weights
-def covariance_pair_weights(net, views, loss="infonce", tau=1.0, margin=0.0, limits=None):
+def covariance_pair_weights(net, views, loss="infonce", tau=1.0, margin=0.0):
     """Pair weights ``ξ`` (N, N), symmetric, for ``covariance_operator(..., xi=ξ)``.
 
     The paper's large-batch approximation: distances from the augmentation-averaged outputs
@@ -399,7 +361,7 @@ def covariance_pair_weights(net, views, loss="infonce", tau=1.0, margin=0.0, lim
     xp = net.xp
     N, M, n0 = views.shape
     (pass_cost(net.sizes, net.dtype, N, M) + Cost(((3 * N * N * net.sizes[-1] * 8, "the pair distances",
-                                   f"N={N}"),))).check(limits)
+                                   f"N={N}"),))).check()
     if loss == "simple":
         return xp.ones((N, N), dtype=net.dtype)
     gs, _ = net.passes(views.reshape(N * M, n0))

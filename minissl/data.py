@@ -27,18 +27,17 @@ from .budget import check_memory
 class GaussianClusters:
     """``n_clusters`` centres ``c ~ N(0, I_dim)`` drawn once from ``seed``; a sample is a centre
     chosen uniformly, a view of it is ``c + noise * ε`` with ``ε ~ N(0, I)`` (the augmentation).
-    ``limits`` (a ``minissl.limits.Limits`` or None): the centres and every draw are checked
-    against its memory limit first.
+    The centres and every draw are checked against the memory limit first
+    (``budget.check_memory``, the environment's limits).
     """
 
-    def __init__(self, n_clusters=4, dim=8, noise=0.3, negatives=1, seed=0, limits=None):
+    def __init__(self, n_clusters=4, dim=8, noise=0.3, negatives=1, seed=0):
         self.n_clusters = B.check_int("n_clusters", n_clusters, 2, 1 << 20)
         self.dim = B.check_int("dim", dim, 1, 1 << 20)
         self.noise = B.check_real("noise", noise, 0)
         self.negatives = B.check_int("negatives", negatives, 1, 1 << 16)
-        self.limits = limits
         check_memory(8 * self.n_clusters * self.dim, "the cluster centres",
-                     f"n_clusters={self.n_clusters}, dim={self.dim}", limits)
+                     f"n_clusters={self.n_clusters}, dim={self.dim}")
         self.centers = B.rng(seed).standard_normal((self.n_clusters, self.dim))
 
     def labels(self, n, rng):
@@ -61,7 +60,7 @@ class GaussianClusters:
         rng = B.rng(rng)
         n, m = B.check_int("n", n, 1), B.check_int("m", m, 1)
         check_memory(3 * 8 * n * m * self.dim, f"{n * m:,} views of dim {self.dim}",
-                     f"n={n}, m={m}", self.limits)
+                     f"n={n}, m={m}")
         y = self.labels(n, rng)                               # (n,)
         c = np.repeat(self.centers[y][:, None, :], m, axis=1)
         return c + self.noise * rng.standard_normal(c.shape), y
@@ -101,9 +100,8 @@ class GaussianViews:
     """Views ``x' = xbar + e`` with ``xbar ~ N(0, X)`` and ``e ~ N(0, X')`` independent per view,
     so ``E[x1 x1^T] = X + X'`` and ``E[x1 x2^T] = X`` exactly (linear BYOL's statistics)."""
 
-    def __init__(self, X, Xp, limits=None):
+    def __init__(self, X, Xp):
         self.X, self.Xp = check_psd("X", X), check_psd("Xp", Xp)
-        self.limits = limits
         if self.X.shape != self.Xp.shape:
             raise ValueError(f"X and Xp must have the same shape, got {self.X.shape} and "
                              f"{self.Xp.shape}")
@@ -114,7 +112,7 @@ class GaussianViews:
         rng = B.rng(rng)
         n, m = B.check_int("n", n, 1), B.check_int("m", m, 1)
         check_memory(3 * 8 * n * m * self.dim, f"{n * m:,} views of dim {self.dim}",
-                     f"n={n}, m={m}", self.limits)
+                     f"n={n}, m={m}")
         xbar = rng.standard_normal((n, self.dim)) @ self._LX.T           # (n, dim)
         e = rng.standard_normal((n, m, self.dim)) @ self._LXp.T           # (n, m, dim)
         return xbar[:, None, :] + e

@@ -28,14 +28,13 @@ from __future__ import annotations
 import numpy as np
 
 from . import backend as B
-from .budget import check_memory
+from .budget import SAMPLE_BYTES, check_memory
 
 MAX_LEAVES = 1 << 16     # c**depth limit: the input width of the tree network
 MAX_CHILDREN = 64
 MAX_DEPTH = 64           # one network layer per tree level (nets.MAX_LAYERS)
 MAX_HID = 4096           # units per latent of the tree network
 MAX_NEGATIVES = 1 << 16  # H, negatives per anchor
-SAMPLE_BYTES = 18        # per node and sample: the bool level, its float64 copy, a flip draw
 
 
 def check_polarity(polarity):
@@ -66,15 +65,15 @@ class HLTM:
     negatives : H, negatives per anchor in ``triples``.
     label_latent : the latent (BFS index, 0 = the root) whose value ``labelled`` returns as
         the label; its tree depth must be >= keep_depth, so both views share it.
-    limits : a ``minissl.limits.Limits`` or None (the environment's): every draw checks the
-        memory of its samples (n x nodes) against it first (``ResourceLimitError``).
+    Every draw checks the memory of its samples (n x nodes) against the environment's
+    limits first (``budget.check_memory``, ``ResourceLimitError``).
 
     Data-source protocol (``minissl.data``): ``triples(n, rng)``, ``views(n, m, rng)``, ``dim``,
     and ``labelled(n, rng)`` for SupCon.
     """
 
     def __init__(self, depth=5, num_children=2, polarity=(0.7, 1.0), seed=0, *,
-                 keep_depth=None, negatives=1, limits=None, label_latent=0):
+                 keep_depth=None, negatives=1, label_latent=0):
         self.depth = B.check_int("depth", depth, 1, MAX_DEPTH)
         self.num_children = B.check_int("num_children", num_children, 1, MAX_CHILDREN)
         c, L = self.num_children, self.depth
@@ -84,7 +83,7 @@ class HLTM:
         self.polarity = check_polarity(polarity)
         self.keep_depth = self._check_keep(keep_depth)
         self.negatives = B.check_int("negatives", negatives, 1, MAX_NEGATIVES)
-        self.seed, self.limits = seed, limits
+        self.seed = seed
         self.level_sizes = [c ** k for k in range(L + 1)]           # level k: c**k nodes
         self.level_starts = np.concatenate([[0], np.cumsum(self.level_sizes)]).astype(int)
         self.n_nodes = int(self.level_starts[-1])
@@ -173,11 +172,11 @@ class HLTM:
 
     def check_n(self, n, name="n", rows=1):
         """``n`` as an int >= 1 (a sample count); the memory of ``n * rows`` samples (every
-        node, ``SAMPLE_BYTES`` each) is checked against the tree's limits."""
+        node, ``SAMPLE_BYTES`` each) is checked against the limits."""
         n = B.check_int(name, n, 1)
         check_memory(n * rows * self.n_nodes * SAMPLE_BYTES, f"{n * rows:,} samples of "
                      f"{self.n_nodes:,} nodes", f"{name}={n}" + (f" (x {rows})" if rows > 1
-                                                                  else ""), self.limits)
+                                                                  else ""))
         return n
 
     def sample(self, n, rng=None):
@@ -285,8 +284,7 @@ class HLTM:
         c, L = self.num_children, self.depth
         sizes = self.network_sizes(hid)
         check_memory(2 * 8 * sum(a * b for a, b in zip(sizes[:-1], sizes[1:])),
-                     "the tree network's masks", f"depth={L}, num_children={c}, hid={hid}",
-                     self.limits)
+                     "the tree network's masks", f"depth={L}, num_children={c}, hid={hid}")
         masks = []
         for l in range(1, L + 1):
             groups = c ** (L - l)

@@ -31,17 +31,18 @@ from scipy.integrate import solve_ivp
 from . import backend as B
 from .byol import BYOL, BYOLConfig
 from .data import GaussianViews, check_psd
-from .budget import STEP_OVERHEAD, check_work
+from .budget import STEP_OVERHEAD
+from .budget import check_steps as check_work_steps
 from .optim import stopped
 
 
-def check_steps(T, dt, name="dt", limits=None, per_step=STEP_OVERHEAD):
+def check_steps(T, dt, name="dt", per_step=STEP_OVERHEAD):
     """``round(T / dt)`` for finite ``T > 0`` and ``dt > 0``, its work (``per_step``
-    multiply-adds each) checked against ``limits``."""
+    multiply-adds each) checked against the limits."""
     T = B.check_real("T", T, 0, lo_open=True)
     dt = B.check_real(name, dt, 0, lo_open=True)
     steps = int(round(T / dt))
-    check_work(steps * per_step, f"{steps:,} steps", f"T={T:g}, {name}={dt:g}", limits)
+    check_work_steps(steps, f"{steps:,} steps", f"T={T:g}, {name}={dt:g}", per_step=per_step)
     return steps
 
 
@@ -114,16 +115,15 @@ def integrate(W0, Wp0, Wa0, X, Xp, T, alpha_p=1.0, beta=1.0, eta=0.0, t_eval=Non
     return sol.t, Y[:, :a].reshape(K, d, n), Y[:, a:b].reshape(K, d, d), Y[:, b:].reshape(K, d, n)
 
 
-def euler(W0, Wp0, Wa0, X, Xp, T, dt, alpha_p=1.0, beta=1.0, eta=0.0, record_every=None,
-          limits=None):
+def euler(W0, Wp0, Wa0, X, Xp, T, dt, alpha_p=1.0, beta=1.0, eta=0.0, record_every=None):
     """Gradient descent on the expected loss with step ``dt`` (= BYOL's update with lr = dt):
 
     ``W += dt * dW/dt`` etc. with the right-hand side ``rhs``; ``round(T/dt)`` steps (their
-    work checked against ``limits``). Returns ``(t, Ws, Wps, Was)`` recorded every
+    work checked against the limits). Returns ``(t, Ws, Wps, Was)`` recorded every
     ``record_every`` steps (default: 100 records).
     """
     X, Xp = _check(X, Xp, alpha_p, beta, eta)
-    steps = check_steps(T, dt, "dt", limits, STEP_OVERHEAD / 10)
+    steps = check_steps(T, dt, "dt", STEP_OVERHEAD / 10)
     every = record_every or max(1, steps // 100)
     W, Wp, Wa = (np.array(a, float) for a in (W0, Wp0, Wa0))
     ts, out = [0.0], [(W.copy(), Wp.copy(), Wa.copy())]
@@ -140,13 +140,13 @@ def euler(W0, Wp0, Wa0, X, Xp, T, dt, alpha_p=1.0, beta=1.0, eta=0.0, record_eve
 
 # ----------------------------------------------------------------------------- SGD
 def simulate_sgd(W0, Wp0, Wa0, X, Xp, T, lr, alpha_p=1.0, beta=1.0, eta=0.0, batch_size=256,
-                 seed=0, record_every=None, stop=None, limits=None):
+                 seed=0, record_every=None, stop=None):
     """BYOL's own SGD (``byol.BYOL`` with a linear encoder and predictor, no BN, no
     normalisation) on ``GaussianViews(X, Xp)``: ``ema = 1 - lr*beta``, ``predictor_lr =
     alpha_p``, ``weight_decay = eta``. Returns ``(t, Ws, Wps, Was)`` like ``integrate``;
     ``stop.is_set()`` (checked every step) ends it early with the records so far. The
-    ``round(T / lr)`` steps' work is checked against ``limits`` first."""
-    steps = check_steps(T, lr, "lr", limits, 3 * STEP_OVERHEAD)
+    ``round(T / lr)`` steps' work is checked against the limits first."""
+    steps = check_steps(T, lr, "lr", 3 * STEP_OVERHEAD)
     if not 0 < lr * beta <= 1:
         raise ValueError(f"lr * beta must be in (0, 1] (the EMA rate per step), got {lr * beta}")
     W0, Wp0, Wa0 = (np.asarray(a, float) for a in (W0, Wp0, Wa0))

@@ -118,12 +118,18 @@ def check_loss(loss, tau=1.0, H=None, margin=0.0):
     B.check_choice("loss", loss, tuple(LOSSES))
     B.check_real("tau", tau, TAU_MIN)
     B.check_real("margin", margin)
-    if H is not None and H < 1:
+    if H is not None:
+        check_negatives(loss, H)
+    return LOSSES[loss]
+
+
+def check_negatives(loss, H):
+    """``ValueError`` unless ``loss`` (a name of ``LOSSES``) takes ``H`` negatives per anchor."""
+    if H < 1:
         raise ValueError(f"there must be H >= 1 negatives per anchor, got H={H}")
-    if H is not None and loss in SINGLE_NEGATIVE and H != 1:
+    if loss in SINGLE_NEGATIVE and H != 1:
         raise ValueError(f"loss={loss!r} takes exactly H=1 negative per anchor, got H={H}; "
                          f"use loss='infonce' for several negatives")
-    return LOSSES[loss]
 
 
 def pair_weights(r_pos, r_neg, loss="infonce", tau=1.0, margin=0.0):
@@ -214,14 +220,20 @@ def contrastive_loss(z, z_pos, z_neg, loss="infonce", tau=1.0, margin=0.0,
     xp = array_module(z)
     z, z_pos, z_neg_in = xp.asarray(z), xp.asarray(z_pos), xp.asarray(z_neg)
     z_neg = check_embeddings(z, z_pos, z_neg_in)
-    N, H = z_neg.shape[:2]
-    fn = check_loss(loss, tau, H, margin)
+    fn = check_loss(loss, tau, z_neg.shape[1], margin)
+    check_scale("z, z_pos, z_neg", *distances(z, z_pos, z_neg))
+    value, (dz, dzp, dzn), r = triplet_loss(z, z_pos, z_neg, fn, float(tau), float(margin))
+    out = (value, (dz, dzp, dzn.reshape(z_neg_in.shape)))
+    return out + (r,) if return_distances else out
+
+
+def triplet_loss(z, z_pos, z_neg, fn, tau, margin):
+    """``contrastive_loss`` of checked embeddings (z_neg (N, H, d)) with the loss function
+    ``fn``: ``(mean loss, (dz, dz_pos, dz_neg), (r_pos, r_neg))``."""
+    N = z.shape[0]
     r_pos, r_neg = distances(z, z_pos, z_neg)
-    check_scale("z, z_pos, z_neg", r_pos, r_neg)
-    L, d_pos, d_neg = fn(r_pos, r_neg, float(tau), float(margin))
-    dz, dzp, dzn = chain_triples(z, z_pos, z_neg, d_pos / N, d_neg / N)
-    out = (float(L.mean()), (dz, dzp, dzn.reshape(z_neg_in.shape)))
-    return out + ((r_pos, r_neg),) if return_distances else out
+    L, d_pos, d_neg = fn(r_pos, r_neg, tau, margin)
+    return float(L.mean()), chain_triples(z, z_pos, z_neg, d_pos / N, d_neg / N), (r_pos, r_neg)
 
 
 def simclr_weights(Z, loss="infonce", tau=1.0, margin=0.0):
@@ -235,9 +247,7 @@ def simclr_weights(Z, loss="infonce", tau=1.0, margin=0.0):
     xp = array_module(Z)
     nB = Z.shape[0]
     N = nB // 2
-    fn = check_loss(loss, tau, nB - 2, margin)
-    with np.errstate(over="ignore"):
-        check_scale("z1, z2", Z * Z, factor=nB)            # bounds the sum of all r_ij
+    fn = LOSSES[loss]                                      # checked by the caller
     R = gram_distances(Z)                                  # (2N, 2N)
     idx = xp.arange(nB)
     partner = (idx + N) % nB
@@ -269,6 +279,9 @@ def simclr_loss(z1, z2, loss="infonce", tau=1.0, margin=0.0, return_distances=Fa
         raise ValueError(f"z1 must have N >= 2 rows (the SimCLR arrangement needs negatives), "
                          f"got N={N}")
     Z = xp.concatenate([z1, z2], axis=0)                   # (2N, d)
+    check_loss(loss, tau, 2 * N - 2, margin)
+    with np.errstate(over="ignore"):
+        check_scale("z1, z2", Z * Z, factor=2 * N)         # bounds the sum of all r_ij
     L, C, r_pos, _ = simclr_weights(Z, loss, tau, margin)
     dZ = chain_gram(Z, C)
     out = (float(L.mean()), (dZ[:N], dZ[N:]))
@@ -336,16 +349,11 @@ def supcon_weights(Z, labels, tau=1.0):
     Returns ``(L (B,), C (B, B), r_pos (B,), r_neg_mean)`` like ``simclr_weights``: per-anchor
     losses, ``C_ij = (dL_i/dr_ij) / B`` (``chain_gram(Z, C)`` is the gradient of the mean
     loss), each anchor's mean distance to its positives (0 without positives) and the mean
-    distance to the other labels' rows (NaN if there are none).
+    distance to the other labels' rows (NaN if there are none). Inputs checked by the caller
+    (``supcon_loss``; the training loop checks its batch).
     """
     xp = array_module(Z)
     nB = Z.shape[0]
-    check_loss("infonce", tau)
-    if nB < 2:
-        raise ValueError(f"Z must have B >= 2 rows (SupCon contrasts rows), got B={nB}")
-    labels = check_labels(labels, nB, xp)
-    with np.errstate(over="ignore"):
-        check_scale("Z", Z * Z, factor=nB)                 # bounds the sum of all r_ij
     same = labels[:, None] == labels[None, :]
     R = gram_distances(Z)                                  # (B, B)
     L, D = supcon(R, same, float(tau))
@@ -362,6 +370,12 @@ def supcon_loss(Z, labels, tau=1.0):
     xp = array_module(Z)
     Z = xp.asarray(Z)
     check_embeddings(Z, Z, Z)
+    check_loss("infonce", tau)
+    if Z.shape[0] < 2:
+        raise ValueError(f"Z must have B >= 2 rows (SupCon contrasts rows), got B={Z.shape[0]}")
+    labels = check_labels(labels, Z.shape[0], xp)
+    with np.errstate(over="ignore"):
+        check_scale("Z", Z * Z, factor=Z.shape[0])         # bounds the sum of all r_ij
     L, C, _, _ = supcon_weights(Z, labels, tau)
     return float(L.mean()), chain_gram(Z, C)
 

@@ -19,9 +19,8 @@ from typing import NamedTuple
 import numpy as np
 
 from . import backend as B
-from .hltm import SAMPLE_BYTES
 from .kernels import twin
-from .budget import DRAW_COST, Cost, mlp_activation_bytes, mlp_weights
+from .budget import correlation_cost
 
 
 class Correlation(NamedTuple):
@@ -116,20 +115,6 @@ def _eval_set(tree, n, rng, x, z):
     return x, z.astype(np.float64)
 
 
-def correlation_cost(tree, sizes, n, dtype="float64", param=None):
-    """The ``limits.Cost`` of ``normalized_correlation`` and ``correlation_ceiling`` on ``n``
-    samples of ``tree`` for a tree network of widths ``sizes``: memory of the samples (every
-    node), the forward caches, the float64 group copies and their centred copies, and the
-    posterior pass; work of drawing, the forward pass and the statistics."""
-    hidden = sum(sizes[1:])
-    memory = (n * tree.n_nodes * (SAMPLE_BYTES + 4 * 8) + mlp_activation_bytes(sizes, n, dtype)
-              + 3 * n * hidden * 8)
-    work = n * (mlp_weights(sizes) + 6 * hidden + (DRAW_COST + 8) * tree.n_nodes)
-    param = param or f"n={n}"
-    return Cost(((memory, "the evaluation pass", param),),
-                ((work, "the evaluation pass", param),))
-
-
 def normalized_correlation(tree, net, n=10000, rng=0, *, x=None, z=None, limits=None):
     """For each latent mu: ``max_u |Pearson(z_mu, g_u)|`` over the pre-activations of mu's
     ``hid`` units, on ``n`` samples from ``tree`` (or on the given evaluation set ``x, z``).
@@ -137,10 +122,10 @@ def normalized_correlation(tree, net, n=10000, rng=0, *, x=None, z=None, limits=
     Float64, two passes (``unit_correlations``, or its compiled twin for a "numba" net).
     Returns ``Correlation(per_latent (n_latents,) BFS, by_depth {depth: mean}, per_unit
     (n_latents, hid))``, every unit's |Pearson| with its latent, ``per_latent`` its row max.
-    ``correlation_cost`` is checked against ``limits`` first.
+    ``budget.correlation_cost`` is checked against ``limits`` first.
     """
     x, z = _eval_set(tree, n, rng, x, z)
-    correlation_cost(tree, net.sizes, len(x), net.dtype).check(limits)
+    correlation_cost(tree.n_nodes, net.sizes, len(x), net.dtype).check(limits)
     corr = twin("unit_correlations", net.backend) or unit_correlations
     eps = np.finfo(net.dtype).eps
     s = tree.level_starts
@@ -157,7 +142,7 @@ def correlation_ceiling(tree, n=10000, rng=0, *, x=None, z=None, limits=None):
     estimated on ``n`` samples (or the given ``x, z``). Returns a ``Correlation``.
     """
     x, z = _eval_set(tree, n, rng, x, z)
-    correlation_cost(tree, [tree.n_leaves, tree.n_latents], len(x)).check(limits)
+    correlation_cost(tree.n_nodes, [tree.n_leaves, tree.n_latents], len(x)).check(limits)
     post = tree.posterior_mean(x)                                      # (n, n_latents)
     per = best_unit_correlation(z, post[:, :, None])
     return Correlation(per, _by_depth(tree, per))

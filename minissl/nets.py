@@ -21,7 +21,7 @@ import numpy as np
 from . import backend as B
 from .io import CheckpointError, load_state, save_state
 from .layers import BatchNorm, L2Normalize, Linear, ReLU, Sequential
-from .budget import ResourceLimitError, check_memory, mlp_activation_bytes, mlp_weights
+from .budget import ResourceLimitError, check_memory, check_net_size, mlp_activation_bytes
 
 MAX_LAYERS = 64          # depth limit (number of weight matrices)
 MAX_WIDTH = 1 << 20      # width limit per layer
@@ -50,22 +50,6 @@ def check_sizes(sizes):
     return [B.check_int(f"sizes[{i}]", s, 1, MAX_WIDTH) for i, s in enumerate(sizes)]
 
 
-def net_bytes(sizes, masks=None, dtype="float64"):
-    """Bytes a ``ReLUNet`` of these widths holds at its peak: every weight three times (the
-    weight and its gradient in ``dtype``, the float64 draw of the init) and every mask that is
-    not None (in ``dtype``). Nothing is allocated."""
-    item = np.dtype(dtype).itemsize
-    dense = mlp_weights(sizes)
-    return dense * (2 * item + 8) + (mlp_weights(sizes, masks) - dense) * item
-
-
-def check_net_size(sizes, masks=None, dtype="float64", limits=None, param=None):
-    """``ResourceLimitError`` if ``net_bytes`` exceeds the memory limit (``limits.check_memory``);
-    ``param`` names what set the widths (default ``sizes=[...]``)."""
-    check_memory(net_bytes(sizes, masks, dtype), "the network's weights, gradients and masks",
-                 param or f"sizes={list(sizes)}", limits)
-
-
 def _check_masks(masks, sizes):
     L = len(sizes) - 1
     if masks is None:
@@ -87,18 +71,19 @@ def _check_masks(masks, sizes):
 
 class Network(Sequential):
     """Layers the training loop can train: a ``Sequential`` that knows its widths ``sizes``
-    (``[n_0, ..., n_L]``), its ``backend``, ``dtype``, array module ``xp`` and ``limits``,
-    checks its input (``check_input``) and is not ``plain`` (the covariance identities are
+    (``[n_0, ..., n_L]``), its ``backend``, ``dtype`` and array module ``xp``, checks its
+    input (``check_input``, against ``limits``: None, the environment's) and is not ``plain`` (the covariance identities are
     ``ReLUNet``'s). ``compiled_steps``: whether the compiled training steps of ``kernels``
     apply to it (they are written for ``ReLUNet``)."""
     bias = normalize = False
     batchnorm = masks = None
     compiled_steps = False
+    limits = None
 
-    def __init__(self, layers, sizes, *, dtype="float64", backend="numpy", limits=None):
+    def __init__(self, layers, sizes, *, dtype="float64", backend="numpy"):
         super().__init__(layers)
         self.sizes, self.dtype = check_sizes(sizes), B.check_dtype(dtype)
-        self.backend, self.limits = B.check_backend(backend), limits
+        self.backend = B.check_backend(backend)
         self.xp = B.get_xp(backend)
         self.rows_checked = 0          # the largest batch whose caches passed the limits
 
@@ -130,8 +115,13 @@ class Network(Sequential):
         return B.check_finite(name, x, self.xp)
 
     def forward(self, x):
-        """Output ``(N, n_L)`` for ``x`` ``(N, n_0)``; the layers cache what ``backward`` needs."""
-        return super().forward(self.check_input(x))
+        """Output ``(N, n_L)`` for ``x`` ``(N, n_0)`` (checked: ``check_input``); the layers
+        cache what ``backward`` needs."""
+        return self.apply(self.check_input(x))
+
+    def apply(self, x):
+        """``forward`` of an input already checked (the training loop checks a batch once)."""
+        return super().forward(x)
 
     __call__ = forward
 
@@ -152,7 +142,7 @@ class ReLUNet(Network):
     seed : int or ``np.random.Generator`` for the init (``layers.Linear``: over the live
         inputs of each unit, W then b per layer).
     dtype : "float64" or "float32".  backend : "numpy", "numba" or "cupy".
-    limits : a ``minissl.limits.Limits`` or None (the environment's): ``net_bytes`` is checked
+    limits : a ``minissl.budget.Limits`` or None (the environment's): ``net_bytes`` is checked
         against it before anything is allocated (``ResourceLimitError``).
     """
 
@@ -190,7 +180,7 @@ class ReLUNet(Network):
                 layers.append(ReLU(self.xp))
         if self.normalize:
             layers.append(L2Normalize(self.norm_eps, self.xp))
-        super().__init__(layers, self.sizes, dtype=self.dtype, backend=backend, limits=limits)
+        super().__init__(layers, self.sizes, dtype=self.dtype, backend=backend)
         self.layers[0].need_input_grad = False
         self.grad_biases, self.grad_input = None, None
 

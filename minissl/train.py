@@ -56,9 +56,9 @@ from . import backend as B
 from .covariance import covariance_pair_weights, covariance_update
 from .hltm import HLTM
 from .kernels import twin
-from .budget import DRAW_COST, Cost, mlp_activation_bytes, mlp_weights, training_work
-from .losses import (LOSSES, check_labels, check_loss, chain_gram, contrastive_loss,
-                     simclr_weights, supcon_weights)
+from .budget import train_cost
+from .losses import (LOSSES, check_labels, check_loss, check_negatives, chain_gram,
+                     simclr_weights, supcon_weights, triplet_loss)
 from .optim import SGD, Adam, History, notify, stopped
 
 NEGATIVES = ("given", "in_batch", "supervised")
@@ -127,39 +127,6 @@ class TrainConfig:
         return self
 
 
-def train_cost(sizes, cfg, negatives=1, draws_per_sample=None, dtype="float64", steps_param=None):
-    """The ``limits.Cost`` of ``train`` with ``cfg`` on a net of widths ``sizes``, nothing
-    allocated. A batch is ``(2 + H) * batch_size`` samples (``negatives`` = H; ``draws_per_
-    sample`` random numbers each, default ``sizes[0]``; an HLTM draws every node).
-
-    Memory: the batch (float64 samples, their copy in ``dtype``), the forward caches and as
-    much again for the backward pass, the SimCLR or SupCon Gram matrices (in-batch or
-    supervised negatives), and with
-    ``update="covariance"`` the Jacobians of the batch's views. Work: ``limits.training_work``
-    of the rows the net sees per step, drawing the batch, the Gram products, and per layer the
-    covariance-operator step (``2N (n_L + 3) weights``). ``steps_param`` names the settings
-    behind ``cfg.steps`` in messages (default ``steps=...``).
-    """
-    rows = cfg.batch_size * (2 + negatives)
-    seen = 2 * cfg.batch_size if cfg.negatives != "given" else rows
-    draws = rows * (sizes[0] if draws_per_sample is None else draws_per_sample)
-    item, weights = np.dtype(dtype).itemsize, mlp_weights(sizes)
-    batch = (draws * 8 + rows * sizes[0] * item + 2 * mlp_activation_bytes(sizes, seen, dtype)
-             + (5 * seen * seen * 8 if cfg.negatives != "given" else 0))
-    work = training_work(sizes, seen, cfg.steps) + cfg.steps * DRAW_COST * draws
-    if cfg.negatives != "given":                       # SimCLR, SupCon: B x B matrices
-        work += cfg.steps * 2 * seen * seen * sizes[-1]
-    param = f"batch_size={cfg.batch_size}" + (f", negatives={negatives}" if negatives > 1 else "")
-    memory = [(batch, "a training batch", param)]
-    if cfg.update == "covariance":
-        N2, L = 2 * cfg.batch_size, len(sizes) - 1
-        memory.append((N2 * sizes[-1] * sum(sizes[1:]) * item + N2 * N2 * sizes[-1] * 8,
-                       "the covariance-operator step (Jacobians of the views)", param))
-        work += cfg.steps * (L * N2 * (sizes[-1] + 3) * weights + N2 * N2 * sizes[-1])
-    steps_param = steps_param or f"steps={cfg.steps}"
-    return Cost(tuple(memory), ((work, "training", f"{steps_param}, {param}"),))
-
-
 def check_frozen(frozen, depth=None):
     """``frozen`` as a sorted tuple of distinct layer indices ``0 <= l < depth`` (``depth``
     None: only ``l >= 0``), else ``ValueError`` naming ``frozen``."""
@@ -180,34 +147,33 @@ def trainable(net, frozen=()):
     return [i for i in range(len(net.parameters())) if i not in skip]
 
 
-def check_batch(net, batch, negatives="given"):
-    """``(x, x_pos, x_neg)`` on the net's device, validated: x, x_pos (N, n_0), x_neg
-    (N, H, n_0) (or (N, n_0) for H = 1; ignored, returned as None, for in-batch negatives),
-    N >= 1, every value finite. For ``negatives="supervised"`` the third entry is the labels
-    (N,), returned as an integer array on the net's device."""
+def check_batch(net, batch, cfg):
+    """A batch ``(x, x_pos, x_neg)`` from a source, checked once: ``(X, N, extra)`` with the
+    views stacked ``X = [x; x_pos; x_neg]`` ((2 + H) N, n_0) on the net's device, finite
+    (one ``net.check_input``), and ``extra`` H (given negatives: x_neg (N, H, n_0), or
+    (N, n_0) for H = 1; the loss must take H), or the labels (N,) for
+    ``negatives="supervised"``, or None for "in_batch" (x_neg ignored; N >= 2)."""
     x, x_pos, x_neg = batch
-    x, x_pos = net.check_input(x), net.check_input(x_pos, "x_pos")
-    if negatives == "supervised":
-        if x.shape[0] != x_pos.shape[0]:
-            raise ValueError(f"x and x_pos must have the same N rows, got {x.shape[0]} and "
-                             f"{x_pos.shape[0]}")
-        return x, x_pos, check_labels(net.xp.asarray(B.to_numpy(x_neg)), x.shape[0], net.xp)
-    if negatives == "in_batch":
-        if x.shape[0] != x_pos.shape[0] or x.shape[0] < 2:
-            raise ValueError(f"x and x_pos must have the same N >= 2 rows (in-batch "
-                             f"negatives), got {x.shape[0]} and {x_pos.shape[0]}")
-        return x, x_pos, None
-    x_neg = net.asarray(x_neg)
-    if x_neg.ndim == 2:
-        x_neg = x_neg[:, None, :]
-    N, n0 = x.shape
-    if N < 1 or x_pos.shape[0] != N:
-        raise ValueError(f"x and x_pos must have the same N >= 1 rows, got {N} and "
-                         f"{x_pos.shape[0]}")
-    if x_neg.ndim != 3 or x_neg.shape[0] != N or x_neg.shape[2] != n0 or x_neg.shape[1] < 1:
-        raise ValueError(f"x_neg must have shape (N, H, n_0) = ({N}, H >= 1, {n0}), "
-                         f"got {tuple(x_neg.shape)}")
-    return x, x_pos, B.check_finite("x_neg", x_neg, net.xp)
+    x, x_pos = net.xp.asarray(x), net.xp.asarray(x_pos)
+    N, parts = x.shape[0], [x, x_pos]
+    if x.ndim != 2 or x_pos.shape != x.shape or N < (1 if cfg.negatives == "given" else 2):
+        raise ValueError(f"x and x_pos must have the same shape (N, {net.sizes[0]}) with "
+                         f"N >= {1 if cfg.negatives == 'given' else 2}, got "
+                         f"{tuple(x.shape)} and {tuple(x_pos.shape)}")
+    extra = None
+    if cfg.negatives == "supervised":                 # x_neg holds the labels
+        extra = check_labels(net.xp.asarray(B.to_numpy(x_neg)), N, net.xp)
+    elif cfg.negatives == "given":
+        x_neg = net.xp.asarray(x_neg)
+        x_neg = x_neg[:, None, :] if x_neg.ndim == 2 else x_neg
+        if x_neg.ndim != 3 or x_neg.shape[0] != N or x_neg.shape[2] != x.shape[1] \
+                or x_neg.shape[1] < 1:
+            raise ValueError(f"x_neg must have shape (N, H, n_0) = ({N}, H >= 1, "
+                             f"{x.shape[1]}), got {tuple(x_neg.shape)}")
+        extra = x_neg.shape[1]
+        check_negatives(cfg.loss, extra)
+        parts.append(x_neg.reshape(N * extra, -1))
+    return net.check_input(net.xp.concatenate(parts)), N, extra
 
 
 def finite_output(Z, factor):
@@ -220,29 +186,25 @@ def finite_output(Z, factor):
 def loss_and_grads(net, batch, cfg):
     """Forward all views, the loss and backward. Returns ``(loss, r_pos, r_neg, grads)`` with
     ``grads`` aligned with ``net.parameters()`` and ``r_pos``/``r_neg`` batch means;
-    ``(nan, nan, nan, None)`` when the output is not finite."""
-    x, x_pos, x_neg = check_batch(net, batch, cfg.negatives)
+    ``(nan, nan, nan, None)`` when the output is not finite. ``cfg`` was validated by the
+    caller; the batch is checked here, once (``check_batch``)."""
+    X, N, extra = check_batch(net, batch, cfg)
     xp = net.xp
-    if cfg.negatives != "given":
-        Z = net.forward(xp.concatenate([x, x_pos]))
-        if not finite_output(Z, Z.shape[0]):
-            return math.nan, math.nan, math.nan, None
-        if cfg.negatives == "supervised":            # x_neg holds the labels
-            L, C, r_pos, r_neg = supcon_weights(Z, xp.concatenate([x_neg, x_neg]), cfg.tau)
+    Z = net.apply(X)                                   # all views in one pass
+    if not finite_output(Z, Z.shape[0] if cfg.negatives != "given" else 1 + extra):
+        return math.nan, math.nan, math.nan, None
+    if cfg.negatives == "given":
+        z, zp, zn = Z[:N], Z[N:2 * N], Z[2 * N:].reshape(N, extra, -1)
+        value, (dz, dzp, dzn), (r_pos, r_neg) = triplet_loss(
+            z, zp, zn, LOSSES[cfg.loss], cfg.tau, cfg.margin)
+        dZ = xp.concatenate([dz, dzp, dzn.reshape(N * extra, -1)])
+    else:
+        if cfg.negatives == "supervised":
+            L, C, r_pos, r_neg = supcon_weights(Z, xp.concatenate([extra, extra]), cfg.tau)
         else:
             weights = twin("simclr_weights", net.backend) or simclr_weights
             L, C, r_pos, r_neg = weights(Z, cfg.loss, cfg.tau, cfg.margin)
         value, dZ, r_neg = float(L.mean()), chain_gram(Z, C), xp.asarray(r_neg)
-    else:
-        N, H, n0 = x_neg.shape
-        check_loss(cfg.loss, cfg.tau, H)
-        Z = net.forward(xp.concatenate([x, x_pos, x_neg.reshape(N * H, n0)]))
-        if not finite_output(Z, 1 + H):
-            return math.nan, math.nan, math.nan, None
-        z, zp, zn = Z[:N], Z[N:2 * N], Z[2 * N:].reshape(N, H, -1)
-        value, (dz, dzp, dzn), (r_pos, r_neg) = contrastive_loss(
-            z, zp, zn, cfg.loss, cfg.tau, cfg.margin, return_distances=True)
-        dZ = xp.concatenate([dz, dzp, dzn.reshape(N * H, -1)])
     net.backward(dZ)
     return value, float(r_pos.mean()), float(r_neg.mean()), net.grads()
 
@@ -263,9 +225,9 @@ def gradient_step(net, cfg):
         return lambda batch: loss_and_grads(net, batch, cfg)
 
     def run(batch):
-        x, x_pos, x_neg = check_batch(net, batch)
-        check_loss(cfg.loss, cfg.tau, x_neg.shape[1])
-        return step(net.weights, x, x_pos, x_neg, cfg.loss, cfg.tau, cfg.margin)
+        X, N, H = check_batch(net, batch, cfg)
+        x_neg = X[2 * N:].reshape(N, H, -1)
+        return step(net.weights, X[:N], X[N:2 * N], x_neg, cfg.loss, cfg.tau, cfg.margin)
     return run
 
 
@@ -395,7 +357,7 @@ def steps_runner(net, source, cfg):
     return advance, False
 
 
-def train(net, source, cfg=None, callback=None, stop=None, limits=None, **overrides):
+def train(net, source, cfg=None, callback=None, stop=None, **overrides):
     """Train ``net`` on ``source.triples`` (``source.labelled`` for ``negatives="supervised"``)
     for ``cfg.steps`` steps; returns a ``History``.
 
@@ -404,14 +366,13 @@ def train(net, source, cfg=None, callback=None, stop=None, limits=None, **overri
     mean loss since the previous such record) and ``callback(record)`` is called: returning
     ``False`` ends the run early, as does ``stop.is_set()`` (checked every step, or every
     chunk of compiled steps: see the module docstring). Raises ``TrainingDiverged`` when the
-    loss stops being finite. Before anything runs, ``train_cost`` is checked against
-    ``limits`` (None: the environment's; ``ResourceLimitError`` naming the setting, the
-    estimate and the limit).
+    loss stops being finite. Before anything runs, ``budget.train_cost`` is checked against
+    the environment's limits (``ResourceLimitError``; the experiments check theirs first).
     """
     cfg = replace(cfg or TrainConfig(), **overrides).validate()
     check_run(net.plain, cfg)
     train_cost(net.sizes, cfg, B.check_int("source.negatives", getattr(source, "negatives", 1), 1),
-               getattr(source, "n_nodes", None), net.dtype).check(limits)
+               getattr(source, "n_nodes", None), net.dtype).check()
     advance, chunked = steps_runner(net, source, cfg)
     hist, window, step = History(), [], 0
     t0 = time.perf_counter()

@@ -22,7 +22,7 @@ from minissl import linear_byol as LB
 from minissl import experiments as E
 from minissl.backend import check_int, check_real
 from minissl.byol import BYOL, BYOLConfig, train_byol
-from minissl.io import CheckpointError, save_state
+from minissl.io.checkpoint import CheckpointError, save_state
 from minissl.covariance import covariance_operator, covariance_spectrum, covariance_update
 from minissl.data import GaussianClusters
 from minissl.hltm import HLTM

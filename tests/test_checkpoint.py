@@ -11,7 +11,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from minissl.io import MAX_ARRAYS, CheckpointError, load_state, save_state
+from minissl.io.checkpoint import MAX_ARRAYS, CheckpointError, load_state, save_state
 from minissl.budget import Limits, ResourceLimitError
 
 pytestmark = pytest.mark.timeout(30)

@@ -10,7 +10,7 @@ import pytest
 import minissl
 from minissl import ReLUNet, TrainConfig
 from minissl.backend import BackendError, cupy_available
-from minissl.io import CheckpointError
+from minissl.io.checkpoint import CheckpointError
 from minissl.gradcheck import check_gradients, gradient_error, numerical_gradient
 from minissl.train import loss_and_grads
 

@@ -1,18 +1,17 @@
 """README examples print what README says they print: every ```python block that is followed
 by a ```text block is run, and its output must equal that text."""
-import contextlib
-import io
+import importlib.util
 import pathlib
 import re
 
 import pytest
 
-README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
-PAIR = re.compile(r"```python\n(.*?)```\s*\n```text\n(.*?)```", re.S)
-
-
-def examples():
-    return PAIR.findall(README.read_text(encoding="utf-8"))
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+_spec = importlib.util.spec_from_file_location("readme_examples", ROOT / ".ci" / "readme_examples.py")
+readme_examples = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(readme_examples)
+examples = readme_examples.examples
 
 
 def test_readme_has_examples_and_quick_start():
@@ -39,7 +38,4 @@ def test_ci_runs_readmes_test_command_verbatim_in_a_fresh_venv():
 
 @pytest.mark.parametrize("code,expected", examples(), ids=lambda s: s.splitlines()[0][:40])
 def test_readme_example_prints_what_it_says(code, expected):
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
-    assert buf.getvalue().strip() == expected.strip()
+    assert readme_examples.run(code).strip() == expected.strip()

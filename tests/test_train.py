@@ -111,3 +111,41 @@ def test_cupy_backend_matches_numpy():
     h_cp = train(ReLUNet([8, 16, 4], seed=3, backend="cupy"), src, steps=20, lr=0.02)["loss"]
     np.testing.assert_allclose(h_cp, h_np, rtol=1e-9)
     assert minissl.backend.to_numpy(ReLUNet([3, 2], backend="cupy").weights[0]).shape == (2, 3)
+
+
+# ----------------------------------------------------------------------------- validate once
+@pytest.mark.parametrize("backend, negatives", [("numpy", "given"), ("numba", "given"),
+                                                ("numpy", "in_batch"), ("numpy", "supervised")])
+def test_a_training_step_checks_its_input_once(monkeypatch, backend, negatives):
+    """The run's settings are validated when it starts; then each step checks its batch once
+    (one ``check_input`` of all its views, one finite check) and re-validates nothing else:
+    the per-step count of each check is the difference between a 5-step and a 1-step run."""
+    import importlib
+    B, LS, NT, TR = (importlib.import_module(f"minissl.{m}")
+                     for m in ("backend", "losses", "nets", "train"))
+    counts = {}
+
+    def counting(owner, name):
+        fn = getattr(owner, name)
+
+        def wrapped(*args, **kwargs):
+            counts[name] = counts.get(name, 0) + 1
+            return fn(*args, **kwargs)
+        monkeypatch.setattr(owner, name, wrapped)
+
+    counting(NT.Network, "check_input")
+    counting(B, "check_finite")
+    for mod in (TR, LS):
+        counting(mod, "check_loss")
+    counting(TR, "check_negatives")
+    per_run = []
+    for steps in (1, 5):
+        counts.clear()
+        net = ReLUNet([8, 16, 4], seed=0, backend=backend)
+        train(net, GaussianClusters(dim=8, seed=0), loss="infonce", tau=0.5, lr=0.01,
+              steps=steps, batch_size=8, negatives=negatives, seed=1)
+        per_run.append(dict(counts))
+    per_step = {k: (per_run[1].get(k, 0) - per_run[0].get(k, 0)) / 4 for k in per_run[1]}
+    assert per_step["check_input"] == 1 and per_step["check_finite"] == 1, per_step
+    assert per_step.get("check_loss", 0) == 0, per_step
+    assert per_step.get("check_negatives", 0) == (1 if negatives == "given" else 0), per_step

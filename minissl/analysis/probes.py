@@ -55,6 +55,7 @@ def probe(X_train, y_train, X_test, y_test, kind="linear", *, C=1.0, k=10):
     (T targets probed separately from the same features; k-NN shares one neighbour search).
     Returns (T,) float64. A label constant on the training set is predicted as that constant
     by the linear probe (LogisticRegression needs two classes)."""
+    B.require("sklearn", "probe")
     from sklearn.linear_model import LogisticRegression
     from sklearn.neighbors import KNeighborsClassifier
     from sklearn.pipeline import make_pipeline

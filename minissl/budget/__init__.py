@@ -11,3 +11,5 @@ from .limits import (DEFAULT, DRAW_COST, GiB, KiB, MADDS_PER_SECOND, MiB, PUBLIC
                      check_memory, check_work, current_limits, format_bytes,
                      mlp_activation_bytes, mlp_step_work, mlp_weights, parse_bytes,
                      seconds_estimate, training_work)
+from .costs import (MATRIX_FREE, SAMPLE_BYTES, byol_cost, check_dense, check_net_size,
+                    check_steps, correlation_cost, dense_cost, net_bytes, pass_cost, train_cost)

@@ -113,6 +113,7 @@ def _progress(args, total, desc):
     """A tqdm bar on a terminal (unless --no-progress), else None."""
     if args.progress is False or not sys.stderr.isatty():
         return None
+    B.require("tqdm", "parallel")
     from tqdm.auto import tqdm
     return tqdm(total=total, desc=desc, leave=False, file=sys.stderr)
 
@@ -731,4 +732,8 @@ def build_parser():
 def main(argv=None):
     """Parse ``argv`` (default ``sys.argv[1:]``), run the subcommand, return its status."""
     args = build_parser().parse_args(argv)
-    return args._run(args)
+    try:
+        return args._run(args)
+    except B.MissingExtra as exc:                      # one line, never a traceback
+        print(f"minissl {args.command}: {exc}", file=sys.stderr)
+        return 2

@@ -21,8 +21,8 @@ from ..byol import DATASETS, PREDICTORS, BYOLConfig, byol_for, train_byol
 from ..data import GaussianClusters
 from ..hltm import HLTM
 from ..layers import BN_MODES
-from ..budget import STEP_OVERHEAD, Cost
-from ..metrics import correlation_cost, eigen_alignment, normalized_correlation
+from ..budget import STEP_OVERHEAD, Cost, correlation_cost
+from ..metrics import eigen_alignment, normalized_correlation
 from ..optim import notify, stopped
 from ..train import TrainingDiverged
 
@@ -41,12 +41,12 @@ ABLATION_BN_MEANS = BN_MODES
 ABLATION_EMAS = (0.0, 0.99)
 
 
-def _ablation_run(data, cfg, hid, source_kw, stop=None, limits=None):
+def _ablation_run(data, cfg, hid, source_kw, stop=None):
     src = make_source(data, **source_kw)
-    model = byol_for(src, cfg, hid, limits=limits)
+    model = byol_for(src, cfg, hid)
     t0 = time.perf_counter()
     try:
-        model, hist = train_byol(src, cfg, model=model, stop=stop, limits=limits)
+        model, hist = train_byol(src, cfg, model=model, stop=stop)
         rec = hist.records[-1]
         row = {k: rec[k] for k in ("loss", "eval_loss", "effective_rank", "std", "collapsed_loss",
                                    "spectrum")}
@@ -73,7 +73,7 @@ def ablation_cost(data, grid, hid, source_kw):
     for c in grid:
         sizes = src.network_sizes(hid) if hltm else [src.dim, *c.hidden, c.out_dim]
         cost = c.cost(sizes, getattr(src, "n_nodes", None), hltm)
-        costs.append(cost + correlation_cost(src, sizes, 4000) if hltm else cost)
+        costs.append(cost + correlation_cost(src.n_nodes, sizes, 4000) if hltm else cost)
     if not costs:
         return Cost()
     memory = max(costs, key=lambda c: c.bytes).memory
@@ -125,13 +125,14 @@ def run_ablation(data="toy", cfg=None, predictors=ABLATION_PREDICTORS,
     kw = dict(source_kw or {})
     ablation_cost(data, grid, hid, kw).check(limits)
     if n_jobs != 1:
+        B.require("joblib", "parallel")
         from joblib import Parallel, delayed
         return Parallel(n_jobs=n_jobs)(delayed(_ablation_run)(data, c, hid, kw) for c in grid)
     rows = []
     for i, c in enumerate(grid):
         if stopped(stop):
             break
-        rows.append({**_ablation_run(data, c, hid, kw, stop, limits), "run": i + 1,
+        rows.append({**_ablation_run(data, c, hid, kw, stop), "run": i + 1,
                      "runs": len(grid)})
         if notify(callback, rows[-1]) or stopped(stop):
             break

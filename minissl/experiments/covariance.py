@@ -10,12 +10,12 @@ from dataclasses import dataclass
 
 from .. import backend as B
 from ..covariance import (DENSE_MAX_KBAR, DENSE_MAX_P, PAIR_WEIGHT_LOSSES,
-                          covariance_pair_weights, covariance_spectrum, dense_cost, pass_cost)
+                          covariance_pair_weights, covariance_spectrum)
 from ..hltm import HLTM, check_polarity
-from ..budget import Cost, mlp_weights
-from ..nets import net_bytes, tree_network
+from ..budget import Cost, dense_cost, mlp_weights, net_bytes, pass_cost, train_cost
+from ..nets import tree_network
 from ..optim import notify, stopped
-from ..train import UPDATES, TrainConfig, covariance_step, loss_and_grads, train, train_cost
+from ..train import UPDATES, TrainConfig, covariance_step, loss_and_grads, train
 
 LANCZOS_MATVECS = (10, 40)     # OP products of one spectrum: 10 k + 40 (measured 21-88, k 1-16)
 

@@ -163,7 +163,7 @@ def decoupling_experiment(cfg, callback=None, stop=None, limits=None):
         records.append(neuron_record(net, src, r["step"], r["loss_mean"], r["seconds"]))
         return not notify(callback, records[-1])
 
-    train(net, src, tc, callback=on_record, stop=stop, limits=limits)
+    train(net, src, tc, callback=on_record, stop=stop)
     return records
 
 

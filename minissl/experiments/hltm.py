@@ -15,13 +15,13 @@ import numpy as np
 
 from .. import backend as B
 from ..hltm import HLTM, check_polarity
-from ..budget import Cost
+from ..budget import Cost, correlation_cost, net_bytes, train_cost
 from ..losses import SINGLE_NEGATIVE
-from ..metrics import correlation_cost, correlation_ceiling, normalized_correlation
-from ..nets import net_bytes, tree_network
+from ..metrics import correlation_ceiling, normalized_correlation
+from ..nets import tree_network
 from ..optim import notify, stopped
 from ..train import (NEGATIVES, TrainConfig, TrainingDiverged, batches, check_run,
-                     loss_and_grads, train, train_cost)
+                     loss_and_grads, train)
 from .probe import PROBE_TARGETS, hltm_probe, probe_cost
 
 PRESETS = ("theory", "reference")
@@ -141,7 +141,7 @@ class HLTMConfig:
         dtype = B.check_dtype(self.dtype)
         steps = self.epochs * self.steps_per_epoch + 10
         tc = self.train_config(steps=steps)
-        ev = correlation_cost(tree, sizes, self.eval_samples, dtype,
+        ev = correlation_cost(tree.n_nodes, sizes, self.eval_samples, dtype,
                               f"eval_samples={self.eval_samples}, hid={self.hid}")
         ev_all = ev.scaled(self.epochs + 2, f"epochs={self.epochs}")
         cost = (Cost(((net_bytes(sizes, [True] * self.depth, dtype), "the tree network", net),))
@@ -158,14 +158,14 @@ class HLTMConfig:
         and the limit; returns the ``Cost``."""
         return self.cost().check(limits)
 
-    def tree(self, limits=None):
+    def tree(self):
         return HLTM(self.depth, self.num_children, self.polarity, seed=self.seed,
-                    keep_depth=self.keep_depth, negatives=self.negatives, limits=limits,
+                    keep_depth=self.keep_depth, negatives=self.negatives,
                     label_latent=self.label_latent)
 
     def build(self, limits=None):
         """``(tree, net)`` for this configuration (call on an ``apply_preset`` config)."""
-        tree = self.tree(limits)
+        tree = self.tree()
         net = tree_network(tree, self.hid, bias=self.bias, normalize=self.normalize,
                            norm_eps=1e-4 if self.normalize else 0.0,
                            seed=B.derive_seed(self.seed, 1), backend=self.backend,
@@ -242,7 +242,7 @@ def hltm_experiment(cfg, callback=None, stop=None, limits=None):
             return False
 
     try:
-        train(net, tree, tc, callback=on_epoch, stop=stop, limits=limits)
+        train(net, tree, tc, callback=on_epoch, stop=stop)
     except TrainingDiverged as exc:
         exc.records = records
         raise
@@ -299,6 +299,7 @@ def run_sweep(cfgs, n_jobs=1, threads=1, callback=None, scheduler=None):
     (every worker thread takes configurations; ``n_jobs`` is then ignored). Needs the
     ``cluster`` extra (``dask[distributed]``); each worker must be able to import minissl.
     Ray works the same way through its joblib backend (docs/performance.md)."""
+    B.require("joblib", "parallel")
     from joblib import Parallel, delayed
     results = []
     with _joblib_backend(scheduler):
@@ -315,6 +316,7 @@ def _joblib_backend(scheduler):
     stack = ExitStack()
     if scheduler is None:
         return stack
+    B.require("distributed", "cluster")
     from distributed import Client
     from joblib import parallel_config
     client = scheduler if isinstance(scheduler, Client) else stack.enter_context(

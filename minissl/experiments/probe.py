@@ -12,8 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend as B
-from ..hltm import SAMPLE_BYTES
-from ..budget import Cost
+from ..budget import SAMPLE_BYTES, Cost
 from ..analysis.probes import (PROBES, bayes_accuracy, expected_bayes_accuracy, posterior_all_leaves,
                       probe, representations)
 

@@ -180,6 +180,7 @@ def selectivity_one(cfg, threads=1):
 def run_selectivity_seeds(cfg, seeds, n_jobs=1, threads=1, callback=None):
     """The summaries of ``cfg`` for each seed, in parallel processes (joblib);
     ``callback(summary)`` as each arrives."""
+    B.require("joblib", "parallel")
     from joblib import Parallel, delayed
     cfgs = [replace(cfg, seed=s).validate() for s in seeds]
     out = []

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .. import backend as B
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -46,6 +48,7 @@ def save_png(fig: Figure, path, dpi: int = 100) -> None:
 
 
 def _figure(w=6.0, h=3.6):
+    B.require("matplotlib", "figures")
     from matplotlib.figure import Figure
     return Figure(figsize=(w, h), layout="constrained")
 
