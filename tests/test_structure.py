@@ -97,3 +97,61 @@ def test_the_app_is_wiring():
                 bad += [f"{path.name}: {node.module}.{a.name}" for a in node.names
                         if a.name.startswith("_")]
     assert not bad, bad
+
+
+CORE = sorted(PKG.glob("*.py"))                   # the top-level modules: the mathematics
+CORE_MAX_LINES = 4000
+LIMITS_MAX_SIGNATURES = 6
+
+
+def test_the_core_is_small():
+    """docs/design.md "Read this first": the core a learner reads is under 4,000 lines; budgets,
+    I/O, figures, the CLI, probes and experiments live in subpackages."""
+    lines = sum(len(p.read_text(encoding="utf-8").splitlines()) for p in CORE)
+    assert lines <= CORE_MAX_LINES, f"the core holds {lines} lines"
+    names = {p.stem for p in CORE}
+    assert not names & {"limits", "checkpoint", "plots", "cli", "probes", "selectivity"}
+
+
+def test_few_core_signatures_take_limits():
+    """Budgets are checked at the edge; only the calls that allocate from a size a user typed
+    take ``limits=`` (design.md, Conventions)."""
+    found = []
+    for path in CORE:
+        for fn in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                args = fn.args.args + fn.args.kwonlyargs
+                if any(a.arg == "limits" for a in args):
+                    found.append(f"{path.stem}.{fn.name}")
+    assert len(found) <= LIMITS_MAX_SIGNATURES, found
+
+
+def test_the_base_install_is_lean():
+    """pyproject's dependencies are what the core needs; the app, figures, probes and parallel
+    runs are extras, and importing minissl loads none of them."""
+    import tomllib
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    base = {d.split(">")[0].split("=")[0].split("[")[0] for d in meta["dependencies"]}
+    assert base <= {"numpy", "scipy", "numba", "threadpoolctl"}, base
+    extras = meta["optional-dependencies"]
+    assert {"app", "figures", "probe", "parallel", "test"} <= set(extras)
+    code = ("import sys, minissl; bad = [m for m in ('gradio', 'matplotlib', 'sklearn', "
+            "'joblib', 'tqdm', 'fastapi') if m in sys.modules]; print(bad)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, cwd=ROOT)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_a_missing_extra_is_one_line(monkeypatch, capsys):
+    """An optional package that is not installed is named with its extra, never a traceback."""
+    from minissl.backend import MissingExtra, require
+    from minissl.cli import commands
+    monkeypatch.setitem(sys.modules, "sklearn", None)          # import sklearn -> ImportError
+    with pytest.raises(MissingExtra, match=r'^this needs sklearn, which is not installed: '
+                                            r'pip install "minissl\[probe\]"$'):
+        require("sklearn", "probe")
+    status = commands.main(["hltm", "--depth", "2", "--hid", "2", "--epochs", "1",
+                            "--samples-per-epoch", "256", "--probe", "root", "--no-progress"])
+    err = capsys.readouterr().err
+    assert status == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].endswith('pip install "minissl[probe]"'), err
