@@ -249,18 +249,13 @@ def loss_and_grads(net, batch, cfg):
 
 def gradient_step(net, cfg):
     """The function ``batch -> (loss, r_pos, r_neg, grads)`` of a run: the compiled step
-    (built once, holding its work buffers) where it applies (backend "numba", no BN, given
-    negatives, a tree network or a plain net, not too many weights), else ``loss_and_grads``."""
-    build = twin("train_step", net.backend)
-    if (build is None or not net.compiled_steps or net.batchnorm is not None
-            or cfg.negatives != "given"):
+    (built once, holding its work buffers) where it applies (``kernels.tree.TrainStep.
+    applies``: backend "numba", a tree network or a small plain net, no BN, given
+    negatives), else ``loss_and_grads``."""
+    compiled = twin("train_step", net.backend)
+    if compiled is None or not compiled.applies(net, cfg):
         return lambda batch: loss_and_grads(net, batch, cfg)
-    masks = None if net.masks is None else [None if m is None else B.to_numpy(m)
-                                            for m in net.masks]
-    step = build(net.sizes, masks, net.dtype, weights=net.weights, biases=net.biases,
-                 normalize=net.normalize, eps=net.norm_eps)
-    if step is None:
-        return lambda batch: loss_and_grads(net, batch, cfg)
+    step = compiled.build(net)
 
     def run(batch):
         x, x_pos, x_neg = check_batch(net, batch)
@@ -338,23 +333,15 @@ def batch_sampler(net, source, cfg):
 
 
 def epoch_twin(net, source, cfg):
-    """The compiled chunks of steps (``kernels.twin("train_epoch")``, built for this run) where
-    they apply: ``sampler="compiled"`` on an HLTM, backend "numba", given negatives, the
-    gradient update of every layer (nothing frozen), a tree network (grouped masks, no BN)
-    of the source's width, not more live weights than the fused step takes; else None."""
+    """The compiled chunks of steps (``kernels.twin("train_epoch")``, built for this run)
+    where they apply (``kernels.tree.TreeEpoch.applies``: the compiled sampler on an HLTM,
+    the gradient update of every layer by SGD, a tree network of the source's width), else
+    None."""
     epoch = twin("train_epoch", net.backend)
-    if (epoch is None or cfg.sampler != "compiled" or not isinstance(source, HLTM)
-            or not net.compiled_steps or cfg.optimizer != "sgd"
-            or cfg.negatives != "given" or cfg.update != "gradient" or net.masks is None
-            or net.batchnorm is not None or net.sizes[0] != source.dim or cfg.frozen):
-        return None
-    Ks = epoch.groups(net.sizes, [B.to_numpy(m) for m in net.masks])
-    if Ks is None:
+    if epoch is None or not epoch.applies(net, source, cfg):
         return None
     check_loss(cfg.loss, cfg.tau, source.negatives)
-    return epoch(net.weights, net.biases, Ks, source, cfg.batch_size, cfg.loss, cfg.tau,
-                 cfg.margin, cfg.lr, cfg.momentum, cfg.weight_decay, net.normalize,
-                 net.norm_eps)
+    return epoch.for_run(net, source, cfg)
 
 
 def steps_runner(net, source, cfg):
