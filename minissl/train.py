@@ -53,7 +53,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from . import backend as B
-from .covariance import covariance_pair_weights, covariance_update
+from .covariance import covariance_updates
 from .hltm import HLTM
 from .kernels import twin
 from .budget import DRAW_COST, Cost, mlp_activation_bytes, mlp_weights, training_work
@@ -266,12 +266,13 @@ def gradient_step(net, cfg):
 
 def covariance_step(net, batch, cfg, grads):
     """The covariance-operator steps ``ΔW_l`` of every layer on the batch's views
-    ``[x, x_pos]`` (N, 2, n_0), and per layer the cosine between ``-grads[l]`` and ``ΔW_l``."""
+    ``[x, x_pos]`` (N, 2, n_0), and per layer the cosine between ``-grads[l]`` and ``ΔW_l``.
+    One forward of the views and one Jacobian pass serve every layer and the pair weights
+    (``covariance.covariance_updates``; ξ ≡ 1 for "simple" is left out: ``xi=None``)."""
     xp = net.xp
     views = xp.stack([net.asarray(batch[0]), net.asarray(batch[1])], axis=1)   # (N, 2, n_0)
-    xi = None if cfg.loss == "simple" else covariance_pair_weights(
-        net, views, cfg.loss, cfg.tau, cfg.margin)
-    dWs = [covariance_update(net, views, l, xi) for l in range(net.depth)]
+    dWs = covariance_updates(net, views, loss=None if cfg.loss == "simple" else cfg.loss,
+                             tau=cfg.tau, margin=cfg.margin)
     cos = []
     for g, d in zip(grads, dWs):
         den = float(xp.sqrt((g * g).sum() * (d * d).sum()))
