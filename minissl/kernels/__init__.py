@@ -18,7 +18,8 @@ reading the net, source and config duck-typed.
 | triples                 | kernels.hltm.triples (same law, other | hltm.HLTM.triples               |
 |                         | random numbers)                       |                                 |
 | simclr_weights          | kernels.losses.simclr_weights         | losses.simclr_weights           |
-| connection              | kernels.covariance.GateProducts(...)  | covariance.JacobianProducts     |
+| connection              | kernels.covariance.GateProducts       | covariance.JacobianProducts     |
+|                         | .every_layer(net, gs, fs, N, M)       | .every_layer(...)               |
 | best_unit_correlation   | kernels.hltm.best_unit_correlation    | metrics.best_unit_correlation   |
 | unit_correlations       | kernels.hltm.unit_correlations        | metrics.unit_correlations       |
 """
