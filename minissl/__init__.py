@@ -7,7 +7,7 @@ from .backend import BACKENDS, BackendError, cupy_available, numba_available
 from .byol import BYOL, BYOLConfig, directpred_weights, train_byol
 from .io import CheckpointError
 from .covariance import (Factors, connection, covariance_operator, covariance_pair_weights,
-                         covariance_spectrum, covariance_update, kbar)
+                         covariance_spectrum, covariance_update, covariance_updates, kbar)
 from .data import GaussianClusters, GaussianViews
 from .decoupling import SparseCoding
 from .hltm import HLTM
@@ -28,7 +28,7 @@ __all__ = [
     "BYOL", "BYOLConfig", "directpred_weights", "train_byol",
     "CheckpointError",
     "Factors", "connection", "covariance_operator", "covariance_pair_weights",
-    "covariance_spectrum", "covariance_update", "kbar",
+    "covariance_spectrum", "covariance_update", "covariance_updates", "kbar",
     "GaussianClusters", "GaussianViews", "HLTM", "SparseCoding",
     "BatchNorm", "L2Normalize", "Linear", "ReLU", "Sequential", "SymmetricThreshold",
     "WeightNormLinear",

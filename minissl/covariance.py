@@ -23,6 +23,7 @@ Matrix-free. With ``u_n = Kbar_n^T vec(V) = mean_m J_l(x_nm) V f_{l-1}(x_nm)`` (
     Σ_n Kbar_n c_n = vec( Σ_{n,m} (1/M) (J_l(x_nm)^T c_n) ⊗ f_{l-1}(x_nm) )   (backward-like)
 
 For ξ ≡ 1, ``c_n = (2/N)(u_n - mean_n u)``. Neither K (N, P, n_L) nor OP (P, P) is formed.
+``covariance_updates`` gives every layer's ΔW_l (and ξ) from one forward and one Jacobian pass.
 
 Masked layers (the HLTM tree network): masked weights are zero and get zero gradient, so the
 operator acts on the allowed weights only: ``OP_l <- D OP_l D`` with ``D = diag(vec(mask_l))``.
@@ -47,10 +48,14 @@ DENSE_MAX_KBAR = 1 << 24  # ... and while Kbar (N * P * n_L numbers) stays below
 
 
 # ----------------------------------------------------------------------------- validation
-def _check_layer(net, layer):
+def _check_no_bn(net):
     if net.batchnorm is not None:
         raise ValueError("the covariance operator needs a ReLU net without BatchNorm "
                          "(batchnorm=None): f_L = K_l^T vec(W_l) does not hold through BN")
+
+
+def _check_layer(net, layer):
+    _check_no_bn(net)
     L = net.depth
     if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not 0 <= layer < L:
         raise ValueError(f"layer must be an integer in [0, {L - 1}] (an index into net.weights), "
@@ -187,14 +192,20 @@ class JacobianProducts:
     """``Kbar^T vec(V)`` and ``Σ_n Kbar_n c_n`` of one layer through the Jacobians ``J_l`` of
     every view (the NumPy/CuPy reference; ``kernels.covariance.GateProducts`` is its twin).
 
-    ``weights``, ``gs``/``fs`` (pre-activations and Linear inputs of the N*M views, n-major),
-    ``layer`` 0-based, ``N, M``. (``plans`` is unused: the twin's signature.)
+    ``JacobianProducts(J, f, N, M)``: the layer's ``J`` (NM, n_L, n_l) and Linear inputs
+    ``f`` (NM, n_{l-1}) of the N*M views, n-major. ``every_layer(net, gs, fs, N, M)``: one
+    per layer from one Jacobian pass (``nets.jacobians``) over the pre-activations ``gs`` and
+    Linear inputs ``fs`` of one forward.
     """
 
-    def __init__(self, weights, plans, gs, fs, layer, N, M):
-        self.xp = B.array_module(fs[layer])
-        self.J = jacobians(weights, gs, self.xp)[layer]            # (NM, n_L, n_l)
-        self.f, self.N, self.M = fs[layer], N, M                   # (NM, n_{l-1})
+    def __init__(self, J, f, N, M):
+        self.xp = B.array_module(f)
+        self.J, self.f, self.N, self.M = J, f, N, M                # (NM, n_L, n_l), (NM, n_{l-1})
+
+    @classmethod
+    def every_layer(cls, net, gs, fs, N, M):
+        Js = jacobians(net.weights, gs, B.array_module(fs[0]))     # all layers, one pass
+        return [cls(J, f, N, M) for J, f in zip(Js, fs)]
 
     def kbar_t(self, V):
         """``u_n = Kbar_n^T vec(V)`` (N, n_L) for ``V`` (n_l, n_{l-1}): forward-like."""
@@ -209,25 +220,37 @@ class JacobianProducts:
         return (D.T @ self.f) / self.M                             # (n_l, n_{l-1})
 
 
+def connection_pass(net, views):
+    """One forward of the N*M views (N, M, n_0) (validated by the caller) and one Jacobian
+    pass: ``(products, fbar)``, per layer the connection products (``JacobianProducts``, or
+    for backend "numba" its twin ``kernels.twin("connection")``) and the augmentation-averaged
+    outputs ``fbar`` (N, n_L) of that forward (what the pair weights read)."""
+    N, M = views.shape[:2]
+    gs, fs = _passes(net, views)
+    products = twin("connection", net.backend) or JacobianProducts
+    return products.every_layer(net, gs, fs, N, M), gs[-1].reshape(N, M, -1).mean(axis=1)
+
+
 class Factors:
     """What the matrix-free products need for one layer: ``apply(V) = OP vec(V)``.
 
     ``Factors(net, views, layer, xi)``: ``views`` (N, M, n_0), ``xi`` None or (N, N)
     symmetric. The connection products come from ``JacobianProducts`` or, for backend "numba",
-    its compiled twin (``kernels.twin("connection")``), which never forms J.
+    its compiled twin (``kernels.twin("connection")``), which never forms J. ``products``:
+    those of every layer from one ``connection_pass`` of these views, shared between layers
+    (``covariance_updates``); None runs the pass here.
     """
 
-    def __init__(self, net, views, layer, xi=None):
+    def __init__(self, net, views, layer, xi=None, products=None):
         self.xp = xp = net.xp
         self.layer = _check_layer(net, layer)
         views = _check_views(net, views)
         self.N, self.M = views.shape[:2]
-        pass_cost(net.sizes, net.dtype, self.N, self.M).check()
         self.xi = _check_xi(net, xi, self.N)
-        gs, fs = _passes(net, views)
-        products = twin("connection", net.backend) or JacobianProducts
-        plans = [lin.plan for lin in net.linears()]
-        self.products = products(net.weights, plans, gs, fs, self.layer, self.N, self.M)
+        if products is None:
+            pass_cost(net.sizes, net.dtype, self.N, self.M).check()
+            products, _ = connection_pass(net, views)
+        self.products = products[self.layer]
         self.shape = tuple(net.weights[self.layer].shape)          # (n_l, n_{l-1})
         self.dtype = net.dtype
         self.mask = None if net.masks is None else net.masks[self.layer]
@@ -255,10 +278,35 @@ def covariance_update(net, views, layer, xi=None):
 
     Cost: one forward of the N*M views plus two products with ``J_l`` (NM, n_L, n_l); memory
     O(NM n_L n_l), never (N, P, n_L) or (P, P). Gradient descent on the simple loss moves
-    ``W_l`` by ``lr * ΔW_l`` (see the module docstring for ``xi``).
+    ``W_l`` by ``lr * ΔW_l`` (see the module docstring for ``xi``). For every layer at once
+    use ``covariance_updates`` (one forward, not one per layer).
     """
     F = Factors(net, views, layer, xi)
     return F.apply(net.weights[F.layer])
+
+
+def covariance_updates(net, views, xi=None, loss=None, tau=1.0, margin=0.0):
+    """``[ΔW_l for every layer]``, each ``covariance_update(net, views, l, xi)``, from ONE
+    forward of the N*M views and ONE Jacobian pass (``connection_pass``), not one per layer.
+
+    ``loss`` (instead of ``xi``; one of ``PAIR_WEIGHT_LOSSES``, with ``tau``, ``margin``):
+    ``ξ = covariance_pair_weights(net, views, loss, tau, margin)``, read from the outputs of
+    that same forward. The pass (and the pair distances) are checked against the limits first.
+    """
+    _check_no_bn(net)
+    views = _check_views(net, views)
+    N, M = views.shape[:2]
+    if loss is None:
+        pass_cost(net.sizes, net.dtype, N, M).check()
+    elif xi is not None:
+        raise ValueError("pass xi (the pair weights) or loss (to compute them), not both")
+    else:
+        _check_pairs(net, loss, tau, margin, N, M)
+    products, fbar = connection_pass(net, views)
+    if loss is not None:
+        xi = pair_weights_of(fbar, loss, tau, margin)
+    return [Factors(net, views, l, xi, products=products).apply(net.weights[l])
+            for l in range(net.depth)]
 
 
 def covariance_matvec(net, views, layer, xi=None):
@@ -354,23 +402,37 @@ def covariance_pair_weights(net, views, loss="infonce", tau=1.0, margin=0.0):
     ``(1/N²) Σ_n (rowsum_n(ξ) - colsum_n(ξ)) Cov_views(K_n)`` that an asymmetric ξ adds.
     ``N·p`` keeps a finite large-batch limit ``e^{-r/τ} / E_x'' e^{-r/τ}``.
     """
+    views = _check_views(net, views)
+    N, M = views.shape[:2]
+    _check_pairs(net, loss, tau, margin, N, M)
+    if loss == "simple":
+        return net.xp.ones((N, N), dtype=net.dtype)
+    gs, _ = _passes(net, views)
+    return pair_weights_of(gs[-1].reshape(N, M, -1).mean(axis=1), loss, tau, margin)
+
+
+def _check_pairs(net, loss, tau, margin, N, M):
+    """``loss`` one of PAIR_WEIGHT_LOSSES with valid ``tau``/``margin``; the pass over the N*M
+    views and the pair distances within the limits."""
     if loss not in PAIR_WEIGHT_LOSSES:
         raise ValueError(f"loss must be one of {PAIR_WEIGHT_LOSSES}, got {loss!r}")
     check_loss(loss, tau, margin=margin)
-    views = _check_views(net, views)
-    xp = net.xp
-    N, M, n0 = views.shape
-    (pass_cost(net.sizes, net.dtype, N, M) + Cost(((3 * N * N * net.sizes[-1] * 8, "the pair distances",
-                                   f"N={N}"),))).check()
+    (pass_cost(net.sizes, net.dtype, N, M)
+     + Cost(((3 * N * N * net.sizes[-1] * 8, "the pair distances", f"N={N}"),))).check()
+
+
+def pair_weights_of(fbar, loss, tau=1.0, margin=0.0):
+    """``covariance_pair_weights`` from the augmentation-averaged outputs ``fbar`` (N, n_L):
+    ξ (N, N), symmetric (``loss`` validated by the caller)."""
+    xp = B.array_module(fbar)
+    N = fbar.shape[0]
     if loss == "simple":
-        return xp.ones((N, N), dtype=net.dtype)
-    gs, _ = net.passes(views.reshape(N * M, n0))
-    fbar = gs[-1].reshape(N, M, -1).mean(axis=1)               # (N, n_L)
+        return xp.ones((N, N), dtype=fbar.dtype)
     diff = fbar[:, None, :] - fbar[None, :, :]                 # (N, N, n_L)
     R = 0.5 * (diff * diff).sum(axis=-1)                       # (N, N) r^-
     if loss == "soft_triplet":
         xi, _ = pair_weights(xp.zeros(N * N, dtype=R.dtype), R.reshape(N * N, 1),
-                                   loss, tau, margin)
+                             loss, tau, margin)
         xi = xi.reshape(N, N)
         return 0.5 * (xi + xi.T)
     p, _ = pair_weights(xp.zeros(N, dtype=R.dtype), R, loss, tau, margin)   # (N, N)

@@ -53,7 +53,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from . import backend as B
-from .covariance import covariance_pair_weights, covariance_update
+from .covariance import covariance_updates
 from .hltm import HLTM
 from .kernels import twin
 from .budget import train_cost
@@ -211,18 +211,13 @@ def loss_and_grads(net, batch, cfg):
 
 def gradient_step(net, cfg):
     """The function ``batch -> (loss, r_pos, r_neg, grads)`` of a run: the compiled step
-    (built once, holding its work buffers) where it applies (backend "numba", no BN, given
-    negatives, a tree network or a plain net, not too many weights), else ``loss_and_grads``."""
-    build = twin("train_step", net.backend)
-    if (build is None or not net.compiled_steps or net.batchnorm is not None
-            or cfg.negatives != "given"):
+    (built once, holding its work buffers) where it applies (``kernels.tree.TrainStep.
+    applies``: backend "numba", a tree network or a small plain net, no BN, given
+    negatives), else ``loss_and_grads``."""
+    compiled = twin("train_step", net.backend)
+    if compiled is None or not compiled.applies(net, cfg):
         return lambda batch: loss_and_grads(net, batch, cfg)
-    masks = None if net.masks is None else [None if m is None else B.to_numpy(m)
-                                            for m in net.masks]
-    step = build(net.sizes, masks, net.dtype, weights=net.weights, biases=net.biases,
-                 normalize=net.normalize, eps=net.norm_eps)
-    if step is None:
-        return lambda batch: loss_and_grads(net, batch, cfg)
+    step = compiled.build(net)
 
     def run(batch):
         X, N, H = check_batch(net, batch, cfg)
@@ -233,12 +228,13 @@ def gradient_step(net, cfg):
 
 def covariance_step(net, batch, cfg, grads):
     """The covariance-operator steps ``ΔW_l`` of every layer on the batch's views
-    ``[x, x_pos]`` (N, 2, n_0), and per layer the cosine between ``-grads[l]`` and ``ΔW_l``."""
+    ``[x, x_pos]`` (N, 2, n_0), and per layer the cosine between ``-grads[l]`` and ``ΔW_l``.
+    One forward of the views and one Jacobian pass serve every layer and the pair weights
+    (``covariance.covariance_updates``; ξ ≡ 1 for "simple" is left out: ``xi=None``)."""
     xp = net.xp
     views = xp.stack([net.asarray(batch[0]), net.asarray(batch[1])], axis=1)   # (N, 2, n_0)
-    xi = None if cfg.loss == "simple" else covariance_pair_weights(
-        net, views, cfg.loss, cfg.tau, cfg.margin)
-    dWs = [covariance_update(net, views, l, xi) for l in range(net.depth)]
+    dWs = covariance_updates(net, views, loss=None if cfg.loss == "simple" else cfg.loss,
+                             tau=cfg.tau, margin=cfg.margin)
     cos = []
     for g, d in zip(grads, dWs):
         den = float(xp.sqrt((g * g).sum() * (d * d).sum()))
@@ -300,23 +296,15 @@ def batch_sampler(net, source, cfg):
 
 
 def epoch_twin(net, source, cfg):
-    """The compiled chunks of steps (``kernels.twin("train_epoch")``, built for this run) where
-    they apply: ``sampler="compiled"`` on an HLTM, backend "numba", given negatives, the
-    gradient update of every layer (nothing frozen), a tree network (grouped masks, no BN)
-    of the source's width, not more live weights than the fused step takes; else None."""
+    """The compiled chunks of steps (``kernels.twin("train_epoch")``, built for this run)
+    where they apply (``kernels.tree.TreeEpoch.applies``: the compiled sampler on an HLTM,
+    the gradient update of every layer by SGD, a tree network of the source's width), else
+    None."""
     epoch = twin("train_epoch", net.backend)
-    if (epoch is None or cfg.sampler != "compiled" or not isinstance(source, HLTM)
-            or not net.compiled_steps or cfg.optimizer != "sgd"
-            or cfg.negatives != "given" or cfg.update != "gradient" or net.masks is None
-            or net.batchnorm is not None or net.sizes[0] != source.dim or cfg.frozen):
-        return None
-    Ks = epoch.groups(net.sizes, [B.to_numpy(m) for m in net.masks])
-    if Ks is None:
+    if epoch is None or not epoch.applies(net, source, cfg):
         return None
     check_loss(cfg.loss, cfg.tau, source.negatives)
-    return epoch(net.weights, net.biases, Ks, source, cfg.batch_size, cfg.loss, cfg.tau,
-                 cfg.margin, cfg.lr, cfg.momentum, cfg.weight_decay, net.normalize,
-                 net.norm_eps)
+    return epoch.for_run(net, source, cfg)
 
 
 def steps_runner(net, source, cfg):

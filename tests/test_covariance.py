@@ -403,6 +403,80 @@ def test_train_covariance_rejects_bias_and_bad_update():
         train(ReLUNet([4, 5, 2]), src, update="hebbian", steps=1)
 
 
+# ----------------------------------------------------------------------------- one pass per batch
+def per_layer(net, views, loss=None, tau=1.0, margin=0.0, xi=None):
+    """The per-layer definition (what ``train.covariance_step`` did before it took one pass):
+    the pair weights from their own forward, then one ``covariance_update`` (a forward and a
+    Jacobian pass) per layer."""
+    if loss is not None:
+        xi = minissl.covariance_pair_weights(net, views, loss, tau, margin)
+    return [minissl.covariance_update(net, views, l, xi=xi) for l in range(net.depth)]
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("pairs", [None, "explicit", "simple", "soft_triplet", "infonce"])
+def test_covariance_updates_equal_the_per_layer_updates(backend, masked, pairs):
+    """``covariance_updates`` (one forward, one Jacobian pass, ξ from the same forward)
+    equals the per-layer calls and the explicit ``OP_l vec(W_l)`` at every layer of a
+    depth-4 net, on both backends; the update of a perturbed net (negative control) does not."""
+    if backend == "numba" and not minissl.numba_available():
+        pytest.skip("numba not installed")
+    net = make_net("4layer", seed=3, masked=masked).copy(backend=backend)
+    views = make_views(net, 7, 3, seed=3)
+    kw = {} if pairs is None else dict(loss=pairs, tau=0.7, margin=0.2)
+    if pairs == "explicit":
+        a = np.random.default_rng(3).random((7, 7))
+        kw = dict(xi=a + a.T)
+    got = C.covariance_updates(net, views, **kw)
+    want = per_layer(net, views, **kw)
+    xi = kw.get("xi")
+    if "loss" in kw:
+        xi = minissl.covariance_pair_weights(net, views, pairs, 0.7, 0.2)
+    assert len(got) == net.depth
+    for l in range(net.depth):
+        assert got[l].shape == net.weights[l].shape
+        assert rel(got[l], want[l]) < 1e-12
+        OP = minissl.covariance_operator(net.copy(backend="numpy"), views, l, xi=xi)
+        assert rel(got[l], (OP @ net.weights[l].ravel()).reshape(got[l].shape)) < 1e-10
+    other = net.copy()
+    other.weights[1][0] += 0.3                 # a different net: some layer's update differs
+    assert max(rel(d, w) for d, w in zip(C.covariance_updates(other, views, **kw), want)) > 1e-3
+
+
+def test_covariance_updates_rejects_bad_input():
+    net = make_net("3layer")
+    views = make_views(net, 4, 2)
+    with pytest.raises(ValueError, match="pass xi .* or loss"):
+        C.covariance_updates(net, views, xi=np.ones((4, 4)), loss="infonce")
+    with pytest.raises(ValueError, match="loss must be one of"):
+        C.covariance_updates(net, views, loss="ref_nce")
+    with pytest.raises(ValueError, match="views must have shape"):
+        C.covariance_updates(net, views[..., :3])
+    with pytest.raises(ValueError, match="without BatchNorm"):
+        C.covariance_updates(ReLUNet([6, 8, 5, 3], batchnorm={"mean": "normal"}), views)
+
+
+@pytest.mark.parametrize("loss", ["simple", "infonce"])
+def test_covariance_training_step_runs_two_forwards(loss, monkeypatch):
+    """One ``update="covariance"`` step of a depth-4 net runs the network forward twice: once
+    for the loss and its gradient, once for every layer's covariance factors and the pair
+    weights (it was 2 + L before: one per layer, one more for the weights)."""
+    from minissl.layers import Sequential
+    calls = []
+    forward = Sequential.forward
+
+    def counted(self, x):
+        calls.append(x.shape[0])
+        return forward(self, x)
+    monkeypatch.setattr(Sequential, "forward", counted)
+    net = ReLUNet([6, 8, 7, 5, 3], seed=0)
+    assert net.depth == 4
+    train(net, GaussianClusters(dim=6, seed=0), loss=loss, update="covariance", steps=1,
+          batch_size=8, lr=0.01)
+    assert calls == [8 * 3, 8 * 2]          # the batch (x, x_pos, x_neg), then the views
+
+
 # ----------------------------------------------------------------------------- bad input
 def test_bad_input_raises_value_error():
     net = make_net("3layer")

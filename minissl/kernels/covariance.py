@@ -1,10 +1,10 @@
 """The connection products behind the matrix-free covariance operator, for backend="numba".
 
-Twin of ``covariance.JacobianProducts`` (same constructor arguments and methods ``kbar_t``,
-``kbar_sum``). The twin never forms the top-down Jacobians ``J_l`` (NM, n_L, n_l): it pushes
-a direction up the layers (forward mode) and a co-direction down (backward mode), so both sums
-are chains of matrix products (BLAS for dense layers, the masked kernels of ``kernels/mlp.py``
-for masked ones) and the gates:
+Twin of ``covariance.JacobianProducts`` (the same ``every_layer(net, gs, fs, N, M)`` and
+methods ``kbar_t``, ``kbar_sum``). The twin never forms the top-down Jacobians ``J_l``
+(NM, n_L, n_l): it pushes a direction up the layers (forward mode) and a co-direction down
+(backward mode), so both sums are chains of matrix products (BLAS for dense layers, the
+masked kernels of ``kernels/mlp.py`` for masked ones) and the gates:
 
     u_n = Kbar_n^T vec(V) = mean_m J_l(x_nm) V f_{l-1}(x_nm)
         : h = V f_{l-1} (n_l per view);  h <- W_{a+1} (D_a h) for a = l .. L-1   -> (N, n_L)
@@ -27,16 +27,23 @@ class GateProducts:
     """``Kbar^T vec(V)`` and ``Σ_n Kbar_n c_n`` of one layer from the gates of every view.
 
     ``weights`` (list of (n_l, n_{l-1})), ``plans`` (per layer a ``mlp.LinearPlan`` or None
-    for a dense layer), ``gs``/``fs`` the pre-activations and Linear inputs of the N*M views
-    (n-major), ``layer`` 0-based, ``N, M``.
+    for a dense layer), ``gates`` (the 0/1 gates ``D_a`` of layers a = 0 .. L-2, each
+    feature-major (n_a, NM) in the dtype), ``fT`` the layer's Linear inputs (n_{l-1}, NM),
+    ``layer`` 0-based, ``N, M``. ``every_layer(net, gs, fs, N, M)``: one per layer from the
+    pre-activations ``gs`` and Linear inputs ``fs`` of one forward (n-major), sharing the
+    gates; the net is read duck-typed (``weights``, ``linears()`` with their ``plan``).
     """
 
-    def __init__(self, weights, plans, gs, fs, layer, N, M):
+    def __init__(self, weights, plans, gates, fT, layer, N, M):
         self.weights, self.plans, self.layer, self.N, self.M = weights, plans, layer, N, M
-        self.fT = np.ascontiguousarray(fs[layer].T)                  # (n_{l-1}, NM)
-        # gates D_a of layers a = layer .. L-2 (0-based), feature-major 0/1 in the dtype
-        self.gates = {a: (gs[a].T > 0).astype(fs[layer].dtype)
-                      for a in range(layer, len(weights) - 1)}
+        self.gates, self.fT = gates, fT
+
+    @classmethod
+    def every_layer(cls, net, gs, fs, N, M):
+        weights, plans = net.weights, [lin.plan for lin in net.linears()]
+        gates = [(g.T > 0).astype(fs[0].dtype) for g in gs[:-1]]   # D_a, (n_a, NM)
+        return [cls(weights, plans, gates, np.ascontiguousarray(f.T), l, N, M)
+                for l, f in enumerate(fs)]
 
     def _up(self, a, hT):
         """``W_a hT`` for layer a (masked kernel or BLAS)."""

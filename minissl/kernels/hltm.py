@@ -197,6 +197,16 @@ def flip_thresholds(tree):
     return np.minimum(np.round(p * 2.0 ** 32), 2.0 ** 32).astype(np.uint64)
 
 
+TREE_ATTRIBUTES = ("dim", "depth", "keep_depth", "level_starts", "n_leaves", "n_nodes",
+                   "negatives", "parents", "rho")
+
+
+def is_tree(source):
+    """Whether ``source`` is an HLTM to the compiled sampler: it has every attribute the
+    ``Sampler`` reads (``TREE_ATTRIBUTES``; duck-typed, the kernels import no core module)."""
+    return all(hasattr(source, a) for a in TREE_ATTRIBUTES)
+
+
 class Sampler:
     """The compiled sampler of one tree: its structure (``n_top`` shared nodes, parents,
     thresholds) and scratch, built once. ``seeds(rng, k)`` draws the (k, 4) seeds of k batches

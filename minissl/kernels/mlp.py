@@ -607,12 +607,24 @@ class FusedStep:
         self.threads = THREADS if threads is None else int(threads)
         self.buffers = None
 
+    @staticmethod
+    def slots(sizes, masks):
+        """The compact weights a step of this net holds (its ``total``), without building it:
+        per layer ``n_l`` rows of the most inputs a unit reads (at least 1)."""
+        total = 0
+        for l in range(len(sizes) - 1):
+            m = None if masks is None else masks[l]
+            widest = sizes[l] if m is None else int((np.asarray(m) != 0).sum(axis=1).max())
+            total += sizes[l + 1] * max(widest, 1)
+        return total
+
     @classmethod
     def build(cls, sizes, masks, dtype, threads=None):
         """A ``FusedStep``, or None for nets whose live weights exceed ``FUSED_MAX_WEIGHTS``
-        (the general path with BLAS is faster there)."""
-        step = cls(sizes, masks, dtype, threads)
-        return step if step.total <= FUSED_MAX_WEIGHTS else None
+        (``slots``; the general path with BLAS is faster there)."""
+        if cls.slots(sizes, masks) > FUSED_MAX_WEIGHTS:
+            return None
+        return cls(sizes, masks, dtype, threads)
 
     def _buffers(self, N, H):
         nchunks = max(1, min(self.threads, N // MIN_CHUNK))

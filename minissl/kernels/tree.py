@@ -40,7 +40,7 @@ import numpy as np
 from numba import njit
 
 from .compiling import announce_compiles
-from .hltm import Sampler, sample_bits, unpack_bits
+from .hltm import Sampler, is_tree, sample_bits, unpack_bits
 from .mlp import FUSED_MAX_WEIGHTS, LOSS_CODES, FusedStep, loss_weights
 
 announce_compiles()             # cache location, and a notice when compiling (cold cache)
@@ -714,7 +714,25 @@ class TreeEpoch(_Grouped):
     (loss, mean r_pos, mean r_neg) per step; when step k' was not finite its row is NaN and
     its update was not applied."""
 
-    groups = staticmethod(tree_groups)
+    @staticmethod
+    def applies(net, source, cfg):
+        """Whether the compiled epoch runs this training: the compiled sampler on an HLTM
+        (``hltm.is_tree``), given negatives, SGD of every layer (nothing frozen) by the
+        gradient, a net the kernels are written for (``compiled_steps``: a ReLUNet) without
+        BN, of the source's width, whose masks are a tree network's (``tree_groups``).
+        Duck-typed (kernels import no core module): ``cfg`` a ``train.TrainConfig``."""
+        return (cfg.sampler == "compiled" and is_tree(source) and cfg.negatives == "given"
+                and cfg.optimizer == "sgd" and cfg.update == "gradient" and not cfg.frozen
+                and getattr(net, "compiled_steps", False) and net.batchnorm is None
+                and net.sizes[0] == source.dim
+                and tree_groups(net.sizes, numpy_masks(net)) is not None)
+
+    @classmethod
+    def for_run(cls, net, source, cfg):
+        """The epoch of a run it ``applies`` to, on the net's arrays (used in place)."""
+        return cls(net.weights, net.biases, tree_groups(net.sizes, numpy_masks(net)), source,
+                   cfg.batch_size, cfg.loss, cfg.tau, cfg.margin, cfg.lr, cfg.momentum,
+                   cfg.weight_decay, net.normalize, net.norm_eps)
 
     def __init__(self, weights, biases, Ks, tree, batch_size, loss, tau, margin, lr,
                  momentum=0.0, weight_decay=0.0, normalize=False, eps=0.0):
@@ -792,3 +810,35 @@ def build_step(sizes, masks, dtype, threads=None, weights=None, biases=None,
     if biases is not None or normalize:
         return None
     return FusedStep.build(sizes, masks, dtype, threads)
+
+
+def numpy_masks(net):
+    """The masks of a net (``net.masks``: None, or per layer an array or None) as NumPy."""
+    return None if net.masks is None else [None if m is None else np.asarray(m)
+                                           for m in net.masks]
+
+
+class TrainStep:
+    """The compiled training step of a run (twin ``train_step``): ``applies(net, cfg)``
+    says whether one runs it, ``build(net)`` builds it (``build_step`` on the net's arrays,
+    used in place). The net is read duck-typed (kernels import no core module)."""
+
+    @staticmethod
+    def applies(net, cfg):
+        """A net the kernels are written for (``compiled_steps``: a ReLUNet) without BN,
+        trained with given negatives, that is a tree network (``tree_groups``: plain, or
+        with biases and output normalisation) or a plain net whose compact weights fit the
+        fused step (``FusedStep.slots`` <= ``FUSED_MAX_WEIGHTS``)."""
+        if not (getattr(net, "compiled_steps", False) and net.batchnorm is None
+                and cfg.negatives == "given"):
+            return False
+        masks = numpy_masks(net)
+        if tree_groups(net.sizes, masks) is not None:
+            return True
+        return (net.biases is None and not net.normalize
+                and FusedStep.slots(net.sizes, masks) <= FUSED_MAX_WEIGHTS)
+
+    @staticmethod
+    def build(net):
+        return build_step(net.sizes, numpy_masks(net), net.dtype, weights=net.weights,
+                          biases=net.biases, normalize=net.normalize, eps=net.norm_eps)
