@@ -4,6 +4,7 @@ network's gradient equals the ODE's right-hand side on a finite population (exac
 SGD against the integrated ODE; DirectPred's eigenvalues and eigenvectors; EMA; predictor
 re-initialisation; collapse end to end; HLTM latent recovery; CLI; bad input."""
 import argparse
+import types
 
 import numpy as np
 import pytest
@@ -121,6 +122,70 @@ def test_bn_mean_path_split_on_the_network():
     m2, _, _ = _small_model("linear", "omit", "omit", False, True)
     with pytest.raises(ValueError, match="BatchNorm after the layer"):
         m2.implicit_contrastive(x1, x2)
+
+
+def _snapshot(obj, path="model", out=None, seen=None):
+    """Every array and plain value reachable from ``obj`` (attributes, lists, dicts: weights,
+    caches, gradients, BN statistics, F, optimiser state, generators), copied, by path."""
+    out, seen = ({}, set()) if out is None else (out, seen)
+    if id(obj) in seen:
+        return out
+    if isinstance(obj, np.ndarray):
+        seen.add(id(obj))
+        out[path] = obj.copy()
+    elif isinstance(obj, np.random.Generator):
+        out[path] = repr(obj.bit_generator.state)
+    elif isinstance(obj, (list, tuple, dict)):
+        seen.add(id(obj))
+        items = obj.items() if isinstance(obj, dict) else enumerate(obj)
+        for k, v in items:
+            _snapshot(v, f"{path}[{k!r}]", out, seen)
+    elif obj is None or isinstance(obj, (bool, int, float, str, np.generic)):
+        out[path] = obj
+    elif hasattr(obj, "__dict__") and not isinstance(obj, (type, types.ModuleType,
+                                                           types.FunctionType, types.MethodType)):
+        seen.add(id(obj))
+        for k, v in vars(obj).items():
+            if not k.startswith("__"):
+                _snapshot(v, f"{path}.{k}", out, seen)
+    return out
+
+
+def _assert_same(before, after):
+    assert before.keys() == after.keys(), set(before) ^ set(after)
+    changed = [k for k in before if not np.array_equal(before[k], after[k])
+               and not (isinstance(before[k], float) and np.isnan(before[k]))]
+    assert not changed, changed
+
+
+EVAL_CASES = [dict(predictor="linear", directpred=True),                   # W_p set before
+              dict(predictor="linear", directpred=True, directpred_set="after",
+                   directpred_init="first", bn_stats="per_view"),
+              dict(predictor="mlp", bn_affine=True, momentum=0.9),
+              dict(predictor="linear", bn_mean="detach", bn_affine=True)]
+
+
+@pytest.mark.parametrize("extra", EVAL_CASES, ids=lambda e: "-".join(map(str, e.values())))
+def test_evaluation_has_no_side_effect(extra):
+    """``diagnostics`` and ``implicit_contrastive`` change nothing in the model (F, W_p, BN,
+    caches, optimiser, target): training with or without them gives the same bits."""
+    cfg = BYOLConfig(hidden=(6, 5), out_dim=4, predictor_hidden=5, ema=0.5, lr=0.05,
+                     **extra)
+    g = np.random.default_rng(3)
+    train = [(g.normal(size=(4, 3)), g.normal(size=(4, 3))) for _ in range(3)]
+    ev1, ev2 = g.normal(size=(6, 3)) + 1.0, g.normal(size=(6, 3))
+    watched, plain = BYOL(3, cfg), BYOL(3, cfg)
+    for x1, x2 in train:
+        assert watched.step(x1, x2) == plain.step(x1, x2)
+        before = _snapshot(watched)
+        d = watched.diagnostics(ev1, ev2)
+        _assert_same(before, _snapshot(watched))
+        if watched.online.batchnorms():
+            parts = watched.implicit_contrastive(ev1, ev2)
+            _assert_same(before, _snapshot(watched))
+            assert np.linalg.norm(parts["total"]) > 0
+        _assert_same(_snapshot(d), _snapshot(watched.diagnostics(ev1, ev2)))   # repeatable
+    _assert_same(_snapshot(plain), _snapshot(watched))
 
 
 # ----------------------------------------------------------------------------- EMA, reinit
