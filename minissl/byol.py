@@ -12,11 +12,12 @@ Networks (``nets.ReLUNet``, built from ``layers.py``; batch-major):
 Loss (two views x1, x2 of the same samples; online and target see the batch ``[x1; x2]``
 (2N, n_0) in one pass; BN statistics over both views, or per view with ``bn_stats="per_view"``):
 
-    l(p, z) = ½ || n(p) - n(sg(z)) ||²       n = L2 normalisation (normalize=True) or identity
+    l(p, z) = 1 - n(p) . n(sg(z))    (normalize=True; = ½ || n(p) - n(sg(z)) ||² for p, z != 0)
+    l(p, z) = ½ || p - sg(z) ||²     (normalize=False)
     L = ½ [ mean_i l(p(f(x1_i)), f_t(x2_i)) + mean_i l(p(f(x2_i)), f_t(x1_i)) ]   (symmetric)
 
-With normalisation ``l = 1 - cos`` (``losses.byol_loss``). Gradients reach the online encoder
-and the predictor only.
+``n`` the L2 normalisation with ``n(0) = 0``: ``l = 1 - cos``, ``cos = 0`` for a zero row
+(``losses.byol_loss``). Gradients reach the online encoder and the predictor only.
 
 Updates: SGD with lr for the encoder and ``predictor_lr * lr`` for the predictor; weight decay
 ``eta`` enters both as ``-lr * eta * W`` per step (``predictor_wd="ode"``, the convention of

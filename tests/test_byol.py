@@ -37,6 +37,39 @@ def test_loss_gradient_matches_finite_differences(normalize, symmetric):
         np.testing.assert_allclose(li, 1 - cos, atol=1e-12)
 
 
+@pytest.mark.parametrize("symmetric", [False, True], ids=["one", "sym"])
+def test_loss_of_a_zero_row_is_one_minus_cos_with_cos_zero(symmetric):
+    """With normalisation l_i = 1 - cos, cos := 0 when the prediction or the target is a zero
+    vector (the paper authors' value); the gradient is that of 1 - cos (zero on such rows)."""
+    g = np.random.default_rng(7)
+    p, zt = g.normal(size=(6, 4)), g.normal(size=(6, 4))
+    p[0] = 0.0                       # zero prediction
+    zt[(1 + 3) % 6] = 0.0            # row 1's target (its partner) is zero
+    p[2], zt[(2 + 3) % 6] = 0.0, 0.0  # both
+    L, dp = byol_loss(p, zt, True, symmetric)
+    t = np.roll(zt, 3, axis=0)
+    norm = np.linalg.norm(p, axis=1) * np.linalg.norm(t, axis=1)
+    cos = np.where(norm > 0, (p * t).sum(1) / np.where(norm > 0, norm, 1), 0.0)
+    rows = slice(None) if symmetric else slice(0, 3)
+    assert cos[0] == cos[1] == cos[2] == 0.0
+    assert L == pytest.approx((1 - cos)[rows].mean(), abs=1e-14)
+    assert byol_loss(np.zeros((2, 3)), np.ones((2, 3)))[0] == 1.0
+    assert byol_loss(np.ones((2, 3)), np.zeros((2, 3)))[0] == 1.0
+    # the gradient of 1 - cos: -(u_t - u_p cos) / ||p|| per row, 0 on the zero rows of p
+    pn, tn = np.linalg.norm(p, axis=1, keepdims=True), np.linalg.norm(t, axis=1, keepdims=True)
+    up, ut = p / np.where(pn > 0, pn, 1), t / np.where(tn > 0, tn, 1)
+    want = -(ut - up * cos[:, None]) / np.where(pn > 0, pn, np.inf) / (6 if symmetric else 3)
+    want[3:] *= symmetric
+    np.testing.assert_allclose(dp, want, atol=1e-14)
+    assert not dp[[0, 2]].any()                      # a zero prediction gets no gradient
+    q = p.copy()
+    q[0], q[2] = g.normal(size=4), g.normal(size=4)    # FD away from p = 0 (cos not smooth)
+    L, dq = byol_loss(q, zt, True, symmetric)
+    check_gradients(lambda: byol_loss(q, zt, True, symmetric)[0], [q], [dq], tol=1e-7)
+    assert gradient_error([dq * 1.01], numerical_gradient(
+        lambda: byol_loss(q, zt, True, symmetric)[0], [q])) > 1e-4      # negative control
+
+
 # ----------------------------------------------------------------------------- the network
 CASES = [  # (predictor, bn_mean, bn_var, bn_affine, normalize)
     ("none", "omit", "omit", False, False),
