@@ -329,7 +329,7 @@ class BYOL:
         hold that pass; this model (weights, caches, F, W_p, optimisers) is left as it was."""
         ev = object.__new__(BYOL)
         ev.__dict__.update(self.__dict__, online=self.online.copy(), target=self.target.copy(),
-                           predictor=self.predictor and self.predictor.copy())
+                           predictor=None if self.predictor is None else self.predictor.copy())
         ev.loss_and_grads(x1, x2, track=False)
         return ev
 
