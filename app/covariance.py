@@ -26,7 +26,9 @@ COV_FIELDS = {
     "batch_size": ("batch size", int, 2, 512, 128, "anchors per step, 2-512"),
     "steps": ("steps", int, 1, 5000, 600, "training steps, 1-5000"),
     "snapshots": ("pictures", int, 1, 50, 12, "spectra computed during the run, 1-50"),
-    "layer": ("layer l", int, 1, 5, 2, "1 = leaves -> depth-1 units; at most depth"),
+    "layer": ("layer (0 = bottom)", int, 0, 4, 1,
+              "index into net.weights: 0 = leaves -> depth-1 units, at most depth − 1; "
+              "index l − 1 is the paper's W_l"),
     "k": ("top k", int, 1, 16, 8, "eigenvalues shown, 1-16"),
     "n_samples": ("samples N", int, 8, 512, 256, "samples x for OP = V^ξ[Kbar], 8-512"),
     "n_views": ("views M", int, 1, 8, 4, "augmented views averaged in Kbar, 1-8"),
@@ -40,9 +42,9 @@ COV_ORDER = ("depth", "num_children", "polarity_lo", "polarity_hi", "hid", "loss
 def covariance_config(values: dict) -> E.CovarianceConfig:
     """The ``experiments.CovarianceConfig`` of the tab's settings (``gr.Error`` otherwise)."""
     v = settings(COV_FIELDS, values)
-    if v["layer"] > v["depth"]:
-        raise gr.Error(f"layer l must be an integer in [1, depth = {v['depth']}], "
-                       f"got {v['layer']}")
+    if v["layer"] > v["depth"] - 1:
+        raise gr.Error(f"layer (0 = bottom) must be an integer in [0, depth − 1 = "
+                       f"{v['depth'] - 1}], got {v['layer']}")
     cfg = E.CovarianceConfig(
         **{k: v[k] for k in v if k not in ("polarity_lo", "polarity_hi")},
         polarity=(v["polarity_lo"], v["polarity_hi"]),
@@ -57,9 +59,9 @@ def covariance_figures(cfg, records):
     last = records[-1]
     fig_spec = plots.spectrum_figure(last["eigvals"], initial=records[0]["eigvals"],
                                      layer=cfg.layer,
-                                     title=f"top {cfg.k} eigenvalues of OP, layer {cfg.layer}"
-                                           f" (step {last['step']})")
-    cos = {str(l + 1): [r["cos"][l] for r in records] for l in range(cfg.depth)}
+                                     title=f"top {cfg.k} eigenvalues of OP, layer {cfg.layer} "
+                                           f"(W_{cfg.layer + 1}, step {last['step']})")
+    cos = {str(l): [r["cos"][l] for r in records] for l in range(cfg.depth)}   # 0 = bottom
     fig_cos = plots.cosine_figure([r["step"] for r in records], cos)
     fig_vec = plots.eigvec_figure(last["eigvec"], last["shape"], eigval=last["eigvals"][0],
                                   layer=cfg.layer)
@@ -68,7 +70,7 @@ def covariance_figures(cfg, records):
 
 def train_covariance(depth=4, num_children=2, polarity_lo=0.7, polarity_hi=1.0, hid=10,
                      loss="infonce", tau=0.1, lr=0.1, batch_size=128, steps=600, snapshots=12,
-                     layer=2, k=8, n_samples=256, n_views=4, update="gradient", seed=1,
+                     layer=1, k=8, n_samples=256, n_views=4, update="gradient", seed=1,
                      request: gr.Request = None, progress=gr.Progress()):
     """Train the HLTM tree network and stream ``experiments.covariance_experiment``: the top-k
     spectrum of ``OP_l``, the per-layer cosine between the gradient step and the
@@ -81,7 +83,7 @@ def train_covariance(depth=4, num_children=2, polarity_lo=0.7, polarity_hi=1.0, 
     def status(records, secs):
         last = records[-1]
         progress(last["step"] / cfg.steps, desc=f"step {last['step']}")
-        return (f"step {last['step']}/{cfg.steps} · λ_max(OP_{cfg.layer}) = "
+        return (f"step {last['step']}/{cfg.steps} · λ_max(OP of layer {cfg.layer}) = "
                 f"{last['eigvals'][0]:.4g} · cos per layer "
                 f"[{', '.join(f'{c:.2f}' for c in last['cos'])}] · loss on the fixed batch "
                 f"{last['loss']:.4g} · {secs:.1f} s")

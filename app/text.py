@@ -52,7 +52,10 @@ for the simple loss, exact for a large batch). The weights grow along OP's top
 eigenvectors. Top left: OP's top spectrum now (dots) and at initialisation (crosses). Top
 right: the cosine between the actual gradient step and $\mathrm{OP}_l\,\mathrm{vec}(W_l)$ per
 layer (1 = the theory holds exactly on this batch). Bottom: the top eigenvector reshaped as
-$W_l$ (rows: units of layer $l$, columns: its inputs; the tree mask shows as blocks).
+$W_l$ (rows: units of layer $l$, columns: its inputs; the tree mask shows as blocks). The
+**layer** field is the 0-based index into `net.weights` (0 = the bottom layer, from the leaves),
+as everywhere in minissl: index $l-1$ is the paper's $W_l$; the cosine legend uses the same
+indices.
 
 **Why the cosine falls late in training (InfoNCE, soft triplet).** For those losses the pair
 weights $\xi$ are the paper's *large-batch approximation*: distances from view-averaged outputs,

@@ -12,11 +12,12 @@ Networks (``nets.ReLUNet``, built from ``layers.py``; batch-major):
 Loss (two views x1, x2 of the same samples; online and target see the batch ``[x1; x2]``
 (2N, n_0) in one pass; BN statistics over both views, or per view with ``bn_stats="per_view"``):
 
-    l(p, z) = ½ || n(p) - n(sg(z)) ||²       n = L2 normalisation (normalize=True) or identity
+    l(p, z) = 1 - n(p) . n(sg(z))    (normalize=True; = ½ || n(p) - n(sg(z)) ||² for p, z != 0)
+    l(p, z) = ½ || p - sg(z) ||²     (normalize=False)
     L = ½ [ mean_i l(p(f(x1_i)), f_t(x2_i)) + mean_i l(p(f(x2_i)), f_t(x1_i)) ]   (symmetric)
 
-With normalisation ``l = 1 - cos`` (``losses.byol_loss``). Gradients reach the online encoder
-and the predictor only.
+``n`` the L2 normalisation with ``n(0) = 0``: ``l = 1 - cos``, ``cos = 0`` for a zero row
+(``losses.byol_loss``). Gradients reach the online encoder and the predictor only.
 
 Updates: SGD with lr for the encoder and ``predictor_lr * lr`` for the predictor; weight decay
 ``eta`` enters both as ``-lr * eta * W`` per step (``predictor_wd="ode"``, the convention of
@@ -157,7 +158,8 @@ class BYOL:
 
     ``n_in``: input width n_0. ``masks``/``sizes``: optional masks and widths of the encoder
     (the HLTM tree network). ``backend``/``dtype`` as ``ReLUNet``. After ``loss_and_grads``
-    the caches of the last pass are kept (``implicit_contrastive`` reads them).
+    the caches of the last pass are kept. Only ``step`` changes the model; the evaluations
+    (``diagnostics``, ``implicit_contrastive``) run on a copy (``evaluation``).
     """
 
     def __init__(self, n_in, cfg=None, masks=None, sizes=None, *, backend="numpy",
@@ -232,9 +234,10 @@ class BYOL:
                 mine[...] = B.check_finite(f"{name}[{l}]", W, self.xp)
 
     # -- one pass
-    def loss_and_grads(self, x1, x2):
+    def loss_and_grads(self, x1, x2, track=True):
         """Loss and gradients for views ``x1``, ``x2`` (N, n_0). Returns ``(L, grads, z)`` with
-        ``grads`` aligned with ``parameters()`` and ``z`` the online embeddings (2N, d)."""
+        ``grads`` aligned with ``parameters()`` and ``z`` the online embeddings (2N, d).
+        ``track``: update DirectPred's ``F`` (and set ``W_p`` when due) with this batch."""
         x1 = self.online.check_input(x1, "x1")
         x2 = self.online.check_input(x2, "x2")
         if x1.shape != x2.shape:
@@ -244,7 +247,8 @@ class BYOL:
         x = self.xp.concatenate([x1, x2])                                    # (2N, n_0)
         z = self.online.forward(x)                                           # (2N, d)
         zt = self.target.forward(x)
-        self._track(z)
+        if track:
+            self._track(z)
         p = z if self.predictor is None else self.predictor.forward(z)
         L, dp = byol_loss(p, zt, self.cfg.normalize, self.cfg.symmetric)
         dz = dp
@@ -253,7 +257,7 @@ class BYOL:
             dz = self.predictor.grad_input
         self.online.backward(dz)
         grads = self.online.grads() + (self.predictor.grads() if self.predictor else [])
-        self._last = (z, zt)
+        self._last, self.last_loss = (z, zt), L
         return L, grads, z
 
     def _track(self, z):
@@ -298,14 +302,22 @@ class BYOL:
         return L
 
     # -- analysis
+    def evaluation(self, x1, x2):
+        """A copy of the model that has run ``loss_and_grads(x1, x2, track=False)``: its caches
+        hold that pass; this model (weights, caches, F, W_p, optimisers) is left as it was."""
+        ev = object.__new__(BYOL)
+        ev.__dict__.update(self.__dict__, online=self.online.copy(), target=self.target.copy(),
+                           predictor=None if self.predictor is None else self.predictor.copy())
+        ev.loss_and_grads(x1, x2, track=False)
+        return ev
+
     def implicit_contrastive(self, x1, x2, layer=0):
         """Split the gradient of the encoder's ``layer``-th Linear (followed by BN) into the parts
         through BN's mean, its variance and the rest (``layers.bn_weight_grad_parts``).
 
-        Runs one forward/backward on ``[x1; x2]`` (no update). Raises ``ValueError`` when that
-        Linear is not followed by a BatchNorm.
+        Runs one forward/backward on ``[x1; x2]`` on a copy (``evaluation``: nothing in the
+        model changes). Raises ``ValueError`` when that Linear is not followed by a BatchNorm.
         """
-        self.loss_and_grads(x1, x2)
         layers = self.online.layers
         lins = [i for i, lay in enumerate(layers) if isinstance(lay, Linear)]
         if not 0 <= layer < len(lins) - 1:
@@ -315,12 +327,15 @@ class BYOL:
         if not isinstance(bn, BatchNorm):
             raise ValueError("implicit_contrastive needs BatchNorm after the layer "
                              "(bn_mean/bn_var not both 'omit')")
-        return bn_weight_grad_parts(layers[i].cache[0], bn.last_dy, bn.cache)
+        layers = self.evaluation(x1, x2).online.layers
+        return bn_weight_grad_parts(layers[i].cache[0], layers[i + 1].last_dy, layers[i + 1].cache)
 
     def diagnostics(self, x1, x2):
-        """``collapse_diagnostics`` of the online embeddings of ``[x1; x2]`` plus the loss."""
-        L, _, z = self.loss_and_grads(x1, x2)
-        zt = self._last[1]
+        """``collapse_diagnostics`` of the online embeddings of ``[x1; x2]`` plus the loss
+        (evaluated on a copy: nothing in the model changes, ``evaluation``)."""
+        ev = self.evaluation(x1, x2)
+        z, zt = ev._last
+        L = ev.last_loss
         N = z.shape[0] // 2
         d = collapse_diagnostics(z[:N], zt[N:], self.cfg.normalize)
         d["loss"] = L

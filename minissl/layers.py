@@ -354,6 +354,8 @@ class BatchNorm:
         if self.affine:
             new.gamma[...] = self.gamma
             new.beta[...] = self.beta
+        if self.fixed_stats is not None:
+            new.fixed_stats = tuple(None if a is None else a.copy() for a in self.fixed_stats)
         return new
 
     def __repr__(self):

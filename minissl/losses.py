@@ -385,10 +385,18 @@ def byol_loss(p, zt, normalize=True, symmetric=True):
     """BYOL loss of predictions ``p`` and targets ``zt``, both (2N, d) = [view 1; view 2].
 
     Row i of ``p`` is compared with its partner row ``(i + N) mod 2N`` of ``zt`` (the other
-    view of the same sample): ``l_i = ½ || n(p_i) - n(zt_partner(i)) ||²`` (``n`` the L2
-    normalisation, or the identity). Returns ``(L, dL/dp)``: ``L`` the mean of ``l_i`` over all
-    2N rows (symmetric) or over the first N rows; ``dL/dp`` (2N, d). ``zt`` is a constant
-    (stop-gradient). With normalisation ``l_i = 1 - cos``.
+    view of the same sample):
+
+        normalize:  l_i = 1 - cos(p_i, zt_partner(i)) = 1 - n(p_i) . n(zt_partner(i))
+                        = ½ || n(p_i) - n(zt_partner(i)) ||²  when neither row is zero
+        else:       l_i = ½ || p_i - zt_partner(i) ||²
+
+    ``n`` the L2 normalisation, ``n(0) = 0``, so ``cos = 0`` and ``l_i = 1`` when either row
+    is zero (the paper authors' value). Returns ``(L, dL/dp)``: ``L`` the mean of ``l_i`` over
+    all 2N rows (symmetric) or over the first N rows; ``dL/dp`` (2N, d), through
+    ``l2_normalize_backward`` (which removes the radial part, so ``n(p) - n(zt)`` and
+    ``-n(zt)`` give the same gradient; zero on a zero row of p). ``zt`` is a constant
+    (stop-gradient).
     """
     xp = array_module(p)
     if p.ndim != 2 or p.shape != zt.shape or p.shape[0] % 2:
@@ -403,7 +411,7 @@ def byol_loss(p, zt, normalize=True, symmetric=True):
     else:
         q, t = p, target
     diff = q - t                                           # (2N, d)
-    li = 0.5 * (diff * diff).sum(axis=1)                   # (2N,)
+    li = 1.0 - (q * t).sum(axis=1) if normalize else 0.5 * (diff * diff).sum(axis=1)   # (2N,)
     w = xp.ones(N2, dtype=p.dtype) if symmetric else xp.concatenate(
         [xp.ones(N, dtype=p.dtype), xp.zeros(N, dtype=p.dtype)])
     count = float(N2 if symmetric else N)

@@ -140,7 +140,7 @@ class ReLUNet(Network):
         left out). The covariance identities need ``bias=False, normalize=False,
         batchnorm=None``.
     seed : int or ``np.random.Generator`` for the init (``layers.Linear``: over the live
-        inputs of each unit, W then b per layer).
+        inputs of each unit, W then b per layer); ``init_scale`` multiplies its bound.
     dtype : "float64" or "float32".  backend : "numpy", "numba" or "cupy".
     limits : a ``minissl.budget.Limits`` or None (the environment's): ``net_bytes`` is checked
         against it before anything is allocated (``ResourceLimitError``).
@@ -162,8 +162,8 @@ class ReLUNet(Network):
         self.xp = B.get_xp(backend)
         self.bias, self.normalize = bool(bias), bool(normalize)
         self.norm_eps = B.check_real("norm_eps", norm_eps, 0)
-        init_scale = B.check_real("init_scale", init_scale, 0, lo_open=True)
-        self.batchnorm = None if batchnorm is None else dict(batchnorm)
+        self.init_scale = init_scale = B.check_real("init_scale", init_scale, 0, lo_open=True)
+        self.batchnorm = check_batchnorm(batchnorm)
         g = B.rng(seed)
         masks = _check_masks(masks, self.sizes)
         layers, L = [], len(self.sizes) - 1
@@ -255,22 +255,33 @@ class ReLUNet(Network):
 
     # -- copies and persistence
     def state(self):
-        """A dict of NumPy arrays and plain values describing the network exactly."""
+        """A dict of NumPy arrays and plain values describing the network exactly: the
+        ``STATE_KEYS``, and ``batchnorm`` (options), ``init_scale`` and ``bn`` (per BN layer its
+        ``gamma``, ``beta`` and frozen ``fixed_stats``, each None where absent)."""
         st = {"sizes": list(self.sizes), "bias": self.bias, "normalize": self.normalize,
-              "norm_eps": self.norm_eps, "dtype": self.dtype.name}
+              "norm_eps": self.norm_eps, "dtype": self.dtype.name,
+              "batchnorm": self.batchnorm, "init_scale": self.init_scale}
         st["weights"] = [B.to_numpy(W) for W in self.weights]
         st["biases"] = [B.to_numpy(b) for b in self.biases] if self.bias else None
         st["masks"] = None if self.masks is None else [None if m is None else B.to_numpy(m)
                                                        for m in self.masks]
+        st["bn"] = [{"gamma": _numpy(bn.gamma), "beta": _numpy(bn.beta), "fixed_stats":
+                     None if bn.fixed_stats is None else [_numpy(a) for a in bn.fixed_stats]}
+                    for bn in self.batchnorms()]
         return st
 
     @classmethod
     def from_state(cls, st, backend="numpy", limits=None):
-        """The network ``state()`` describes. Its widths are checked against ``limits`` and
-        every array's shape against the widths before anything is built; weights must be
-        finite (``ValueError`` naming the entry, ``ResourceLimitError`` past the limit)."""
+        """The network ``state()`` describes (a state without the optional keys, as older
+        versions wrote, has no BN and ``init_scale=1``). Its widths are checked against
+        ``limits`` and every array's shape against the widths before anything is built; arrays
+        must be finite (``ValueError`` naming the entry, ``ResourceLimitError`` past the limit)."""
         if not isinstance(st, dict) or not STATE_KEYS <= set(st):
             raise ValueError(f"a ReLUNet state must be a dict with keys {sorted(STATE_KEYS)}")
+        if set(st) - STATE_KEYS - set(STATE_DEFAULTS):
+            raise ValueError(f"a ReLUNet state has unknown keys "
+                             f"{sorted(set(st) - STATE_KEYS - set(STATE_DEFAULTS))}")
+        st = {**STATE_DEFAULTS, **st}
         sizes = check_sizes(st["sizes"])
         if st["masks"] is not None and not isinstance(st["masks"], (list, tuple)):
             raise ValueError(f"masks must be None or a list, got {type(st['masks']).__name__}")
@@ -278,10 +289,12 @@ class ReLUNet(Network):
                        f"the state's sizes={sizes}")
         _check_state_arrays(st, sizes)
         net = cls(sizes, masks=st["masks"], bias=st["bias"], normalize=st["normalize"],
-                  norm_eps=st["norm_eps"], dtype=st["dtype"], backend=backend, limits=limits)
+                  norm_eps=st["norm_eps"], batchnorm=st["batchnorm"],
+                  init_scale=st["init_scale"], dtype=st["dtype"], backend=backend, limits=limits)
         for arrays, mine in ((st["weights"], net.weights), (st["biases"] or [], net.biases or [])):
             for a, p in zip(arrays, mine):
                 p[...] = net.asarray(a)
+        _set_bn_state(net, st["bn"])
         return net
 
     def copy(self, backend=None):
@@ -315,7 +328,56 @@ class ReLUNet(Network):
 
 
 STATE_KEYS = frozenset(("sizes", "bias", "normalize", "norm_eps", "dtype", "weights", "biases",
-                        "masks"))
+                        "masks"))                           # required
+STATE_DEFAULTS = {"batchnorm": None, "init_scale": 1.0, "bn": []}   # optional (added later)
+BN_OPTIONS = ("mean", "var", "affine", "eps", "groups", "omit_var")
+
+
+def check_batchnorm(batchnorm):
+    """``batchnorm`` as None or a dict of ``layers.BatchNorm`` options (``BN_OPTIONS``)."""
+    if batchnorm is None:
+        return None
+    if not isinstance(batchnorm, dict):
+        raise ValueError(f"batchnorm must be None or a dict of BatchNorm options {BN_OPTIONS}, "
+                         f"got {type(batchnorm).__name__}")
+    unknown = sorted(set(batchnorm) - set(BN_OPTIONS))
+    if unknown:
+        raise ValueError(f"batchnorm has unknown options {unknown}; allowed: {BN_OPTIONS}")
+    return dict(batchnorm)
+
+
+def _numpy(a):
+    return None if a is None else B.to_numpy(a)
+
+
+def _set_bn_state(net, bn_states):
+    """Give the net's BN layers the ``gamma``, ``beta`` and ``fixed_stats`` of a state's ``bn``
+    entries, each checked (present iff expected, shape, finite) first."""
+    bns = net.batchnorms()
+    if not isinstance(bn_states, (list, tuple)) or len(bn_states) != len(bns):
+        raise ValueError(f"bn must be a list of {len(bns)} entries (one per BatchNorm layer) "
+                         f"for batchnorm={net.batchnorm}")
+    for i, (bn, d) in enumerate(zip(bns, bn_states)):
+        if not isinstance(d, dict) or set(d) != {"gamma", "beta", "fixed_stats"}:
+            raise ValueError(f"bn[{i}] must be a dict with keys beta, fixed_stats, gamma")
+        stats = d["fixed_stats"]
+        if stats is not None and (not isinstance(stats, (list, tuple)) or len(stats) != 2):
+            raise ValueError(f"bn[{i}].fixed_stats must be None or [mean, var]")
+        shapes = [(bn.n,)] * bn.affine                     # gamma, beta: (n,); stats: or (G, n)
+        named = [("gamma", d["gamma"], shapes), ("beta", d["beta"], shapes)]
+        named += [(f"fixed_stats[{k}]", a, [(bn.n,), (bn.groups, bn.n)])
+                  for k, a in enumerate(stats or []) if a is not None]
+        for name, a, want in named:
+            if (a is None) != (not want) or (a is not None and tuple(getattr(
+                    a, "shape", ())) not in want):
+                raise ValueError(f"bn[{i}].{name} has shape {getattr(a, 'shape', None)}, "
+                                 f"expected {' or '.join(map(str, want)) or None}")
+            if a is not None:
+                B.check_finite(f"bn[{i}].{name}", B.to_numpy(a))
+        if bn.affine:
+            bn.gamma[...], bn.beta[...] = net.asarray(d["gamma"]), net.asarray(d["beta"])
+        bn.fixed_stats = None if stats is None else tuple(
+            None if a is None else net.asarray(a) for a in stats)
 
 
 def _check_state_arrays(st, sizes):

@@ -4,6 +4,7 @@ network's gradient equals the ODE's right-hand side on a finite population (exac
 SGD against the integrated ODE; DirectPred's eigenvalues and eigenvectors; EMA; predictor
 re-initialisation; collapse end to end; HLTM latent recovery; CLI; bad input."""
 import argparse
+import types
 
 import numpy as np
 import pytest
@@ -34,6 +35,39 @@ def test_loss_gradient_matches_finite_differences(normalize, symmetric):
     if normalize:   # ½||a - b||² = 1 - cos for unit vectors
         cos = (n(p) * n(np.roll(zt, 3, axis=0))).sum(1)
         np.testing.assert_allclose(li, 1 - cos, atol=1e-12)
+
+
+@pytest.mark.parametrize("symmetric", [False, True], ids=["one", "sym"])
+def test_loss_of_a_zero_row_is_one_minus_cos_with_cos_zero(symmetric):
+    """With normalisation l_i = 1 - cos, cos := 0 when the prediction or the target is a zero
+    vector (the paper authors' value); the gradient is that of 1 - cos (zero on such rows)."""
+    g = np.random.default_rng(7)
+    p, zt = g.normal(size=(6, 4)), g.normal(size=(6, 4))
+    p[0] = 0.0                       # zero prediction
+    zt[(1 + 3) % 6] = 0.0            # row 1's target (its partner) is zero
+    p[2], zt[(2 + 3) % 6] = 0.0, 0.0  # both
+    L, dp = byol_loss(p, zt, True, symmetric)
+    t = np.roll(zt, 3, axis=0)
+    norm = np.linalg.norm(p, axis=1) * np.linalg.norm(t, axis=1)
+    cos = np.where(norm > 0, (p * t).sum(1) / np.where(norm > 0, norm, 1), 0.0)
+    rows = slice(None) if symmetric else slice(0, 3)
+    assert cos[0] == cos[1] == cos[2] == 0.0
+    assert L == pytest.approx((1 - cos)[rows].mean(), abs=1e-14)
+    assert byol_loss(np.zeros((2, 3)), np.ones((2, 3)))[0] == 1.0
+    assert byol_loss(np.ones((2, 3)), np.zeros((2, 3)))[0] == 1.0
+    # the gradient of 1 - cos: -(u_t - u_p cos) / ||p|| per row, 0 on the zero rows of p
+    pn, tn = np.linalg.norm(p, axis=1, keepdims=True), np.linalg.norm(t, axis=1, keepdims=True)
+    up, ut = p / np.where(pn > 0, pn, 1), t / np.where(tn > 0, tn, 1)
+    want = -(ut - up * cos[:, None]) / np.where(pn > 0, pn, np.inf) / (6 if symmetric else 3)
+    want[3:] *= symmetric
+    np.testing.assert_allclose(dp, want, atol=1e-14)
+    assert not dp[[0, 2]].any()                      # a zero prediction gets no gradient
+    q = p.copy()
+    q[0], q[2] = g.normal(size=4), g.normal(size=4)    # FD away from p = 0 (cos not smooth)
+    L, dq = byol_loss(q, zt, True, symmetric)
+    check_gradients(lambda: byol_loss(q, zt, True, symmetric)[0], [q], [dq], tol=1e-7)
+    assert gradient_error([dq * 1.01], numerical_gradient(
+        lambda: byol_loss(q, zt, True, symmetric)[0], [q])) > 1e-4      # negative control
 
 
 # ----------------------------------------------------------------------------- the network
@@ -121,6 +155,70 @@ def test_bn_mean_path_split_on_the_network():
     m2, _, _ = _small_model("linear", "omit", "omit", False, True)
     with pytest.raises(ValueError, match="BatchNorm after the layer"):
         m2.implicit_contrastive(x1, x2)
+
+
+def _snapshot(obj, path="model", out=None, seen=None):
+    """Every array and plain value reachable from ``obj`` (attributes, lists, dicts: weights,
+    caches, gradients, BN statistics, F, optimiser state, generators), copied, by path."""
+    out, seen = ({}, set()) if out is None else (out, seen)
+    if id(obj) in seen:
+        return out
+    if isinstance(obj, np.ndarray):
+        seen.add(id(obj))
+        out[path] = obj.copy()
+    elif isinstance(obj, np.random.Generator):
+        out[path] = repr(obj.bit_generator.state)
+    elif isinstance(obj, (list, tuple, dict)):
+        seen.add(id(obj))
+        items = obj.items() if isinstance(obj, dict) else enumerate(obj)
+        for k, v in items:
+            _snapshot(v, f"{path}[{k!r}]", out, seen)
+    elif obj is None or isinstance(obj, (bool, int, float, str, np.generic)):
+        out[path] = obj
+    elif hasattr(obj, "__dict__") and not isinstance(obj, (type, types.ModuleType,
+                                                           types.FunctionType, types.MethodType)):
+        seen.add(id(obj))
+        for k, v in vars(obj).items():
+            if not k.startswith("__"):
+                _snapshot(v, f"{path}.{k}", out, seen)
+    return out
+
+
+def _assert_same(before, after):
+    assert before.keys() == after.keys(), set(before) ^ set(after)
+    changed = [k for k in before if not np.array_equal(before[k], after[k])
+               and not (isinstance(before[k], float) and np.isnan(before[k]))]
+    assert not changed, changed
+
+
+EVAL_CASES = [dict(predictor="linear", directpred=True),                   # W_p set before
+              dict(predictor="linear", directpred=True, directpred_set="after",
+                   directpred_init="first", bn_stats="per_view"),
+              dict(predictor="mlp", bn_affine=True, momentum=0.9),
+              dict(predictor="linear", bn_mean="detach", bn_affine=True)]
+
+
+@pytest.mark.parametrize("extra", EVAL_CASES, ids=lambda e: "-".join(map(str, e.values())))
+def test_evaluation_has_no_side_effect(extra):
+    """``diagnostics`` and ``implicit_contrastive`` change nothing in the model (F, W_p, BN,
+    caches, optimiser, target): training with or without them gives the same bits."""
+    cfg = BYOLConfig(hidden=(6, 5), out_dim=4, predictor_hidden=5, ema=0.5, lr=0.05,
+                     **extra)
+    g = np.random.default_rng(3)
+    train = [(g.normal(size=(4, 3)), g.normal(size=(4, 3))) for _ in range(3)]
+    ev1, ev2 = g.normal(size=(6, 3)) + 1.0, g.normal(size=(6, 3))
+    watched, plain = BYOL(3, cfg), BYOL(3, cfg)
+    for x1, x2 in train:
+        assert watched.step(x1, x2) == plain.step(x1, x2)
+        before = _snapshot(watched)
+        d = watched.diagnostics(ev1, ev2)
+        _assert_same(before, _snapshot(watched))
+        if watched.online.batchnorms():
+            parts = watched.implicit_contrastive(ev1, ev2)
+            _assert_same(before, _snapshot(watched))
+            assert np.linalg.norm(parts["total"]) > 0
+        _assert_same(_snapshot(d), _snapshot(watched.diagnostics(ev1, ev2)))   # repeatable
+    _assert_same(_snapshot(plain), _snapshot(watched))
 
 
 # ----------------------------------------------------------------------------- EMA, reinit

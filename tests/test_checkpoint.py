@@ -11,7 +11,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from minissl.io.checkpoint import MAX_ARRAYS, CheckpointError, load_state, save_state
+from minissl.io import CheckpointError, load_state, save_state
+from minissl.io.checkpoint import MAX_ARRAYS
 from minissl.budget import Limits, ResourceLimitError
 
 pytestmark = pytest.mark.timeout(30)

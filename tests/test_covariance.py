@@ -532,3 +532,34 @@ def test_cupy_matches_numpy(weighted):
                                          method="lanczos")
     np.testing.assert_allclose(cupy.asnumpy(gv), vals, rtol=1e-8)
     assert np.min(np.abs((cupy.asnumpy(gU) * vecs).sum(0))) > 1 - 1e-6
+
+
+def test_layer_is_the_0_based_index_into_net_weights_in_config_cli_and_functions(capsys):
+    """One convention: ``CovarianceConfig.layer``, the ``covariance`` command's ``--layer`` and
+    the covariance functions' ``layer`` all index ``net.weights`` from 0 (0 = the bottom layer,
+    the leaves' weights; the paper's W_l is ``net.weights[l - 1]``), as ``TrainConfig.frozen``."""
+    import json
+    from minissl import experiments as E
+    from minissl.backend import derive_seed
+    from minissl.cli import commands as cli
+    small = dict(depth=3, hid=3, steps=2, snapshots=1, n_samples=16, n_views=2, batch_size=8,
+                 k=2)
+    tree = minissl.HLTM(3, 2, (0.7, 1.0), seed=1)
+    net = minissl.tree_network(tree, 3, seed=derive_seed(1, 1))
+    views = tree.views(16, 2, derive_seed(1, 3))
+    xi = C.covariance_pair_weights(net, views, "infonce", 0.1)
+    for layer in (0, 2):
+        rec = E.covariance_experiment(E.CovarianceConfig(layer=layer, **small))[0]
+        assert rec["shape"] == net.weights[layer].shape          # (12, 8) and (3, 6): distinct
+        w, _ = C.covariance_spectrum(net, views, layer, 2, xi, tol=1e-6)
+        np.testing.assert_allclose(rec["eigvals"], w, rtol=1e-6)
+        argv = ["covariance", "--layer", str(layer)] + [
+            a for k, v in small.items() for a in (f"--{k.replace('_', '-')}", str(v))]
+        assert cli.main(argv + ["--json"]) == 0
+        out = capsys.readouterr().out
+        np.testing.assert_allclose(json.loads(out.splitlines()[0])["eigvals"], w, rtol=1e-6)
+    assert net.weights[0].shape != net.weights[2].shape
+    with pytest.raises(ValueError, match=r"layer must be an integer in \[0, 2\], got 3"):
+        E.CovarianceConfig(layer=3, **small).validate()
+    with pytest.raises(ValueError, match=r"layer must be an integer in \[0, 2\], got -1"):
+        E.CovarianceConfig(layer=-1, **small).validate()

@@ -206,8 +206,9 @@ def test_covariance_tab_run():
     assert status.startswith("done: step 20/20")
     for p in (spec, cos, vec):
         assert _not_blank(_png(p))
-    with pytest.raises(gr.Error, match=r"layer l must be an integer in \[1, depth = 3\]"):
-        next(app_cov.train_covariance(depth=3, layer=4, progress=_NoProgress()))
+    with pytest.raises(gr.Error, match=r"layer \(0 = bottom\) must be an integer in "
+                                       r"\[0, depth − 1 = 2\], got 3"):
+        next(app_cov.train_covariance(depth=3, layer=3, progress=_NoProgress()))
     with pytest.raises(gr.Error, match=r"loss must be one of \('simple', 'soft_triplet', 'infonce'\)"):
         next(app_cov.train_covariance(loss="ref_nce", progress=_NoProgress()))
 

@@ -237,3 +237,74 @@ def test_save_is_atomic(tmp_path, monkeypatch):
         ReLUNet([3, 2], seed=1).save(path)
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["net.npz"]
+
+
+BN_OPTIONS = [{"mean": "normal", "var": "normal"},
+              {"mean": "normal", "var": "detach", "affine": True},
+              {"mean": "omit", "var": "normal", "affine": True, "omit_var": "centred"},
+              {"mean": "detach", "var": "omit", "affine": True, "eps": 1e-3, "groups": 2},
+              {"mean": "omit", "var": "omit", "affine": True}]
+
+
+def _bn_net(batchnorm, rng, **kw):
+    """A BN net whose affine parameters and frozen statistics are not their defaults."""
+    sizes = [5, 6, 4, 3]
+    net = ReLUNet(sizes, masks=random_masks(sizes, rng), bias=True, batchnorm=batchnorm,
+                  init_scale=2.5, seed=4, **kw)
+    for p in net.parameters()[net.depth:]:      # biases, gamma, beta (weights keep their masks)
+        p += 0.3 * rng.normal(size=p.shape)
+    bns = net.batchnorms()
+    if bns and bns[0].mean != "omit":
+        net.forward(rng.normal(size=(4, 5)))
+        bns[0].freeze()                         # statistics the net now carries
+        bns[0].fixed_stats = (bns[0].fixed_stats[0], None)
+    return net
+
+
+@pytest.mark.parametrize("normalize", [False, True], ids=["raw", "normalize"])
+@pytest.mark.parametrize("batchnorm", BN_OPTIONS, ids=lambda o: "-".join(map(str, o.values())))
+def test_batchnorm_net_survives_state_save_load_and_copy(tmp_path, batchnorm, normalize):
+    rng = np.random.default_rng(21)
+    net = _bn_net(batchnorm, rng, normalize=normalize)
+    x = rng.normal(size=(6, 5))
+    want = net.forward(x)
+    net.save(tmp_path / "bn.npz")
+    copies = {"from_state": ReLUNet.from_state(net.state()),
+              "load": ReLUNet.load(tmp_path / "bn.npz"),
+              "copy": net.copy(), "copy_numba": net.copy(backend="numba")}
+    for how, back in copies.items():
+        np.testing.assert_array_equal(back.forward(x), want, err_msg=how)
+        assert back.batchnorm == net.batchnorm and back.init_scale == 2.5, how
+        assert repr(back) == repr(net).replace("'numba'", "'numpy'") or how == "copy_numba"
+        for a, b in zip(back.parameters(), net.parameters()):
+            np.testing.assert_array_equal(a, b, err_msg=how)
+
+
+def test_state_of_an_older_version_loads_without_batchnorm(tmp_path):
+    """A state without the keys added later (batchnorm, init_scale, bn) is a plain net."""
+    net = ReLUNet([4, 5, 2], seed=3)
+    st = net.state()
+    old = {k: st[k] for k in ("sizes", "bias", "normalize", "norm_eps", "dtype", "weights",
+                              "biases", "masks")}
+    back = ReLUNet.from_state(old)
+    assert back.batchnorm is None and back.init_scale == 1.0 and back.plain
+    x = np.random.default_rng(0).normal(size=(3, 4))
+    np.testing.assert_array_equal(back.forward(x), net.forward(x))
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda st: st.update(extra=1), r"unknown keys \['extra'\]"),
+    (lambda st: st.update(batchnorm={"mean": "normal", "bogus": 1}),
+     r"batchnorm has unknown options \['bogus'\]"),
+    (lambda st: st.update(bn=st["bn"][:1]), r"bn must be a list of 2 entries"),
+    (lambda st: st["bn"][1].update(gamma=np.ones(3)), r"bn\[1\]\.gamma has shape \(3,\)"),
+    (lambda st: st["bn"][0].update(fixed_stats=[np.full((1, 6), np.nan), None]),
+     r"bn\[0\]\.fixed_stats\[0\] contains NaN"),
+    (lambda st: st.update(init_scale=0.0), r"init_scale must be"),
+])
+def test_bad_batchnorm_state_is_refused(edit, match):
+    net = _bn_net({"mean": "normal", "affine": True}, np.random.default_rng(2))
+    st = net.state()
+    edit(st)
+    with pytest.raises(ValueError, match=match):
+        ReLUNet.from_state(st)

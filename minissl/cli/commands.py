@@ -332,7 +332,9 @@ def add_covariance_parser(subparsers):
                     "untrained), the top-k eigenvalues of the layer's covariance operator "
                     "OP_l = V^xi[Kbar_l] and, per layer, the cosine between the gradient step "
                     "and OP vec(W) on a fixed batch: what the app's Covariance tab draws.")
-    _dataclass_flags(p, E.CovarianceConfig)
+    _dataclass_flags(p, E.CovarianceConfig, layer="the 0-based index into net.weights, 0 = the "
+                     "bottom layer (from the leaves), at most depth - 1; the paper's W_l is "
+                     "layer l - 1")
     p.add_argument("--json", action="store_true", help="one JSON object per snapshot")
     return p
 
@@ -344,7 +346,8 @@ def run_covariance(args):
     except ValueError as exc:
         _flag_error(args._parser, exc, E.CovarianceConfig)
     if not args.json:
-        print(f"# covariance operator of layer {cfg.layer}: depth {cfg.depth}, hid {cfg.hid}, "
+        print(f"# covariance operator of layer {cfg.layer} (net.weights[{cfg.layer}], the paper's "
+              f"W_{cfg.layer + 1}): depth {cfg.depth}, hid {cfg.hid}, "
               f"loss {cfg.loss} (tau {cfg.tau:g}), update {cfg.update}, lr {cfg.lr:g}, "
               f"N {cfg.n_samples} x M {cfg.n_views} views, seed {cfg.seed}")
 
@@ -460,15 +463,17 @@ def run_byol_figures(args):
 
 # ----------------------------------------------------------------------------- luck matters
 # (selectivity amplification, top-layer acceleration, probes; docs/hltm.md, docs/theory.md)
-def _dataclass_flags(p, cls):
-    """One ``--flag`` per field of the config dataclass ``cls`` (default None = the field's)."""
+def _dataclass_flags(p, cls, **helps):
+    """One ``--flag`` per field of the config dataclass ``cls`` (default None = the field's);
+    ``helps``: a help text for some fields, by name."""
     defaults = cls()
     for f in fields(cls):
         flag, d = "--" + f.name.replace("_", "-"), getattr(defaults, f.name)
+        text = f"{helps[f.name]} (default {d})" if f.name in helps else f"(default {d})"
         if isinstance(d, tuple):
-            p.add_argument(flag, type=float, nargs=len(d), default=None, help=f"(default {d})")
+            p.add_argument(flag, type=float, nargs=len(d), default=None, help=text)
         else:
-            p.add_argument(flag, type=type(d), default=None, help=f"(default {d})")
+            p.add_argument(flag, type=type(d), default=None, help=text)
 
 
 def _print_probe(tree, records):

@@ -2,6 +2,9 @@
 covariance``): train the HLTM tree network and, at ``snapshots`` points, measure the top of
 ``OP_l``'s spectrum, its top eigenvector and, per layer, the cosine between the gradient step
 and the covariance-operator step on a fixed batch.
+
+``layer`` is, as everywhere in minissl, the 0-based index into ``net.weights`` (0 = the bottom
+layer, from the leaves; the paper's ``W_l`` is ``net.weights[l - 1]``).
 """
 from __future__ import annotations
 
@@ -46,7 +49,7 @@ class CovarianceConfig:
     batch_size: int = 128              # anchors per step (also the fixed batch of the cosine)
     steps: int = 600                   # training steps
     snapshots: int = 12                # spectra measured during the run (plus the untrained)
-    layer: int = 2                     # the paper's l, 1 = leaves -> depth-1 units (<= depth)
+    layer: int = 1                     # net.weights index, 0 = bottom (< depth): W_{layer+1}
     k: int = 8                         # top eigenvalues
     n_samples: int = 256               # N samples x for OP = V^ξ[Kbar]
     n_views: int = 4                   # M augmented views averaged in Kbar
@@ -61,9 +64,9 @@ class CovarianceConfig:
         for name, lo in (("hid", 1), ("snapshots", 1), ("n_samples", 2), ("n_views", 1),
                          ("seed", 0)):
             B.check_int(name, getattr(self, name), lo)
-        B.check_int("layer", self.layer, 1, self.depth)
+        B.check_int("layer", self.layer, 0, self.depth - 1)
         sizes = tree.network_sizes(self.hid)
-        B.check_int("k", self.k, 1, sizes[self.layer] * sizes[self.layer - 1])   # k <= P
+        B.check_int("k", self.k, 1, sizes[self.layer + 1] * sizes[self.layer])   # k <= P
         self.train_config().validate()
         return self
 
@@ -76,7 +79,7 @@ class CovarianceConfig:
         sizes = tree.network_sizes(self.hid)
         L = self.depth
         net = f"depth={L}, num_children={self.num_children}, hid={self.hid}"
-        views = spectrum_cost(sizes, self.n_samples, self.n_views, self.layer - 1, self.k)
+        views = spectrum_cost(sizes, self.n_samples, self.n_views, self.layer, self.k)
         batch = pass_cost(sizes, "float64", self.batch_size, 2)
         snap = f"snapshots={self.snapshots}, n_samples={self.n_samples}, n_views={self.n_views}"
         work = views.madds + L * batch.madds + 3 * self.batch_size * 3 * mlp_weights(sizes)
@@ -106,7 +109,7 @@ def covariance_experiment(cfg, callback=None, stop=None, limits=None):
     views = tree.views(cfg.n_samples, cfg.n_views, B.derive_seed(cfg.seed, 3))  # (N, M, n_0)
     batch = tree.triples(cfg.batch_size, B.derive_seed(cfg.seed, 5))
     tc = cfg.train_config()
-    lay = cfg.layer - 1                                        # index into net.weights
+    lay = cfg.layer                                            # index into net.weights
     shape = tuple(net.weights[lay].shape)
     records, t0 = [], time.perf_counter()
 

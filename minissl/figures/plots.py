@@ -152,7 +152,8 @@ def loss_figure(steps, loss, *, collapsed=None, name="loss", title=None):
 # ----------------------------------------------------------------------------- covariance operator
 def spectrum_figure(eigvals, *, initial=None, layer=None, title=None):
     """The top eigenvalues of ``OP_l`` (descending), as a stem plot on a linear scale;
-    ``initial`` (optional): the same at initialisation, drawn as grey crosses."""
+    ``initial`` (optional): the same at initialisation, drawn as grey crosses; ``layer``: the
+    0-based ``net.weights`` index, for the title."""
     ev = np.sort(np.asarray(eigvals, float))[::-1]
     fig = _figure(5.2, 3.4)
     ax = fig.add_subplot()
@@ -207,8 +208,8 @@ def eigvec_figure(v, shape, *, eigval=None, layer=None, title=None):
     ax = fig.add_subplot()
     im = ax.imshow(V, cmap="RdBu_r", vmin=-m, vmax=m, aspect="auto", interpolation="nearest")
     fig.colorbar(im, ax=ax, shrink=0.85)
-    ax.set_xlabel("input unit j (layer l-1)")
-    ax.set_ylabel("unit i (layer l)")
+    ax.set_xlabel("input unit j")
+    ax.set_ylabel("unit i (the layer's output)")
     lam = f", λ = {eigval:.3g}" if eigval is not None else ""
     lay = f" of layer {layer}" if layer is not None else ""
     ax.set_title(title or f"top eigenvector{lay} as a weight pattern{lam}", fontsize=9)

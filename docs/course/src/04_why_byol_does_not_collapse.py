@@ -386,7 +386,7 @@ fig.tight_layout()
 # **What to notice.** The trained predictor's eigenvectors line up with $F$'s on the 8
 # directions that carry the 8 clusters (cosines ≈ 1) and not on the rest, where its
 # eigenvalues are near zero: the structure DirectPred builds in. Its eigenvalues are ordered
-# like DirectPred's but flatter than $\sqrt{s_j/s_1}$ here. DirectPred itself, with no
+# roughly like DirectPred's but flatter than $\sqrt{s_j/s_1}$ here. DirectPred itself, with no
 # predictor training at all, does not collapse (rank above 9).
 #
 # ## Exercises
