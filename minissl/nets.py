@@ -19,9 +19,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import backend as B
-from .io import CheckpointError, load_state, save_state
 from .layers import BatchNorm, L2Normalize, Linear, ReLU, Sequential
-from .budget import ResourceLimitError, check_memory, check_net_size, mlp_activation_bytes
+from .budget import check_memory, check_net_size, mlp_activation_bytes
 
 MAX_LAYERS = 64          # depth limit (number of weight matrices)
 MAX_WIDTH = 1 << 20      # width limit per layer
@@ -253,11 +252,12 @@ class ReLUNet(Network):
             raise ValueError("jacobians need a net without BatchNorm (batchnorm=None)")
         return jacobians(self.weights, self.preactivations(x), self.xp)
 
-    # -- copies and persistence
+    # -- copies and states
     def state(self):
-        """A dict of NumPy arrays and plain values describing the network exactly: the
-        ``STATE_KEYS``, and ``batchnorm`` (options), ``init_scale`` and ``bn`` (per BN layer its
-        ``gamma``, ``beta`` and frozen ``fixed_stats``, each None where absent)."""
+        """A dict of NumPy arrays and plain values describing the network exactly: its options
+        (sizes, bias, normalize, norm_eps, dtype, batchnorm, init_scale), ``weights``,
+        ``biases``, ``masks`` and ``bn`` (per BN layer its ``gamma``, ``beta`` and frozen
+        ``fixed_stats``, each None where absent). ``minissl.io`` saves and loads it."""
         st = {"sizes": list(self.sizes), "bias": self.bias, "normalize": self.normalize,
               "norm_eps": self.norm_eps, "dtype": self.dtype.name,
               "batchnorm": self.batchnorm, "init_scale": self.init_scale}
@@ -272,52 +272,24 @@ class ReLUNet(Network):
 
     @classmethod
     def from_state(cls, st, backend="numpy", limits=None):
-        """The network ``state()`` describes (a state without the optional keys, as older
-        versions wrote, has no BN and ``init_scale=1``). Its widths are checked against
-        ``limits`` and every array's shape against the widths before anything is built; arrays
-        must be finite (``ValueError`` naming the entry, ``ResourceLimitError`` past the limit)."""
-        if not isinstance(st, dict) or not STATE_KEYS <= set(st):
-            raise ValueError(f"a ReLUNet state must be a dict with keys {sorted(STATE_KEYS)}")
-        if set(st) - STATE_KEYS - set(STATE_DEFAULTS):
-            raise ValueError(f"a ReLUNet state has unknown keys "
-                             f"{sorted(set(st) - STATE_KEYS - set(STATE_DEFAULTS))}")
-        st = {**STATE_DEFAULTS, **st}
-        sizes = check_sizes(st["sizes"])
-        if st["masks"] is not None and not isinstance(st["masks"], (list, tuple)):
-            raise ValueError(f"masks must be None or a list, got {type(st['masks']).__name__}")
-        check_net_size(sizes, st["masks"], B.check_dtype(st["dtype"]), limits,
-                       f"the state's sizes={sizes}")
-        _check_state_arrays(st, sizes)
-        net = cls(sizes, masks=st["masks"], bias=st["bias"], normalize=st["normalize"],
+        """The network a ``state()`` describes (trusted: ``minissl.io`` checks a state read
+        from a file before it gets here); its widths are checked against ``limits``."""
+        net = cls(st["sizes"], masks=st["masks"], bias=st["bias"], normalize=st["normalize"],
                   norm_eps=st["norm_eps"], batchnorm=st["batchnorm"],
                   init_scale=st["init_scale"], dtype=st["dtype"], backend=backend, limits=limits)
-        for arrays, mine in ((st["weights"], net.weights), (st["biases"] or [], net.biases or [])):
-            for a, p in zip(arrays, mine):
-                p[...] = net.asarray(a)
-        _set_bn_state(net, st["bn"])
+        for a, p in zip(st["weights"] + (st["biases"] or []), net.weights + (net.biases or [])):
+            p[...] = net.asarray(a)
+        for bn, d in zip(net.batchnorms(), st["bn"]):
+            if bn.affine:
+                bn.gamma[...], bn.beta[...] = net.asarray(d["gamma"]), net.asarray(d["beta"])
+            bn.fixed_stats = None if d["fixed_stats"] is None else tuple(
+                None if a is None else net.asarray(a) for a in d["fixed_stats"])
         return net
 
     def copy(self, backend=None):
         if backend is None or backend == self.backend:
             return super().copy()
         return type(self).from_state(self.state(), backend)
-
-    def save(self, path):
-        """Write the network to ``path`` (.npz, atomic, no pickles)."""
-        save_state(path, self.state(), kind="ReLUNet")
-
-    @classmethod
-    def load(cls, path, backend="numpy", limits=None):
-        """Read a network written by ``save``; refuses corrupt or foreign files
-        (``CheckpointError``), NaN/inf weights, and widths past ``limits``
-        (``ResourceLimitError``, before the network is built)."""
-        st = load_state(path, kind="ReLUNet", limits=limits)
-        try:
-            return cls.from_state(st, backend, limits)
-        except ResourceLimitError:
-            raise
-        except (ValueError, TypeError) as exc:
-            raise CheckpointError(f"{path} does not describe a valid ReLUNet: {exc}") from None
 
     def __repr__(self):
         opts = ["bias=True"] * self.bias + ["normalize=True"] * self.normalize
@@ -327,9 +299,6 @@ class ReLUNet(Network):
                 f"dtype={self.dtype.name}, backend={self.backend!r})")
 
 
-STATE_KEYS = frozenset(("sizes", "bias", "normalize", "norm_eps", "dtype", "weights", "biases",
-                        "masks"))                           # required
-STATE_DEFAULTS = {"batchnorm": None, "init_scale": 1.0, "bn": []}   # optional (added later)
 BN_OPTIONS = ("mean", "var", "affine", "eps", "groups", "omit_var")
 
 
@@ -348,58 +317,6 @@ def check_batchnorm(batchnorm):
 
 def _numpy(a):
     return None if a is None else B.to_numpy(a)
-
-
-def _set_bn_state(net, bn_states):
-    """Give the net's BN layers the ``gamma``, ``beta`` and ``fixed_stats`` of a state's ``bn``
-    entries, each checked (present iff expected, shape, finite) first."""
-    bns = net.batchnorms()
-    if not isinstance(bn_states, (list, tuple)) or len(bn_states) != len(bns):
-        raise ValueError(f"bn must be a list of {len(bns)} entries (one per BatchNorm layer) "
-                         f"for batchnorm={net.batchnorm}")
-    for i, (bn, d) in enumerate(zip(bns, bn_states)):
-        if not isinstance(d, dict) or set(d) != {"gamma", "beta", "fixed_stats"}:
-            raise ValueError(f"bn[{i}] must be a dict with keys beta, fixed_stats, gamma")
-        stats = d["fixed_stats"]
-        if stats is not None and (not isinstance(stats, (list, tuple)) or len(stats) != 2):
-            raise ValueError(f"bn[{i}].fixed_stats must be None or [mean, var]")
-        shapes = [(bn.n,)] * bn.affine                     # gamma, beta: (n,); stats: or (G, n)
-        named = [("gamma", d["gamma"], shapes), ("beta", d["beta"], shapes)]
-        named += [(f"fixed_stats[{k}]", a, [(bn.n,), (bn.groups, bn.n)])
-                  for k, a in enumerate(stats or []) if a is not None]
-        for name, a, want in named:
-            if (a is None) != (not want) or (a is not None and tuple(getattr(
-                    a, "shape", ())) not in want):
-                raise ValueError(f"bn[{i}].{name} has shape {getattr(a, 'shape', None)}, "
-                                 f"expected {' or '.join(map(str, want)) or None}")
-            if a is not None:
-                B.check_finite(f"bn[{i}].{name}", B.to_numpy(a))
-        if bn.affine:
-            bn.gamma[...], bn.beta[...] = net.asarray(d["gamma"]), net.asarray(d["beta"])
-        bn.fixed_stats = None if stats is None else tuple(
-            None if a is None else net.asarray(a) for a in stats)
-
-
-def _check_state_arrays(st, sizes):
-    """Every weight (and bias, mask) of a state has the shape its widths say, and is finite."""
-    L = len(sizes) - 1
-    want = {"weights": [(sizes[l + 1], sizes[l]) for l in range(L)],
-            "biases": [(sizes[l + 1],) for l in range(L)] if st["bias"] else None,
-            "masks": [(sizes[l + 1], sizes[l]) for l in range(L)]}
-    for name, shapes in want.items():
-        arrays = st[name]
-        if arrays is None and (shapes is None or name == "masks"):
-            continue
-        if shapes is None or not isinstance(arrays, (list, tuple)) or len(arrays) != L:
-            raise ValueError(f"{name} must be a list of {L} arrays for sizes={sizes}")
-        for l, (a, shape) in enumerate(zip(arrays, shapes)):
-            if a is None and name == "masks":
-                continue
-            if not hasattr(a, "shape") or tuple(a.shape) != shape:
-                raise ValueError(f"{name}[{l}] has shape {getattr(a, 'shape', None)}, expected "
-                                 f"{shape} for sizes={sizes}")
-            if name != "masks":
-                B.check_finite(f"{name}[{l}]", B.to_numpy(a))
 
 
 def tree_network(tree, hid=10, **options):

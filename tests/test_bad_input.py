@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import minissl
+import minissl.io as mio
 from minissl.cli import commands as cli
 from minissl import linear_byol as LB
 from minissl import experiments as E
@@ -328,9 +329,9 @@ def _state(sizes, weights):
 def test_forged_checkpoint_sizes_are_bounded_before_building(tmp_path):
     path = tmp_path / "forged.npz"
     save_state(path, _state([12000, 12000], [np.zeros((2, 2))]), kind="ReLUNet")  # checksum ok
-    refused(lambda: ReLUNet.load(path), ResourceLimitError,
+    refused(lambda: mio.load(path), ResourceLimitError,
             r"the state's sizes=\[12000, 12000\] needs ~3\.2 GiB for the network's weights")
-    refused(lambda: ReLUNet.load(path, limits=Limits(8 << 30, 1e13)), CheckpointError,
+    refused(lambda: mio.load(path, limits=Limits(8 << 30, 1e13)), CheckpointError,
             r"does not describe a valid ReLUNet: weights\[0\] has shape \(2, 2\), expected "
             r"\(12000, 12000\)")
 
@@ -338,10 +339,10 @@ def test_forged_checkpoint_sizes_are_bounded_before_building(tmp_path):
 def test_checkpoint_with_nan_weights_is_refused(tmp_path):
     path = tmp_path / "nan.npz"
     save_state(path, _state([2, 3], [np.full((3, 2), NAN)]), kind="ReLUNet")
-    refused(lambda: ReLUNet.load(path), CheckpointError, r"weights\[0\] contains NaN")
-    refused(lambda: ReLUNet.from_state(_state([2, 3], [np.full((3, 2), INF)])), ValueError,
+    refused(lambda: mio.load(path), CheckpointError, r"weights\[0\] contains NaN")
+    refused(lambda: mio.from_state(_state([2, 3], [np.full((3, 2), INF)])), ValueError,
             r"weights\[0\] contains NaN or infinite values")
-    refused(lambda: ReLUNet.from_state({"sizes": [2, 3]}), ValueError,
+    refused(lambda: mio.from_state({"sizes": [2, 3]}), ValueError,
             r"a ReLUNet state must be a dict with keys")
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import minissl
+import minissl.io as mio
 from minissl import ReLUNet, TrainConfig
 from minissl.backend import BackendError, cupy_available
 from minissl.io.checkpoint import CheckpointError
@@ -188,8 +189,8 @@ def test_save_load_roundtrip(tmp_path):
     net = ReLUNet([5, 4, 3], masks=random_masks([5, 4, 3], rng), bias=True, normalize=True,
                   seed=9)
     path = tmp_path / "net.npz"
-    net.save(path)
-    back = ReLUNet.load(path)
+    mio.save(net, path)
+    back = mio.load(path)
     x = rng.normal(size=(3, 5))
     np.testing.assert_array_equal(back.forward(x), net.forward(x))
     assert back.bias and back.normalize and back.masks is not None
@@ -198,21 +199,21 @@ def test_save_load_roundtrip(tmp_path):
 def test_load_refuses_corrupt_foreign_and_pickled_files(tmp_path):
     net = ReLUNet([3, 2], seed=0)
     good = tmp_path / "net.npz"
-    net.save(good)
+    mio.save(net, good)
     data = good.read_bytes()
     (tmp_path / "trunc.npz").write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="not a readable minissl checkpoint"):
-        ReLUNet.load(tmp_path / "trunc.npz")
+        mio.load(tmp_path / "trunc.npz")
     np.savez(tmp_path / "foreign.npz", W=np.zeros(3))
     with pytest.raises(CheckpointError, match="no __meta__"):
-        ReLUNet.load(tmp_path / "foreign.npz")
+        mio.load(tmp_path / "foreign.npz")
     # an object array would need unpickling: refused, never executed
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(CheckpointError):
-        ReLUNet.load(tmp_path / "obj.npy")
+        mio.load(tmp_path / "obj.npy")
     (tmp_path / "p.npz").write_bytes(pickle.dumps({"weights": [1]}))
     with pytest.raises(CheckpointError):
-        ReLUNet.load(tmp_path / "p.npz")
+        mio.load(tmp_path / "p.npz")
     # tampered array bytes: checksum mismatch
     import zipfile
     with zipfile.ZipFile(good) as zin, zipfile.ZipFile(tmp_path / "tamper.npz", "w") as zout:
@@ -222,19 +223,19 @@ def test_load_refuses_corrupt_foreign_and_pickled_files(tmp_path):
                 buf = buf[:-8] + np.float64(123.0).tobytes()
             zout.writestr(item, buf)
     with pytest.raises(CheckpointError, match="corrupt"):
-        ReLUNet.load(tmp_path / "tamper.npz")
+        mio.load(tmp_path / "tamper.npz")
 
 
 def test_save_is_atomic(tmp_path, monkeypatch):
     path = tmp_path / "net.npz"
-    ReLUNet([3, 2], seed=0).save(path)
+    mio.save(ReLUNet([3, 2], seed=0), path)
     before = path.read_bytes()
 
     def boom(*a, **k):
         raise OSError("disk full")
     monkeypatch.setattr(np, "savez", boom)
     with pytest.raises(OSError, match="disk full"):
-        ReLUNet([3, 2], seed=1).save(path)
+        mio.save(ReLUNet([3, 2], seed=1), path)
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["net.npz"]
 
@@ -268,9 +269,9 @@ def test_batchnorm_net_survives_state_save_load_and_copy(tmp_path, batchnorm, no
     net = _bn_net(batchnorm, rng, normalize=normalize)
     x = rng.normal(size=(6, 5))
     want = net.forward(x)
-    net.save(tmp_path / "bn.npz")
-    copies = {"from_state": ReLUNet.from_state(net.state()),
-              "load": ReLUNet.load(tmp_path / "bn.npz"),
+    mio.save(net, tmp_path / "bn.npz")
+    copies = {"from_state": mio.from_state(net.state()),
+              "load": mio.load(tmp_path / "bn.npz"),
               "copy": net.copy(), "copy_numba": net.copy(backend="numba")}
     for how, back in copies.items():
         np.testing.assert_array_equal(back.forward(x), want, err_msg=how)
@@ -286,7 +287,7 @@ def test_state_of_an_older_version_loads_without_batchnorm(tmp_path):
     st = net.state()
     old = {k: st[k] for k in ("sizes", "bias", "normalize", "norm_eps", "dtype", "weights",
                               "biases", "masks")}
-    back = ReLUNet.from_state(old)
+    back = mio.from_state(old)
     assert back.batchnorm is None and back.init_scale == 1.0 and back.plain
     x = np.random.default_rng(0).normal(size=(3, 4))
     np.testing.assert_array_equal(back.forward(x), net.forward(x))
@@ -307,4 +308,4 @@ def test_bad_batchnorm_state_is_refused(edit, match):
     st = net.state()
     edit(st)
     with pytest.raises(ValueError, match=match):
-        ReLUNet.from_state(st)
+        mio.from_state(st)
