@@ -209,9 +209,9 @@ def test_covariance_command_prints_what_the_runner_records(capsys):
     status, out, _ = run(capsys, *argv, "--json")
     objs = [json.loads(ln) for ln in out.strip().splitlines()]
     assert status == 0 and [o["step"] for o in objs] == [0, 10, 20]
-    recs = E.covariance_experiment(E.CovarianceConfig(depth=3, hid=3, steps=20, snapshots=2,
-                                                      n_samples=32, n_views=2, batch_size=16,
-                                                      k=3))
+    recs = E.covariance_experiment(E.with_settings(
+        E.CovarianceConfig(), depth=3, hid=3, steps=20, snapshots=2, n_samples=32, n_views=2,
+        batch_size=16, k=3))
     for o, r in zip(objs, recs):
         np.testing.assert_allclose(o["eigvals"], r["eigvals"], rtol=1e-6)
         np.testing.assert_allclose(o["cos"], r["cos"], atol=1e-6)

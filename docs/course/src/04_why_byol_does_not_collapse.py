@@ -64,8 +64,9 @@ np.set_printoptions(precision=4, suppress=True)
 
 # %%
 src = minissl.GaussianClusters(n_clusters=8, dim=16, noise=1.0, seed=0)
-base = minissl.BYOLConfig(lr=0.5, weight_decay=0.02, steps=300, batch_size=64, log_every=20,
-                          ema=0.0, seed=0)
+base = minissl.BYOLConfig(log_every=20, ema=0.0, seed=0)   # the defaults: lr, batch, steps, ...
+print(f"lr {base.lr}, weight decay {base.weight_decay}, batch {base.batch_size}, "
+      f"{base.steps} steps, embedding width d = {base.out_dim}")
 no_bn = dict(bn_mean="omit", bn_var="omit")
 runs = {"no predictor, no BN": dict(predictor="none", **no_bn),
         "no predictor, BN": dict(predictor="none"),
