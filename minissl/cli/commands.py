@@ -36,8 +36,7 @@ from ..byol import DATASETS, PREDICTORS, PRESETS as BYOL_PRESETS, BYOLConfig
 from ..hltm import check_polarity
 from ..layers import BN_MODES
 from ..budget import ResourceLimitError
-from ..losses import LOSSES
-from ..train import NEGATIVES, SAMPLERS, UPDATES, TrainingDiverged
+from ..train import NEGATIVES, TrainingDiverged
 
 
 # ----------------------------------------------------------------------------- shared
@@ -109,8 +108,7 @@ def _dataclass_flags(p, cls, names=None, multi=()):
         if kind is bool:
             kw["action"] = argparse.BooleanOptionalAction
         elif kind is tuple:
-            kw.update(type=float, nargs=len(d), metavar=("LO", "HI")[:len(d)] if len(d) == 2
-                      else None)
+            kw.update(type=float, nargs=len(d), metavar=("LO", "HI") if len(d) == 2 else None)
         else:
             kw.update(type=kind, choices=m.get("choices"))
         if name in multi:
@@ -187,8 +185,7 @@ def add_hltm_parser(subparsers):
                    default=None, help="linear and k-NN probes of the root (or 'all' latents) "
                                       "from every layer, with the Bayes accuracy, at epoch 0 "
                                       "and the last epoch")
-    p.add_argument("--probe-samples", type=int, default=None,
-                   help="probe training and test set size (2000 each)")
+    _dataclass_flags(p, E.HLTMConfig, ("probe_samples",))
     return p
 
 
