@@ -1,4 +1,6 @@
-"""Experiments: commented config dataclasses and the runners the CLI, the app and the docs use.
+"""Experiments: config dataclasses (each field a ``backend.setting``: default, help, label,
+bounds, which the CLI's flags and the app's fields are made from) and the runners the CLI, the
+app and the docs use.
 
 Submodules load on first use of one of their names (``E.HLTMConfig`` imports only
 ``experiments.hltm``). Every runner takes its config, ``callback=None`` (called with each record as it is made;
