@@ -5,17 +5,19 @@ import gradio as gr
 
 from minissl import experiments as E
 from minissl.figures import plots
-from minissl.backend import check_choice, check_int, check_real
-from minissl.byol import PREDICTORS
+from minissl.backend import check_choice, check_real
+from minissl.byol import PREDICTORS, BYOLConfig
 from minissl.layers import BN_MODES
 
 from app.text import BYOL_TEXT
-from app.widgets import (LIMITS, checked, course_link, show)
+from app.widgets import (LIMITS, checked, course_link, fields_of, settings, show)
 from app.runs import (streamed, training_event)
 
 
 # ----------------------------------------------------------------------------- BYOL tab
 EMA_CHOICES = ("0", "0.99")
+BYOL_FIELDS = fields_of(BYOLConfig(), dict(steps=(50, 1000), weight_decay=(0.0, 0.1),
+                                           seed=(0, 2**31 - 1)))
 
 
 def byol_status(records, secs):
@@ -23,29 +25,32 @@ def byol_status(records, secs):
     return f"run {last['run']}/{last['runs']} · {secs:.1f} s"
 
 
-def byol_render(data, steps, wd, seed):
-    """``render(rows)`` of the ablation: the Markdown table and its two figures."""
+def byol_render(cfg, data):
+    """``render(rows)`` of the ablation of ``cfg`` on ``data``: the Markdown table and its two
+    figures."""
     def render(rows):
         spectra = {f"{r['predictor']}/{r['bn_mean']}/ema {r['ema']:g}": r["spectrum"]
                    for r in rows[:: max(1, len(rows) // 4)] if not r["diverged"]}
-        md = "\n".join([f"BYOL on **{data}**: lr {0.5 if data == 'toy' else 0.1:g}, weight "
-                        f"decay {wd:g}, {steps} steps, batch 64, BN var normal, "
-                        f"L2-normalised loss, seed {seed}.", ""] + E.ablation_table(rows))
+        md = "\n".join([f"BYOL on **{data}**: lr {cfg.lr:g}, weight decay "
+                        f"{cfg.weight_decay:g}, {cfg.steps} steps, batch {cfg.batch_size}, BN "
+                        f"var {cfg.bn_var}, {'L2-normalised' if cfg.normalize else 'raw'} "
+                        f"loss, seed {cfg.seed}.", ""] + E.ablation_table(rows))
         return (md, show(plots.byol_ablation_figure(rows)),
                 show(plots.byol_spectrum_figure(spectra)))
     return render
 
 
 def run_byol_ablation(data="toy", predictors=("none", "linear"),
-                      bn_means=("normal", "detach", "omit"), emas=EMA_CHOICES, steps=300,
-                      weight_decay=0.02, seed=0, request: gr.Request = None):
+                      bn_means=("normal", "detach", "omit"), emas=EMA_CHOICES,
+                      steps=BYOL_FIELDS["steps"].default,
+                      weight_decay=BYOL_FIELDS["weight_decay"].default,
+                      seed=BYOL_FIELDS["seed"].default, request: gr.Request = None):
     """The BYOL ablation (``experiments.byol_ablation``), streamed after every run: status,
     Markdown table, two figures. Every list is de-duplicated and checked against its choices
     (at most 3 x 3 x 2 runs), the estimated cost against the app's limits."""
     data = checked(check_choice, "data", data, E.DATASETS)
-    steps = checked(check_int, "steps", steps, 50, 1000)
-    wd = checked(check_real, "weight decay", weight_decay, 0.0, 0.1)
-    seed = checked(check_int, "seed", seed, 0, 2**31 - 1)
+    v = settings(BYOL_FIELDS, dict(steps=steps, weight_decay=weight_decay, seed=seed))
+    steps, wd, seed = v["steps"], v["weight_decay"], v["seed"]
     lists = {}
     for name, values, allowed in (("predictor", predictors, PREDICTORS),
                                   ("BN mean part", bn_means, BN_MODES),
@@ -61,8 +66,8 @@ def run_byol_ablation(data="toy", predictors=("none", "linear"),
         return E.byol_ablation(data, lists["predictor"], lists["BN mean part"], emas, steps,
                                None, wd, seed, callback=emit, stop=stop, limits=LIMITS)
 
-    for *figs, line, _, _ in streamed(request, run, byol_render(data, steps, wd, seed),
-                                      byol_status):
+    cfg = checked(E.ablation_config, data, steps, None, wd, seed)
+    for *figs, line, _, _ in streamed(request, run, byol_render(cfg, data), byol_status):
         yield (line, *figs)
 
 
@@ -107,9 +112,12 @@ def byol_tab():
             emas = gr.CheckboxGroup(list(EMA_CHOICES), value=list(EMA_CHOICES),
                                     label="target EMA (0 = SimSiam)")
         with gr.Row():
-            steps = gr.Slider(50, 1000, value=300, step=50, label="steps")
-            wd = gr.Slider(0.0, 0.1, value=0.02, step=0.005, label="weight decay")
-            seed = gr.Number(0, precision=0, label="seed")
+            steps, wd, seed = (BYOL_FIELDS[k] for k in ("steps", "weight_decay", "seed"))
+            steps = gr.Slider(steps.lo, steps.hi, value=steps.default, step=50,
+                              label=steps.label, info=steps.hint)
+            wd = gr.Slider(wd.lo, wd.hi, value=wd.default, step=0.005, label=wd.label,
+                           info=wd.hint)
+            seed = gr.Number(seed.default, precision=0, label=seed.label)
             run = gr.Button("Run ablation", variant="primary", elem_id="byol-run")
             stop_btn = gr.Button("Stop", variant="stop", elem_id="byol-stop")
         status = gr.Textbox(label="status", interactive=False, elem_classes=["status-line"])

@@ -10,33 +10,22 @@ from minissl.covariance import PAIR_WEIGHT_LOSSES
 from minissl.train import UPDATES
 
 from app.text import (ACCEL_TEXT, COV_TEXT)
-from app.widgets import (LATEX, LIMITS, checked, choice, course_link, number_box, settings, show)
+from app.widgets import (LATEX, LIMITS, checked, choice_of, course_link, fields_of, number_box,
+                         settings, show)
 from app.runs import (streamed, training_event)
 
 
 # ----------------------------------------------------------------------------- Covariance tab
-COV_FIELDS = {
-    "depth": ("depth", int, 2, 5, 4, "tree depth, 2-5"),
-    "num_children": ("children", int, 2, 3, 2, "children per latent, 2-3"),
-    "polarity_lo": ("polarity low", float, 0.0, 1.0, 0.7, "|ρ| ~ U[low, high]"),
-    "polarity_hi": ("polarity high", float, 0.0, 1.0, 1.0, "0 ≤ low ≤ high ≤ 1"),
-    "hid": ("hid", int, 1, 20, 10, "units per latent, 1-20"),
-    "tau": ("τ", float, 0.0, 100.0, 0.1, "temperature, 0 < τ ≤ 100"),
-    "lr": ("learning rate", float, 0.0, 10.0, 0.1, "0 < lr ≤ 10"),
-    "batch_size": ("batch size", int, 2, 512, 128, "anchors per step, 2-512"),
-    "steps": ("steps", int, 1, 5000, 600, "training steps, 1-5000"),
-    "snapshots": ("pictures", int, 1, 50, 12, "spectra computed during the run, 1-50"),
-    "layer": ("layer (0 = bottom)", int, 0, 4, 1,
-              "index into net.weights: 0 = leaves -> depth-1 units, at most depth − 1; "
-              "index l − 1 is the paper's W_l"),
-    "k": ("top k", int, 1, 16, 8, "eigenvalues shown, 1-16"),
-    "n_samples": ("samples N", int, 8, 512, 256, "samples x for OP = V^ξ[Kbar], 8-512"),
-    "n_views": ("views M", int, 1, 8, 4, "augmented views averaged in Kbar, 1-8"),
-    "seed": ("seed", int, 0, 2**31 - 1, 1, "tree, init, data"),
-}
+COV_CONFIG = E.CovarianceConfig()                 # the defaults
+COV_FIELDS = fields_of(COV_CONFIG, dict(          # the app's bounds on its settings
+    depth=(2, 5), num_children=(2, 3), polarity=(0.0, 1.0), hid=(1, 20), tau=(0.0, 100.0),
+    lr=(0.0, 10.0), batch_size=(2, 512), steps=(1, 5000), snapshots=(1, 50), layer=(0, 4),
+    k=(1, 16), n_samples=(8, 512), n_views=(1, 8), seed=(0, 2**31 - 1)))
 COV_ORDER = ("depth", "num_children", "polarity_lo", "polarity_hi", "hid", "loss", "tau", "lr",
              "batch_size", "steps", "snapshots", "layer", "k", "n_samples", "n_views", "update",
              "seed")
+_C = {k: v.default for k, v in COV_FIELDS.items()} | {
+    k: getattr(COV_CONFIG.run, k) for k in ("loss", "update")}
 
 
 def covariance_config(values: dict) -> E.CovarianceConfig:
@@ -45,8 +34,8 @@ def covariance_config(values: dict) -> E.CovarianceConfig:
     if v["layer"] > v["depth"] - 1:
         raise gr.Error(f"layer (0 = bottom) must be an integer in [0, depth − 1 = "
                        f"{v['depth'] - 1}], got {v['layer']}")
-    cfg = E.CovarianceConfig(
-        **{k: v[k] for k in v if k not in ("polarity_lo", "polarity_hi")},
+    cfg = E.with_settings(
+        COV_CONFIG, **{k: v[k] for k in v if k not in ("polarity_lo", "polarity_hi")},
         polarity=(v["polarity_lo"], v["polarity_hi"]),
         loss=checked(check_choice, "loss", values.get("loss"), PAIR_WEIGHT_LOSSES),
         update=checked(check_choice, "update rule", values.get("update"), UPDATES))
@@ -61,16 +50,19 @@ def covariance_figures(cfg, records):
                                      layer=cfg.layer,
                                      title=f"top {cfg.k} eigenvalues of OP, layer {cfg.layer} "
                                            f"(W_{cfg.layer + 1}, step {last['step']})")
-    cos = {str(l): [r["cos"][l] for r in records] for l in range(cfg.depth)}   # 0 = bottom
+    cos = {str(l): [r["cos"][l] for r in records] for l in range(cfg.run.depth)}   # 0 = bottom
     fig_cos = plots.cosine_figure([r["step"] for r in records], cos)
     fig_vec = plots.eigvec_figure(last["eigvec"], last["shape"], eigval=last["eigvals"][0],
                                   layer=cfg.layer)
     return show(fig_spec), show(fig_cos), show(fig_vec)
 
 
-def train_covariance(depth=4, num_children=2, polarity_lo=0.7, polarity_hi=1.0, hid=10,
-                     loss="infonce", tau=0.1, lr=0.1, batch_size=128, steps=600, snapshots=12,
-                     layer=1, k=8, n_samples=256, n_views=4, update="gradient", seed=1,
+def train_covariance(depth=_C["depth"], num_children=_C["num_children"],
+                     polarity_lo=_C["polarity_lo"], polarity_hi=_C["polarity_hi"],
+                     hid=_C["hid"], loss=_C["loss"], tau=_C["tau"], lr=_C["lr"],
+                     batch_size=_C["batch_size"], steps=_C["steps"], snapshots=_C["snapshots"],
+                     layer=_C["layer"], k=_C["k"], n_samples=_C["n_samples"],
+                     n_views=_C["n_views"], update=_C["update"], seed=_C["seed"],
                      request: gr.Request = None, progress=gr.Progress()):
     """Train the HLTM tree network and stream ``experiments.covariance_experiment``: the top-k
     spectrum of ``OP_l``, the per-layer cosine between the gradient step and the
@@ -78,12 +70,13 @@ def train_covariance(depth=4, num_children=2, polarity_lo=0.7, polarity_hi=1.0, 
     cfg = covariance_config(dict(zip(COV_ORDER, (
         depth, num_children, polarity_lo, polarity_hi, hid, loss, tau, lr, batch_size, steps,
         snapshots, layer, k, n_samples, n_views, update, seed))))
-    progress(0, desc="starting", total=cfg.steps, unit="steps")
+    steps = cfg.run.steps
+    progress(0, desc="starting", total=steps, unit="steps")
 
     def status(records, secs):
         last = records[-1]
-        progress(last["step"] / cfg.steps, desc=f"step {last['step']}")
-        return (f"step {last['step']}/{cfg.steps} · λ_max(OP of layer {cfg.layer}) = "
+        progress(last["step"] / steps, desc=f"step {last['step']}")
+        return (f"step {last['step']}/{steps} · λ_max(OP of layer {cfg.layer}) = "
                 f"{last['eigvals'][0]:.4g} · cos per layer "
                 f"[{', '.join(f'{c:.2f}' for c in last['cos'])}] · loss on the fixed batch "
                 f"{last['loss']:.4g} · {secs:.1f} s")
@@ -110,14 +103,13 @@ def covariance_tab():
                         num(pair[0]), num(pair[1])
                 with gr.Row():
                     num("hid")
-                    c["loss"] = choice(PAIR_WEIGHT_LOSSES, "infonce", "loss",
-                                       "sets the pair weights ξ")
+                    c["loss"] = choice_of(COV_CONFIG, "loss", PAIR_WEIGHT_LOSSES,
+                                          "sets the pair weights ξ")
                 for pair in (("tau", "lr"), ("batch_size", "steps"), ("layer", "k"),
                              ("n_samples", "n_views"), ("snapshots", "seed")):
                     with gr.Row():
                         num(pair[0]), num(pair[1])
-                c["update"] = choice(UPDATES, "gradient", "update rule",
-                                     "covariance: W += lr·OP vec(W)")
+                c["update"] = choice_of(COV_CONFIG, "update")
                 with gr.Row():
                     go = gr.Button("Train", variant="primary", elem_id="cov-train")
                     stop_btn = gr.Button("Stop", variant="stop", elem_id="cov-stop")
@@ -136,25 +128,23 @@ def covariance_tab():
         acceleration_section()
 
 
-# field: (label, kind, lo, hi, default, hint)
-ACC_FIELDS = {
-    "lr": ("learning rate", float, 0.0, 1.0, 0.01, "0 < lr ≤ 1"),
-    "steps": ("steps", int, 10, 1000, 200, "per arm, 10-1000"),
-    "top_scale": ("top scale", float, 1.0, 5.0, 2.0, "the scaled arm's W_L factor, 1-5"),
-    "seed": ("seed", int, 0, 2**31 - 1, 1, "tree, init, data"),
-}
+ACC_CONFIG = E.AccelerationConfig()               # the defaults
+ACC_FIELDS = fields_of(ACC_CONFIG, dict(lr=(0.0, 1.0), steps=(10, 1000), top_scale=(1.0, 5.0),
+                                        seed=(0, 2**31 - 1)))
+_A = {k: v.default for k, v in ACC_FIELDS.items()}
 
 
-def run_acceleration(loss="simple", update="gradient", lr=0.01, steps=200, top_scale=2.0,
-                     seed=1, request: gr.Request = None):
+def run_acceleration(loss=ACC_CONFIG.run.loss, update=ACC_CONFIG.run.update, lr=_A["lr"],
+                     steps=_A["steps"], top_scale=_A["top_scale"], seed=_A["seed"],
+                     request: gr.Request = None):
     """The top-layer-acceleration figure (``experiments.acceleration_experiment`` on a depth-2
     tree, top layer frozen / trained / scaled, and ``linear_acceleration``) and a summary,
     streamed from the bounded worker (Stop and cancel end it); the cost is checked first."""
     v = settings(ACC_FIELDS, dict(lr=lr, steps=steps, top_scale=top_scale, seed=seed))
-    cfg = E.AccelerationConfig(
-        loss=checked(check_choice, "loss", loss, PAIR_WEIGHT_LOSSES),
+    cfg = E.with_settings(
+        ACC_CONFIG, loss=checked(check_choice, "loss", loss, PAIR_WEIGHT_LOSSES),
         update=checked(check_choice, "update rule", update, UPDATES), **v,
-        snapshots=min(20, v["steps"]))
+        snapshots=min(ACC_CONFIG.snapshots, v["steps"]))
     checked(cfg.validate)
     checked(cfg.cost().check, LIMITS)
     linear = E.linear_acceleration(cfg.top_scale)
@@ -177,8 +167,8 @@ def acceleration_section():
     """The Covariance tab's top-layer-acceleration section."""
     gr.Markdown(ACCEL_TEXT, latex_delimiters=LATEX)
     with gr.Row():
-        loss = choice(PAIR_WEIGHT_LOSSES, "simple", "loss", "simple: ξ ≡ 1")
-        update = choice(UPDATES, "gradient", "update rule", "covariance: W += lr·OP vec(W)")
+        loss = choice_of(ACC_CONFIG, "loss", PAIR_WEIGHT_LOSSES, "simple: ξ ≡ 1")
+        update = choice_of(ACC_CONFIG, "update")
         c = {}
         num = number_box(c, ACC_FIELDS, "acc")
         for key in ACC_FIELDS:

@@ -1,6 +1,8 @@
 """Tab "Feature decoupling": train on sparse and dense features under an augmentation and
 watch what the neurons learn; endpoint ``/train_decoupling``."""
 
+from dataclasses import replace
+
 import gradio as gr
 
 from minissl import experiments as E
@@ -10,22 +12,23 @@ from minissl.decoupling import AUGMENTATIONS
 from minissl.experiments.decoupling import NEURONS
 
 from app.text import DECOUPLING_TEXT
-from app.widgets import (LATEX, LIMITS, checked, choice, course_link, number_box, settings, show)
+from app.widgets import (LATEX, LIMITS, Field, checked, choice_of, course_link, fields_of,
+                         number_box, settings, show)
 from app.runs import (streamed, training_event)
 
 
 # ----------------------------------------------------------------------------- Decoupling tab
-DECOUPLING_FIELDS = {
-    "strength": ("strength", float, 0.0, 10.0, 0.5,
-                 "mask: keep probability p in (0, 1]; noise: scale s; else unused"),
-    "dense_rank": ("dense rank", int, 0, 48, 40, "dense directions r, 0-48"),
-    "dense_energy": ("dense energy", float, 0.0, 10.0, 1.0, "E|ξ|² / E|Mz|², 0-10"),
-    "width": ("neurons", int, 1, 128, 32, "neurons, 1-128"),
-    "steps": ("steps", int, 10, 5000, 600, "Adam steps, 10-5000"),
-    "seed": ("seed", int, 0, 2**31 - 1, 0, "bases, init, data"),
-}
+DEC_CONFIG = E.DecouplingConfig(d=16, d1=64, k=2, dense_rank=40, width=32, batch_size=128,
+                                steps=600)       # the app's small data model and its defaults
+DECOUPLING_FIELDS = fields_of(
+    DEC_CONFIG, dict(dense_rank=(0, 48), dense_energy=(0.0, 10.0), width=(1, 128),
+                     steps=(10, 5000), seed=(0, 2**31 - 1)),
+    strength=Field("strength", float, 0.0, 10.0, DEC_CONFIG.p,
+                   "mask: keep probability p in (0, 1]; noise: scale s; else unused"))
 DECOUPLING_ORDER = ("augmentation", "strength", "dense_rank", "dense_energy", "neuron", "width",
                     "steps", "seed")
+_DD = {k: f.default for k, f in DECOUPLING_FIELDS.items()} | {
+    k: getattr(DEC_CONFIG, k) for k in ("augmentation", "neuron")}
 
 
 def decoupling_config(values: dict) -> E.DecouplingConfig:
@@ -36,11 +39,10 @@ def decoupling_config(values: dict) -> E.DecouplingConfig:
         raise gr.Error(f"strength (the mask's keep probability p) must be in (0, 1], got "
                        f"{v['strength']:g}")
     strength = {"mask": {"p": v["strength"]}, "noise": {"s": v["strength"]}}.get(aug, {})
-    cfg = E.DecouplingConfig(
-        d=16, d1=64, k=2, dense_rank=v["dense_rank"], dense_energy=v["dense_energy"],
-        augmentation=aug, **strength, width=v["width"], batch_size=128, steps=v["steps"],
-        log_every=max(1, v["steps"] // 30), seed=v["seed"],
-        neuron=checked(check_choice, "neuron", values.get("neuron"), NEURONS))
+    cfg = replace(DEC_CONFIG, augmentation=aug, **strength, dense_rank=v["dense_rank"],
+                  dense_energy=v["dense_energy"], width=v["width"], steps=v["steps"],
+                  log_every=max(1, v["steps"] // 30), seed=v["seed"],
+                  neuron=checked(check_choice, "neuron", values.get("neuron"), NEURONS))
     checked(cfg.validate)
     checked(cfg.cost().check, LIMITS)
     return cfg
@@ -55,9 +57,10 @@ def decoupling_figures(records):
                                                 rho=records[0]["rho"])))
 
 
-def train_decoupling(augmentation="complementary", strength=0.5, dense_rank=40,
-                     dense_energy=1.0, neuron="symmetric", width=32, steps=600, seed=0,
-                     request: gr.Request = None, progress=gr.Progress()):
+def train_decoupling(augmentation=_DD["augmentation"], strength=_DD["strength"],
+                     dense_rank=_DD["dense_rank"], dense_energy=_DD["dense_energy"],
+                     neuron=_DD["neuron"], width=_DD["width"], steps=_DD["steps"],
+                     seed=_DD["seed"], request: gr.Request = None, progress=gr.Progress()):
     """Train on sparse-coding data and stream ``experiments.decoupling_experiment``: the
     neurons' make-up, the features' coverage, the means over training and a status line."""
     cfg = decoupling_config(dict(zip(DECOUPLING_ORDER, (
@@ -86,14 +89,12 @@ def decoupling_tab():
         gr.Markdown(course_link(5))
         with gr.Row():
             with gr.Column(scale=1, min_width=300):
-                c = {"augmentation": choice(AUGMENTATIONS, "complementary", "augmentation",
-                                            "how the two views are made")}
+                c = {"augmentation": choice_of(DEC_CONFIG, "augmentation", AUGMENTATIONS)}
                 num = number_box(c, DECOUPLING_FIELDS, "dec")
                 num("strength")
                 with gr.Row():
                     num("dense_rank"), num("dense_energy")
-                c["neuron"] = choice(NEURONS, "symmetric", "neuron",
-                                     "symmetric: ReLU(s-b) - ReLU(-s-b), learned b ≥ 0")
+                c["neuron"] = choice_of(DEC_CONFIG, "neuron")
                 with gr.Row():
                     num("width"), num("steps")
                 num("seed")

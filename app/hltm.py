@@ -12,33 +12,28 @@ from minissl.backend import check_choice, check_int
 from minissl.train import UPDATES
 
 from app.text import (HLTM_TEXT, LUCK_TEXT)
-from app.widgets import (LATEX, LIMITS, checked, choice, course_link, number_box, settings, show)
+from app.widgets import (LATEX, LIMITS, Field, checked, choice_of, course_link, fields_of,
+                         number_box, settings, show)
 from app.runs import (streamed, training_event)
 
 EVAL_SAMPLES = 4000          # fixed evaluation set of the streamed correlations
 PROBE_SAMPLES = 1000         # probe training and test sets (the root, untrained and trained)
 
 # ----------------------------------------------------------------------------- HLTM tab
-# field: (label, kind, lo, hi, default, hint)
-HLTM_FIELDS = {
-    "depth": ("depth", int, 2, 7, 5, "tree depth L, 2-7 (root at L, leaves at 0)"),
-    "num_children": ("children", int, 2, 3, 2, "children per latent, 2-3"),
-    "polarity_lo": ("polarity low", float, 0.0, 1.0, 0.7,
-                    "|ρ| ~ U[low, high], 0 ≤ low ≤ high ≤ 1"),
-    "polarity_hi": ("polarity high", float, 0.0, 1.0, 1.0, "P(child = parent) = (1+ρ)/2"),
-    "hid": ("hid", int, 1, 50, 10, "hidden units per latent, 1-50"),
-    "tau": ("τ", float, 0.0, 100.0, 0.1, "temperature, 0 < τ ≤ 100"),
-    "lr": ("learning rate", float, 0.0, 10.0, 0.1, "SGD step, 0 < lr ≤ 10"),
-    "batch_size": ("batch size", int, 2, 1024, 128, "anchors per step, 2-1024"),
-    "epochs": ("epochs", int, 1, 200, 20, "one picture per epoch, 1-200"),
-    "steps_per_epoch": ("steps per epoch", int, 1, 5000, 150, "SGD steps between pictures"),
-    "seed": ("seed", int, 0, 2**31 - 1, 1, "tree polarities, init, data, evaluation"),
-}
+HLTM_CONFIG = E.HLTMConfig().apply_preset()      # the defaults (theory preset)
+HLTM_FIELDS = fields_of(                           # the app's bounds on HLTMConfig's settings
+    HLTM_CONFIG, dict(depth=(2, 7), num_children=(2, 3), polarity=(0.0, 1.0), hid=(1, 50),
+                      tau=(0.0, 100.0), lr=(0.0, 10.0), batch_size=(2, 1024), epochs=(1, 200),
+                      seed=(0, 2**31 - 1)),
+    steps_per_epoch=Field("steps per epoch", int, 1, 5000, 150,
+                          "SGD steps between pictures, 1-5000"))
 HLTM_ORDER = ("preset", "depth", "num_children", "polarity_lo", "polarity_hi", "hid", "loss",
               "tau", "lr", "batch_size", "epochs", "steps_per_epoch", "seed", "update",
               "backend")
-HLTM_DEFAULTS = {k: v[4] for k, v in HLTM_FIELDS.items()}
-HLTM_DEFAULTS.update(preset="theory", loss="infonce", update="gradient", backend="numpy")
+HLTM_DEFAULTS = {k: v.default for k, v in HLTM_FIELDS.items()}
+HLTM_DEFAULTS.update({k: getattr(HLTM_CONFIG, k) for k in ("preset", "loss", "update",
+                                                            "backend")})
+_D = HLTM_DEFAULTS
 
 
 @dataclass
@@ -129,10 +124,12 @@ def hltm_result(cfg, records, status, seconds):
                 "batch_size", "epochs", "steps_per_epoch", "seed", "update", "backend")}}
 
 
-def train_hltm(preset="theory", depth=5, num_children=2, polarity_lo=0.7, polarity_hi=1.0,
-               hid=10, loss="infonce", tau=0.1, lr=0.1, batch_size=128, epochs=20,
-               steps_per_epoch=150, seed=1, update="gradient", backend="numpy",
-               request: gr.Request = None, progress=gr.Progress()):
+def train_hltm(preset=_D["preset"], depth=_D["depth"], num_children=_D["num_children"],
+               polarity_lo=_D["polarity_lo"], polarity_hi=_D["polarity_hi"], hid=_D["hid"],
+               loss=_D["loss"], tau=_D["tau"], lr=_D["lr"], batch_size=_D["batch_size"],
+               epochs=_D["epochs"], steps_per_epoch=_D["steps_per_epoch"], seed=_D["seed"],
+               update=_D["update"], backend=_D["backend"], request: gr.Request = None,
+               progress=gr.Progress()):
     """Train the tree network on an HLTM, streaming (tree, corr-per-depth, loss, status, JSON,
     run) after every epoch. The final JSON holds ``corr_by_depth`` (see ``hltm_result``); the
     run ``{"cfg", "records"}`` goes to a ``gr.State`` (not part of the API's outputs) for the
@@ -140,7 +137,7 @@ def train_hltm(preset="theory", depth=5, num_children=2, polarity_lo=0.7, polari
     cfg = hltm_config(dict(zip(HLTM_ORDER, (
         preset, depth, num_children, polarity_lo, polarity_hi, hid, loss, tau, lr, batch_size,
         epochs, steps_per_epoch, seed, update, backend))))
-    tree, total = cfg.tree(), cfg.epochs * cfg.steps_per_epoch
+    tree, total = cfg.tree, cfg.epochs * cfg.steps_per_epoch
     progress(0, desc="starting", total=total, unit="steps")
 
     def status(records, secs):
@@ -179,9 +176,7 @@ def hltm_tab():
                 example = gr.Dropdown([e.name for e in EXAMPLES], value=EXAMPLES[0].name,
                                       label="examples", info="sets all the controls below")
                 note = gr.Markdown(f"*{EXAMPLES[0].note}*")
-                c = {"preset": choice(E.PRESETS, "theory", "network setting",
-                                      "theory: bias-free (the paper's analysis); "
-                                      "reference: biases + normalised output")}
+                c = {"preset": choice_of(HLTM_CONFIG, "preset")}
                 num = number_box(c, HLTM_FIELDS, "hltm")
                 with gr.Row():
                     num("depth"), num("num_children")
@@ -189,7 +184,8 @@ def hltm_tab():
                     num("polarity_lo"), num("polarity_hi")
                 with gr.Row():
                     num("hid")
-                    c["loss"] = choice(minissl.LOSSES, "infonce", "loss", "see the Losses tab")
+                    c["loss"] = choice_of(HLTM_CONFIG, "loss", minissl.LOSSES,
+                                          "see the Losses tab")
                 with gr.Row():
                     num("tau"), num("lr")
                 with gr.Row():
@@ -197,10 +193,8 @@ def hltm_tab():
                 with gr.Row():
                     num("epochs"), num("steps_per_epoch")
                 with gr.Row():
-                    c["update"] = choice(UPDATES, "gradient", "update rule",
-                                         "covariance: W += lr·OP vec(W)")
-                    c["backend"] = choice(minissl.BACKENDS, "numpy", "backend",
-                                          "cupy needs a GPU")
+                    c["update"] = choice_of(HLTM_CONFIG, "update")
+                    c["backend"] = choice_of(HLTM_CONFIG, "backend")
                 with gr.Row():
                     train_btn = gr.Button("Train", variant="primary", elem_id="hltm-train")
                     stop_btn = gr.Button("Stop", variant="stop", elem_id="hltm-stop")
@@ -235,7 +229,7 @@ def luck_figures(run=None, latent=0):
     ``{"cfg", "records"}`` for the BFS ``latent``; (None, None) before a run."""
     if not run or not run.get("records"):
         return None, None
-    tree, records = run["cfg"].tree(), run["records"]
+    tree, records = run["cfg"].tree, run["records"]
     latent = checked(check_int, "latent", latent, 0, tree.n_latents - 1)
     units = show(plots.unit_view_figure(checked(E.unit_view, tree, records, latent)))
     probe = (show(plots.probe_figure(E.probe_view(tree, records, latent)))

@@ -8,14 +8,15 @@ from minissl.backend import check_choice
 from minissl.losses import LOSS_VARIABLES, THREE_LOSSES
 
 from app.text import LOSSES_TEXT
-from app.widgets import (LATEX, checked, course_link, settings, show)
+from app.widgets import (LATEX, Field, checked, course_link, settings, show)
 
 
 # ----------------------------------------------------------------------------- Losses tab
-LOSS_FIELDS = {"r_pos": ("r+", float, 0.0, 50.0, 1.0, ""), "r_neg": ("r-", float, 0.0, 50.0, 1.0, ""),
-               "tau": ("τ", float, 0.0, 100.0, 1.0, ""),
-               "margin": ("margin r0", float, -50.0, 50.0, 0.0, ""),
-               "negatives": ("negatives H", int, 1, 64, 1, "")}
+LOSS_FIELDS = {"r_pos": Field("r+", float, 0.0, 50.0, 1.0, ""),
+               "r_neg": Field("r-", float, 0.0, 50.0, 1.0, ""),
+               "tau": Field("τ", float, 0.0, 100.0, 1.0, "", lo_open=True),
+               "margin": Field("margin r0", float, -50.0, 50.0, 0.0, ""),
+               "negatives": Field("negatives H", int, 1, 64, 1, "")}
 
 
 def loss_curves_plot(vary="r_pos", r_pos=1.0, r_neg=1.0, tau=1.0, margin=0.0, negatives=1,

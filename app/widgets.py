@@ -1,20 +1,23 @@
 """The app's small building blocks: rendering a Figure, turning a library ``ValueError``
-into a ``gr.Error``, validating a tab's numbers, dropdowns and number boxes."""
+into a ``gr.Error``, a tab's number fields made from its config's settings (``fields_of``:
+label, help, bounds from ``backend.setting`` metadata) and validated, dropdowns and number
+boxes."""
 import base64
 import pathlib
+from typing import NamedTuple
 
 import gradio as gr
 from gradio.components.plot import PlotData
 
 from minissl.figures import plots
 from minissl.backend import check_int, check_real
+from minissl.experiments.settings import leaf_fields
 from minissl.budget import PUBLIC_APP
 
 
 LATEX = [{"left": "$$", "right": "$$", "display": True},
          {"left": "$", "right": "$", "display": False}]
 LIMITS = PUBLIC_APP          # every request's memory and estimated work (docs/demo.md)
-OPEN_LOW = ("tau", "lr")     # fields whose lower bound is excluded
 
 # ----------------------------------------------------------------------------- helpers
 def show(fig) -> PlotData:
@@ -35,16 +38,57 @@ def checked(fn, *args, **kw):
         raise gr.Error(str(exc)) from None
 
 
+class Field(NamedTuple):
+    """A number a tab asks for: its label, int or float, the app's bounds (``(lo, hi]`` with
+    ``lo_open``), the default and the info line under it."""
+    label: str
+    kind: type
+    lo: float
+    hi: float
+    default: float
+    hint: str
+    lo_open: bool = False
+
+
+def _bounds(label, kind, lo, hi, lo_open):
+    if kind is int:
+        return f"{lo}-{hi}" if hi < 2 ** 31 - 1 else f"≥ {lo}"
+    return f"{lo:g} {'<' if lo_open else '≤'} {label} ≤ {hi:g}"
+
+
+def fields_of(cfg, bounds, **extra):
+    """A tab's number fields ``{key: Field}`` for the settings ``bounds`` (``{key: (lo, hi)}``,
+    the app's caps) of the config instance ``cfg`` (nested configs by leaf name): label, help
+    and open lower end (where the cap is the setting's own lower bound) from each setting's
+    ``backend.setting`` metadata, the default from ``cfg``; a pair (polarity) gives the fields
+    ``key_lo`` and ``key_hi``. ``extra``: more ``Field``s, added as they are."""
+    leaves, out = leaf_fields(cfg), {}
+    for key, (lo, hi) in bounds.items():
+        f, value = leaves[key]
+        meta = f.metadata
+        label = meta.get("label", key.replace("_", " "))
+        lo_open = meta.get("lo_open", False) and lo == meta.get("lo")     # the same open end
+        if isinstance(value, tuple):
+            for end, word, v in zip(("lo", "hi"), ("low", "high"), value):
+                out[f"{key}_{end}"] = Field(f"{label} {word}", float, lo, hi, v,
+                                            meta.get("help", ""))
+            continue
+        kind = int if f.type in ("int", int) else float
+        out[key] = Field(label, kind, lo, hi, value, f"{meta.get('help', '')}, "
+                         f"{_bounds(label, kind, lo, hi, lo_open)}", lo_open)
+    return {**out, **extra}
+
+
 def settings(fields, values):
-    """Validate a tab's numbers against its field table ``{key: (label, kind, lo, hi, default,
-    hint)}`` (``gr.Error`` naming the label and the bounds)."""
+    """Validate a tab's numbers against its fields ``{key: Field}`` (``gr.Error`` naming the
+    label and the bounds)."""
     out = {}
-    for key, (label, kind, lo, hi, _, _) in fields.items():
+    for key, f in fields.items():
         v = values.get(key)
-        if kind is int:
-            out[key] = checked(check_int, label, v, lo, hi)
+        if f.kind is int:
+            out[key] = checked(check_int, f.label, v, f.lo, f.hi)
         else:
-            out[key] = checked(check_real, label, v, lo, hi, lo_open=key in OPEN_LOW)
+            out[key] = checked(check_real, f.label, v, f.lo, f.hi, lo_open=f.lo_open)
     if out.get("polarity_lo", 0) > out.get("polarity_hi", 1):
         raise gr.Error(f"polarity low ({out['polarity_lo']:g}) must be <= polarity high "
                        f"({out['polarity_hi']:g})")
@@ -58,12 +102,21 @@ def choice(choices, value, label, info):
                        allow_custom_value=True)
 
 
+def choice_of(cfg, key, choices=None, info=None):
+    """``choice`` for the setting ``key`` of the config instance ``cfg``: its value, label,
+    help and ``choices`` from the setting's metadata (``choices``, ``info``: where given)."""
+    f, value = leaf_fields(cfg)[key]
+    meta = f.metadata
+    return choice(choices or meta["choices"], value, meta.get("label", key),
+                  info or meta.get("help", ""))
+
+
 def number_box(c, fields, prefix):
     """A function ``num(key)`` that adds ``c[key] = gr.Number`` from ``fields[key]``, with
     ``elem_id`` ``{prefix}-{key}``."""
     def num(key):
-        label, kind, lo, hi, default, hint = fields[key]
-        c[key] = gr.Number(default, label=label, info=hint, elem_id=f"{prefix}-{key}")
+        f = fields[key]
+        c[key] = gr.Number(f.default, label=f.label, info=f.hint, elem_id=f"{prefix}-{key}")
     return num
 
 

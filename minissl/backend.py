@@ -10,11 +10,14 @@ The mathematics is written once against an array module ``xp``; this module pick
 - ``rng(seed)``: NumPy's ``default_rng``; ``derive_seed(seed, stream)``: an independent seed
   per use. Data are made on the CPU so that every backend sees the same numbers.
 - ``check_int``/``check_real``/``check_choice``/``check_finite``: the shared validators; each
-  raises ``ValueError`` naming the parameter and the allowed values.
+  raises ``ValueError`` naming the parameter and the allowed values. ``setting``: a config
+  dataclass field that declares its help, label and bounds once (the CLI's flags and the app's
+  fields read them); ``check_settings`` checks a config's fields against them.
 - ``require(module, extra)``: an optional package, or ``MissingExtra`` naming the extra.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import math
@@ -198,6 +201,35 @@ def check_choice(name, v, choices):
     if not ok:
         raise ValueError(f"{name} must be one of {tuple(choices)}, got {v!r}")
     return v
+
+
+def setting(default, help, *, label=None, lo=None, hi=None, lo_open=False, hi_open=False,
+            choices=None):
+    """A config dataclass field declared once: ``help`` (the CLI's help, the app's info),
+    ``label`` (the app's name), bounds ``lo``/``hi`` (open ends with ``lo_open``/``hi_open``) or
+    ``choices``, kept in the field's metadata (only those given)."""
+    meta = dict(help=help, label=label, lo=lo, hi=hi, lo_open=lo_open or None,
+                hi_open=hi_open or None, choices=choices)
+    return dataclasses.field(default=default,
+                             metadata={k: v for k, v in meta.items() if v is not None})
+
+
+def check_settings(cfg):
+    """Check each field of the dataclass ``cfg`` against its ``setting`` metadata (``choices``:
+    ``check_choice``; bounds: ``check_int`` for an int field, else ``check_real``); the first bad
+    field raises ``ValueError`` naming it. Returns ``cfg``."""
+    for f in dataclasses.fields(cfg):
+        m, v = f.metadata, getattr(cfg, f.name)
+        if "choices" in m:
+            check_choice(f.name, v, m["choices"])
+        elif f.type in ("int", int) and ("lo" in m or "hi" in m):
+            check_int(f.name, v, m.get("lo"), m.get("hi"))
+        elif "lo" in m or "hi" in m:
+            v = check_real(f.name, v, m.get("lo"), m.get("hi"), lo_open=m.get("lo_open", False))
+            if m.get("hi_open") and v == m["hi"]:
+                raise ValueError(f"{f.name} must be in [{_num(m['lo'])}, {_num(m['hi'])}), "
+                                 f"got {getattr(cfg, f.name)!r}")
+    return cfg
 
 
 def check_finite(name, a, xp=None):

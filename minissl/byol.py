@@ -37,6 +37,7 @@ import time
 from dataclasses import dataclass, replace
 
 from . import backend as B
+from .backend import setting
 from .layers import BN_MODES, BN_OMIT_VAR, BatchNorm, Linear, bn_weight_grad_parts
 from .budget import Cost, byol_cost
 from .losses import byol_loss
@@ -77,38 +78,52 @@ def directpred_weights(F, eps=0.01, floor=0.0):
 # ----------------------------------------------------------------------------- config
 @dataclass
 class BYOLConfig:
-    """Settings of a BYOL run (the CLI's flags map onto these fields)."""
-    hidden: tuple = (64,)          # encoder hidden widths (each Linear -> [BN] -> ReLU)
-    out_dim: int = 16              # embedding width d
-    predictor: str = "linear"      # "none" | "linear" | "mlp"
-    predictor_hidden: int = 32     # hidden width of the "mlp" predictor
-    bn_mean: str = "normal"        # BN mean part: "normal" | "detach" | "omit"
-    bn_var: str = "normal"         # BN variance part: "normal" | "detach" | "omit"
-    bn_affine: bool = False        # learn BN gamma, beta
-    bn_predictor: bool = True      # BN also in the mlp predictor's hidden layer
-    bn_stats: str = "joint"        # BN statistics over both views at once, or "per_view"
-    bn_omit_var: str = "moment"    # with bn_mean="omit": second moment, or "centred" (unbiased)
-    normalize: bool = True         # L2-normalise prediction and target in the loss
-    symmetric: bool = True         # symmetrise the loss over the two views
-    ema: float = 0.99              # target EMA decay in [0, 1); 0 = SimSiam (copy of online)
-    lr: float = 0.05               # learning rate > 0 (encoder)
-    predictor_lr: float = 1.0      # predictor learning rate, relative to lr (> 0)
-    weight_decay: float = 0.0      # eta >= 0
-    predictor_wd: str = "ode"      # predictor decay per step: lr*eta ("ode") | lr*predictor_lr*eta
-    momentum: float = 0.0          # SGD momentum in [0, 1)
-    steps: int = 300               # SGD steps >= 1
-    batch_size: int = 128          # samples per step (2 views each) >= 2
-    predictor_reinit_every: int = 0  # re-initialise the predictor every n steps (0 = never)
-    directpred: bool = False       # set the linear predictor by DirectPred instead of SGD
-    directpred_rho: float = 0.3    # running-average rate rho in [0, 1)
-    directpred_eps: float = 0.01   # eps >= 0 added to p_j
-    directpred_freq: int = 1       # set the predictor every freq steps >= 1
-    directpred_floor: float = 0.0  # p_j >= floor (the authors: 1e-4)
-    directpred_init: str = "zero"  # F starts at 0, or at the "first" batch's correlation
-    directpred_set: str = "before"  # set W_p before the forward of a step, or "after" its update
-    seed: int = 0                  # weight-init and data seed
-    log_every: int = 10            # record diagnostics every this many steps
-    eval_size: int = 512           # samples for the diagnostics
+    """Settings of a BYOL run (the ``byol`` command's flags and help come from these fields).
+
+    The defaults are the setting of every documented run (docs/byol.md: lr 0.5, weight decay
+    0.02, batch 64, 300 steps, d 16); the HLTM runs take lr 0.1, d 10, no weight decay.
+    Seeds (``backend.derive_seed(seed, stream)``): 1 the weights (online, predictor and its
+    re-initialisations), 2 the training batches, 3 the diagnostics' evaluation batch."""
+    hidden: tuple = setting((64,), "encoder hidden widths (each Linear -> [BN] -> ReLU)")
+    out_dim: int = setting(16, "embedding width d", lo=1)
+    predictor: str = setting("linear", "none | linear | mlp", choices=PREDICTORS)
+    predictor_hidden: int = setting(32, "hidden width of the mlp predictor", lo=1)
+    bn_mean: str = setting("normal", "BN mean part", choices=BN_MODES)
+    bn_var: str = setting("normal", "BN variance part", choices=BN_MODES)
+    bn_affine: bool = setting(False, "learn BN gamma, beta")
+    bn_predictor: bool = setting(True, "BN also in the mlp predictor's hidden layer")
+    bn_stats: str = setting("joint", "BN statistics over both views at once, or per_view",
+                            choices=BN_STATS)
+    bn_omit_var: str = setting("moment", "with bn_mean omit: divide by the second moment, or "
+                               "the centred unbiased variance", choices=BN_OMIT_VAR)
+    normalize: bool = setting(True, "L2-normalise prediction and target in the loss")
+    symmetric: bool = setting(True, "symmetrise the loss over the two views")
+    ema: float = setting(0.99, "target EMA decay; 0 = SimSiam (a copy of the online net)",
+                         lo=0, hi=1, hi_open=True)
+    lr: float = setting(0.5, "learning rate (encoder)", lo=0, lo_open=True)
+    predictor_lr: float = setting(1.0, "predictor learning rate, relative to lr", lo=0,
+                                  lo_open=True)
+    weight_decay: float = setting(0.02, "weight decay eta", lo=0)
+    predictor_wd: str = setting("ode", "predictor decay per step: lr*eta (ode) or "
+                                "lr*predictor_lr*eta (optimizer)", choices=PREDICTOR_WD)
+    momentum: float = setting(0.0, "SGD momentum", lo=0, hi=1, hi_open=True)
+    steps: int = setting(300, "SGD steps", lo=1)
+    batch_size: int = setting(64, "samples per step (2 views each)", lo=2)
+    predictor_reinit_every: int = setting(0, "re-initialise the predictor every n steps (0 = "
+                                          "never)", lo=0)
+    directpred: bool = setting(False, "set the linear predictor by DirectPred instead of SGD")
+    directpred_rho: float = setting(0.3, "DirectPred's running-average rate rho", lo=0, hi=1,
+                                    hi_open=True)
+    directpred_eps: float = setting(0.01, "eps added to DirectPred's p_j", lo=0)
+    directpred_freq: int = setting(1, "set the predictor every freq steps", lo=1)
+    directpred_floor: float = setting(0.0, "p_j >= floor (the authors: 1e-4)", lo=0)
+    directpred_init: str = setting("zero", "F starts at 0, or at the first batch's "
+                                   "correlation", choices=DIRECTPRED_INIT)
+    directpred_set: str = setting("before", "set W_p before the forward of a step, or after "
+                                  "its update", choices=DIRECTPRED_SET)
+    seed: int = setting(0, "the run's seed (weights: stream 1, batches 2, evaluation 3)", lo=0)
+    log_every: int = setting(10, "record diagnostics every this many steps", lo=1)
+    eval_size: int = setting(512, "samples for the diagnostics", lo=2)
 
     @classmethod
     def from_preset(cls, name="minissl", **fields_):
@@ -119,23 +134,7 @@ class BYOLConfig:
         if isinstance(self.hidden, (str, bytes)) or not hasattr(self.hidden, "__len__"):
             raise ValueError(f"hidden must be a tuple of widths, got {self.hidden!r}")
         self.hidden = tuple(B.check_int(f"hidden[{i}]", h, 1) for i, h in enumerate(self.hidden))
-        for name, choices in (("predictor", PREDICTORS), ("bn_mean", BN_MODES),
-                              ("bn_var", BN_MODES), ("bn_stats", BN_STATS),
-                              ("bn_omit_var", BN_OMIT_VAR), ("predictor_wd", PREDICTOR_WD),
-                              ("directpred_init", DIRECTPRED_INIT),
-                              ("directpred_set", DIRECTPRED_SET)):
-            B.check_choice(name, getattr(self, name), choices)
-        for name, lo in (("out_dim", 1), ("predictor_hidden", 1), ("steps", 1),
-                         ("batch_size", 2), ("predictor_reinit_every", 0),
-                         ("directpred_freq", 1), ("log_every", 1), ("eval_size", 2), ("seed", 0)):
-            B.check_int(name, getattr(self, name), lo)
-        for name in ("lr", "predictor_lr"):
-            B.check_real(name, getattr(self, name), 0, lo_open=True)
-        for name in ("weight_decay", "directpred_eps", "directpred_floor"):
-            B.check_real(name, getattr(self, name), 0)
-        for name in ("ema", "momentum", "directpred_rho"):
-            if B.check_real(name, getattr(self, name), 0, 1) == 1:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
+        B.check_settings(self)
         if self.directpred and self.predictor != "linear":
             raise ValueError(f"directpred needs predictor='linear', got {self.predictor!r}")
         return self
@@ -165,7 +164,7 @@ class BYOL:
     def __init__(self, n_in, cfg=None, masks=None, sizes=None, *, backend="numpy",
                  dtype="float64", **overrides):
         self.cfg = cfg = replace(cfg or BYOLConfig(), **overrides).validate()
-        self.rng = B.rng(cfg.seed)
+        self.rng = B.rng(B.derive_seed(cfg.seed, 1))       # the weights: stream 1
         n_in = B.check_int("n_in", n_in, 1)
         self.sizes = check_sizes(sizes if sizes is not None else [n_in, *cfg.hidden, cfg.out_dim])
         if self.sizes[0] != n_in:
@@ -375,8 +374,8 @@ def train_byol(source, cfg=None, callback=None, model=None, stop=None, **overrid
     cfg = replace(cfg or BYOLConfig(), **overrides).validate()
     source_cost(source, cfg, model).check()
     model = model or BYOL(source.dim, cfg)
-    rng = B.rng(cfg.seed + 1)
-    ev1, ev2, _ = source.triples(cfg.eval_size, B.rng(cfg.seed + 2))
+    rng = B.rng(B.derive_seed(cfg.seed, 2))                       # training batches
+    ev1, ev2, _ = source.triples(cfg.eval_size, B.derive_seed(cfg.seed, 3))   # evaluation
     hist = History()
     t0 = time.perf_counter()
     for step in range(1, cfg.steps + 1):

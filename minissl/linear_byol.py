@@ -143,7 +143,8 @@ def simulate_sgd(W0, Wp0, Wa0, X, Xp, T, lr, alpha_p=1.0, beta=1.0, eta=0.0, bat
                  seed=0, record_every=None, stop=None):
     """BYOL's own SGD (``byol.BYOL`` with a linear encoder and predictor, no BN, no
     normalisation) on ``GaussianViews(X, Xp)``: ``ema = 1 - lr*beta``, ``predictor_lr =
-    alpha_p``, ``weight_decay = eta``. Returns ``(t, Ws, Wps, Was)`` like ``integrate``;
+    alpha_p``, ``weight_decay = eta``, batches from stream 2 of ``seed``
+    (``backend.derive_seed``). Returns ``(t, Ws, Wps, Was)`` like ``integrate``;
     ``stop.is_set()`` (checked every step) ends it early with the records so far. The
     ``round(T / lr)`` steps' work is checked against the limits first."""
     steps = check_steps(T, lr, "lr", 3 * STEP_OVERHEAD)
@@ -157,7 +158,7 @@ def simulate_sgd(W0, Wp0, Wa0, X, Xp, T, lr, alpha_p=1.0, beta=1.0, eta=0.0, bat
                      batch_size=batch_size, seed=seed)
     model = BYOL(n, cfg)
     model.set_weights(online=[W0], predictor=[Wp0], target=[Wa0])
-    rng = B.rng(seed)
+    rng = B.rng(B.derive_seed(seed, 2))                         # the batches: stream 2
     every = record_every or max(1, steps // 100)
     get = lambda: (model.online.weights[0].copy(), model.Wp.copy(),  # noqa: E731
                    model.target.weights[0].copy())

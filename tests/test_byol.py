@@ -379,8 +379,22 @@ def test_regimes_collapse_with_large_weight_decay_and_survive_with_a_fast_predic
 
 
 # ----------------------------------------------------------------------------- end to end
-E2E = dict(lr=0.5, weight_decay=0.02, steps=300, batch_size=64, hidden=(64,), out_dim=16,
-           log_every=300, ema=0.0, eval_size=512)
+E2E = dict(log_every=300, ema=0.0)         # BYOLConfig's defaults: lr 0.5, batch 64, ...
+
+
+def test_defaults_are_the_documented_setting_and_seeds_are_derived():
+    """One source of BYOL's defaults (docs/byol.md's runs, the CLI, the app); the weights
+    come from stream 1 of the seed, not the seed itself (the data source's)."""
+    cfg = BYOLConfig()
+    assert (cfg.lr, cfg.batch_size, cfg.weight_decay, cfg.steps, cfg.out_dim, cfg.hidden) == \
+        (0.5, 64, 0.02, 300, 16, (64,))
+    m = BYOL(16, BYOLConfig(seed=3))
+    from minissl import backend as B
+    from minissl.nets import ReLUNet
+    same = ReLUNet([16, 64, 16], batchnorm=m._bn(), seed=B.rng(B.derive_seed(3, 1)))
+    other = ReLUNet([16, 64, 16], batchnorm=m._bn(), seed=B.rng(3))
+    np.testing.assert_array_equal(m.online.weights[0], same.weights[0])
+    assert not np.allclose(m.online.weights[0], other.weights[0])
 
 
 @pytest.mark.parametrize("seed", [0, 1])

@@ -209,9 +209,9 @@ def test_covariance_command_prints_what_the_runner_records(capsys):
     status, out, _ = run(capsys, *argv, "--json")
     objs = [json.loads(ln) for ln in out.strip().splitlines()]
     assert status == 0 and [o["step"] for o in objs] == [0, 10, 20]
-    recs = E.covariance_experiment(E.CovarianceConfig(depth=3, hid=3, steps=20, snapshots=2,
-                                                      n_samples=32, n_views=2, batch_size=16,
-                                                      k=3))
+    recs = E.covariance_experiment(E.with_settings(
+        E.CovarianceConfig(), depth=3, hid=3, steps=20, snapshots=2, n_samples=32, n_views=2,
+        batch_size=16, k=3))
     for o, r in zip(objs, recs):
         np.testing.assert_allclose(o["eigvals"], r["eigvals"], rtol=1e-6)
         np.testing.assert_allclose(o["cos"], r["cos"], atol=1e-6)
@@ -227,3 +227,25 @@ def test_module_entry_point():
     r = subprocess.run([sys.executable, "-m", "minissl", "hltm", "--depth", "0"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "--depth" in r.stderr
+
+
+def test_flags_are_the_configs_settings(capsys):
+    """A command's flags are its config's settings (``backend.setting`` metadata): a nested
+    run's settings are plain flags, the help and default are the field's, choices are
+    enforced, and no flag given leaves the config's own default (BYOL's too)."""
+    parser = cli.build_parser()
+    cfg = cli._config(E.CovarianceConfig, parser.parse_args(["covariance", "--depth", "3",
+                                                             "--k", "4"]))
+    assert (cfg.run.depth, cfg.k) == (3, 4) and cfg.run.steps == E.CovarianceConfig().run.steps
+    with pytest.raises(SystemExit):
+        parser.parse_args(["covariance", "--help"])
+    out = capsys.readouterr().out
+    assert "--n-views N_VIEWS     augmented views averaged in Kbar (default 4)" in out
+    with pytest.raises(SystemExit):
+        parser.parse_args(["selectivity", "--update", "adam"])
+    assert "--update: invalid choice" in capsys.readouterr().err
+    args = parser.parse_args(["byol"])
+    assert all(getattr(args, name) is None for name in cli._BYOL_FIELDS)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["byol", "--help"])
+    assert "(default 0.5)" in capsys.readouterr().out         # BYOLConfig.lr

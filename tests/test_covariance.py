@@ -549,7 +549,8 @@ def test_layer_is_the_0_based_index_into_net_weights_in_config_cli_and_functions
     views = tree.views(16, 2, derive_seed(1, 3))
     xi = C.covariance_pair_weights(net, views, "infonce", 0.1)
     for layer in (0, 2):
-        rec = E.covariance_experiment(E.CovarianceConfig(layer=layer, **small))[0]
+        rec = E.covariance_experiment(E.with_settings(E.CovarianceConfig(), layer=layer,
+                                                      **small))[0]
         assert rec["shape"] == net.weights[layer].shape          # (12, 8) and (3, 6): distinct
         w, _ = C.covariance_spectrum(net, views, layer, 2, xi, tol=1e-6)
         np.testing.assert_allclose(rec["eigvals"], w, rtol=1e-6)
@@ -560,6 +561,6 @@ def test_layer_is_the_0_based_index_into_net_weights_in_config_cli_and_functions
         np.testing.assert_allclose(json.loads(out.splitlines()[0])["eigvals"], w, rtol=1e-6)
     assert net.weights[0].shape != net.weights[2].shape
     with pytest.raises(ValueError, match=r"layer must be an integer in \[0, 2\], got 3"):
-        E.CovarianceConfig(layer=3, **small).validate()
+        E.with_settings(E.CovarianceConfig(), layer=3, **small).validate()
     with pytest.raises(ValueError, match=r"layer must be an integer in \[0, 2\], got -1"):
-        E.CovarianceConfig(layer=-1, **small).validate()
+        E.with_settings(E.CovarianceConfig(), layer=-1, **small).validate()

@@ -118,15 +118,21 @@ def test_bad_setting_returns_the_error(client, setting, message):
 @pytest.mark.parametrize("key", list(app_hltm.HLTM_FIELDS))
 @pytest.mark.parametrize("side", ["low", "high"])
 def test_each_field_bound_is_named(key, side):
-    label, kind, lo, hi, _, _ = app_hltm.HLTM_FIELDS[key]
-    bad = (lo - 1 if kind is int else lo - 0.5) if side == "low" else \
-          (hi + 1 if kind is int else hi + 0.5)
-    if key in app_widgets.OPEN_LOW and side == "low":
+    f = app_hltm.HLTM_FIELDS[key]
+    lo, hi = f.lo, f.hi
+    bad = (lo - 1 if f.kind is int else lo - 0.5) if side == "low" else \
+          (hi + 1 if f.kind is int else hi + 0.5)
+    if f.lo_open and side == "low":
         bad = lo                                  # the open end itself is refused
-    with pytest.raises(gr.Error, match=f"^.?{label} must be an? (integer|finite number) in"):
+    with pytest.raises(gr.Error, match=f"^.?{f.label} must be an? (integer|finite number) in"):
         app_hltm.hltm_config({**app_hltm.HLTM_DEFAULTS, key: bad})
-    ok = hi if key in app_widgets.OPEN_LOW or key == "polarity_hi" else lo     # the bound is allowed
+    ok = hi if f.lo_open or key == "polarity_hi" else lo     # the bound is allowed
     app_hltm.hltm_config({**app_hltm.HLTM_DEFAULTS, key: ok})
+
+
+def test_open_lower_ends_come_from_the_settings():
+    """τ and the learning rate exclude 0 (their settings' metadata), the rest include it."""
+    assert {k for k, f in app_hltm.HLTM_FIELDS.items() if f.lo_open} == {"tau", "lr"}
 
 
 def test_non_integer_and_resource_limits():

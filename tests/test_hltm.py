@@ -318,3 +318,40 @@ def test_training_recovers_top_latent():
     # measured: 0.607 -> 0.756, ceiling 0.780
     assert after > before + 0.1, (before, after, ceil)
     assert 0.9 * ceil < after <= ceil + 0.01
+
+
+# ----------------------------------------------------------------------------- settings
+def test_a_run_builds_its_tree_once(monkeypatch):
+    """``apply_preset``, ``check_cost``, ``build`` and ``hltm_experiment`` share one HLTM (the
+    config is frozen and keeps it); a changed config (``replace``) builds its own."""
+    from dataclasses import FrozenInstanceError, replace
+    from minissl import experiments as E
+    from minissl.experiments import hltm as EH
+    built = []
+    monkeypatch.setattr(EH, "HLTM", lambda *a, **k: built.append(1) or HLTM(*a, **k))
+    cfg = E.HLTMConfig(depth=3, hid=3, epochs=1, samples_per_epoch=256, batch_size=64,
+                       eval_samples=200).apply_preset()
+    cfg.check_cost()
+    assert cfg.build()[0] is cfg.tree and cfg.apply_preset() is cfg
+    records, _ = E.hltm_experiment(cfg)
+    assert len(built) == 1 and len(records) == 2
+    replace(cfg, seed=2).apply_preset()
+    assert len(built) == 2
+    with pytest.raises(FrozenInstanceError):           # frozen: the tree cannot go stale
+        cfg.depth = 4
+
+
+def test_experiments_nest_one_hltm_run():
+    """The covariance, selectivity and acceleration configs declare none of the HLTM run's
+    settings themselves: they nest an ``HLTMRun``, set by name through ``with_settings``."""
+    from dataclasses import fields
+    from minissl import experiments as E
+    run = set(E.leaf_fields(E.HLTMRun()))
+    for cls in (E.CovarianceConfig, E.SelectivityConfig, E.AccelerationConfig):
+        own = {f.name for f in fields(cls)}
+        assert own & run == set() and "run" in own, cls
+        cfg = E.with_settings(cls(), depth=3, seed=5, snapshots=2)
+        assert (cfg.run.depth, cfg.run.seed, cfg.snapshots) == (3, 5, 2)
+        assert cfg.hltm.depth == 3 and cfg.hltm.seed == 5            # the same run's HLTMConfig
+    with pytest.raises(TypeError, match="no setting 'depht'"):
+        E.with_settings(E.CovarianceConfig(), depht=3)

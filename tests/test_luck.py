@@ -126,8 +126,8 @@ def test_unit_rows_follow_the_latents():
 
 @pytest.fixture(scope="module")
 def selectivity_run():
-    cfg = E.SelectivityConfig(depth=3, steps=300, snapshots=3, eval_samples=4000, k=4,
-                              n_samples=64, n_views=2, seed=1)
+    cfg = E.with_settings(E.SelectivityConfig(), depth=3, steps=300, snapshots=3,
+                          eval_samples=4000, k=4, n_samples=64, n_views=2, seed=1)
     return E.selectivity_experiment(cfg)
 
 
@@ -151,7 +151,7 @@ def test_unit_view_of_hltm_records():
     cfg = E.HLTMConfig(depth=3, hid=4, epochs=2, samples_per_epoch=640, batch_size=64,
                        eval_samples=500)
     records, _ = E.hltm_experiment(cfg)
-    tree = cfg.tree()
+    tree = cfg.tree
     v = E.unit_view(tree, records, 2)
     assert v["traces"].shape == (3, 4) and v["initial"].shape == (tree.n_latents * 4,)
     assert v["winner"] == int(np.argmax(records[-1]["corr_units"][2]))
@@ -188,7 +188,7 @@ def test_frozen_layer_keeps_its_weights_and_the_rest_trains():
 def test_trained_top_layer_speeds_up_the_bottom_layer():
     """Depth-2 tree, simple loss, seed 1 (measured at step 60: ||ΔW_1|| / ||W_1|| 0.020 frozen,
     0.029 trained, 0.16 scaled x2): the trained top layer moves the bottom layer faster."""
-    cfg = E.AccelerationConfig(steps=60, snapshots=3, eval_samples=500)
+    cfg = E.with_settings(E.AccelerationConfig(), steps=60, snapshots=3, eval_samples=500)
     recs = E.acceleration_experiment(cfg)
     end = {a: [r for r in recs if r["arm"] == a][-1] for a in E.ARMS}
     assert all(r["step"] == 60 and not r["diverged"] for r in end.values())

@@ -27,7 +27,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import fields
+from dataclasses import replace
 
 from .. import backend as B
 from .. import experiments as E
@@ -36,8 +36,7 @@ from ..byol import DATASETS, PREDICTORS, PRESETS as BYOL_PRESETS, BYOLConfig
 from ..hltm import check_polarity
 from ..layers import BN_MODES
 from ..budget import ResourceLimitError
-from ..losses import LOSSES
-from ..train import NEGATIVES, SAMPLERS, UPDATES, TrainingDiverged
+from ..train import NEGATIVES, TrainingDiverged
 
 
 # ----------------------------------------------------------------------------- shared
@@ -67,19 +66,17 @@ def _csv_path(s):
     return s
 
 
+TRAINING_FLAGS = ("lr", "momentum", "weight_decay", "batch_size", "epochs", "update",
+                  "backend", "dtype")
+MODEL_FLAGS = ("preset", "depth", "num_children", "polarity", "hid", "loss", "sampler",
+               "keep_depth", "pairing", "label_latent", "tau", "margin", "negatives", "bias",
+               "normalize", "samples_per_epoch", "eval_samples", "seed")
+
+
 def add_training_flags(p):
-    """Optimiser / execution flags every training command takes."""
+    """Optimiser / execution flags every training command takes (``HLTMConfig``'s settings)."""
     g = p.add_argument_group("training")
-    g.add_argument("--lr", type=float, default=None, help="learning rate (> 0)")
-    g.add_argument("--momentum", type=float, default=None, help="SGD momentum in [0, 1)")
-    g.add_argument("--weight-decay", type=float, default=None, help="L2 weight decay (>= 0)")
-    g.add_argument("--batch-size", type=int, default=None, help="anchors per step")
-    g.add_argument("--epochs", type=int, default=None)
-    g.add_argument("--update", choices=UPDATES, default=None,
-                   help="gradient: SGD on the loss; covariance: W += lr * OP vec(W)")
-    g.add_argument("--backend", choices=B.BACKENDS, default=None,
-                   help="array backend of the network (cupy needs a GPU)")
-    g.add_argument("--dtype", choices=B.DTYPES, default=None)
+    _dataclass_flags(g, E.HLTMConfig, TRAINING_FLAGS)
     g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar (tqdm, only when stderr is a terminal; default on)")
     g.add_argument("--threads", type=_positive_int, default=1,
@@ -87,14 +84,46 @@ def add_training_flags(p):
     return g
 
 
+_TYPES = {"int": int, "float": float, "str": str, "bool": bool, "tuple": tuple}
+
+
+def _field_type(f, default):
+    """The Python type of a config field: its annotation (``"float | None"`` -> float)."""
+    t = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+    return _TYPES.get(t.split("|")[0].strip(), type(default))
+
+
+def _dataclass_flags(p, cls, names=None, multi=()):
+    """One ``--flag`` per leaf setting of the config dataclass ``cls`` (``experiments.
+    leaf_fields(cls())``; only ``names``, in that order, where given), made from the field's
+    ``backend.setting`` metadata: its help and default, its ``choices``; a bool is
+    ``--flag/--no-flag``, a tuple that many numbers; the ``multi`` ones take several values.
+    Every flag defaults to None (the field's own default, or the preset's)."""
+    leaves = E.leaf_fields(cls())
+    for name in names or leaves:
+        f, d = leaves[name]
+        m, kind = f.metadata, _field_type(f, d)
+        shown = "" if d is None else f" (default {':'.join(map(str, d)) if kind is tuple else d})"
+        kw = dict(default=None, help=(m.get("help", "") + shown).strip().replace("%", "%%"))
+        if kind is bool:
+            kw["action"] = argparse.BooleanOptionalAction
+        elif kind is tuple:
+            kw.update(type=float, nargs=len(d), metavar=("LO", "HI") if len(d) == 2 else None)
+        else:
+            kw.update(type=kind, choices=m.get("choices"))
+        if name in multi:
+            kw["nargs"] = "+"
+        p.add_argument("--" + name.replace("_", "-"), **kw)
+
+
 def _config(cls, args, **override):
-    """A ``cls`` config from the parsed flags named like its fields (None = default)."""
+    """A ``cls`` config from the parsed flags named like its leaf settings (None = default)."""
     kw = {}
-    for f in fields(cls):
-        v = getattr(args, f.name, None)
+    for name in E.leaf_fields(cls()):
+        v = getattr(args, name, None)
         if v is not None:
-            kw[f.name] = tuple(v) if isinstance(v, list) else v
-    return cls(**{**kw, **override})
+            kw[name] = tuple(v) if isinstance(v, list) else v
+    return E.with_settings(cls(), **{**kw, **override})
 
 
 def _flag_error(parser, exc, cls):
@@ -103,7 +132,7 @@ def _flag_error(parser, exc, cls):
     if isinstance(exc, ResourceLimitError):            # names its settings itself
         parser.error(msg)
     head = msg.split(" ", 1)[0].split("[", 1)[0].split("=", 1)[0]
-    names = {f.name for f in fields(cls)}
+    names = set(E.leaf_fields(cls()))
     flag = "--" + head.replace("_", "-") if head in names else ("--hid" if head == "sizes"
                                                                 else None)
     parser.error(f"{flag}: {msg}" if flag else msg)
@@ -130,48 +159,16 @@ def _print_table(rows):
 
 # ----------------------------------------------------------------------------- hltm
 def _add_hltm_model_flags(p, multi=False):
-    """Tree / network / loss flags; with ``multi`` the swept ones take several values."""
-    nargs = "+" if multi else None
+    """Tree / network / loss flags (``HLTMConfig``'s settings); with ``multi`` the swept ones
+    (preset, polarity ranges, hid, loss) take several values."""
     g = p.add_argument_group("model")
-    g.add_argument("--preset", choices=E.PRESETS, nargs=nargs, default=None,
-                   help="theory (bias-free, unnormalised) or reference (luckmatters ssl/hltm)")
-    g.add_argument("--depth", type=int, default=None, help="tree depth L (default 5)")
-    g.add_argument("--num-children", type=int, default=None, help="children per latent (2)")
-    if multi:
-        g.add_argument("--polarity", nargs="+", default=None, metavar="LO:HI",
-                       help="polarity ranges of |rho| to sweep, e.g. 0.7:1.0 0.3:0.7")
-        g.add_argument("--hid", type=int, nargs="+", default=None, help="units per latent")
-        g.add_argument("--loss", nargs="+", default=None,
-                       help=f"losses to sweep ({', '.join(LOSSES)}; 'preset' = the preset's)")
-    else:
-        g.add_argument("--polarity", type=float, nargs=2, default=None, metavar=("LO", "HI"),
-                       help="range of |rho| (default 0.7 1.0)")
-        g.add_argument("--hid", type=int, default=None, help="units per latent (10)")
-        g.add_argument("--loss", default=None, help=f"one of {', '.join(LOSSES)}")
-    g.add_argument("--sampler", choices=SAMPLERS, default=None,
-                   help="numpy (default; the same numbers on every backend) or compiled "
-                        "(backend numba: batches drawn in compiled code, same law, other "
-                        "random numbers; a tree net trains whole epochs per call)")
-    g.add_argument("--keep-depth", type=int, default=None,
-                   help="positives share latents of tree depth >= this (default: root only)")
-    g.add_argument("--pairing", choices=NEGATIVES, default=None,
-                   help="given: H negatives per anchor (default); in_batch: SimCLR; "
-                        "supervised: SupCon, positives share latent --label-latent")
-    g.add_argument("--label-latent", type=int, default=None,
-                   help="SupCon's label latent (BFS index, 0 = root; depth >= --keep-depth)")
-    g.add_argument("--tau", type=float, default=None,
-                   help="temperature (theory 0.1; reference 0.01*hid/2)")
-    g.add_argument("--margin", type=float, default=None, help="soft-triplet margin r_0")
-    g.add_argument("--negatives", type=int, default=None,
-                   help="H negatives per anchor (1; only infonce takes more"
-                        + ("; the sweep uses 1 for the other losses)" if multi else ")"))
-    g.add_argument("--bias", action=argparse.BooleanOptionalAction, default=None)
-    g.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
-                   help="output x/(||x||+1e-4)")
-    g.add_argument("--samples-per-epoch", type=int, default=None, help="(64000)")
-    g.add_argument("--eval-samples", type=int, default=None,
-                   help="evaluation set size for the correlation (10000)")
-    g.add_argument("--seed", type=int, default=None)
+    if not multi:
+        _dataclass_flags(g, E.HLTMConfig, MODEL_FLAGS)
+        return g
+    _dataclass_flags(g, E.HLTMConfig, [n for n in MODEL_FLAGS if n != "polarity"],
+                     multi=("preset", "hid", "loss"))
+    g.add_argument("--polarity", nargs="+", default=None, metavar="LO:HI",
+                   help="polarity ranges of |rho| to sweep, e.g. 0.7:1.0 0.3:0.7")
     return g
 
 
@@ -189,8 +186,7 @@ def add_hltm_parser(subparsers):
                    default=None, help="linear and k-NN probes of the root (or 'all' latents) "
                                       "from every layer, with the Bayes accuracy, at epoch 0 "
                                       "and the last epoch")
-    p.add_argument("--probe-samples", type=int, default=None,
-                   help="probe training and test set size (2000 each)")
+    _dataclass_flags(p, E.HLTMConfig, ("probe_samples",))
     return p
 
 
@@ -248,7 +244,7 @@ def run_hltm(args):
         if bar is not None:
             bar.close()
     if not args.json:
-        _print_probe(cfg.tree(), records)
+        _print_probe(cfg.tree, records)
     return 0
 
 
@@ -267,7 +263,8 @@ def add_sweep_parser(subparsers):
         "sweep", help="presets x polarity ranges x hid x losses x seeds, mean ± std table",
         description="Run HLTM experiments over the product of the listed values in parallel "
                     "processes (joblib) and print mean ± std over seeds of the untrained, "
-                    "trained (last epoch) and ceiling correlation per depth.")
+                    "trained (last epoch) and ceiling correlation per depth. --loss takes "
+                    "loss names or 'preset' (the preset's loss).")
     _add_hltm_model_flags(p, multi=True)
     add_training_flags(p)
     p.add_argument("--seeds", type=_positive_int, default=3, help="seeds 1..N (default 3)")
@@ -285,14 +282,15 @@ def add_sweep_parser(subparsers):
 def run_sweep(args):
     parser = args._parser
     try:
-        pols = [_parse_range(s) for s in (args.polarity or ["0.7:1.0"])]
+        pols = [_parse_range(s) for s in (args.polarity or
+                                          [":".join(map(str, E.HLTMConfig.polarity))])]
     except ValueError as exc:
         parser.error(f"--polarity: {exc}")
     base_args = argparse.Namespace(**{k: v for k, v in vars(args).items()
                                       if k not in ("preset", "polarity", "hid", "loss", "seed")})
     try:
         base = _config(E.HLTMConfig, base_args)
-        cfgs = E.sweep_configs(base, args.preset or ["theory"], pols, args.hid or [10],
+        cfgs = E.sweep_configs(base, args.preset or [base.preset], pols, args.hid or [base.hid],
                                args.loss or ["preset"], range(1, args.seeds + 1))
         for c in cfgs:
             c.check_cost()                    # each run alone (a sweep's total is not capped)
@@ -332,9 +330,7 @@ def add_covariance_parser(subparsers):
                     "untrained), the top-k eigenvalues of the layer's covariance operator "
                     "OP_l = V^xi[Kbar_l] and, per layer, the cosine between the gradient step "
                     "and OP vec(W) on a fixed batch: what the app's Covariance tab draws.")
-    _dataclass_flags(p, E.CovarianceConfig, layer="the 0-based index into net.weights, 0 = the "
-                     "bottom layer (from the leaves), at most depth - 1; the paper's W_l is "
-                     "layer l - 1")
+    _dataclass_flags(p, E.CovarianceConfig)
     p.add_argument("--json", action="store_true", help="one JSON object per snapshot")
     return p
 
@@ -346,10 +342,11 @@ def run_covariance(args):
     except ValueError as exc:
         _flag_error(args._parser, exc, E.CovarianceConfig)
     if not args.json:
+        r = cfg.run
         print(f"# covariance operator of layer {cfg.layer} (net.weights[{cfg.layer}], the paper's "
-              f"W_{cfg.layer + 1}): depth {cfg.depth}, hid {cfg.hid}, "
-              f"loss {cfg.loss} (tau {cfg.tau:g}), update {cfg.update}, lr {cfg.lr:g}, "
-              f"N {cfg.n_samples} x M {cfg.n_views} views, seed {cfg.seed}")
+              f"W_{cfg.layer + 1}): depth {r.depth}, hid {r.hid}, "
+              f"loss {r.loss} (tau {r.tau:g}), update {r.update}, lr {r.lr:g}, "
+              f"N {cfg.n_samples} x M {cfg.n_views} views, seed {r.seed}")
 
     def show(rec):
         if args.json:
@@ -376,7 +373,6 @@ def run_covariance(args):
 _BYOL_FIELDS = ("out_dim", "predictor_hidden", "bn_var", "normalize", "symmetric", "lr",
                 "predictor_lr", "weight_decay", "momentum", "steps", "batch_size",
                 "predictor_reinit_every", "directpred", "seed", "eval_size")
-BYOL_CLI_DEFAULTS = dict(lr=0.5, weight_decay=0.02, steps=300, batch_size=64, out_dim=16)
 
 
 def add_byol_parser(subparsers):
@@ -400,13 +396,7 @@ def add_byol_parser(subparsers):
     p.add_argument("--depth", type=int, default=4, help="HLTM depth")
     p.add_argument("--noise", type=float, default=1.0, help="toy augmentation noise")
     p.add_argument("--jobs", type=_jobs, default=1, help="parallel processes (joblib)")
-    for name in _BYOL_FIELDS:
-        flag = "--" + name.replace("_", "-")
-        default = BYOL_CLI_DEFAULTS.get(name, getattr(BYOLConfig, name))
-        if isinstance(default, bool):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
-        else:
-            p.add_argument(flag, type=type(default), default=default)
+    _dataclass_flags(p, BYOLConfig, _BYOL_FIELDS)
     p.add_argument("--json", action="store_true", help="one JSON object per run")
     return p
 
@@ -414,9 +404,11 @@ def add_byol_parser(subparsers):
 def run_byol(args):
     """Run the ablation and print the table (or JSON lines); returns 0."""
     try:
-        kw = {name: getattr(args, name) for name in _BYOL_FIELDS}
-        cfg = BYOLConfig.from_preset(args.preset, **kw, hidden=tuple(args.hidden or (64,)),
-                                     log_every=kw["steps"]).validate()
+        kw = {name: getattr(args, name) for name in _BYOL_FIELDS
+              if getattr(args, name) is not None}
+        cfg = BYOLConfig.from_preset(args.preset, **kw,
+                                     hidden=tuple(args.hidden or BYOLConfig.hidden))
+        cfg = replace(cfg, log_every=cfg.steps).validate()
         source_kw = {"seed": cfg.seed}
         source_kw.update({"depth": args.depth} if args.data == "hltm" else {"noise": args.noise})
         E.make_source(args.data, **source_kw)
@@ -463,19 +455,6 @@ def run_byol_figures(args):
 
 # ----------------------------------------------------------------------------- luck matters
 # (selectivity amplification, top-layer acceleration, probes; docs/hltm.md, docs/theory.md)
-def _dataclass_flags(p, cls, **helps):
-    """One ``--flag`` per field of the config dataclass ``cls`` (default None = the field's);
-    ``helps``: a help text for some fields, by name."""
-    defaults = cls()
-    for f in fields(cls):
-        flag, d = "--" + f.name.replace("_", "-"), getattr(defaults, f.name)
-        text = f"{helps[f.name]} (default {d})" if f.name in helps else f"(default {d})"
-        if isinstance(d, tuple):
-            p.add_argument(flag, type=float, nargs=len(d), default=None, help=text)
-        else:
-            p.add_argument(flag, type=type(d), default=None, help=text)
-
-
 def _print_probe(tree, records):
     """The probe tables of an ``hltm --probe`` run (untrained, then trained)."""
     for rec in (records[0], records[-1] if len(records) > 1 else None):
@@ -515,10 +494,11 @@ def run_selectivity(args):
         E.selectivity_cost(cfg).check()                  # each seed's run alone
     except ValueError as exc:
         _flag_error(args._parser, exc, E.SelectivityConfig)
-    seeds = list(range(1, args.seeds + 1)) if args.seeds else [cfg.seed]
-    print(f"# selectivity: depth {cfg.depth}, {cfg.num_children} children, polarity "
-          f"{cfg.polarity}, hid {cfg.hid}, loss {cfg.loss} (tau {cfg.tau:g}), lr {cfg.lr:g}, "
-          f"batch {cfg.batch_size}, {cfg.steps} steps, update {cfg.update}, OP top k {cfg.k} "
+    r = cfg.run
+    seeds = list(range(1, args.seeds + 1)) if args.seeds else [r.seed]
+    print(f"# selectivity: depth {r.depth}, {r.num_children} children, polarity "
+          f"{r.polarity}, hid {r.hid}, loss {r.loss} (tau {r.tau:g}), lr {r.lr:g}, "
+          f"batch {r.batch_size}, {r.steps} steps, update {r.update}, OP top k {cfg.k} "
           f"(N {cfg.n_samples} x M {cfg.n_views}), seeds {seeds}", flush=True)
     t0 = time.perf_counter()
 
@@ -557,10 +537,11 @@ def run_acceleration(args):
         cfg.cost().check()
     except ValueError as exc:
         _flag_error(args._parser, exc, E.AccelerationConfig)
-    print(f"# acceleration: depth {cfg.depth}, {cfg.num_children} children, polarity "
-          f"{cfg.polarity}, hid {cfg.hid}, loss {cfg.loss} (tau {cfg.tau:g}), lr {cfg.lr:g}, "
-          f"update {cfg.update}, {cfg.steps} steps, batch {cfg.batch_size}, top scale "
-          f"{cfg.top_scale:g}, seed {cfg.seed}", flush=True)
+    r = cfg.run
+    print(f"# acceleration: depth {r.depth}, {r.num_children} children, polarity "
+          f"{r.polarity}, hid {r.hid}, loss {r.loss} (tau {r.tau:g}), lr {r.lr:g}, "
+          f"update {r.update}, {r.steps} steps, batch {r.batch_size}, top scale "
+          f"{cfg.top_scale:g}, seed {r.seed}", flush=True)
     with B.blas_threads(1):
         records = E.acceleration_experiment(cfg)
         linear = E.linear_acceleration(cfg.top_scale)

@@ -1,4 +1,6 @@
-"""Experiments: commented config dataclasses and the runners the CLI, the app and the docs use.
+"""Experiments: config dataclasses (each field a ``backend.setting``: default, help, label,
+bounds, which the CLI's flags and the app's fields are made from) and the runners the CLI, the
+app and the docs use.
 
 Submodules load on first use of one of their names (``E.HLTMConfig`` imports only
 ``experiments.hltm``). Every runner takes its config, ``callback=None`` (called with each record as it is made;
@@ -7,7 +9,8 @@ every training step), and returns its records (see ``optim``).
 
 | module        | runners                                                                  |
 |---------------|--------------------------------------------------------------------------|
-| ``hltm``      | ``HLTMConfig``, ``hltm_experiment``, ``eval_set``, sweeps                |
+| ``hltm``      | ``HLTMConfig``, ``HLTMRun`` (the run the next three nest),              |
+|               | ``hltm_experiment``, ``eval_set``, sweeps                                |
 | ``covariance``| ``CovarianceConfig``, ``covariance_experiment``                          |
 | ``byol``      | ``run_ablation``, ``byol_ablation``, ``linear_regime``,                  |
 |               | ``trace_implicit_contrastive``, ``predictor_alignment``, doc figures    |
@@ -18,16 +21,19 @@ every training step), and returns its records (see ``optim``).
 | ``probe``     | ``hltm_probe``, ``cluster_probe``, ``probe_rows``, ``probe_view``        |
 | ``decoupling``| ``DecouplingConfig``, ``decoupling_experiment``, ``decoupling_table``    |
 | ``supervision``| ``supervision_configs``, ``run_supervision``, ``supervision_table``     |
+| ``settings``  | ``leaf_fields``, ``with_settings``: a nested config's settings by name   |
 """
 import importlib
 
 _NAMES = {
-    "byol": ("DATASETS", "ablation_cost", "ablation_grid", "ablation_table", "byol_ablation",
-             "byol_doc_figures", "linear_regime", "make_source", "predictor_alignment",
-             "run_ablation", "trace_implicit_contrastive"),
+    "byol": ("DATASETS", "HLTM_BYOL", "ablation_config", "ablation_cost", "ablation_grid",
+             "ablation_table", "byol_ablation", "byol_doc_figures", "linear_regime",
+             "make_source", "predictor_alignment", "run_ablation",
+             "trace_implicit_contrastive"),
     "covariance": ("CovarianceConfig", "covariance_experiment"),
-    "hltm": ("PRESETS", "HLTMConfig", "eval_set", "hltm_experiment", "run_sweep",
+    "hltm": ("PRESETS", "HLTMConfig", "HLTMRun", "eval_set", "hltm_experiment", "run_sweep",
              "sweep_configs", "sweep_one", "sweep_table"),
+    "settings": ("leaf_fields", "with_settings"),
     # -- luck matters: selectivity amplification, top-layer acceleration, probes
     "acceleration": ("ARMS", "AccelerationConfig", "acceleration_experiment",
                      "acceleration_rows", "linear_acceleration"),

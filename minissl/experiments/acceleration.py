@@ -27,61 +27,59 @@ covariance has one strong direction ``e_1``: ``||W_1(t)|| / ||W_1(0)||`` and the
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 
 from .. import backend as B
+from ..backend import setting
 from ..covariance import linear_covariance_update
 from ..data import GaussianViews
 from ..budget import Cost
 from ..metrics import normalized_correlation
 from ..optim import notify, stopped
 from ..train import TrainingDiverged, train
-from .hltm import eval_set, theory_run
+from .hltm import HLTMRun, eval_set
 
 ARMS = ("frozen", "trained", "scaled")
 
 
-@dataclass
+@dataclass(frozen=True)
 class AccelerationConfig:
-    """One acceleration experiment (the ``acceleration`` command's flags)."""
-    depth: int = 2                     # tree depth L (layer 1 = bottom, layer L = top)
-    num_children: int = 8              # children per latent: 8 leaves under each depth-1 latent
-    polarity: tuple = (0.4, 1.0)       # range of |rho|
-    hid: int = 4                       # units per latent
-    loss: str = "simple"               # losses.LOSSES; simple: ξ ≡ 1, the gradient is OP vec W
-    tau: float = 0.1                   # temperature (soft_triplet, infonce)
-    lr: float = 0.01                   # SGD step
-    batch_size: int = 128              # anchors per step
-    steps: int = 200                   # training steps per arm
-    snapshots: int = 20                # records per arm (plus step 0)
-    update: str = "gradient"           # "gradient" | "covariance" (W += lr OP vec W)
-    top_scale: float = 2.0             # the "scaled" arm's factor on W_L at initialisation
-    eval_samples: int = 4000           # fixed evaluation set (stream 3)
-    seed: int = 1                      # tree, init (1), data (2), evaluation (3)
+    """One acceleration experiment (the ``acceleration`` command's flags are its settings): the
+    HLTM ``run`` of each arm (depth L: layer 1 = bottom, layer L = top; 8 leaves under each
+    depth-1 latent; the simple loss, ξ ≡ 1, whose gradient is OP vec W; seed: tree, init 1,
+    data 2, evaluation 3) and the arms."""
+    run: HLTMRun = HLTMRun(depth=2, num_children=8, polarity=(0.4, 1.0), hid=4, loss="simple",
+                           lr=0.01, steps=200)
+    snapshots: int = setting(20, "records per arm (plus step 0)", lo=1)
+    top_scale: float = setting(2.0, "the scaled arm's factor on W_L at initialisation",
+                               label="top scale", lo=0, lo_open=True)
+    eval_samples: int = setting(4000, "fixed evaluation set (stream 3)", lo=2)
 
-    def hltm_config(self):
-        """The ``HLTMConfig`` of one arm (theory preset, one epoch of ``steps`` steps)."""
-        return theory_run(self)
+    @cached_property
+    def hltm(self):
+        """The ``HLTMConfig`` of one arm (theory preset, one epoch of ``steps`` steps), made and
+        validated once."""
+        return self.run.hltm_config(self.eval_samples)
 
     def cost(self):
         """The ``limits.Cost`` of the three arms: one arm's ``HLTMConfig.cost`` memory, three
         times its work."""
-        c = self.hltm_config().cost()
+        c = self.hltm.cost()
         return Cost(c.memory, c.scaled(len(ARMS), "arms=3").work)
 
     def validate(self):
-        B.check_int("depth", self.depth, 2)
-        self.hltm_config()
-        B.check_int("snapshots", self.snapshots, 1, self.steps)
-        B.check_real("top_scale", self.top_scale, 0, lo_open=True)
+        B.check_int("depth", self.run.depth, 2)
+        B.check_settings(self).hltm                           # noqa: B018  (validates the run)
+        B.check_int("snapshots", self.snapshots, 1, self.run.steps)
         return self
 
 
 def _arm(cfg, arm, tree, x, z, emit, stop):
     """Train one arm from the seed's initialisation, ``emit(record)`` at each snapshot.
     Returns "end" (the callback or ``stop`` ended the run), "diverged" or "done"."""
-    hc = cfg.hltm_config()
+    hc, steps = cfg.hltm, cfg.run.steps
     _, net = hc.build()
     if arm == "scaled":
         net.weights[-1][...] *= cfg.top_scale
@@ -99,7 +97,7 @@ def _arm(cfg, arm, tree, x, z, emit, stop):
 
     if snap(0) or stopped(stop):
         return "end"
-    tc = replace(hc.train_config(cfg.steps), log_every=max(1, cfg.steps // cfg.snapshots),
+    tc = replace(hc.train_config(steps), log_every=max(1, steps // cfg.snapshots),
                  frozen=(net.depth - 1,) if arm == "frozen" else ())
     state = {"end": False}
 
@@ -122,9 +120,8 @@ def acceleration_experiment(cfg, callback=None, stop=None, limits=None):
     checked against ``limits`` first."""
     cfg = cfg.validate()
     cfg.cost().check(limits)
-    hc = cfg.hltm_config()
-    tree = hc.tree()
-    x, z = eval_set(tree, hc)
+    hc = cfg.hltm
+    x, z = eval_set(hc.tree, hc)
     records = []
 
     def emit(rec):
@@ -132,7 +129,7 @@ def acceleration_experiment(cfg, callback=None, stop=None, limits=None):
         return notify(callback, rec)
 
     for arm in ARMS:
-        how = _arm(cfg, arm, tree, x, z, emit, stop)
+        how = _arm(cfg, arm, hc.tree, x, z, emit, stop)
         if how == "diverged":
             records[-1]["diverged"] = True
         if how == "end":

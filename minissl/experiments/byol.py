@@ -37,6 +37,8 @@ def make_source(data="toy", seed=0, depth=4, num_children=2, polarity=(0.7, 1.0)
 
 
 ABLATION_PREDICTORS = ("none", "linear")
+HLTM_BYOL = dict(lr=0.1, out_dim=10)     # BYOL on HLTM (docs/byol.md; the app's ablation)
+LATENT_STREAM = 10                        # seed stream of the latent correlation's samples
 ABLATION_BN_MEANS = BN_MODES
 ABLATION_EMAS = (0.0, 0.99)
 
@@ -57,7 +59,8 @@ def _ablation_run(data, cfg, hid, source_kw, stop=None):
     row.update(predictor=cfg.predictor, bn_mean=cfg.bn_mean, ema=cfg.ema,
                seconds=time.perf_counter() - t0)
     if data == "hltm" and not row["diverged"]:
-        corr = normalized_correlation(src, model.online, n=4000, rng=cfg.seed + 3)
+        corr = normalized_correlation(src, model.online, n=4000,
+                                      rng=B.derive_seed(cfg.seed, LATENT_STREAM))
         row["corr_by_depth"] = corr.by_depth
         row["corr_mean"] = float(corr.per_latent.mean())
     return row
@@ -169,7 +172,7 @@ def trace_implicit_contrastive(source, cfg=None, layer=0, **overrides):
     ``norms[key]`` lists ``||dW_key||_F`` for key in direct, mean, var, mean_cross;
     ``parts`` is the last ``layers.bn_weight_grad_parts`` dict."""
     cfg = replace(cfg or BYOLConfig(), **overrides).validate()
-    ev1, ev2, _ = source.triples(min(cfg.eval_size, 256), B.rng(cfg.seed + 5))
+    ev1, ev2, _ = source.triples(min(cfg.eval_size, 256), B.derive_seed(cfg.seed, 5))
     steps, norms, last = [], {k: [] for k in ("direct", "mean", "var", "mean_cross")}, {}
     model = byol_for(source, cfg)
 
@@ -201,8 +204,7 @@ def byol_doc_figures(outdir="docs/img", seed=0):
     numbers the doc quotes (``python -m minissl byol-figures --outdir docs/img``)."""
     os.makedirs(outdir, exist_ok=True)
     src = make_source("toy", seed=seed)
-    base = BYOLConfig(lr=0.5, weight_decay=0.02, steps=300, batch_size=64, log_every=10,
-                      ema=0.0, seed=seed)
+    base = BYOLConfig(ema=0.0, seed=seed, log_every=10)
     _collapse_figures(src, base, outdir)
     _implicit_contrastive_figure(src, base, outdir)
     _linear_figures(outdir, seed)
@@ -281,20 +283,27 @@ def _directpred_figure(src, base, outdir):
           f"std {r['std']:.3f}")
 
 
+def ablation_config(data="toy", steps=None, lr=None, weight_decay=None, seed=0,
+                    preset="minissl"):
+    """The ``BYOLConfig`` of the app's ablation: ``BYOLConfig``'s defaults (``steps``, ``lr``,
+    ``weight_decay`` where given), on HLTM those of ``HLTM_BYOL``; one record at the end."""
+    B.check_choice("data", data, DATASETS)
+    given = {k: v for k, v in dict(steps=steps, lr=lr, weight_decay=weight_decay).items()
+             if v is not None}
+    cfg = BYOLConfig.from_preset(preset, **{**(HLTM_BYOL if data == "hltm" else {}), **given},
+                                 seed=seed)
+    return replace(cfg, log_every=cfg.steps)
+
+
 def byol_ablation(data="toy", predictors=ABLATION_PREDICTORS, bn_means=ABLATION_BN_MEANS,
-                  emas=ABLATION_EMAS, steps=300, lr=None, weight_decay=0.02, seed=0,
+                  emas=ABLATION_EMAS, steps=None, lr=None, weight_decay=None, seed=0,
                   preset="minissl", callback=None, stop=None, limits=None):
-    """The ablation the app's BYOL tab runs: batch 64, BN var normal, L2-normalised loss; toy
-    lr 0.5 and d 16, HLTM (depth 4, hid 10) lr 0.1 and d 10. Returns ``(rows, spectra,
-    cfg)``: ``run_ablation``'s rows (each with its final embedding ``spectrum``), the spectra
-    of up to four of them by label, and the config."""
+    """The ablation the app's BYOL tab runs (``ablation_config``; on HLTM depth 4, hid 10).
+    Returns ``(rows, spectra, cfg)``: ``run_ablation``'s rows (each with its final embedding
+    ``spectrum``), the spectra of up to four of them by label, and the config."""
     if not len(predictors) or not len(bn_means) or not len(emas):
         raise ValueError("choose at least one predictor, one BN mean mode and one EMA value")
-    B.check_choice("data", data, DATASETS)
-    lr = lr or (0.5 if data == "toy" else 0.1)
-    cfg = BYOLConfig.from_preset(preset, lr=lr, weight_decay=weight_decay, steps=steps,
-                                 batch_size=64, log_every=steps, seed=seed,
-                                 out_dim=16 if data == "toy" else 10)
+    cfg = ablation_config(data, steps, lr, weight_decay, seed, preset)
     kw = {"seed": cfg.seed} if data == "toy" else {"seed": cfg.seed, "depth": 4}
     rows = run_ablation(data, cfg, predictors, bn_means, emas, hid=10, source_kw=kw,
                         callback=callback, stop=stop, limits=limits)

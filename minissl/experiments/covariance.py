@@ -9,16 +9,17 @@ layer, from the leaves; the paper's ``W_l`` is ``net.weights[l - 1]``).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 
 from .. import backend as B
+from ..backend import setting
 from ..covariance import (DENSE_MAX_KBAR, DENSE_MAX_P, PAIR_WEIGHT_LOSSES,
                           covariance_pair_weights, covariance_spectrum)
-from ..hltm import HLTM, check_polarity
 from ..budget import Cost, dense_cost, mlp_weights, net_bytes, pass_cost, train_cost
-from ..nets import tree_network
 from ..optim import notify, stopped
-from ..train import UPDATES, TrainConfig, covariance_step, loss_and_grads, train
+from ..train import covariance_step, loss_and_grads, train
+from .hltm import HLTMRun
 
 LANCZOS_MATVECS = (10, 40)     # OP products of one spectrum: 10 k + 40 (measured 21-88, k 1-16)
 
@@ -36,38 +37,31 @@ def spectrum_cost(sizes, N, M, layer, k):
     return views + Cost(work=((work, "the spectrum's operator products", f"k={k}"),))
 
 
-@dataclass
+@dataclass(frozen=True)
 class CovarianceConfig:
-    """One run of the covariance experiment (the ``covariance`` command's flags)."""
-    depth: int = 4                     # tree depth L
-    num_children: int = 2              # children per latent
-    polarity: tuple = (0.7, 1.0)       # range of |rho|
-    hid: int = 10                      # units per latent
-    loss: str = "infonce"              # sets the pair weights ξ (simple: ξ ≡ 1)
-    tau: float = 0.1                   # temperature
-    lr: float = 0.1                    # SGD step
-    batch_size: int = 128              # anchors per step (also the fixed batch of the cosine)
-    steps: int = 600                   # training steps
-    snapshots: int = 12                # spectra measured during the run (plus the untrained)
-    layer: int = 1                     # net.weights index, 0 = bottom (< depth): W_{layer+1}
-    k: int = 8                         # top eigenvalues
-    n_samples: int = 256               # N samples x for OP = V^ξ[Kbar]
-    n_views: int = 4                   # M augmented views averaged in Kbar
-    update: str = "gradient"           # "gradient" | "covariance"
-    seed: int = 1                      # tree, init (stream 1), data (2), views (3), batch (5)
+    """One run of the covariance experiment (the ``covariance`` command's flags are its
+    settings): the HLTM ``run`` (seed: tree, init stream 1, data 2, views 3, fixed batch 5) and
+    what is measured."""
+    run: HLTMRun = HLTMRun(depth=4, steps=600)
+    snapshots: int = setting(12, "spectra measured during the run (plus the untrained)",
+                             label="pictures", lo=1)
+    layer: int = setting(1, "index into net.weights, 0 = bottom (leaves -> depth-1 units), "
+                         "at most depth - 1: the paper's W_{layer+1}", label="layer (0 = bottom)")
+    k: int = setting(8, "top eigenvalues", label="top k")
+    n_samples: int = setting(256, "samples x for OP = V^ξ[Kbar]", label="samples N", lo=2)
+    n_views: int = setting(4, "augmented views averaged in Kbar", label="views M", lo=1)
+
+    @cached_property
+    def hltm(self):
+        """The ``HLTMConfig`` of the same run (theory preset), made and validated once."""
+        return self.run.hltm_config()
 
     def validate(self):
-        tree = HLTM(self.depth, self.num_children, self.polarity)
-        check_polarity(self.polarity)
-        B.check_choice("loss", self.loss, PAIR_WEIGHT_LOSSES)
-        B.check_choice("update", self.update, UPDATES)
-        for name, lo in (("hid", 1), ("snapshots", 1), ("n_samples", 2), ("n_views", 1),
-                         ("seed", 0)):
-            B.check_int(name, getattr(self, name), lo)
-        B.check_int("layer", self.layer, 0, self.depth - 1)
-        sizes = tree.network_sizes(self.hid)
+        B.check_choice("loss", self.run.loss, PAIR_WEIGHT_LOSSES)
+        tree = B.check_settings(self).hltm.tree
+        B.check_int("layer", self.layer, 0, self.run.depth - 1)
+        sizes = tree.network_sizes(self.run.hid)
         B.check_int("k", self.k, 1, sizes[self.layer + 1] * sizes[self.layer])   # k <= P
-        self.train_config().validate()
         return self
 
     def cost(self):
@@ -75,24 +69,22 @@ class CovarianceConfig:
         (``train.train_cost``), and per snapshot (``snapshots + 1`` of them) the pair weights and
         the top-k spectrum on the N x M views (``spectrum_cost``) and the cosine on the fixed
         batch (one covariance-operator step per layer)."""
-        tree = HLTM(self.depth, self.num_children, self.polarity)
-        sizes = tree.network_sizes(self.hid)
-        L = self.depth
-        net = f"depth={L}, num_children={self.num_children}, hid={self.hid}"
+        tree, run = self.hltm.tree, self.run
+        sizes = tree.network_sizes(run.hid)
+        L = run.depth
+        net = f"depth={L}, num_children={run.num_children}, hid={run.hid}"
         views = spectrum_cost(sizes, self.n_samples, self.n_views, self.layer, self.k)
-        batch = pass_cost(sizes, "float64", self.batch_size, 2)
+        batch = pass_cost(sizes, "float64", run.batch_size, 2)
         snap = f"snapshots={self.snapshots}, n_samples={self.n_samples}, n_views={self.n_views}"
-        work = views.madds + L * batch.madds + 3 * self.batch_size * 3 * mlp_weights(sizes)
+        work = views.madds + L * batch.madds + 3 * run.batch_size * 3 * mlp_weights(sizes)
         return (Cost(((net_bytes(sizes, [True] * L), "the tree network", net),))
                 + train_cost(sizes, self.train_config(), 1, tree.n_nodes)
                 + Cost(views.memory + batch.memory,
                        (((self.snapshots + 1) * work, "the spectra and cosines", snap),)))
 
     def train_config(self):
-        every = max(1, self.steps // self.snapshots)
-        return TrainConfig(loss=self.loss, tau=self.tau, lr=self.lr, steps=self.steps,
-                           batch_size=self.batch_size, update=self.update,
-                           seed=B.derive_seed(self.seed, 2), log_every=every)
+        every = max(1, self.run.steps // self.snapshots)
+        return replace(self.hltm.train_config(self.run.steps), log_every=every)
 
 
 def covariance_experiment(cfg, callback=None, stop=None, limits=None):
@@ -104,18 +96,18 @@ def covariance_experiment(cfg, callback=None, stop=None, limits=None):
     cfg.validate().cost().check(limits)
     if stopped(stop):
         return []
-    tree = HLTM(cfg.depth, cfg.num_children, cfg.polarity, seed=cfg.seed)
-    net = tree_network(tree, cfg.hid, seed=B.derive_seed(cfg.seed, 1))
-    views = tree.views(cfg.n_samples, cfg.n_views, B.derive_seed(cfg.seed, 3))  # (N, M, n_0)
-    batch = tree.triples(cfg.batch_size, B.derive_seed(cfg.seed, 5))
+    run = cfg.run
+    tree, net = cfg.hltm.build()
+    views = tree.views(cfg.n_samples, cfg.n_views, B.derive_seed(run.seed, 3))  # (N, M, n_0)
+    batch = tree.triples(run.batch_size, B.derive_seed(run.seed, 5))
     tc = cfg.train_config()
     lay = cfg.layer                                            # index into net.weights
     shape = tuple(net.weights[lay].shape)
     records, t0 = [], time.perf_counter()
 
     def measure(step):
-        xi = None if cfg.loss == "simple" else covariance_pair_weights(net, views, cfg.loss,
-                                                                        cfg.tau)
+        xi = None if run.loss == "simple" else covariance_pair_weights(net, views, run.loss,
+                                                                        run.tau)
         w, U = covariance_spectrum(net, views, lay, cfg.k, xi, tol=1e-6)
         value, _, _, grads = loss_and_grads(net, batch, tc)
         _, cos = covariance_step(net, batch, tc, grads)

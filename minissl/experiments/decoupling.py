@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .. import backend as B
+from ..backend import setting
 from ..decoupling import (SparseCoding, closed_form_correlations, dense_fraction,
                           feature_coverage, feature_metrics, measured_correlations,
                           sparse_alignment)
@@ -41,41 +42,40 @@ METRICS = ("alignment", "aligned", "dense_fraction", "coverage", "coverage_min",
 
 @dataclass
 class DecouplingConfig:
-    """One training run on sparse-coding data (the ``decoupling`` command's flags)."""
-    d: int = 32                        # sparse features (columns of M)
-    d1: int = 128                      # input width
-    k: float = 3.0                     # expected active sparse features per sample, 0 < k <= d
-    dense_rank: int = 96               # dense rank r, 0 <= r <= d1 - d
-    dense_energy: float = 1.0          # E||ξ||² / E||Mz||² (0 when r = 0)
-    augmentation: str = "complementary"   # complementary | mask | noise | none
-    p: float = 0.5                     # mask keep probability (augmentation "mask")
-    s: float = 0.1                     # noise scale (augmentation "noise")
-    noise_scale: str = "coordinate"    # noise std s per coordinate, or "relative":
-                                       # s sqrt(E||x||²/d1) (noise energy s² E||x||²)
-    basis: str = "random"              # M delocalised (Haar) or "identity" (coordinate-aligned)
-    neuron: str = "symmetric"          # symmetric thresholded ReLU (learned b >= 0) or "relu"
-    width: int = 64                    # neurons m
-    b_init: float = 0.0                # initial threshold (symmetric neuron)
-    tau: float = 0.2                   # InfoNCE temperature
-    batch_size: int = 256              # samples per step (2N = 512 views)
-    lr: float = 3e-3                   # Adam step
-    steps: int = 1000                  # Adam steps (0: only the untrained record)
-    log_every: int = 50                # a record every this many steps (and at the last)
-    seed: int = 0                      # bases (seed), init (stream 1), data (2), loss batch (4)
-    backend: str = "numba"             # numba: the whole-array SimCLR twin; numpy: reference
+    """One training run on sparse-coding data (the ``decoupling`` command's flags and the app's
+    fields are made from these settings; the data model's are checked by ``SparseCoding``)."""
+    d: int = setting(32, "sparse features (columns of M)")
+    d1: int = setting(128, "input width")
+    k: float = setting(3.0, "expected active sparse features per sample, 0 < k <= d")
+    dense_rank: int = setting(96, "dense directions r, 0 <= r <= d1 - d", label="dense rank")
+    dense_energy: float = setting(1.0, "E|ξ|² / E|Mz|² (0 when r = 0)", label="dense energy")
+    augmentation: str = setting("complementary", "how the two views are made: complementary, "
+                                "mask, noise or none", label="augmentation")
+    p: float = setting(0.5, "mask keep probability (augmentation mask)")
+    s: float = setting(0.1, "noise scale (augmentation noise)")
+    noise_scale: str = setting("coordinate", "noise std s per coordinate, or relative: s "
+                               "sqrt(E|x|²/d1) (noise energy s² E|x|²)")
+    basis: str = setting("random", "M delocalised (Haar, random) or coordinate-aligned "
+                         "(identity)")
+    neuron: str = setting("symmetric", "symmetric: ReLU(s-b) - ReLU(-s-b), learned b ≥ 0; or "
+                          "relu", label="neuron", choices=NEURONS)
+    width: int = setting(64, "neurons m", label="neurons", lo=1, hi=4096)
+    b_init: float = setting(0.0, "initial threshold b (symmetric neuron)", lo=0)
+    tau: float = setting(0.2, "InfoNCE temperature")
+    batch_size: int = setting(256, "samples per step (2N views)", lo=2, hi=1 << 16)
+    lr: float = setting(3e-3, "Adam step", lo=0, lo_open=True)
+    steps: int = setting(1000, "Adam steps (0: only the untrained record)", label="steps",
+                         lo=0, hi=10 ** 9)
+    log_every: int = setting(50, "a record every this many steps (and at the last)", lo=1)
+    seed: int = setting(0, "bases (the seed), init (stream 1), data (2), loss batch (4)",
+                        label="seed", lo=0)
+    backend: str = setting("numba", "numba: the whole-array SimCLR twin; numpy: reference",
+                           choices=DECOUPLING_BACKENDS)
 
     def validate(self):
         self.source()
-        B.check_choice("neuron", self.neuron, NEURONS)
-        B.check_int("width", self.width, 1, 4096)
-        B.check_real("b_init", self.b_init, 0)
+        B.check_settings(self)
         check_loss("infonce", self.tau)
-        B.check_int("batch_size", self.batch_size, 2, 1 << 16)
-        B.check_real("lr", self.lr, 0, lo_open=True)
-        B.check_int("steps", self.steps, 0, 10 ** 9)
-        B.check_int("log_every", self.log_every, 1)
-        B.check_int("seed", self.seed, 0)
-        B.check_choice("backend", self.backend, DECOUPLING_BACKENDS)
         return self
 
     def cost(self):

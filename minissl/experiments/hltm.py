@@ -9,94 +9,109 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import MISSING, dataclass, field, replace
+from functools import cached_property
 
 import numpy as np
 
 from .. import backend as B
-from ..hltm import HLTM, check_polarity
+from ..backend import setting
+from ..hltm import HLTM
 from ..budget import Cost, correlation_cost, net_bytes, train_cost
 from ..losses import SINGLE_NEGATIVE
 from ..metrics import correlation_ceiling, normalized_correlation
 from ..nets import tree_network
 from ..optim import notify, stopped
-from ..train import (NEGATIVES, TrainConfig, TrainingDiverged, batches, check_run,
-                     loss_and_grads, train)
+from ..train import (NEGATIVES, SAMPLERS, UPDATES, TrainConfig, TrainingDiverged, batches,
+                     check_run, loss_and_grads, train)
 from .probe import PROBE_TARGETS, hltm_probe, probe_cost
 
 PRESETS = ("theory", "reference")
 REF_TEMP = 0.01      # the reference code's temperature T on MSE; tau = T * hid / 2
 
 
-@dataclass
+@dataclass(frozen=True)
 class HLTMConfig:
-    """One HLTM training run (the ``hltm`` command's flags map onto these fields).
+    """One HLTM training run (the ``hltm`` command's flags and the app's HLTM fields are made
+    from these fields' ``setting`` metadata).
 
     ``preset="theory"``: bias-free, unnormalised network (the paper's analysis).
     ``preset="reference"``: the published code's setting (luckmatters ``ssl/hltm``): biases,
     output ``x/(||x|| + 1e-4)``, loss ``ref_nce`` with ``tau = 0.01 * hid / 2`` (its T = 0.01
     on MSE), one negative, SGD lr 0.1, batch 128, 64,000 samples per epoch.
-    Fields left ``None`` take the preset's value (``apply_preset``).
+    Fields left ``None`` take the preset's value (``apply_preset``). Frozen: the tree is built
+    once per config (``tree``), by ``validate``, and shared by ``cost`` and ``build``.
     """
-    preset: str = "theory"             # "theory" | "reference"
-    depth: int = 5                     # tree depth L >= 1
-    num_children: int = 2              # children per latent
-    polarity: tuple = (0.7, 1.0)       # range of |rho|, 0 <= lo <= hi <= 1
-    keep_depth: int | None = None      # positives share latents of depth >= this (None: root)
-    hid: int = 10                      # units per latent
-    loss: str | None = None            # losses.LOSSES; preset: infonce | ref_nce
-    tau: float | None = None           # temperature; preset: 0.1 | 0.01 * hid / 2
-    margin: float = 0.0                # soft-triplet margin
-    negatives: int = 1                 # H negatives per anchor (infonce may take > 1)
-    lr: float = 0.1                    # SGD learning rate
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-    batch_size: int = 128              # anchors per step
-    samples_per_epoch: int = 64000     # steps per epoch = samples_per_epoch // batch_size
-    epochs: int = 20
-    seed: int = 1                      # tree polarities, init, data and evaluation
-    bias: bool | None = None           # preset: False | True
-    normalize: bool | None = None      # preset: False | True (norm_eps 1e-4)
-    update: str = "gradient"           # "gradient" | "covariance" (train.TrainConfig)
-    pairing: str = "given"             # train.NEGATIVES: "given" (triples, H negatives),
-                                       # "in_batch" (SimCLR), "supervised" (SupCon on a latent)
-    label_latent: int = 0              # SupCon's label: this latent (BFS, 0 = root)
-    backend: str = "numpy"             # "numpy" | "numba" | "cupy"
-    sampler: str = "numpy"             # "numpy" | "compiled" (backend numba: same law, other
-                                       # random numbers; whole epochs in one compiled call)
-    dtype: str = "float64"
-    eval_samples: int = 10000          # fixed evaluation set for the correlation
+    preset: str = setting("theory", "theory: bias-free, unnormalised (the paper's analysis); "
+                          "reference: biases + normalised output (luckmatters ssl/hltm)",
+                          label="network setting", choices=PRESETS)
+    depth: int = setting(5, "tree depth L (root at L, leaves at 0)", label="depth")
+    num_children: int = setting(2, "children per latent", label="children")
+    polarity: tuple = setting((0.7, 1.0), "range of |ρ|: |ρ| ~ U[low, high], 0 ≤ low ≤ high "
+                              "≤ 1; P(child = parent) = (1+ρ)/2", label="polarity")
+    keep_depth: int | None = setting(None, "positives share latents of tree depth >= this "
+                                     "(default: the root only)")
+    hid: int = setting(10, "hidden units per latent", label="hid", lo=1, hi=4096)
+    loss: str | None = setting(None, "the loss (losses.LOSSES); preset: theory infonce, "
+                               "reference ref_nce", label="loss")
+    tau: float | None = setting(None, "temperature (theory 0.1; reference 0.01*hid/2)",
+                                label="τ", lo=0, lo_open=True)
+    margin: float = setting(0.0, "soft-triplet margin r_0")
+    negatives: int = setting(1, "H negatives per anchor (only infonce takes more than 1)")
+    lr: float = setting(0.1, "SGD step", label="learning rate", lo=0, lo_open=True)
+    momentum: float = setting(0.0, "SGD momentum in [0, 1)")
+    weight_decay: float = setting(0.0, "L2 weight decay (>= 0)")
+    batch_size: int = setting(128, "anchors per step", label="batch size", lo=1)
+    samples_per_epoch: int = setting(64000, "samples per epoch (steps per epoch = this // "
+                                     "batch_size)", lo=1)
+    epochs: int = setting(20, "epochs (one record each, plus the untrained epoch 0)",
+                          label="epochs", lo=0)
+    seed: int = setting(1, "tree polarities, init, data and evaluation", label="seed", lo=0)
+    bias: bool | None = setting(None, "biases (preset: theory off, reference on)")
+    normalize: bool | None = setting(None, "output x/(||x||+1e-4) (preset: theory off, "
+                                     "reference on)")
+    update: str = setting("gradient", "gradient: SGD on the loss; covariance: W += lr·OP "
+                          "vec(W)", label="update rule", choices=UPDATES)
+    pairing: str = setting("given", "given: H negatives per anchor; in_batch: SimCLR; "
+                           "supervised: SupCon, positives share latent label_latent",
+                           choices=NEGATIVES)
+    label_latent: int = setting(0, "SupCon's label latent (BFS index, 0 = root; depth >= "
+                                "keep_depth)")
+    backend: str = setting("numpy", "array backend of the network (cupy needs a GPU)",
+                           label="backend", choices=B.BACKENDS)
+    sampler: str = setting("numpy", "numpy (the same numbers on every backend) or compiled "
+                           "(backend numba: same law, other random numbers; whole epochs in "
+                           "one compiled call)", choices=SAMPLERS)
+    dtype: str = setting("float64", "float64 or float32", choices=B.DTYPES)
+    eval_samples: int = setting(10000, "fixed evaluation set of the correlation (stream 3)",
+                                lo=2)
     # -- probes (experiments.probe): "root" or "all" latents, at epoch 0 and the last epoch
-    probe: str = "off"                 # "off" | "root" | "all"
-    probe_samples: int = 2000          # probe training and test sets (streams 8 and 9)
+    probe: str = setting("off", "linear and k-NN probes of the root or all latents",
+                         choices=PROBE_TARGETS)
+    probe_samples: int = setting(2000, "probe training and test sets (streams 8 and 9)", lo=10)
 
     def apply_preset(self):
-        """A copy with every ``None`` field filled from the preset, validated."""
+        """This config with every ``None`` field filled from the preset (a copy, or itself
+        when nothing is ``None``), validated."""
         B.check_choice("preset", self.preset, PRESETS)
         ref = self.preset == "reference"
         fill = {"loss": "ref_nce" if ref else "infonce",
                 "tau": REF_TEMP * B.check_int("hid", self.hid, 1) / 2 if ref else 0.1,
                 "bias": ref, "normalize": ref}
-        cfg = replace(self, **{k: v for k, v in fill.items() if getattr(self, k) is None})
-        return cfg.validate()
+        fill = {k: v for k, v in fill.items() if getattr(self, k) is None}
+        return (replace(self, **fill) if fill else self).validate()
 
     def validate(self):
-        """Check every field (``ValueError`` naming it); the net x update combination too."""
-        self.tree()                      # raises ValueError naming the field
-        check_polarity(self.polarity)
-        B.check_int("hid", self.hid, 1, 4096)
-        B.check_int("samples_per_epoch", self.samples_per_epoch, 1)
-        B.check_int("epochs", self.epochs, 0)
-        B.check_int("eval_samples", self.eval_samples, 2)
-        B.check_int("seed", self.seed, 0)
-        B.check_choice("pairing", self.pairing, NEGATIVES)
-        B.check_choice("probe", self.probe, PROBE_TARGETS)
-        B.check_int("probe_samples", self.probe_samples, 10)
+        """Check every field (``ValueError`` naming it); the net x update combination too.
+        Once: a frozen config that passed stays valid, and a second call returns at once."""
+        if self.__dict__.get("_valid"):
+            return self
+        B.check_settings(self)
+        self.tree                        # noqa: B018  (built once; raises naming the field)
         if self.samples_per_epoch < self.batch_size:
             raise ValueError(f"samples_per_epoch must be >= batch_size ({self.batch_size}), "
                              f"got {self.samples_per_epoch}")
         B.check_backend(self.backend)
-        B.check_dtype(self.dtype)
         if self.sampler == "compiled" and self.backend != "numba":
             raise ValueError(f"sampler='compiled' needs backend='numba', got "
                              f"backend={self.backend!r}")
@@ -111,6 +126,7 @@ class HLTMConfig:
             if getattr(self, name) is None:
                 raise ValueError(f"{name} must be True or False (or apply_preset() fills it)")
         check_run(not (self.bias or self.normalize), tc)
+        object.__setattr__(self, "_valid", True)
         return self
 
     def train_config(self, steps):
@@ -125,17 +141,18 @@ class HLTMConfig:
         return self.samples_per_epoch // self.batch_size
 
     def cost(self):
-        """The run's ``limits.Cost`` (docs/performance.md, "Cost model"), nothing allocated.
+        """The run's ``budget.Cost`` (docs/performance.md, "Cost model"), nothing allocated
+        but the tree.
 
-        Memory: the tree network (weights, gradients, masks: ``nets.net_bytes``), a training
+        Memory: the tree network (weights, gradients, masks: ``budget.net_bytes``), a training
         batch (``train.train_cost``: every node of its (2 + H) x batch_size samples, forward
-        caches, backward buffers) and the evaluation pass (``metrics.correlation_cost`` on
+        caches, backward buffers) and the evaluation pass (``budget.correlation_cost`` on
         ``eval_samples``). Work: ``epochs x steps_per_epoch`` training steps (each ``3 x rows x
         weights`` multiply-adds plus ``STEP_OVERHEAD`` and the draws), the 10 batches of the
         untrained loss, and ``epochs + 1`` evaluations plus the ceiling; with ``probe``, two
         probes (``experiments.probe.probe_cost``).
         """
-        tree = self.tree()
+        tree = self.tree
         sizes = tree.network_sizes(B.check_int("hid", self.hid, 1, 4096))
         net = f"depth={self.depth}, num_children={self.num_children}, hid={self.hid}"
         dtype = B.check_dtype(self.dtype)
@@ -158,31 +175,59 @@ class HLTMConfig:
         and the limit; returns the ``Cost``."""
         return self.cost().check(limits)
 
+    @cached_property
     def tree(self):
+        """The ``HLTM`` of this configuration, built on first use and kept (the config is
+        frozen, so it cannot go stale)."""
         return HLTM(self.depth, self.num_children, self.polarity, seed=self.seed,
                     keep_depth=self.keep_depth, negatives=self.negatives,
                     label_latent=self.label_latent)
 
     def build(self, limits=None):
-        """``(tree, net)`` for this configuration (call on an ``apply_preset`` config)."""
-        tree = self.tree()
-        net = tree_network(tree, self.hid, bias=self.bias, normalize=self.normalize,
+        """``(tree, net)``: the config's tree and a freshly initialised tree network (stream 1
+        of the seed; call on an ``apply_preset`` config)."""
+        net = tree_network(self.tree, self.hid, bias=self.bias, normalize=self.normalize,
                            norm_eps=1e-4 if self.normalize else 0.0,
                            seed=B.derive_seed(self.seed, 1), backend=self.backend,
                            dtype=self.dtype, limits=limits)
-        return tree, net
+        return self.tree, net
 
 
-def theory_run(c):
-    """The ``HLTMConfig`` (theory preset, one epoch of ``c.steps`` steps) of an experiment
-    config ``c`` that has the fields of one HLTM run (depth, num_children, polarity, hid, loss,
-    tau, lr, batch_size, steps, eval_samples, update, seed)."""
-    return HLTMConfig(preset="theory", depth=c.depth, num_children=c.num_children,
-                      polarity=c.polarity, hid=c.hid, loss=c.loss, tau=c.tau, lr=c.lr,
-                      batch_size=c.batch_size, epochs=1,
-                      samples_per_epoch=B.check_int("steps", c.steps, 1) *
-                      B.check_int("batch_size", c.batch_size, 1),
-                      eval_samples=c.eval_samples, update=c.update, seed=c.seed).apply_preset()
+def _like(name, default=MISSING, help=None):
+    """A field of ``HLTMRun``: ``HLTMConfig``'s field ``name`` (its help, label, bounds), with
+    another default and help where given."""
+    f = HLTMConfig.__dataclass_fields__[name]
+    return field(default=f.default if default is MISSING else default,
+                  metadata={**f.metadata, **({"help": help} if help else {})})
+
+
+@dataclass(frozen=True)
+class HLTMRun:
+    """One theory-preset HLTM run of ``steps`` SGD steps: the settings that the covariance,
+    selectivity and acceleration experiments nest (their ``run``), declared by ``HLTMConfig``.
+    ``hltm_config`` is the ``HLTMConfig`` of the same run (one epoch of ``steps`` steps), so a
+    seed gives the tree, init and data of ``python -m minissl hltm --seed``."""
+    depth: int = _like("depth")
+    num_children: int = _like("num_children")
+    polarity: tuple = _like("polarity")
+    hid: int = _like("hid")
+    loss: str = _like("loss", "infonce", "the loss (losses.LOSSES)")
+    tau: float = _like("tau", 0.1, "temperature")
+    lr: float = _like("lr")
+    batch_size: int = _like("batch_size")
+    steps: int = setting(1000, "SGD steps", label="steps", lo=1)
+    update: str = _like("update")
+    seed: int = _like("seed")
+
+    def hltm_config(self, eval_samples=10000):
+        """The ``HLTMConfig`` of this run (validated; its evaluation set has ``eval_samples``)."""
+        B.check_settings(self)
+        return HLTMConfig(preset="theory", depth=self.depth, num_children=self.num_children,
+                          polarity=self.polarity, hid=self.hid, loss=self.loss, tau=self.tau,
+                          lr=self.lr, batch_size=self.batch_size, epochs=1,
+                          samples_per_epoch=self.steps * self.batch_size,
+                          eval_samples=eval_samples, update=self.update,
+                          seed=self.seed).apply_preset()
 
 
 def eval_set(tree, cfg):
@@ -204,8 +249,9 @@ def hltm_experiment(cfg, callback=None, stop=None, limits=None):
     after each epoch (False ends the run), ``stop.is_set()`` checked every step (every epoch
     with ``sampler="compiled"``, whose epochs are single compiled calls). A diverged run raises
     ``TrainingDiverged`` with the completed records in ``exc.records``.
-    ``cfg.cost()`` is checked against ``limits`` (None: the environment's) before anything is
-    built (``ResourceLimitError``).
+    ``cfg.cost()`` is checked against ``limits`` (None: the environment's) before anything but
+    the tree is built (``ResourceLimitError``). An ``apply_preset`` config is used as it is (its
+    tree too); another gets its preset applied here.
     """
     cfg = cfg.apply_preset()
     cfg.check_cost(limits)
@@ -277,7 +323,7 @@ def sweep_one(cfg, threads=1):
             records, ceiling = hltm_experiment(cfg)
         except TrainingDiverged as exc:
             records, res["diverged"] = exc.records, True
-            tree = cfg.tree()
+            tree = cfg.tree
             x, z = eval_set(tree, cfg)
             ceiling = correlation_ceiling(tree, x=x, z=z)
     last = records[-1] if not res["diverged"] else None

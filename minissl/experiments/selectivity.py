@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 
 from .. import backend as B
+from ..backend import setting
 from ..covariance import PAIR_WEIGHT_LOSSES, covariance_pair_weights, covariance_spectrum
 from ..budget import Cost, mlp_weights
 from ..metrics import normalized_correlation
@@ -27,41 +29,34 @@ from ..analysis.selectivity import (amplification, projection, random_basis, sha
                            winner_ranks)
 from ..train import train
 from .covariance import spectrum_cost
-from .hltm import eval_set, theory_run
+from .hltm import HLTMRun, eval_set
+from .settings import with_settings
 
 
-@dataclass
+@dataclass(frozen=True)
 class SelectivityConfig:
-    """One amplification run (the ``selectivity`` command's flags map onto these fields)."""
-    depth: int = 5                     # tree depth L
-    num_children: int = 2              # children per latent
-    polarity: tuple = (0.7, 1.0)       # range of |rho|
-    hid: int = 10                      # units per latent
-    loss: str = "infonce"              # simple | soft_triplet | infonce (OP needs its ξ)
-    tau: float = 0.1                   # temperature
-    lr: float = 0.1                    # SGD step
-    batch_size: int = 128              # anchors per step
-    steps: int = 3000                  # SGD steps
-    snapshots: int = 30                # selectivity records during the run (plus step 0)
-    eval_samples: int = 10000          # fixed evaluation set (stream 3), as `hltm`
-    k: int = 20                        # top eigenvectors of OP_l at init, per layer
-    n_samples: int = 256               # N samples x M views for OP_l at init (stream 6)
-    n_views: int = 4
-    update: str = "gradient"           # "gradient" | "covariance" (train.TrainConfig)
-    seed: int = 1                      # tree, init, data, evaluation, OP views, control
+    """One amplification run (the ``selectivity`` command's flags are its settings): the HLTM
+    ``run`` (tree, network, loss, SGD, seed: init, data, evaluation, OP views, control) and
+    what is measured."""
+    run: HLTMRun = HLTMRun(steps=3000)
+    snapshots: int = setting(30, "selectivity records during the run (plus step 0)", lo=1)
+    eval_samples: int = setting(10000, "fixed evaluation set (stream 3), as `hltm`", lo=2)
+    k: int = setting(20, "top eigenvectors of OP_l at init, per layer", lo=1)
+    n_samples: int = setting(256, "N samples x for OP_l at init (stream 6)", lo=2)
+    n_views: int = setting(4, "M views of each sample for OP_l", lo=1)
 
-    def hltm_config(self):
-        """The ``HLTMConfig`` of the same run (theory preset, one epoch of ``steps`` steps)."""
-        return theory_run(self)
+    @cached_property
+    def hltm(self):
+        """The ``HLTMConfig`` of the same run (theory preset, one epoch of ``steps`` steps),
+        made and validated once."""
+        return self.run.hltm_config(self.eval_samples)
 
     def validate(self):
         """Check every field (``ValueError`` naming it); returns self."""
-        B.check_choice("loss", self.loss, PAIR_WEIGHT_LOSSES)
-        hc = self.hltm_config()
-        B.check_int("snapshots", self.snapshots, 1, self.steps)
-        B.check_int("n_samples", self.n_samples, 2)
-        B.check_int("n_views", self.n_views, 1)
-        masks = hc.tree().network_masks(self.hid)
+        B.check_choice("loss", self.run.loss, PAIR_WEIGHT_LOSSES)
+        hc = B.check_settings(self).hltm
+        B.check_int("snapshots", self.snapshots, 1, self.run.steps)
+        masks = hc.tree.network_masks(self.run.hid)
         live = min(int(m.sum()) for m in masks)               # the smallest layer's weights
         B.check_int("k", self.k, 1, live - 2)                 # Lanczos needs k < P_live - 1
         return self
@@ -71,8 +66,8 @@ def selectivity_cost(cfg):
     """The ``limits.Cost`` of ``selectivity_experiment``: the HLTM run's (``HLTMConfig.cost``),
     the top-k spectrum of every layer's OP at init (``experiments.covariance.spectrum_cost``)
     and the kept snapshots (every weight, ``snapshots + 2`` times) and bases (2 k per weight)."""
-    hc = cfg.hltm_config()
-    sizes = hc.tree().network_sizes(cfg.hid)
+    hc = cfg.hltm
+    sizes = hc.tree.network_sizes(cfg.run.hid)
     spectra = [spectrum_cost(sizes, cfg.n_samples, cfg.n_views, l, cfg.k)
                for l in range(len(sizes) - 1)]
     W = mlp_weights(sizes)
@@ -86,10 +81,11 @@ def selectivity_cost(cfg):
 def op_bases(cfg, tree, net):
     """Per layer ``(U, Q)``: the top-``k`` eigenvectors of ``OP_l`` at the net's current
     weights (P, k) and an orthonormal basis of a random k-dim subspace of the live weights."""
-    views = tree.views(cfg.n_samples, cfg.n_views, B.derive_seed(cfg.seed, 6))
-    xi = None if cfg.loss == "simple" else covariance_pair_weights(net, views, cfg.loss,
-                                                                    cfg.tau)
-    out, control = [], B.derive_seed(cfg.seed, 7)
+    run = cfg.run
+    views = tree.views(cfg.n_samples, cfg.n_views, B.derive_seed(run.seed, 6))
+    xi = None if run.loss == "simple" else covariance_pair_weights(net, views, run.loss,
+                                                                    run.tau)
+    out, control = [], B.derive_seed(run.seed, 7)
     for l, W in enumerate(net.weights):
         _, U = covariance_spectrum(net, views, l, cfg.k, xi, tol=1e-8)
         Q = random_basis(W.shape, cfg.k, B.derive_seed(control, l), mask=net.masks[l])
@@ -108,7 +104,7 @@ def selectivity_experiment(cfg, callback=None, stop=None, limits=None):
     """
     cfg = cfg.validate()
     selectivity_cost(cfg).check(limits)
-    hc = cfg.hltm_config()
+    hc, hid, steps = cfg.hltm, cfg.run.hid, cfg.run.steps
     tree, net = hc.build(limits)
     x, z = eval_set(tree, hc)
     bases = op_bases(cfg, tree, net)
@@ -117,15 +113,15 @@ def selectivity_experiment(cfg, callback=None, stop=None, limits=None):
     def snap(step):
         corr = normalized_correlation(tree, net, x=x, z=z)
         rec = {"step": step, "per_unit": corr.per_unit,
-               "norms": unit_norms(tree, net.weights, cfg.hid),
+               "norms": unit_norms(tree, net.weights, hid),
                "weights": [B.to_numpy(W).copy() for W in net.weights]}
         records.append(rec)
         return notify(callback, rec)
 
     if not (snap(0) or stopped(stop)):
-        tc = replace(hc.train_config(cfg.steps), log_every=max(1, cfg.steps // cfg.snapshots))
+        tc = replace(hc.train_config(steps), log_every=max(1, steps // cfg.snapshots))
         train(net, tree, tc, callback=lambda rec: not snap(rec["step"]), stop=stop)
-    return records, selectivity_summary(tree, cfg.hid, records, bases)
+    return records, selectivity_summary(tree, hid, records, bases)
 
 
 def _groups(v, hid):
@@ -182,7 +178,7 @@ def run_selectivity_seeds(cfg, seeds, n_jobs=1, threads=1, callback=None):
     ``callback(summary)`` as each arrives."""
     B.require("joblib", "parallel")
     from joblib import Parallel, delayed
-    cfgs = [replace(cfg, seed=s).validate() for s in seeds]
+    cfgs = [with_settings(cfg, seed=s).validate() for s in seeds]
     out = []
     for r in Parallel(n_jobs=n_jobs, return_as="generator")(
             delayed(selectivity_one)(c, threads) for c in cfgs):
