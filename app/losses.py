@@ -3,9 +3,10 @@
 import gradio as gr
 
 import minissl
+from minissl import experiments as E
 from minissl.figures import plots
 from minissl.backend import check_choice
-from minissl.losses import LOSS_VARIABLES, THREE_LOSSES
+from minissl.experiments.losses import LOSS_VARIABLES, THREE_LOSSES
 
 from app.text import LOSSES_TEXT
 from app.widgets import (LATEX, Field, checked, course_link, settings, show)
@@ -34,7 +35,7 @@ def loss_curves_plot(vary="r_pos", r_pos=1.0, r_neg=1.0, tau=1.0, margin=0.0, ne
                                 for name in (losses or [])))
     if not losses:
         raise gr.Error("losses: choose at least one loss")
-    t, curves = minissl.loss_curves(vary, **v, losses=tuple(losses))
+    t, curves = E.loss_curves(vary, **v, losses=tuple(losses))
     return show(plots.losses_figure(t, curves, vary, **v))
 
 

@@ -13,7 +13,7 @@ from .decoupling import SparseCoding
 from .hltm import HLTM
 from .layers import (BatchNorm, L2Normalize, Linear, ReLU, Sequential, SymmetricThreshold,
                      WeightNormLinear)
-from .losses import (LOSSES, byol_loss, collapsed_loss, contrastive_loss, loss_curves,
+from .losses import (LOSSES, byol_loss, collapsed_loss, contrastive_loss,
                      pair_weights, simclr_loss, supcon_loss)
 from .metrics import (Correlation, collapse_diagnostics, correlation_ceiling, effective_rank,
                       eigen_alignment, normalized_correlation)
@@ -32,7 +32,7 @@ __all__ = [
     "GaussianClusters", "GaussianViews", "HLTM", "SparseCoding",
     "BatchNorm", "L2Normalize", "Linear", "ReLU", "Sequential", "SymmetricThreshold",
     "WeightNormLinear",
-    "LOSSES", "byol_loss", "collapsed_loss", "contrastive_loss", "loss_curves", "pair_weights",
+    "LOSSES", "byol_loss", "collapsed_loss", "contrastive_loss", "pair_weights",
     "simclr_loss", "supcon_loss",
     "Correlation", "collapse_diagnostics", "correlation_ceiling", "effective_rank",
     "eigen_alignment", "normalized_correlation",

@@ -9,21 +9,18 @@ The mathematics is written once against an array module ``xp``; this module pick
   behind a shim that works without CuPy). ``to_numpy(a)``: a host copy/view.
 - ``rng(seed)``: NumPy's ``default_rng``; ``derive_seed(seed, stream)``: an independent seed
   per use. Data are made on the CPU so that every backend sees the same numbers.
-- ``check_int``/``check_real``/``check_choice``/``check_finite``: the shared validators; each
-  raises ``ValueError`` naming the parameter and the allowed values. ``setting``: a config
-  dataclass field that declares its help, label and bounds once (the CLI's flags and the app's
-  fields read them); ``check_settings`` checks a config's fields against them.
-- ``require(module, extra)``: an optional package, or ``MissingExtra`` naming the extra.
+- ``check_finite``; and, from ``minissl.checks`` (the validators, settings metadata and
+  optional packages, kept out of the core), ``check_int``/``check_real``/``check_choice``,
+  ``setting``/``check_settings`` and ``require``, so the core writes ``B.check_int``.
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
-import importlib
-import math
-import numbers
 
 import numpy as np
+
+from .checks import (MissingExtra, check_choice, check_int, check_real,  # noqa: F401
+                     check_settings, require, setting)
 
 BACKENDS = ("numpy", "numba", "cupy")
 DTYPES = ("float64", "float32")
@@ -31,19 +28,6 @@ DTYPES = ("float64", "float32")
 
 class BackendError(ValueError):
     """A backend was asked for that cannot run here (names the parameter and the choices)."""
-
-
-class MissingExtra(ImportError):
-    """An optional package is not installed; the message is one line naming the extra."""
-
-
-def require(module, extra):
-    """``module`` imported, else ``MissingExtra``: ``pip install "minissl[extra]"``."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise MissingExtra(f"this needs {module.split('.')[0]}, which is not installed: "
-                           f'pip install "minissl[{extra}]"') from None
 
 
 @functools.lru_cache(maxsize=None)
@@ -151,87 +135,6 @@ def blas_threads(n):
 
 
 # ----------------------------------------------------------------------------- validators
-def _num(v):
-    return str(v) if isinstance(v, numbers.Integral) else f"{v:g}"
-
-
-def _range(lo, hi, lo_open=False):
-    if hi is None:
-        return f"{'>' if lo_open else '>='} {_num(lo)}" if lo is not None else ""
-    if lo is None:
-        return f"<= {_num(hi)}"
-    return f"in {'(' if lo_open else '['}{_num(lo)}, {_num(hi)}]"
-
-
-def check_int(name, v, lo=None, hi=None):
-    """``v`` as an int: an integer or an integral float (NumPy scalars too), never a bool or a
-    string, within ``[lo, hi]``. Raises ``ValueError`` naming ``name`` and the range."""
-    ok = isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
-    if ok and not isinstance(v, numbers.Integral):
-        ok = math.isfinite(v) and float(v).is_integer()
-    if ok:
-        v = int(v)
-        ok = (lo is None or v >= lo) and (hi is None or v <= hi)
-    if not ok:
-        raise ValueError(f"{name} must be an integer {_range(lo, hi)}".rstrip()
-                         + f", got {v!r}")
-    return v
-
-
-def check_real(name, v, lo=None, hi=None, *, lo_open=False):
-    """``v`` as a finite float (NumPy scalars accepted; bools and strings refused) within
-    ``[lo, hi]`` (``(lo, hi]`` with ``lo_open``). Raises ``ValueError`` naming ``name``."""
-    ok = isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
-    if ok:
-        v = float(v)
-        ok = (math.isfinite(v) and (lo is None or (v > lo if lo_open else v >= lo))
-              and (hi is None or v <= hi))
-    if not ok:
-        raise ValueError(f"{name} must be a finite number {_range(lo, hi, lo_open)}".rstrip()
-                         + f", got {v!r}")
-    return v
-
-
-def check_choice(name, v, choices):
-    """``v`` if it is one of ``choices``, else ``ValueError`` listing them."""
-    try:
-        ok = v in choices
-    except TypeError:
-        ok = False
-    if not ok:
-        raise ValueError(f"{name} must be one of {tuple(choices)}, got {v!r}")
-    return v
-
-
-def setting(default, help, *, label=None, lo=None, hi=None, lo_open=False, hi_open=False,
-            choices=None):
-    """A config dataclass field declared once: ``help`` (the CLI's help, the app's info),
-    ``label`` (the app's name), bounds ``lo``/``hi`` (open ends with ``lo_open``/``hi_open``) or
-    ``choices``, kept in the field's metadata (only those given)."""
-    meta = dict(help=help, label=label, lo=lo, hi=hi, lo_open=lo_open or None,
-                hi_open=hi_open or None, choices=choices)
-    return dataclasses.field(default=default,
-                             metadata={k: v for k, v in meta.items() if v is not None})
-
-
-def check_settings(cfg):
-    """Check each field of the dataclass ``cfg`` against its ``setting`` metadata (``choices``:
-    ``check_choice``; bounds: ``check_int`` for an int field, else ``check_real``); the first bad
-    field raises ``ValueError`` naming it. Returns ``cfg``."""
-    for f in dataclasses.fields(cfg):
-        m, v = f.metadata, getattr(cfg, f.name)
-        if "choices" in m:
-            check_choice(f.name, v, m["choices"])
-        elif f.type in ("int", int) and ("lo" in m or "hi" in m):
-            check_int(f.name, v, m.get("lo"), m.get("hi"))
-        elif "lo" in m or "hi" in m:
-            v = check_real(f.name, v, m.get("lo"), m.get("hi"), lo_open=m.get("lo_open", False))
-            if m.get("hi_open") and v == m["hi"]:
-                raise ValueError(f"{f.name} must be in [{_num(m['lo'])}, {_num(m['hi'])}), "
-                                 f"got {getattr(cfg, f.name)!r}")
-    return cfg
-
-
 def check_finite(name, a, xp=None):
     """Raise ``ValueError`` if the array ``a`` holds NaN or infinite values."""
     xp = xp or array_module(a)

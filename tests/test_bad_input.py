@@ -96,8 +96,8 @@ def refused(fn, error, match, peak_mib=64):
     (lambda: E.HLTMConfig(seed=-1).apply_preset(), r"seed must be an integer >= 0, got -1"),
     (lambda: E.HLTMConfig(hid="10").apply_preset(), r"hid must be an integer"),
     (lambda: E.CovarianceConfig(n_samples=1.5).validate(), r"n_samples must be an integer"),
-    (lambda: minissl.loss_curves(r_pos=NAN), r"r_pos must be a finite number >= 0"),
-    (lambda: minissl.loss_curves(H=1e12), r"H must be an integer in \[1, 65536\]"),
+    (lambda: E.loss_curves(r_pos=NAN), r"r_pos must be a finite number >= 0"),
+    (lambda: E.loss_curves(H=1e12), r"H must be an integer in \[1, 65536\]"),
     (lambda: minissl.collapsed_loss(H=10 ** 12), r"H must be an integer in \[1, 65536\]"),
 ])
 def test_bad_settings_name_the_parameter(fn, match):

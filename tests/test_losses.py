@@ -8,7 +8,8 @@ import pytest
 
 from minissl import contrastive_loss, simclr_loss
 from minissl.gradcheck import check_gradients, gradient_error, numerical_gradient
-from minissl.losses import LOSSES, collapsed_loss, loss_curves, pair_weights
+from minissl.experiments.losses import loss_curves
+from minissl.losses import LOSSES, collapsed_loss, pair_weights
 
 CORE = ["simple", "soft_triplet", "infonce"]
 

@@ -22,6 +22,7 @@ every training step), and returns its records (see ``optim``).
 | ``decoupling``| ``DecouplingConfig``, ``decoupling_experiment``, ``decoupling_table``    |
 | ``supervision``| ``supervision_configs``, ``run_supervision``, ``supervision_table``     |
 | ``settings``  | ``leaf_fields``, ``with_settings``: a nested config's settings by name   |
+| ``losses``    | ``loss_curves``: each loss and pair weight as r_+, r_- or τ varies       |
 """
 import importlib
 
@@ -34,6 +35,7 @@ _NAMES = {
     "hltm": ("PRESETS", "HLTMConfig", "HLTMRun", "eval_set", "hltm_experiment", "run_sweep",
              "sweep_configs", "sweep_one", "sweep_table"),
     "settings": ("leaf_fields", "with_settings"),
+    "losses": ("LOSS_VARIABLES", "THREE_LOSSES", "loss_curves"),
     # -- luck matters: selectivity amplification, top-layer acceleration, probes
     "acceleration": ("ARMS", "AccelerationConfig", "acceleration_experiment",
                      "acceleration_rows", "linear_acceleration"),

@@ -220,7 +220,7 @@ def eigvec_figure(v, shape, *, eigval=None, layer=None, title=None):
 def losses_figure(t, curves, vary="r_pos", *, r_pos=1.0, r_neg=1.0, tau=1.0, margin=0.0, H=1):
     """Two panels: the losses, and their pair weights ``ξ = -dL/dr_k`` (solid) with
     ``dL/dr_+`` (dotted; equals ``Σ_k ξ_k``), against the varied quantity. ``t, curves`` as
-    returned by ``losses.loss_curves`` for the other (fixed) arguments."""
+    returned by ``experiments.loss_curves`` for the other (fixed) arguments."""
     xlabel = {"r_pos": r"$r_+ = \frac{1}{2}\|f(x) - f(x_+)\|^2$",
               "r_neg": r"$r_- = \frac{1}{2}\|f(x) - f(x_-)\|^2$ (every negative)",
               "tau": r"temperature $\tau$"}[vary]

@@ -127,12 +127,14 @@ print("dL/dr_+:             ", dL_dpos)
 print("-sum_k dL/dr_k:      ", -dL_dneg.sum(axis=1))
 
 # %% [markdown]
-# `minissl.loss_curves` evaluates the three losses and their pair weights while one
+# `minissl.experiments.loss_curves` evaluates the three losses and their pair weights while one
 # distance moves. Here the negative distance `r_-` varies, with `r_+ = 0.5` and τ = 0.5
 # (InfoNCE with H = 4 negatives, all at distance `r_-`).
 
 # %%
-t, curves = minissl.loss_curves("r_neg", r_pos=0.5, tau=0.5, H=4, hi=4.0)
+from minissl.experiments import loss_curves
+
+t, curves = loss_curves("r_neg", r_pos=0.5, tau=0.5, H=4, hi=4.0)
 fig, (a1, a2) = plt.subplots(1, 2)
 for name, (Lc, dpos, xi) in curves.items():
     a1.plot(t, Lc, label=name)
@@ -365,7 +367,7 @@ print(f"loss {hist['loss'][0]:.3f} -> {hist['loss'][-1]:.3f};  "
 # goes to the few negatives that are closer than the positive.
 #
 # ```python
-# t, c = minissl.loss_curves("r_neg", r_pos=0.5, tau=0.05, H=4, hi=4.0)
+# t, c = loss_curves("r_neg", r_pos=0.5, tau=0.05, H=4, hi=4.0)
 # print([f"{v:.1e}" for v in np.interp([0.4, 0.5, 0.7, 1.0], t, c["infonce"][2])])
 # # ['2.4e-01', '2.0e-01', '1.7e-02', '4.5e-05']
 # ```

@@ -1,0 +1,6 @@
+"""Checks at the edge of every call: the value validators (``values``), settings declared once
+(``settings``) and optional packages (``extras``). Imports nothing from minissl; the core reaches
+them through ``backend`` (``B.check_int``, ...)."""
+from .extras import MissingExtra, require
+from .settings import check_settings, setting
+from .values import check_choice, check_int, check_real, format_number

@@ -1,0 +1,37 @@
+"""Settings declared once: a config dataclass field carries its help, label and bounds
+(``setting``), the CLI's flags and the app's fields read them, and ``check_settings`` checks a
+config against them."""
+from __future__ import annotations
+
+import dataclasses
+
+from .values import check_choice, check_int, check_real, format_number
+
+
+def setting(default, help, *, label=None, lo=None, hi=None, lo_open=False, hi_open=False,
+            choices=None):
+    """A config dataclass field declared once: ``help`` (the CLI's help, the app's info),
+    ``label`` (the app's name), bounds ``lo``/``hi`` (open ends with ``lo_open``/``hi_open``) or
+    ``choices``, kept in the field's metadata (only those given)."""
+    meta = dict(help=help, label=label, lo=lo, hi=hi, lo_open=lo_open or None,
+                hi_open=hi_open or None, choices=choices)
+    return dataclasses.field(default=default,
+                             metadata={k: v for k, v in meta.items() if v is not None})
+
+
+def check_settings(cfg):
+    """Check each field of the dataclass ``cfg`` against its ``setting`` metadata (``choices``:
+    ``check_choice``; bounds: ``check_int`` for an int field, else ``check_real``); the first bad
+    field raises ``ValueError`` naming it. Returns ``cfg``."""
+    for f in dataclasses.fields(cfg):
+        m, v = f.metadata, getattr(cfg, f.name)
+        if "choices" in m:
+            check_choice(f.name, v, m["choices"])
+        elif f.type in ("int", int) and ("lo" in m or "hi" in m):
+            check_int(f.name, v, m.get("lo"), m.get("hi"))
+        elif "lo" in m or "hi" in m:
+            v = check_real(f.name, v, m.get("lo"), m.get("hi"), lo_open=m.get("lo_open", False))
+            if m.get("hi_open") and v == m["hi"]:
+                lo, hi = format_number(m["lo"]), format_number(m["hi"])
+                raise ValueError(f"{f.name} must be in [{lo}, {hi}), got {getattr(cfg, f.name)!r}")
+    return cfg
