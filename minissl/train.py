@@ -173,7 +173,12 @@ def check_batch(net, batch, cfg):
         extra = x_neg.shape[1]
         check_negatives(cfg.loss, extra)
         parts.append(x_neg.reshape(N * extra, -1))
-    return net.check_input(net.xp.concatenate(parts)), N, extra
+    try:
+        return net.check_input(net.xp.concatenate(parts)), N, extra
+    except ValueError:                     # name the part that holds NaN or inf, if one does
+        for name, part in zip(("x", "x_pos", "x_neg"), parts):
+            B.check_finite(name, part, net.xp)
+        raise
 
 
 def finite_output(Z, factor):

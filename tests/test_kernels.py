@@ -52,10 +52,16 @@ def tree_net(depth=3, c=2, hid=4, **kw):
     return t, minissl.tree_network(t, hid, **kw)
 
 
+def checked(net, batch, cfg):
+    """``(x, x_pos, x_neg)`` of a batch checked as the training loop checks it."""
+    X, N, H = check_batch(net, batch, cfg)
+    return X[:N], X[N:2 * N], X[2 * N:].reshape(N, H, -1)
+
+
 def fused(net, batch, cfg, threads=None, step=None):
     """The compiled fused step (``kernels.mlp.FusedStep``) on a validated batch."""
     step = step or mlp.FusedStep.build(net.sizes, masks_of(net), net.dtype, threads)
-    x, xp, xn = check_batch(net, batch)
+    x, xp, xn = checked(net, batch, cfg)
     return step(net.weights, x, xp, xn, cfg.loss, cfg.tau, cfg.margin)
 
 
@@ -348,7 +354,7 @@ def test_tree_step_finite_differences_and_negative_control():
         assert abs((lp - lm) / (2 * h) - g[l][idx]) < 1e-7 * max(1.0, abs(g[l][idx]))
     wrong = KT.build_step(net.sizes, masks_of(net), net.dtype, weights=net.weights,
                           biases=net.biases, normalize=False)
-    x, xp, xn = check_batch(net, batch)
+    x, xp, xn = checked(net, batch, cfg)
     g_bad = wrong(net.weights, x, xp, xn, cfg.loss, cfg.tau, cfg.margin)[3]
     assert grads_err(g, g_bad) > 1e-3
 
