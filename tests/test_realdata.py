@@ -250,3 +250,88 @@ def test_unpickler_allows_latin1_bytes_only():
     assert LD.latin1_encode("ab\xff") == b"ab\xff"
     with pytest.raises(D.UnsafeFileError, match="rot13"):
         LD.latin1_encode("ab", "rot13")
+
+
+# ----------------------------------------------------------------------------- runner, CLI
+from minissl.experiments import realdata as R  # noqa: E402
+
+
+def _small(**kw):
+    base = dict(data="digits", hidden=(32,), out_dim=8, batch_size=64, epochs=2, log_every=1)
+    return R.RealDataConfig(**{**base, **kw})
+
+
+@pytest.mark.parametrize("method", R.METHODS)
+def test_every_method_runs_and_reports(method):
+    records = R.run(_small(method=method, probe_every=1 if method == "simclr" else 0))
+    last = records[-1]
+    for k in ("linear_probe", "linear_probe_hidden", "knn", "effective_rank", "seconds"):
+        assert np.isfinite(last[k])
+    assert 0.5 < last["linear_probe_hidden"] <= 1          # digits are easy
+    if method in R.TRAINED:
+        assert [r["epoch"] for r in records[:-1]] == [1, 2]
+        assert records[0]["weights"].shape == (32, 64)
+    if method == "simclr":
+        assert "linear_probe" in records[0]
+    if method == "covariance":
+        assert all(-1 <= r["cos"] <= 1 for r in records[:-1])
+    if method == "byol-linear":
+        assert 0 <= last["predictor_offdiag"]
+
+
+def test_supervised_reference_learns_and_stops():
+    import threading
+    short = R.run(_small(method="supervised", epochs=1))[-1]
+    random = R.run(_small(method="random"))[-1]
+    assert short["linear_probe"] > random["linear_probe"] - 0.02
+    seen = []
+    R.run(_small(method="supervised", epochs=5), callback=lambda r: seen.append(r) or False)
+    assert len(seen) == 2                                  # ended after the first record
+    stop = threading.Event()
+    stop.set()
+    assert R.run(_small(method="simclr", epochs=5), stop=stop)[-1]["step"] == 1
+    assert R.run(_small(method="simclr", epochs=1))[-1]["step"] == 23     # 1438 / 64
+
+
+def test_config_errors_and_cost():
+    from minissl.budget import Limits, ResourceLimitError
+    with pytest.raises(ValueError, match="method must be one of"):
+        R.RealDataConfig(method="mae").validate()
+    with pytest.raises(ValueError, match="optimizer must be 'sgd'"):
+        R.RealDataConfig(method="byol", optimizer="adam").validate()
+    with pytest.raises(ValueError, match="bias must be False"):
+        R.RealDataConfig(method="covariance", bias=True).validate()
+    with pytest.raises(ResourceLimitError, match="epochs=1000"):
+        R.run(R.RealDataConfig(epochs=1000), limits=Limits(max_memory=1 << 30, max_work=1e9))
+
+
+def test_cli_json_and_errors(capsys, monkeypatch):
+    import json
+    from minissl.cli import commands as cli
+    assert cli.main(["realdata", "--data", "digits", "--method", "raw", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    for k in ("linear_probe", "linear_probe_hidden", "knn", "effective_rank", "seconds"):
+        assert k in out
+    assert out["linear_probe"] == out["linear_probe_hidden"] > 0.9
+    assert cli.main(["realdata", "--data", "cifar10"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "needs a local path" in err
+    monkeypatch.setattr(R, "load", lambda *a: (_ for _ in ()).throw(
+        D.MissingExtra('mnist1d is not installed: pip install "minissl[data]"')))
+    assert cli.main(["realdata", "--data", "mnist1d", "--method", "raw"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and 'pip install "minissl[data]"' in err
+    with pytest.raises(SystemExit):
+        cli.main(["realdata", "--lr", "0"])
+    assert "--lr" in capsys.readouterr().err
+
+
+def test_cli_table(capsys):
+    from minissl.cli import commands as cli
+    assert cli.main(["realdata", "--data", "digits", "--table", "--methods", "raw", "random",
+                     "--seeds", "2", "--hidden", "16", "--out-dim", "4"]) == 0
+    cap = capsys.readouterr()
+    lines = cap.out.strip().splitlines()
+    assert lines[0].split()[:2] == ["setting", "linear_probe"]
+    assert lines[1].startswith("raw") and lines[2].startswith("random") and "±" in lines[1]
+    assert "# raw" in cap.err

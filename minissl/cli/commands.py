@@ -31,6 +31,7 @@ from dataclasses import fields
 
 from .. import backend as B
 from .. import experiments as E
+from . import realdata
 from ..figures import plots as P
 from ..byol import DATASETS, PREDICTORS, PRESETS as BYOL_PRESETS, BYOLConfig
 from ..hltm import check_polarity
@@ -714,6 +715,7 @@ COMMANDS = {
     "acceleration": (add_acceleration_parser, run_acceleration),
     "decoupling": (add_decoupling_parser, run_decoupling),
     "supervision": (add_supervision_parser, run_supervision),
+    "realdata": (realdata.add_parser, realdata.run),
 }
 
 

@@ -18,6 +18,7 @@ every training step), and returns its records (see ``optim``).
 | ``probe``     | ``hltm_probe``, ``cluster_probe``, ``probe_rows``, ``probe_view``        |
 | ``decoupling``| ``DecouplingConfig``, ``decoupling_experiment``, ``decoupling_table``    |
 | ``supervision``| ``supervision_configs``, ``run_supervision``, ``supervision_table``     |
+| ``realdata``  | ``RealDataConfig``, ``realdata_run``, ``realdata_table`` (methods, claims)|
 """
 import importlib
 
@@ -39,6 +40,9 @@ _NAMES = {
     "decoupling": ("DECOUPLING_LABELS", "DECOUPLING_SETTINGS", "DecouplingConfig",
                    "decoupling_experiment", "decoupling_table", "decoupling_table_lines"),
     "supervision": ("run_supervision", "supervision_configs", "supervision_table"),
+    # -- real data: digits, MNIST-1D, CIFAR-10, image folders
+    "realdata": ("CLAIMS", "METHODS", "RealDataConfig", "realdata_run", "realdata_summary",
+                 "realdata_table", "realdata_table_lines", "methods_rows"),
 }
 _MODULE_OF = {name: module for module, names in _NAMES.items() for name in names}
 __all__ = [name for names in _NAMES.values() for name in names]
