@@ -22,6 +22,7 @@ from .. import backend as B
 from ..budget import ResourceLimitError
 from ..datasets import DATA, MASKS, MissingExtra
 from ..experiments import realdata as R
+from ..figures import plots as P
 from ..layers import BN_MODES
 from ..train import TrainingDiverged
 
@@ -109,7 +110,6 @@ def _table(cfg, args):
         print(f"# data {cfg.data}, seeds {list(seeds)}, mean ± sd; "
               f"{time.perf_counter() - t0:.0f} s wall")
     if args.figure:
-        from ..figures import plots as P
         P.save_png(P.first_layer_figure([r["runs"][0]["weights"] for r in out],
                                         R.load(cfg.data, cfg.path or None).shape,
                                         [r["label"] for r in out]), args.figure, dpi=110)

@@ -35,7 +35,7 @@ import numpy as np
 from .. import backend as B
 from ..analysis.probes import probe
 from ..budget import STEP_OVERHEAD, Cost, mlp_activation_bytes, mlp_weights, training_work
-from ..byol import BYOLConfig, train_byol
+from ..byol import BYOL, BYOLConfig, train_byol
 from ..datasets import DATA, MASKS, RealData, load
 from ..layers import BN_MODES, Linear
 from ..losses import softmax_cross_entropy
@@ -280,7 +280,6 @@ def fit(cfg, source, on_record, stop=None, limits=None):
         def byol_record(rec):
             return on_record({**rec, "loss_mean": rec["loss"]}, holder.get("net"))
         bcfg = byol_config(cfg, steps, log_steps)
-        from ..byol import BYOL
         model = BYOL(source.dim, bcfg, backend=cfg.backend, dtype=cfg.dtype, limits=limits)
         holder["net"] = model.online
         train_byol(source, bcfg, callback=byol_record, model=model, stop=stop, limits=limits)
