@@ -85,6 +85,7 @@ class RealDataConfig:
     optimizer: str | None = None   # adam | sgd (BYOL: sgd only)
     lr: float | None = None        # learning rate
     momentum: float = 0.9          # SGD momentum (sgd)
+    weight_decay: float = 0.0      # SGD weight decay (sgd; BYOL: encoder and predictor)
     tau: float | None = None       # InfoNCE / SupCon temperature
     loss: str = "infonce"          # simclr / covariance: infonce (in-batch) | simple (given)
     shift: int | None = None       # augmentation (datasets.RealData): translation in pixels
@@ -125,6 +126,7 @@ class RealDataConfig:
                              f"{c.optimizer!r}")
         B.check_real("lr", c.lr, 0, lo_open=True)
         B.check_real("momentum", c.momentum, 0, 0.999)
+        B.check_real("weight_decay", c.weight_decay, 0, 1)
         B.check_real("tau", c.tau, 1e-3, lo_open=False)
         B.check_choice("loss", c.loss, LOSSES)
         B.check_choice("mask", c.mask, MASKS)
@@ -160,7 +162,7 @@ class RealDataConfig:
         per layer), and the evaluation (both splits through the encoder, the probes)."""
         sizes, rows = self.sizes(n_0), 2 * self.batch_size
         steps = self.epochs * self.steps_per_epoch(n_train) if self.method in TRAINED else 0
-        factor = {"covariance": 1 + self.out_dim, "supervised": 0.5}.get(
+        factor = {"covariance": 6.0, "supervised": 0.5}.get(
             self.method, 2.0 if self.method in BYOL_METHODS else 1.0)
         work = factor * training_work(sizes, rows, steps) + steps * rows * rows * self.out_dim
         n_eval = n_train + n_test
@@ -219,7 +221,8 @@ def train_config(cfg, steps, log_steps):
     """The ``TrainConfig`` of simclr / covariance / supcon."""
     negatives = ("supervised" if cfg.method == "supcon" else
                  "in_batch" if cfg.loss == "infonce" else "given")
-    sgd = dict(momentum=cfg.momentum) if cfg.optimizer == "sgd" else {}
+    sgd = (dict(momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+           if cfg.optimizer == "sgd" else {})
     return TrainConfig(loss="infonce" if cfg.method == "supcon" else cfg.loss, tau=cfg.tau,
                        lr=cfg.lr, optimizer=cfg.optimizer, negatives=negatives, steps=steps,
                        batch_size=cfg.batch_size, seed=B.derive_seed(cfg.seed, 2),
@@ -233,6 +236,7 @@ def byol_config(cfg, steps, log_steps):
     return BYOLConfig(hidden=cfg.hidden, out_dim=cfg.out_dim, predictor=predictor,
                       predictor_hidden=cfg.predictor_hidden, bn_mean=cfg.bn_mean,
                       bn_var=cfg.bn_var, ema=cfg.ema, lr=cfg.lr, momentum=cfg.momentum,
+                      weight_decay=cfg.weight_decay,
                       steps=steps, batch_size=cfg.batch_size, directpred=cfg.method ==
                       "directpred", seed=B.derive_seed(cfg.seed, 1), log_every=log_steps,
                       eval_size=256)
