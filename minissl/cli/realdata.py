@@ -30,7 +30,8 @@ CHOICES = {"data": DATA, "method": R.METHODS, "optimizer": R.OPTIMIZERS, "loss":
            "mask": MASKS, "bn_mean": BN_MODES, "bn_var": BN_MODES, "backend": B.BACKENDS,
            "dtype": B.DTYPES}
 TYPES = {"epochs": int, "optimizer": str, "lr": float, "tau": float, "shift": int,
-         "scale": float, "noise": float, "mask": str, "keep": float}
+         "scale": float, "noise": float, "mask": str, "keep": float,
+         "weight_decay": float}
 
 
 def add_parser(subparsers):

@@ -64,7 +64,8 @@ METHOD_DEFAULTS = {
     "covariance": dict(optimizer="sgd", lr=0.05, tau=0.1),
     "supervised": dict(optimizer="adam", lr=1e-3),
     "byol": dict(optimizer="sgd", lr=0.05), "byol-nopred": dict(optimizer="sgd", lr=0.05),
-    "byol-linear": dict(optimizer="sgd", lr=0.05), "directpred": dict(optimizer="sgd", lr=0.05),
+    "byol-linear": dict(optimizer="sgd", lr=0.05, weight_decay=5e-4),
+    "directpred": dict(optimizer="sgd", lr=0.05),
 }
 AUG_FIELDS = ("shift", "scale", "noise", "mask", "keep")
 MAX_EPOCHS = 10_000
@@ -85,7 +86,7 @@ class RealDataConfig:
     optimizer: str | None = None   # adam | sgd (BYOL: sgd only)
     lr: float | None = None        # learning rate
     momentum: float = 0.9          # SGD momentum (sgd)
-    weight_decay: float = 0.0      # SGD weight decay (sgd; BYOL: encoder and predictor)
+    weight_decay: float | None = None   # SGD weight decay (sgd; BYOL: encoder and predictor)
     tau: float | None = None       # InfoNCE / SupCon temperature
     loss: str = "infonce"          # simclr / covariance: infonce (in-batch) | simple (given)
     shift: int | None = None       # augmentation (datasets.RealData): translation in pixels
@@ -108,6 +109,7 @@ class RealDataConfig:
         B.check_choice("data", self.data, DATA)
         B.check_choice("method", self.method, METHODS)
         fill = {**DATA_DEFAULTS[self.data], "optimizer": "adam", "lr": 1e-3, "tau": 0.1,
+                "weight_decay": 0.0,
                 **METHOD_DEFAULTS.get(self.method, {})}
         return replace(self, **{k: v for k, v in fill.items() if getattr(self, k) is None})
 
