@@ -16,7 +16,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import fields
+from dataclasses import fields, replace
 
 from .. import backend as B
 from ..budget import ResourceLimitError
@@ -110,10 +110,13 @@ def _table(cfg, args):
         _print_table(R.table_lines(out))
         print(f"# data {cfg.data}, seeds {list(seeds)}, mean ± sd; "
               f"{time.perf_counter() - t0:.0f} s wall")
-    if args.figure:
-        P.save_png(P.first_layer_figure([r["runs"][0]["weights"] for r in out],
-                                        R.load(cfg.data, cfg.path or None).shape,
-                                        [r["label"] for r in out]), args.figure, dpi=110)
+    if args.figure:                                   # seed 0's change W - W(0)
+        data = R.load(cfg.data, cfg.path or None)
+        dW = [r["runs"][0]["weights"] - R.initial_weights(
+            replace(cfg, **r["settings"], seed=0), data.x_train.shape[1]) for r in out]
+        P.save_png(P.first_layer_figure(dW, data.shape, [r["label"] for r in out], n=12,
+                                        title="first-layer weights: change from "
+                                              "initialisation, W - W(0)"), args.figure, dpi=110)
 
 
 def _one(cfg, args):

@@ -219,6 +219,12 @@ def encoder(cfg, n_0, limits=None):
                    backend=cfg.backend, dtype=cfg.dtype, limits=limits)
 
 
+def initial_weights(cfg, n_0):
+    """The first-layer weights (n_1, n_0) of the run's encoder at initialisation (what the
+    non-BYOL methods start from; ``first_layer_figure`` of the change ``W - W(0)``)."""
+    return B.to_numpy(encoder(cfg.validate(), n_0).weights[0]).copy()
+
+
 def train_config(cfg, steps, log_steps):
     """The ``TrainConfig`` of simclr / covariance / supcon."""
     negatives = ("supervised" if cfg.method == "supcon" else
@@ -402,15 +408,21 @@ def table(base, rows, seeds=(0, 1, 2), callback=None, stop=None, limits=None):
     """Run every ``(label, fields)`` of ``rows`` over ``base`` (a ``RealDataConfig``) for each
     seed; one row per label: ``{label, settings, seeds, runs, KEY: (mean, sd)}`` for the
     ``TABLE_KEYS`` the runs report (``cos``: the mean over training of the cosine between the
-    covariance step and the gradient). ``callback(row)`` after each row (False ends)."""
+    covariance step and the gradient; ``diverged``: how many seeds' runs diverged, left out of
+    the means). ``callback(row)`` after each row (False ends)."""
     data, out = load(base.data, base.path or None), []
     for label, kw in rows:
-        runs = []
+        runs, diverged = [], 0
         for s in seeds:
-            records = run(replace(base, **kw, seed=s), stop=stop, limits=limits, data=data)
+            try:
+                records = run(replace(base, **kw, seed=s), stop=stop, limits=limits, data=data)
+            except TrainingDiverged:
+                diverged += 1
+                continue
             cos = [r["cos"] for r in records[:-1] if "cos" in r]
             runs.append({**records[-1], **({"cos": float(np.mean(cos))} if cos else {})})
-        row = {"label": label, "settings": kw, "seeds": list(seeds), "runs": runs}
+        row = {"label": label, "settings": kw, "seeds": list(seeds), "runs": runs,
+               "diverged": diverged}
         for k in TABLE_KEYS:
             vals = [r[k] for r in runs if k in r]
             if vals:
@@ -424,11 +436,13 @@ def table(base, rows, seeds=(0, 1, 2), callback=None, stop=None, limits=None):
 def table_lines(rows):
     """The table as rows of strings, header first: mean ± sd of each key any row has."""
     keys = [k for k in TABLE_KEYS if any(k in r for r in rows)]
-    out = [["setting", *keys]]
+    div = any(r.get("diverged") for r in rows)
+    out = [["setting", *keys] + ["diverged"] * div]
     for r in rows:
         fmt = lambda k: "{:.1f}" if k in ("effective_rank", "seconds") else "{:.3f}"  # noqa
         out.append([r["label"]] + [f"{fmt(k).format(r[k][0])} ± {fmt(k).format(r[k][1])}"
-                                   if k in r else "" for k in keys])
+                                   if k in r else "" for k in keys] +
+                   [f"{r.get('diverged', 0)}/{len(r['seeds'])}"] * div)
     return out
 
 
