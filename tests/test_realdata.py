@@ -279,6 +279,7 @@ def test_every_method_runs_and_reports(method):
         assert 0 <= last["predictor_offdiag"]
 
 
+@pytest.mark.slow
 def test_supervised_reference_learns_and_stops():
     import threading
     short = R.run(_small(method="supervised", epochs=1))[-1]
@@ -335,3 +336,15 @@ def test_cli_table(capsys):
     assert lines[0].split()[:2] == ["setting", "linear_probe"]
     assert lines[1].startswith("raw") and lines[2].startswith("random") and "±" in lines[1]
     assert "# raw" in cap.err
+
+
+def test_first_layer_and_curve_figures():
+    from minissl.figures import plots
+    rng = np.random.default_rng(0)
+    for shape, W in (((8, 8), rng.normal(size=(20, 64))), ((40,), rng.normal(size=(20, 40)))):
+        fig = plots.first_layer_figure([W, 2 * W], shape, ["a", "b"], n=6)
+        assert len(fig.axes) == 12
+        plots.close(fig)
+    fig = plots.realdata_curves_figure([1, 2], [0.5, 0.4], [2], [0.9])
+    assert len(fig.axes) == 2
+    plots.close(fig)
