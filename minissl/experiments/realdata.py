@@ -374,9 +374,10 @@ def summary(cfg, records):
 # ----------------------------------------------------------------------------- tables
 #: the claims of docs/realdata.md: (label, RealDataConfig fields over the base) per claim
 CLAIMS = {
-    "covariance": (("gradient, InfoNCE (SGD)", dict(method="simclr", optimizer="sgd")),
+    "covariance": (("gradient, InfoNCE (SGD)", dict(method="simclr", optimizer="sgd",
+                                                    lr=0.05)),
                    ("covariance, InfoNCE", dict(method="covariance")),
-                   ("gradient, simple (SGD)", dict(method="simclr", optimizer="sgd",
+                   ("gradient, simple (SGD)", dict(method="simclr", optimizer="sgd", lr=0.05,
                                                    loss="simple")),
                    ("covariance, simple", dict(method="covariance", loss="simple"))),
     "byol": (("BYOL, mlp predictor, BN", dict(method="byol")),
