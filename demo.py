@@ -30,11 +30,12 @@ from app.covariance import covariance_tab
 from app.decoupling import decoupling_tab
 from app.hltm import hltm_tab
 from app.losses import losses_tab
+from app.realdata import realdata_tab
 from app.text import DESCRIPTION
 from app.widgets import COURSE
 
 CSS = ".status-line textarea {font-family: ui-monospace, monospace; font-size: 0.85em;}"
-TABS = [hltm_tab, covariance_tab, losses_tab, byol_tab, decoupling_tab]
+TABS = [hltm_tab, covariance_tab, losses_tab, byol_tab, decoupling_tab, realdata_tab]
 
 
 def build_demo() -> gr.Blocks:

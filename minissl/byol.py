@@ -46,7 +46,6 @@ from .nets import ReLUNet, check_sizes
 from .optim import SGD, History, ema_update, notify, stopped
 from .train import TrainingDiverged
 
-DATASETS = ("toy", "hltm")     # the sources of the BYOL experiments (experiments.byol)
 PREDICTORS = ("none", "linear", "mlp")
 BN_STATS = ("joint", "per_view")
 PREDICTOR_WD = ("ode", "optimizer")

@@ -55,21 +55,9 @@ def _check_no_bn(net):
 
 
 def _check_layer(net, layer):
+    """``layer`` as an index into ``net.weights`` (0-based), on a net without BN."""
     _check_no_bn(net)
-    L = net.depth
-    if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not 0 <= layer < L:
-        raise ValueError(f"layer must be an integer in [0, {L - 1}] (an index into net.weights), "
-                         f"got {layer!r}")
-    return int(layer)
-
-
-def _check_x(net, x):
-    x = net.asarray(x)
-    if x.ndim != 2 or x.shape[1] != net.sizes[0]:
-        raise ValueError(f"x must have shape (N, {net.sizes[0]}), got {tuple(x.shape)}")
-    if not bool(net.xp.isfinite(x).all()):
-        raise ValueError("x contains NaN or infinite values")
-    return x
+    return B.check_int("layer", layer, 0, net.depth - 1)
 
 
 def _check_views(net, views):
@@ -117,7 +105,7 @@ def connection(net, x, layer):
     (checked against the limits first, ``budget.check_dense``).
     """
     layer = _check_layer(net, layer)
-    x = _check_x(net, x)
+    x = net.check_input(x)
     check_dense(net.sizes, net.dtype, x.shape[0], 1, layer, operator=False)
     gs, fs = net.passes(x)
     J = jacobians(net.weights, gs, net.xp)[layer]              # (N, n_L, n_l)

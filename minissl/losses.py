@@ -421,6 +421,32 @@ def byol_loss(p, zt, normalize=True, symmetric=True):
     return L, dp
 
 
+# ----------------------------------------------------------------------------- supervised
+def softmax_cross_entropy(logits, labels):
+    """Softmax cross-entropy of ``logits`` (N, K) against integer ``labels`` (N,) in [0, K):
+
+    ``L = mean_i [ logsumexp_k(s_ik) - s_{i,y_i} ]``,  ``dL/ds_ik = (softmax(s_i)_k - [k = y_i]) / N``.
+
+    Returns ``(L, dL/dlogits (N, K))``; stable for any finite logits (each row's max is
+    subtracted first)."""
+    xp = array_module(logits)
+    if logits.ndim != 2 or logits.shape[0] < 1:
+        raise ValueError(f"logits must be (N, K) with N >= 1, got {tuple(logits.shape)}")
+    N, K = logits.shape
+    y = check_labels(labels, N, xp).astype(int)
+    if int(y.min()) < 0 or int(y.max()) >= K:
+        raise ValueError(f"labels must be in [0, {K}), got values in [{int(y.min())}, "
+                         f"{int(y.max())}]")
+    s = logits - logits.max(axis=1, keepdims=True)
+    e = xp.exp(s)
+    Z = e.sum(axis=1, keepdims=True)
+    rows = xp.arange(N)
+    L = float((xp.log(Z[:, 0]) - s[rows, y]).mean())
+    d = e / Z
+    d[rows, y] -= 1.0
+    return L, d / N
+
+
 # ----------------------------------------------------------------------------- reference values
 def collapsed_loss(loss="infonce", tau=1.0, H=1, margin=0.0):
     """The loss of a collapsed embedding (every input mapped to one point: ``r_+ = r_k = 0``):

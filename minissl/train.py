@@ -31,18 +31,9 @@ passed through the same SGD as the gradient ``-ΔW_l`` (so momentum/weight decay
 Each record then holds ``cos_by_layer``: per layer, the cosine between the gradient step
 ``-dL/dW_l`` (of the loss on the batch) and ``ΔW_l`` (NaN where either is zero).
 
-On backend "numba" a whole step of a plain (masked) net with given negatives is one compiled
-call (``kernels.twin("train_step")``, built once per run by ``gradient_step``).
-
-``sampler="compiled"`` (HLTM sources on backend "numba") draws the batches with the compiled
-sampler (``kernels.twin("triples")``: the same law as ``HLTM.triples``, other random numbers,
-so a run differs from one with the NumPy sampler). For a tree network (``nets.tree_network``,
-plain or with biases and output normalisation) with given negatives and the gradient update,
-whole chunks of steps then run in one compiled call each (``kernels.twin("train_epoch")``):
-a chunk ends at the next multiple of ``log_every`` (at most ``CHUNK_STEPS`` steps), so a
-callback sees the network after its own step; the records of a chunk are made after it ran
-(they share its end time) and ``stop`` is checked between chunks. Its results equal, to
-rounding, those of the per-step path with the compiled sampler.
+On backend "numba" the compiled paths run where they apply (``kernels.twin("train_step")``,
+``twin("train_epoch")`` with ``sampler="compiled"``: the same law, other random numbers);
+docs/design.md §4 says when each applies and how its results compare.
 """
 from __future__ import annotations
 

@@ -265,7 +265,7 @@ def test_each_tab_links_its_course_notebook(demo_url):
     import re
     import urllib.request
     from app import widgets
-    for n in (1, 2, 3, 4, 5):
+    for n in (1, 2, 3, 4, 5, 6):
         line = widgets.course_link(n)
         url = re.search(r"\]\((/gradio_api/file=[^)]+)\)", line).group(1)
         with urllib.request.urlopen(demo_url.rstrip("/") + url, timeout=30) as r:

@@ -183,3 +183,22 @@ def test_loss_curves_sign_conventions(vary, H):
 ])
 def test_collapsed_loss(loss, tau, H, expected):
     assert collapsed_loss(loss, tau, H) == pytest.approx(expected, rel=1e-12)
+
+
+# ----------------------------------------------------------------------------- cross-entropy
+def test_softmax_cross_entropy_value_and_gradient():
+    from minissl.losses import softmax_cross_entropy
+    rng = np.random.default_rng(4)
+    s, y = rng.normal(size=(6, 4)) * 3, np.array([0, 3, 1, 1, 2, 0])
+    L, d = softmax_cross_entropy(s, y)
+    direct = np.mean([-np.log(np.exp(s[i, y[i]]) / np.exp(s[i]).sum()) for i in range(6)])
+    assert L == pytest.approx(direct, rel=1e-12)
+    check_gradients(lambda: softmax_cross_entropy(s, y)[0], [s], [d], tol=1e-8)
+    np.testing.assert_allclose(d.sum(1), 0, atol=1e-15)        # softmax sums to one
+    for wrong in (d * 6, d + (np.arange(4) == 0) / 6.0, -d):     # no mean, one-hot off, sign
+        with pytest.raises(AssertionError, match="gradient check failed"):
+            check_gradients(lambda: softmax_cross_entropy(s, y)[0], [s], [wrong], tol=1e-6)
+    big, _ = softmax_cross_entropy(np.array([[1e4, 0.0], [0.0, 1e4]]), np.array([1, 1]))
+    assert big == pytest.approx(5e3)                            # stable for large logits
+    with pytest.raises(ValueError, match="labels must be in"):
+        softmax_cross_entropy(s, np.array([0, 4, 1, 1, 2, 0]))

@@ -17,7 +17,7 @@ MODULES = sorted(PKG.rglob("*.py"))
 # paths and slow to import (the cold start of `python -m minissl`, docs/performance.md)
 LAZY_OK = {"cupy", "cupyx", "torch", "gradio", "joblib", "tqdm", "threadpoolctl",
            "scipy", "importlib", "contextlib", "dask", "distributed", "sklearn", "numba",
-           "matplotlib"}
+           "matplotlib", "mnist1d", "PIL"}
 MAX_FUNCTION_LINES = 60
 
 

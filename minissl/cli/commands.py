@@ -31,8 +31,9 @@ from dataclasses import replace
 
 from .. import backend as B
 from .. import experiments as E
+from . import realdata
 from ..figures import plots as P
-from ..byol import DATASETS, PREDICTORS, PRESETS as BYOL_PRESETS, BYOLConfig
+from ..byol import PREDICTORS, PRESETS as BYOL_PRESETS, BYOLConfig
 from ..hltm import check_polarity
 from ..layers import BN_MODES
 from ..budget import ResourceLimitError
@@ -383,7 +384,7 @@ def add_byol_parser(subparsers):
                     "print the collapse diagnostics (effective rank, std of the normalised "
                     "embeddings x sqrt(d), loss, loss of a collapsed online branch; on HLTM the "
                     "mean normalized correlation of the latents).")
-    p.add_argument("--data", choices=DATASETS, default="toy")
+    p.add_argument("--data", choices=E.DATASETS, default="toy")
     p.add_argument("--preset", choices=tuple(BYOL_PRESETS), default="minissl",
                    help="minissl's conventions or the paper authors' code's (docs/byol.md)")
     p.add_argument("--predictors", nargs="+", default=["none", "linear"], choices=PREDICTORS)
@@ -701,6 +702,7 @@ COMMANDS = {
     "acceleration": (add_acceleration_parser, run_acceleration),
     "decoupling": (add_decoupling_parser, run_decoupling),
     "supervision": (add_supervision_parser, run_supervision),
+    "realdata": (realdata.add_parser, realdata.run),
 }
 
 

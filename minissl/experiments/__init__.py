@@ -23,6 +23,7 @@ every training step), and returns its records (see ``optim``).
 | ``supervision``| ``supervision_configs``, ``run_supervision``, ``supervision_table``     |
 | ``settings``  | ``leaf_fields``, ``with_settings``: a nested config's settings by name   |
 | ``losses``    | ``loss_curves``: each loss and pair weight as r_+, r_- or τ varies       |
+| ``realdata``  | ``RealDataConfig``, ``realdata_run``, ``realdata_table`` (methods, claims)|
 """
 import importlib
 
@@ -47,6 +48,9 @@ _NAMES = {
     "decoupling": ("DECOUPLING_LABELS", "DECOUPLING_SETTINGS", "DecouplingConfig",
                    "decoupling_experiment", "decoupling_table", "decoupling_table_lines"),
     "supervision": ("run_supervision", "supervision_configs", "supervision_table"),
+    # -- real data: digits, MNIST-1D, CIFAR-10, image folders
+    "realdata": ("CLAIMS", "METHODS", "RealDataConfig", "realdata_run", "realdata_summary",
+                 "realdata_table", "realdata_table_lines", "methods_rows"),
 }
 _MODULE_OF = {name: module for module, names in _NAMES.items() for name in names}
 __all__ = [name for names in _NAMES.values() for name in names]

@@ -17,7 +17,7 @@ import numpy as np
 from .. import backend as B
 from .. import linear_byol as LB
 from ..figures import plots as P
-from ..byol import DATASETS, PREDICTORS, BYOLConfig, byol_for, train_byol
+from ..byol import PREDICTORS, BYOLConfig, byol_for, train_byol
 from ..data import GaussianClusters
 from ..hltm import HLTM
 from ..layers import BN_MODES
@@ -39,6 +39,7 @@ def make_source(data="toy", seed=0, depth=4, num_children=2, polarity=(0.7, 1.0)
 ABLATION_PREDICTORS = ("none", "linear")
 HLTM_BYOL = dict(lr=0.1, out_dim=10)     # BYOL on HLTM (docs/byol.md; the app's ablation)
 LATENT_STREAM = 10                        # seed stream of the latent correlation's samples
+DATASETS = ("toy", "hltm")     # the sources of the BYOL experiments (make_source)
 ABLATION_BN_MEANS = BN_MODES
 ABLATION_EMAS = (0.0, 0.99)
 

@@ -620,3 +620,50 @@ def decoupling_curves_figure(steps, series, *, rho=None, title=None):
                                    f"ρ_dense {rho['dense']:.2f})")
     ax.set_title(title or "neurons over training" + note, fontsize=9)
     return fig
+
+
+# ----------------------------------------------------------------------------- real data
+def first_layer_figure(weights, shape, labels=None, *, n=16, title=None):
+    """First-layer weights as pictures: one row per weight matrix of ``weights`` (each
+    (n_1, n_0)), its ``n`` units of largest norm, each unit's weights reshaped to ``shape``
+    ((H, W): an image, symmetric colour scale per unit; (L,): a curve). ``labels`` name the
+    rows."""
+    weights = [np.asarray(W, dtype=np.float64) for W in weights]
+    n = min(n, min(len(W) for W in weights))
+    fig = _figure(0.75 * n + 1.2, 0.9 * len(weights) + 0.5)
+    axes = np.asarray(fig.subplots(len(weights), n, squeeze=False))
+    for r, W in enumerate(weights):
+        top = np.argsort(-np.linalg.norm(W, axis=1))[:n]
+        for c, u in enumerate(top):
+            ax = axes[r, c]
+            w = W[u]
+            if len(shape) >= 2:
+                m = np.abs(w).max() or 1.0
+                ax.imshow(w.reshape(shape[-2:]) if w.size == shape[-2] * shape[-1]
+                          else w.reshape(shape)[0], cmap="RdBu_r", vmin=-m, vmax=m)
+            else:
+                ax.plot(w, lw=0.8, color="tab:blue")
+                ax.axhline(0, color="0.7", lw=0.5)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        if labels is not None:
+            axes[r, 0].set_ylabel(labels[r], rotation=0, ha="right", va="center", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def realdata_curves_figure(epochs, loss, probe_epochs=(), probe=(), *, title=None):
+    """The training loss per epoch (left axis) and the output's linear-probe accuracy (right
+    axis, where measured)."""
+    fig = _figure(6.0, 3.0)
+    ax = fig.subplots()
+    ax.plot(epochs, loss, color="tab:blue", lw=1.2)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss", color="tab:blue")
+    if len(probe):
+        ax2 = ax.twinx()
+        ax2.plot(probe_epochs, probe, "o-", color="tab:orange", lw=1.2, ms=3)
+        ax2.set_ylabel("linear probe (test)", color="tab:orange")
+    ax.set_title(title or "training", fontsize=9)
+    return fig

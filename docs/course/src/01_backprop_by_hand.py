@@ -5,7 +5,7 @@ Build the notebook with ``python docs/course/refresh.py 01``.
 # %% [markdown]
 # # 1 · Backprop by hand: a two-layer dual network
 #
-# *minissl course, notebook 1 of 5 —
+# *minissl course, notebook 1 of 6 —
 # [next: the covariance operator](02_covariance_operator.ipynb) ·
 # [course index](README.md)*
 #

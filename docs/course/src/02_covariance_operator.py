@@ -4,7 +4,7 @@
 # %% [markdown]
 # # 2 · The covariance operator
 #
-# *minissl course, notebook 2 of 5 —
+# *minissl course, notebook 2 of 6 —
 # [previous: backprop by hand](01_backprop_by_hand.ipynb) ·
 # [next: latent trees and luck](03_latent_trees_and_luck.ipynb) ·
 # [course index](README.md)*

@@ -4,7 +4,7 @@
 # %% [markdown]
 # # 3 · Latent trees and luck
 #
-# *minissl course, notebook 3 of 5 —
+# *minissl course, notebook 3 of 6 —
 # [previous: the covariance operator](02_covariance_operator.ipynb) ·
 # [next: why BYOL does not collapse](04_why_byol_does_not_collapse.ipynb) ·
 # [course index](README.md)*

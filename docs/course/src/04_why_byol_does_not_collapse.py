@@ -4,7 +4,7 @@
 # %% [markdown]
 # # 4 · Why BYOL does not collapse
 #
-# *minissl course, notebook 4 of 5 —
+# *minissl course, notebook 4 of 6 —
 # [previous: latent trees and luck](03_latent_trees_and_luck.ipynb) ·
 # [next: feature decoupling](05_feature_decoupling.ipynb) ·
 # [course index](README.md)*

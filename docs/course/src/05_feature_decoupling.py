@@ -4,9 +4,10 @@
 # %% [markdown]
 # # 5 · Feature decoupling
 #
-# *minissl course, notebook 5 of 5 —
+# *minissl course, notebook 5 of 6 —
 # [previous: why BYOL does not collapse](04_why_byol_does_not_collapse.ipynb) ·
-# [course index](README.md)*
+# [course index](README.md) ·
+# [next: real data](06_real_data.ipynb)*
 #
 # Notebooks 2 and 3 asked *how* contrastive training grows the weights. This one asks
 # *which features* it learns when the data offer two kinds. Wen & Li (ICML 2021, *Toward

@@ -1,0 +1,123 @@
+"""Tab "Real data": a method on digits or MNIST-1D, the loss, the probe accuracy and the
+first-layer weights as pictures, live; endpoint ``/train_realdata``."""
+
+import gradio as gr
+
+from minissl import experiments as E
+from minissl.backend import check_choice
+from minissl.figures import plots
+
+from app.text import REALDATA_TEXT
+from app.widgets import (LIMITS, Field, checked, choice, course_link, number_box, settings,
+                         show)
+from app.runs import (streamed, training_event)
+
+
+# ----------------------------------------------------------------------------- Real data tab
+APP_DATA = ("digits", "mnist1d")
+APP_METHODS = ("simclr", "supcon", "covariance", "byol", "byol-nopred", "byol-linear",
+               "directpred", "supervised", "random")
+NO_AUG = dict(shift=0, scale=0.0, noise=0.0, mask="none")
+AUGMENTATIONS = {                     # RealDataConfig fields; "default": the data's own
+    "default": {},
+    "none": NO_AUG,
+    "translation": {**NO_AUG, "shift": 1},
+    "random masks": {**NO_AUG, "mask": "random", "keep": 0.5},
+    "complementary masks": {**NO_AUG, "mask": "complementary"},
+    "noise": {**NO_AUG, "noise": 0.3},
+}
+REALDATA_FIELDS = {
+    "epochs": Field("epochs", int, 1, 200, 40, "passes over the training split, 1-200"),
+    "width": Field("hidden width", int, 8, 256, 128, "two hidden layers of this width, 8-256"),
+    "seed": Field("seed", int, 0, 2**31 - 1, 0, "init and augmentation draws"),
+}
+REALDATA_ORDER = ("data", "augmentation", "method", "epochs", "width", "seed")
+
+
+def realdata_config(values: dict) -> E.RealDataConfig:
+    """The app's ``RealDataConfig`` (``gr.Error`` naming a bad field; cost within LIMITS)."""
+    v = settings(REALDATA_FIELDS, values)
+    data = checked(check_choice, "data", values.get("data"), APP_DATA)
+    aug = checked(check_choice, "augmentation", values.get("augmentation"), tuple(AUGMENTATIONS))
+    method = checked(check_choice, "method", values.get("method"), APP_METHODS)
+    cfg = E.RealDataConfig(data=data, method=method, epochs=v["epochs"], seed=v["seed"],
+                           hidden=(v["width"], v["width"]), out_dim=min(64, v["width"]),
+                           log_every=1, probe_every=max(1, v["epochs"] // 5),
+                           **AUGMENTATIONS[aug])
+    c = checked(cfg.validate)
+    n_0, n_train, n_test = {"digits": (64, 1438, 359), "mnist1d": (40, 4000, 1000)}[data]
+    checked(c.cost(n_0, n_train, n_test).check, LIMITS)
+    return cfg
+
+
+def realdata_figures(shape):
+    def render(records):
+        train = [r for r in records if "loss" in r]
+        probed = [r for r in train if "linear_probe" in r]
+        last = records[-1]
+        curves = plots.realdata_curves_figure(
+            [r["epoch"] for r in train], [r["loss"] for r in train],
+            [r["epoch"] for r in probed], [r["linear_probe"] for r in probed])
+        weights = (plots.first_layer_figure([last["weights"]], shape, n=16,
+                                            title="first-layer weights (16 largest units)")
+                   if "weights" in last else plots.realdata_curves_figure([], []))
+        return show(curves), show(weights)
+    return render
+
+
+def train_realdata(data="digits", augmentation="default", method="simclr", epochs=40,
+                   width=128, seed=0, request: gr.Request = None, progress=gr.Progress()):
+    """Train a method on real data and stream ``experiments.realdata_run``: the loss and the
+    probe over epochs, the first-layer weights, and a status line (the probes at the end)."""
+    cfg = realdata_config(dict(zip(REALDATA_ORDER, (data, augmentation, method, epochs,
+                                                    width, seed))))
+    shape = (8, 8) if cfg.data == "digits" else (40,)
+    progress(0, desc="starting", total=cfg.epochs, unit="epochs")
+
+    def status(records, secs):
+        last = records[-1]
+        if "linear_probe_hidden" in last:
+            return (f"{cfg.data} · {cfg.method} · test linear probe: output "
+                    f"{last['linear_probe']:.3f}, hidden {last['linear_probe_hidden']:.3f} · "
+                    f"k-NN {last['knn']:.3f} · effective rank {last['effective_rank']:.1f} · "
+                    f"{secs:.1f} s")
+        progress(last["epoch"] / cfg.epochs, desc=f"epoch {last['epoch']:.0f}")
+        probe = f" · probe {last['linear_probe']:.3f}" if "linear_probe" in last else ""
+        return (f"epoch {last['epoch']:.0f}/{cfg.epochs} · loss {last['loss']:.4f}{probe} · "
+                f"{secs:.1f} s")
+
+    for *figs, line, _, _ in streamed(
+            request, lambda emit, stop: E.realdata_run(cfg, emit, stop, LIMITS),
+            realdata_figures(shape), status):
+        yield (*figs, line)
+
+
+def realdata_tab():
+    """Tab "Real data": data, augmentation, method, epochs, width, seed; Train/Stop."""
+    with gr.Tab("Real data", id="realdata"):
+        gr.Markdown(REALDATA_TEXT)
+        gr.Markdown(course_link(6))
+        with gr.Row():
+            with gr.Column(scale=1, min_width=300):
+                c = {"data": choice(APP_DATA, "digits", "data",
+                                    "digits: 8x8 images; mnist1d: 40-sample signals"),
+                     "augmentation": choice(tuple(AUGMENTATIONS), "default", "augmentation",
+                                            "how the two views are made"),
+                     "method": choice(APP_METHODS, "simclr", "method",
+                                      "the same encoder, trained by each method")}
+                num = number_box(c, REALDATA_FIELDS, "real")
+                with gr.Row():
+                    num("epochs"), num("width")
+                num("seed")
+                with gr.Row():
+                    go = gr.Button("Train", variant="primary", elem_id="real-train")
+                    stop_btn = gr.Button("Stop", variant="stop", elem_id="real-stop")
+            with gr.Column(scale=2):
+                status = gr.Textbox(label="status", lines=2, interactive=False,
+                                    elem_classes=["status-line"], elem_id="real-status")
+                curves = gr.Plot(show_label=False, label="loss and probe", elem_id="real-curves",
+                                 format="png")
+                weights = gr.Plot(show_label=False, label="first-layer weights",
+                                  elem_id="real-weights", format="png")
+        training_event(go, train_realdata, [c[k] for k in REALDATA_ORDER],
+                       [curves, weights, status], "train_realdata", stop_btn, status)

@@ -1,0 +1,150 @@
+"""``python -m minissl realdata``: the methods on real data (digits, MNIST-1D, CIFAR-10,
+image folders), one run, a table of methods x seeds, or a claim of docs/realdata.md.
+
+    python -m minissl realdata --data mnist1d --method simclr --seed 0 --json
+    python -m minissl realdata --data digits --table --seeds 3
+    python -m minissl realdata --data digits --claim covariance --seeds 3
+    python -m minissl realdata --data digits --claim decoupling --figure docs/img/x.png
+
+One run prints one JSON object (``--json``) or one line; ``--table`` and ``--claim`` print
+their table (mean ± sd over seeds 0..K-1), header first, with progress on stderr. A missing
+optional package or an unreadable data file is one line on stderr (exit 1).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import fields, replace
+
+from .. import backend as B
+from ..budget import ResourceLimitError
+from ..datasets import DATA, MASKS, MissingExtra
+from ..experiments import realdata as R
+from ..figures import plots as P
+from ..layers import BN_MODES
+from ..train import TrainingDiverged
+
+CHOICES = {"data": DATA, "method": R.METHODS, "optimizer": R.OPTIMIZERS, "loss": R.LOSSES,
+           "mask": MASKS, "bn_mean": BN_MODES, "bn_var": BN_MODES, "backend": B.BACKENDS,
+           "dtype": B.DTYPES}
+TYPES = {"epochs": int, "optimizer": str, "lr": float, "tau": float, "shift": int,
+         "scale": float, "noise": float, "mask": str, "keep": float,
+         "weight_decay": float}
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        "realdata", help="the methods on real data: probes, effective rank, tables",
+        description="Train a method on digits / MNIST-1D (made locally) or a local CIFAR-10 / "
+                    "image folder (--path), then probe the test split. --table runs every "
+                    "--methods for --seeds seeds; --claim runs one of docs/realdata.md's.")
+    defaults = R.RealDataConfig()
+    for f in fields(R.RealDataConfig):
+        flag, d = "--" + f.name.replace("_", "-"), getattr(defaults, f.name)
+        kind = TYPES.get(f.name, type(d))
+        if isinstance(d, tuple):
+            p.add_argument(flag, type=int, nargs="+", default=None, help=f"(default {d})")
+        elif isinstance(d, bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+        else:
+            p.add_argument(flag, type=kind, choices=CHOICES.get(f.name), default=None,
+                           help="(default: per data and method)" if d is None else
+                           f"(default {d})")
+    p.add_argument("--json", action="store_true", help="one JSON object (a run) or per row")
+    p.add_argument("--table", action="store_true", help="every --methods x --seeds")
+    p.add_argument("--methods", nargs="+", choices=R.METHODS, default=list(R.METHODS))
+    p.add_argument("--claim", choices=tuple(R.CLAIMS), default=None,
+                   help="one claim's table (docs/realdata.md)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds 0..K-1 of a table (default 3)")
+    p.add_argument("--figure", default=None, help="--claim decoupling: write the PNG here")
+    p.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1)")
+    return p
+
+
+def _config(args):
+    kw = {f.name: getattr(args, f.name) for f in fields(R.RealDataConfig)
+          if getattr(args, f.name, None) is not None}
+    if "hidden" in kw:
+        kw["hidden"] = tuple(kw["hidden"])
+    return R.RealDataConfig(**kw)
+
+
+def _usage_error(args, exc):
+    msg = str(exc)
+    head = msg.split(" ", 1)[0].split("[", 1)[0]
+    names = {f.name for f in fields(R.RealDataConfig)}
+    flag = "--" + head.replace("_", "-") if head in names and not \
+        isinstance(exc, ResourceLimitError) else None
+    args._parser.error(f"{flag}: {msg}" if flag else msg)
+
+
+def _rows(args):
+    if args.claim:
+        return R.CLAIMS[args.claim]
+    return R.methods_rows(args.methods)
+
+
+def _print_table(lines):
+    widths = [max(len(r[i]) for r in lines) for i in range(len(lines[0]))]
+    for r in lines:
+        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                        for i, (c, w) in enumerate(zip(r, widths))), flush=True)
+
+
+def _table(cfg, args):
+    if args.seeds < 1:
+        args._parser.error(f"--seeds: must be >= 1, got {args.seeds}")
+    rows, seeds, t0 = _rows(args), tuple(range(args.seeds)), time.perf_counter()
+
+    def progress(row):
+        print(f"# {row['label']}: " + " | ".join(R.table_lines([row])[1][1:]) +
+              f" ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+        if args.json:
+            print(json.dumps({k: v for k, v in row.items() if k != "runs"} | {
+                "runs": [{k: v for k, v in r.items() if k != "weights"} for r in row["runs"]]}),
+                flush=True)
+    out = R.table(cfg, rows, seeds, callback=progress)
+    if not args.json:
+        _print_table(R.table_lines(out))
+        print(f"# data {cfg.data}, seeds {list(seeds)}, mean ± sd; "
+              f"{time.perf_counter() - t0:.0f} s wall")
+    if args.figure:                                   # seed 0's change W - W(0)
+        data = R.load(cfg.data, cfg.path or None)
+        dW = [r["runs"][0]["weights"] - R.initial_weights(
+            replace(cfg, **r["settings"], seed=0), data.x_train.shape[1]) for r in out]
+        P.save_png(P.first_layer_figure(dW, data.shape, [r["label"] for r in out], n=12,
+                                        title="first-layer weights: change from "
+                                              "initialisation, W - W(0)"), args.figure, dpi=110)
+
+
+def _one(cfg, args):
+    records = R.run(cfg)
+    out = R.summary(cfg, records)
+    if args.json:
+        print(json.dumps(out), flush=True)
+        return
+    keys = ("linear_probe", "linear_probe_hidden", "knn", "knn_hidden", "effective_rank")
+    print(f"{cfg.data} {cfg.method} seed {cfg.seed}: " + ", ".join(
+        f"{k} {out[k]:.3f}" for k in keys) + f", {out['seconds']:.1f} s")
+
+
+def run(args):
+    try:
+        cfg = _config(args)
+        cfg.validate()
+    except ValueError as exc:
+        _usage_error(args, exc)
+    try:
+        with B.blas_threads(args.threads):
+            (_table if args.table or args.claim else _one)(cfg, args)
+    except (MissingExtra, FileNotFoundError, TrainingDiverged) as exc:
+        print(f"minissl realdata: error: {exc}", file=sys.stderr)
+        return 1
+    except ResourceLimitError as exc:
+        _usage_error(args, exc)
+    except ValueError as exc:                      # an unreadable or refused data file
+        print(f"minissl realdata: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
