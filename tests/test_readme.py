@@ -39,3 +39,17 @@ def test_ci_runs_readmes_test_command_verbatim_in_a_fresh_venv():
 @pytest.mark.parametrize("code,expected", examples(), ids=lambda s: s.splitlines()[0][:40])
 def test_readme_example_prints_what_it_says(code, expected):
     assert readme_examples.run(code).strip() == expected.strip()
+
+
+def test_the_module_table_is_current():
+    """README's table of minissl/ is what docs/tools/module_table.py prints, and it names every
+    top-level module and every subpackage."""
+    spec = importlib.util.spec_from_file_location("module_table",
+                                                  ROOT / "docs" / "tools" / "module_table.py")
+    mt = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mt)
+    assert mt.table() in README.read_text(encoding="utf-8")
+    listed = {f for files, _ in mt.CORE for f in files} | {p for p, _ in mt.EDGE}
+    present = {p.name for p in mt.PKG.glob("*.py")} | {
+        p.name for p in mt.PKG.iterdir() if (p / "__init__.py").exists()}
+    assert listed == present, listed ^ present
