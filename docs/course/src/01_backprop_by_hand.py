@@ -21,9 +21,11 @@ Build the notebook with ``python docs/course/refresh.py 01``.
 # 4. the backward pass written out in NumPy, checked against `minissl` and against finite
 #    differences;
 # 5. what the ReLU gates do to the gradient;
-# 6. how the gradient splits over the two views and the negatives.
+# 6. how the gradient splits over the two views and the negatives;
+# 7. many such steps: training, and the loss of a collapsed network.
 #
-# Everything uses `minissl`'s public API, NumPy and matplotlib, and runs in a few seconds.
+# Everything uses `minissl`'s public API, NumPy and matplotlib, and takes a few seconds of
+# CPU time.
 
 # %%
 import numpy as np

@@ -186,10 +186,12 @@ S = np.einsum("nmpk,nmqk->npq", K, K) / M                            # S_n
 Kbar = K.mean(axis=1)
 mu = Kbar.mean(axis=0)
 KK = np.einsum("npk,nqk->pq", Kbar, Kbar) / N                        # (1/N) sum_i Kbar_i Kbar_i^T
-pos = second(K[I, A] - K[I, Bv])
-neg = second(K[I, A] - K[J, Cv])
-print(f"positive term: max |enumerated - formula| {np.abs(pos - (2 * S.mean(0) - 2 * KK)).max():.0e}")
-print(f"negative term: max |enumerated - formula| {np.abs(neg - (2 * S.mean(0) - 2 * mu @ mu.T)).max():.0e}")
+pos = second(K[I, A] - K[I, Bv])                                     # anchor - positive
+neg = second(K[I, A] - K[J, Cv])                                     # anchor - negative
+pos_formula = 2 * S.mean(axis=0) - 2 * KK
+neg_formula = 2 * S.mean(axis=0) - 2 * mu @ mu.T
+print(f"positive term: max |enumerated - formula| {np.abs(pos - pos_formula).max():.0e}")
+print(f"negative term: max |enumerated - formula| {np.abs(neg - neg_formula).max():.0e}")
 print(f"size of the cancelled part 2 mean S_i: {np.linalg.norm(2 * S.mean(0)):.2f},  "
       f"of OP: {np.linalg.norm(operator_by_hand(net, views, 0)):.2f},  "
       f"max |pos - neg + OP| {np.abs(pos - neg + operator_by_hand(net, views, 0)).max():.0e}")
@@ -290,8 +292,10 @@ fig.tight_layout()
 #
 # `minissl.train(..., update="covariance")` replaces the gradient step by the operator: at
 # every step it takes the batch's two views `[x, x_+]` as the population (`(N, 2, n_0)`) and
-# moves each layer by `lr * covariance_update(net, views, l, xi)`, with pair weights `xi`
-# for soft triplet and InfoNCE (section 5). It still computes the gradient, for the record:
+# moves each layer by `lr * covariance_update(net, views, l, xi)`. For soft triplet and
+# InfoNCE, `xi` holds one **pair weight** per pair of samples, how hard the loss pushes that
+# pair apart (notebook 1's $\xi = -\partial L/\partial r_-$; section 5 shows how it is
+# computed and what it leaves out). It still computes the gradient, for the record:
 # `cos_by_layer` is, per layer, the cosine between the gradient step $-\partial L/\partial
 # W_l$ and the operator step. Here the same network is trained both ways with InfoNCE.
 
@@ -308,13 +312,14 @@ fig, (a1, a2) = plt.subplots(1, 2)
 for l in range(cos.shape[1]):
     a1.plot(cos[:, l], lw=0.8, label=f"layer {l}")
 a1.axhline(0, color="k", lw=0.6)
-a1.set(xlabel="step", title="cos(gradient step, operator step)", ylim=(-1.05, 1.05))
+a1.set(xlabel="step", ylabel="cosine", title="cos(gradient step, operator step)",
+       ylim=(-1.05, 1.05))
 a1.legend()
 for update, ls in (("gradient", "-"), ("covariance", "--")):
     h = runs[update][1]
     a2.semilogy(h["r_pos"], "C0" + ls, lw=0.8, label=f"$r_+$, {update}")
     a2.semilogy(h["r_neg"], "C1" + ls, lw=0.8, label=f"$r_-$, {update}")
-a2.set(xlabel="step", title="distances (batch means)")
+a2.set(xlabel="step", ylabel="$r$ (batch mean)", title="distances")
 a2.legend(fontsize=7)
 fig.tight_layout()
 for s in (0, 50, 100, 199):
@@ -324,7 +329,8 @@ for s in (0, 50, 100, 199):
 # **What to notice.** For the first ~60 steps the operator step and the gradient step
 # agree (cosines above 0.9 at every layer): this is the theorem at work, seen through one
 # batch. Both runs push the negatives apart, the operator run faster (its pair weights treat
-# all 64 samples of the batch as negatives, the loss has 4 per anchor). Once the distances reach the order of τ the agreement breaks: the
+# all 64 samples of the batch as negatives, the loss has 4 per anchor). Once the distances
+# reach the order of τ the agreement breaks: the
 # cosine falls through zero and the operator keeps expanding everything, **including the
 # positive pairs** ($r_+$ grows with $r_-$ in the dashed run), while gradient training keeps
 # $r_+$ small. The simple loss's operator is exact; soft triplet's and InfoNCE's are built from

@@ -28,8 +28,8 @@
 # 5. shows where the principle fails: low-rank dense features;
 # 6. adds SupCon, a loss of the same family, in one paragraph.
 #
-# Everything uses `minissl`'s public API, NumPy and matplotlib, and runs in about fifteen
-# seconds. `docs/decoupling.md` has the full-size results (d = 32, d1 = 128, 64 neurons).
+# Everything uses `minissl`'s public API, NumPy and matplotlib, and takes about 20 seconds
+# of CPU time. `docs/decoupling.md` has the full-size results (d = 32, d1 = 128, 64 neurons).
 
 # %%
 from dataclasses import replace
@@ -162,8 +162,8 @@ print(f"sparse direction M_0: a = {v @ C @ v:.4f}, b = {(v ** 2 * np.diag(C)).su
       f"  tr(C)/d1 = {np.trace(C) / src.d1:.4f}")
 by_hand = {"sparse": np.mean([rho_complementary(v) for v in src.M.T]),
            "dense": np.mean([rho_complementary(v) for v in src.P.T])}
-lib = decoupling.closed_form_correlations(minissl.SparseCoding(**SIZE, augmentation="complementary",
-                                                               seed=0))
+src_c = minissl.SparseCoding(**SIZE, augmentation="complementary", seed=0)
+lib = decoupling.closed_form_correlations(src_c)
 for key in by_hand:
     print(f"rho_{key}: by hand {by_hand[key]:.6f}, minissl {lib[key]:.6f}, "
           f"difference {abs(by_hand[key] - lib[key]):.0e}")
@@ -171,6 +171,8 @@ for key in by_hand:
 # %% [markdown]
 # From here on `closed_form_correlations(source)` gives these means for every augmentation,
 # and `measured_correlations(source, n, rng)` estimates the same from $n$ pairs of views.
+# The **gap** $\rho_{sparse} - \rho_{dense}$ says how much more the augmentation keeps of the
+# sparse features than of the dense ones.
 
 # %%
 augs = {"none": dict(augmentation="none"),
@@ -279,15 +281,15 @@ def make_net(src, width=32):
                            [src.dim, width])
 
 
-src_c = minissl.SparseCoding(**SIZE, augmentation="complementary", seed=0)
-net = make_net(src_c)
+net = make_net(src_c)                                          # src_c: complementary masks
 X = src_c.views(128, 2, np.random.default_rng(2))              # (N, 2, d1): two views each
 Z = net.forward(np.concatenate([X[:, 0], X[:, 1]]))            # (2N, m)
 L, dZ = simclr_infonce(Z, tau=0.2)
 L_lib, (dz1, dz2) = minissl.simclr_loss(Z[:128], Z[128:], "infonce", tau=0.2)
+first = minissl.train(net, src_c, steps=1, **TRAIN)            # a History: one record per step
 print(f"loss: by hand {L:.12f}, minissl.simclr_loss {L_lib:.12f}")
 print(f"max |dL/dZ by hand - minissl| = {np.abs(dZ - np.concatenate([dz1, dz2])).max():.0e}")
-print(f"first step of minissl.train:   {minissl.train(net, src_c, steps=1, **TRAIN)['loss'][0]:.12f}")
+print(f"first step of minissl.train:   {first['loss'][0]:.12f}")
 
 # %% [markdown]
 # Now the three runs of the next section, 600 steps each, from the same initial weights
@@ -301,7 +303,8 @@ def fit(augmentation, steps=600):
     net, hist = make_net(src), []
 
     def record(rec):
-        hist.append({"step": rec["step"], **decoupling.feature_metrics(net.layers[0].W, src.M, src.P)})
+        metrics = decoupling.feature_metrics(net.layers[0].W, src.M, src.P)
+        hist.append({"step": rec["step"], **metrics})
     minissl.train(net, src, steps=steps, log_every=25, callback=record, **TRAIN)
     return net, src, hist
 
