@@ -17,7 +17,7 @@ Usage, from the repository root:
 
 Notebooks are executed with nbclient in a fresh kernel whose working directory is the
 repository root and whose PYTHONPATH starts with it, so the checkout's ``minissl`` is the one
-imported. ``tests/test_notebooks.py`` uses the same functions.
+imported, with one BLAS thread (``OMP_NUM_THREADS=1`` etc., unless set). ``tests/test_notebooks.py`` uses the same functions.
 """
 from __future__ import annotations
 
@@ -105,14 +105,23 @@ def build(src):
     return nb
 
 
+#: one BLAS/OpenMP thread unless the caller set these: the notebooks' matrices are small, and
+#: on a busy machine several BLAS threads wait for each other (a notebook can run several
+#: times slower; docs/course/README.md, "Run time").
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
 def kernel_env():
     """The kernel's environment: this checkout first on PYTHONPATH (so its ``minissl`` is
-    imported, not another installed copy) and matplotlib's inline backend (figures become PNG
-    outputs even where MPLBACKEND names another backend)."""
+    imported, not another installed copy), matplotlib's inline backend (figures become PNG
+    outputs even where MPLBACKEND names another backend) and one BLAS thread (``THREAD_VARS``,
+    where not already set)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in
                                          env.get("PYTHONPATH", "").split(os.pathsep) if p])
     env["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+    for name in THREAD_VARS:
+        env.setdefault(name, "1")
     return env
 
 

@@ -21,9 +21,11 @@ Build the notebook with ``python docs/course/refresh.py 01``.
 # 4. the backward pass written out in NumPy, checked against `minissl` and against finite
 #    differences;
 # 5. what the ReLU gates do to the gradient;
-# 6. how the gradient splits over the two views and the negatives.
+# 6. how the gradient splits over the two views and the negatives;
+# 7. many such steps: training, and the loss of a collapsed network.
 #
-# Everything uses `minissl`'s public API, NumPy and matplotlib, and runs in a few seconds.
+# Everything uses `minissl`'s public API, NumPy and matplotlib, and takes a few seconds of
+# CPU time.
 
 # %%
 import numpy as np
@@ -185,7 +187,7 @@ def loss_by_hand(W1, W2):
     L, d_pos, d_neg = losses.infonce(rp, rn, tau)
     return L.mean(), (g1, f1, z, zp, zn, d_pos / N, d_neg / N)
 
-
+# %%
 def backward_by_hand(W1, W2, cache, gate=True):
     g1, f1, z, zp, zn, c_pos, c_neg = cache
     dz = c_pos[:, None] * (z - zp) + (c_neg[:, :, None] * (z[:, None] - zn)).sum(axis=1)
@@ -254,17 +256,20 @@ print("J_1(x) == W2 * gate(x) for every row:",
       np.allclose(J1, W2[None] * on[:, None, :]))
 print("fraction of the 20 rows on which each unit is on:", on.mean(axis=0))
 
-fig, (a1, a2) = plt.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.3]})
-a1.imshow(on, cmap="Greys", aspect="auto", interpolation="nearest")
-a1.set(xlabel="hidden unit i", ylabel="row b of X", title="gate 1[g_1 > 0] (black: on)")
-a1.axhline(N - 0.5, color="C1")
-a1.axhline(2 * N - 0.5, color="C1")
-a1.grid(False)
 delta2 = np.concatenate([dz, dzp, dzn.reshape(N * H, -1)])
 contrib = np.abs((delta2 @ W2) * on)              # |delta_1[b, i]|, zero where the gate is off
-a2.imshow(contrib, cmap="viridis", aspect="auto", interpolation="nearest")
-a2.set(xlabel="hidden unit i", title=r"$|\delta_1[b, i]|$: who teaches unit i")
-a2.grid(False)
+
+fig, (a1, a2) = plt.subplots(1, 2, figsize=(6.4, 3.4))
+a1.imshow(on, cmap="Greys", aspect="auto", interpolation="nearest")
+a1.set(ylabel="row b of X", title="gate 1[g_1 > 0] (black: on)")
+for y in (N - 0.5, 2 * N - 0.5):                 # anchors | positives | negatives
+    a1.axhline(y, color="C1")
+im = a2.imshow(contrib, cmap="viridis", aspect="auto", interpolation="nearest")
+a2.set(title=r"$|\delta_1[b, i]|$: who teaches unit i")
+fig.colorbar(im, ax=a2, label=r"$|\delta_1[b, i]|$")
+for ax in (a1, a2):
+    ax.set(xlabel="hidden unit i", xticks=range(on.shape[1]), yticks=range(0, len(X), 5))
+    ax.grid(False)
 fig.tight_layout()
 
 # %% [markdown]

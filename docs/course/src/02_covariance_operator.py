@@ -11,17 +11,30 @@
 #
 # Notebook 1 computed one gradient step by hand. Tian, Yu, Chen & Ganguli (2020) show that,
 # averaged over the data, the step of every layer of a bias-free ReLU network has a simple
-# form (their Theorem 1): for the simple loss $L = r_+ - r_-$,
+# form (their Theorem 1). Three objects, each built in this notebook, enter it:
+#
+# * the **connection** $K_l(x)$: a matrix made of the activation entering layer $l$ and the
+#   Jacobian from layer $l$ to the output, both at input $x$, such that the output is
+#   $f_L(x) = K_l(x)^\top \mathrm{vec}(W_l)$ (section 1);
+# * its **view average** $\bar K_l(x) = \mathbb E_{x' \sim \mathrm{aug}(x)}\big[K_l(x')\big]$,
+#   the mean of $K_l$ over the augmented views $x'$ of one data sample $x$;
+# * the **covariance over samples** $\mathbb V_x[\bar K_l] = \mathbb E_x\big[(\bar K_l(x) -
+#   \mu)(\bar K_l(x) - \mu)^\top\big]$, $\mu = \mathbb E_x \bar K_l(x)$, a square matrix over
+#   the entries of $W_l$ (section 2).
+#
+# For the simple loss $L = r_+ - r_-$ (notebook 1) the theorem says
 #
 # $$\mathbb E\left[\nabla_{\mathrm{vec}(W_l)} L\right] = -\,\mathrm{OP}_l\,\mathrm{vec}(W_l),
 # \qquad \mathrm{OP}_l = 2\,\mathbb V_x\!\left[\bar K_l(x)\right] \succeq 0 ,$$
 #
 # so gradient descent moves each layer by $\Delta\,\mathrm{vec}(W_l) = \eta\,\mathrm{OP}_l\,
 # \mathrm{vec}(W_l)$: a positive semi-definite matrix, the **covariance operator**, applied to
-# the weights themselves. This notebook builds the pieces and checks each claim numerically:
+# the weights themselves. This notebook builds the pieces in NumPy, checks each against
+# `minissl`, and checks each claim numerically:
 #
 # 1. the connection $K_l$ and reversibility $f_L = K_l^\top \mathrm{vec}(W_l)$;
-# 2. the theorem, **exactly**, on a small finite population;
+# 2. the operator from its definition, and the theorem, **exactly**, on a small finite
+#    population, with the cancellation that makes it work;
 # 3. the spectrum of $\mathrm{OP}_l$;
 # 4. training by the operator versus training by the gradient;
 # 5. soft triplet and InfoNCE: the pair weights, and where their approximation departs from
@@ -67,19 +80,26 @@ def cosine(a, b):
 #   $f_L(x) = K_l(x)^\top \mathrm{vec}(W_l)$ at every layer (*reversibility*): since
 #   $\mathrm{relu}(g) = D g$, $f_L = J_l(x)\, g_l = J_l(x) W_l f_{l-1}(x)$.
 #
-# `minissl.connection(net, x, layer)` returns $K_l$ for each row of `x` as an `(N, P, n_L)`
-# array; `layer` is the 0-based index into `net.weights` (the paper's $W_l$ is
-# `net.weights[l - 1]`).
+# In code `layer` is the 0-based index into `net.weights` (the paper's $W_l$ is
+# `net.weights[l - 1]`). Let us build $K_l$ for each row of a batch from the two factors:
+# the activations $f_{l-1}$ by a forward pass written out, the Jacobians $J_l$ from
+# `net.jacobians` (notebook 1 checked $J_1 = W_2 D_1$), and compare with
+# `minissl.connection(net, x, layer)`, which returns the same `(N, P, n_L)` array.
 
 # %%
 net = minissl.ReLUNet([6, 8, 5, 3], seed=0)
 x = np.random.default_rng(0).standard_normal((12, 6))
 out = net.forward(x)
+fs = [x]                                                   # f_0, f_1, f_2: the inputs of each layer
+for W in net.weights[:-1]:
+    fs.append(np.maximum(fs[-1] @ W.T, 0))
+Js = net.jacobians(x)                                      # J_l(x): (12, n_L, n_l) per layer
 for l, W in enumerate(net.weights):
-    K = minissl.connection(net, x, l)                      # (12, P, n_L)
+    K = np.einsum("nki,nj->nijk", Js[l], fs[l]).reshape(len(x), W.size, -1)   # (12, P, n_L)
     f_back = np.einsum("npk,p->nk", K, W.ravel())          # K^T vec(W) for every row
-    print(f"layer {l}: W {W.shape}, K {K.shape}, max |K^T vec(W) - f_L| = "
-          f"{np.abs(f_back - out).max():.1e}")
+    print(f"layer {l}: W {W.shape}, K {K.shape}, max |K - minissl.connection| = "
+          f"{np.abs(K - minissl.connection(net, x, l)).max():.0e}, "
+          f"max |K^T vec(W) - f_L| = {np.abs(f_back - out).max():.0e}")
 
 # %% [markdown]
 # And since $K_l^\top$ is the derivative, the backward pass of notebook 1 is
@@ -94,25 +114,18 @@ via_K = [np.einsum("npk,nk->p", minissl.connection(net, x, l), dout).reshape(W.s
 print("net.backward vs sum_n K_n dout_n:", f"{rel(grads, via_K):.1e}")
 
 # %% [markdown]
-# ## 2. The theorem, exactly, on a finite population
+# ## 2. The operator, and the theorem exactly on a finite population
 #
 # To check an expectation exactly, take a finite **population**: N samples with M views
-# each, $x_{nm}$, every one equally likely. One draw of the simple loss is a combination
-# $(i, a, b, j, c)$: anchor $x_{ia}$, positive $x_{ib}$ (same sample, any view, $b = a$
-# included), negative $x_{jc}$ (any sample, **$j = i$ included**, as in $\mathbb E_x
-# \mathbb E_{x'}$), any view. There are $N^2 M^3$ combinations and the loss is their mean.
+# each, $x_{nm}$, every one equally likely. Then the view average and the covariance over
+# samples are finite sums. With $K_{nm} = K_l(x_{nm})$,
 #
-# With $\bar K_n = \frac1M \sum_m K_l(x_{nm})$ the operator is the population covariance
+# $$\bar K_n = \frac1M \sum_m K_{nm},\qquad \mu = \frac1N \sum_n \bar K_n,\qquad
+# \mathrm{OP}_l = 2\,\mathbb V[\bar K] = \frac 2N \sum_n (\bar K_n - \mu)(\bar K_n - \mu)^\top ,$$
 #
-# $$\mathrm{OP}_l = \frac 2N \sum_n (\bar K_n - \mu)(\bar K_n - \mu)^\top ,\qquad
-# \mu = \frac1N \sum_n \bar K_n .$$
-#
-# Since $\nabla_w \tfrac12\|f(x) - f(y)\|^2 = (K(x) - K(y))(K(x) - K(y))^\top w$, the mean
-# over combinations contains the second moments of $K$ over the views; they cancel between
-# the positive and the negative term exactly because $b$ and $j$ range over everything,
-# leaving $-2\,\mathbb V[\bar K]\, w$ (the full derivation is in `docs/theory.md`, §4). Let us
-# enumerate all combinations, compute the real loss with `minissl.contrastive_loss` and the
-# real backward with `net.backward`, and compare.
+# where each product of two $(P, n_L)$ matrices contracts the output index $k$, so
+# $\mathrm{OP}_l$ is $(P, P)$. In NumPy that is a few lines; `minissl.covariance_operator`
+# should give the same matrix.
 
 # %%
 N, M = 4, 3
@@ -120,6 +133,76 @@ g = np.random.default_rng(2)
 views = g.standard_normal((N, 1, 6)) + 0.5 * g.standard_normal((N, M, 6))   # (N, M, n_0)
 
 
+def operator_by_hand(net, views, l):
+    """OP_l = (2/N) sum_n (Kbar_n - mu)(Kbar_n - mu)^T, from the connection of every view."""
+    N, M, n0 = views.shape
+    K = minissl.connection(net, views.reshape(N * M, n0), l)       # (N M, P, n_L): K_nm
+    Kbar = K.reshape(N, M, *K.shape[1:]).mean(axis=1)             # (N, P, n_L): view average
+    Kc = Kbar - Kbar.mean(axis=0)                                 # Kbar_n - mu
+    return 2 / N * np.einsum("npk,nqk->pq", Kc, Kc)               # (P, P)
+
+
+for l in range(net.depth):
+    OP = operator_by_hand(net, views, l)
+    print(f"layer {l}: OP {OP.shape}, max |by hand - minissl.covariance_operator| = "
+          f"{np.abs(OP - minissl.covariance_operator(net, views, l)).max():.0e}")
+
+# %% [markdown]
+# **Why the theorem holds: a cancellation.** One draw of the simple loss is a combination
+# $(i, a, b, j, c)$: anchor $x_{ia}$, positive $x_{ib}$ (same sample, any view, $b = a$
+# included), negative $x_{jc}$ (any sample, **$j = i$ included**, as in $\mathbb E_x
+# \mathbb E_{x'}$), any view. There are $N^2 M^3$ combinations and the loss is their mean.
+# Write $w = \mathrm{vec}(W_l)$. Since $f(x) = K(x)^\top w$,
+#
+# $$\nabla_w \tfrac12\|f(x) - f(y)\|^2 = (K(x) - K(y))(K(x) - K(y))^\top w .$$
+#
+# Average this over the combinations. With $S_n = \frac1M \sum_m K_{nm} K_{nm}^\top$ (the
+# second moment of $K$ over the views of sample $n$), the positive pair's views $a, b$ are
+# independent given $i$, and the negative's sample $j$ is independent of $i$:
+#
+# $$\begin{aligned}
+# \text{positive: } \operatorname{mean}\,(K_{ia} - K_{ib})(K_{ia} - K_{ib})^\top
+#   &= \tfrac2N \textstyle\sum_i S_i \;-\; \tfrac2N \sum_i \bar K_i \bar K_i^\top \\
+# \text{negative: } \operatorname{mean}\,(K_{ia} - K_{jc})(K_{ia} - K_{jc})^\top
+#   &= \tfrac2N \textstyle\sum_i S_i \;-\; 2\,\mu\mu^\top
+# \end{aligned}$$
+#
+# The second moments $S_i$, which depend on every view separately, are the **same** in both
+# lines, so they cancel in $\nabla(r_+ - r_-)$, leaving
+# $-2\big(\tfrac1N \sum_i \bar K_i \bar K_i^\top - \mu\mu^\top\big) w = -2\,\mathbb V[\bar K]\,
+# w = -\mathrm{OP}_l\, w$. They cancel only because $b$ and $j$ range over everything; the
+# check after the next one drops $j = i$ and sees the identity change. Here are the two lines,
+# enumerated against their formulas, at the first layer:
+
+# %%
+def second(D):
+    """mean over the combinations t of D_t D_t^T, contracting the output index."""
+    return np.einsum("tpk,tqk->pq", D, D) / len(D)
+
+
+K = minissl.connection(net, views.reshape(N * M, 6), 0).reshape(N, M, -1, 3)   # (N, M, P, n_L)
+I, A, Bv, J, Cv = (k.ravel() for k in np.indices((N, M, M, N, M)))  # all N^2 M^3 combinations
+S = np.einsum("nmpk,nmqk->npq", K, K) / M                            # S_n
+Kbar = K.mean(axis=1)
+mu = Kbar.mean(axis=0)
+KK = np.einsum("npk,nqk->pq", Kbar, Kbar) / N                        # (1/N) sum_i Kbar_i Kbar_i^T
+pos = second(K[I, A] - K[I, Bv])                                     # anchor - positive
+neg = second(K[I, A] - K[J, Cv])                                     # anchor - negative
+pos_formula = 2 * S.mean(axis=0) - 2 * KK
+neg_formula = 2 * S.mean(axis=0) - 2 * mu @ mu.T
+print(f"positive term: max |enumerated - formula| {np.abs(pos - pos_formula).max():.0e}")
+print(f"negative term: max |enumerated - formula| {np.abs(neg - neg_formula).max():.0e}")
+print(f"size of the cancelled part 2 mean S_i: {np.linalg.norm(2 * S.mean(0)):.2f},  "
+      f"of OP: {np.linalg.norm(operator_by_hand(net, views, 0)):.2f},  "
+      f"max |pos - neg + OP| {np.abs(pos - neg + operator_by_hand(net, views, 0)).max():.0e}")
+
+# %% [markdown]
+# The cancelled part is larger than what is left. Now the theorem itself, with nothing
+# taken on trust: enumerate all combinations, compute the real loss with
+# `minissl.contrastive_loss` and the real backward with `net.backward`, and compare with
+# $-\mathrm{OP}_l\, \mathrm{vec}(W_l)$ from `operator_by_hand`.
+
+# %%
 def population(views, own_negative=True):
     """Every (anchor, positive, negative) combination (i, a, b, j, c) of a population."""
     N, M, _ = views.shape
@@ -142,10 +225,8 @@ def mean_gradient(net, triple, loss="simple", tau=1.0):
 grads = mean_gradient(net, population(views))
 print(f"{N * N * M ** 3} combinations")
 for l, W in enumerate(net.weights):
-    OP = minissl.covariance_operator(net, views, l)                  # (P, P)
-    predicted = -(OP @ W.ravel()).reshape(W.shape)
-    print(f"layer {l}: OP {OP.shape}, relative error of -OP vec(W): "
-          f"{rel([grads[l]], [predicted]):.1e}")
+    predicted = -(operator_by_hand(net, views, l) @ W.ravel()).reshape(W.shape)
+    print(f"layer {l}: relative error of -OP vec(W): {rel([grads[l]], [predicted]):.1e}")
 
 # %% [markdown]
 # Exact to rounding, at every layer, with ReLU gates that differ from view to view. The
@@ -156,13 +237,14 @@ for l, W in enumerate(net.weights):
 # %%
 grads_other = mean_gradient(net, population(views, own_negative=False))
 for l, W in enumerate(net.weights):
-    OP = minissl.covariance_operator(net, views, l)
+    OP = operator_by_hand(net, views, l)
     predicted = -(OP @ W.ravel()).reshape(W.shape)
     print(f"layer {l}: vs -OP vec(W): {rel([grads_other[l]], [predicted]):.3f}   "
           f"vs -N/(N-1) OP vec(W): {rel([grads_other[l]], [N / (N - 1) * predicted]):.1e}")
 
 # %% [markdown]
-# `minissl.covariance_update(net, views, layer)` computes the same $\mathrm{OP}_l\,
+# From here on the library's operator is used. `minissl.covariance_update(net, views, layer)`
+# computes the same $\mathrm{OP}_l\,
 # \mathrm{vec}(W_l)$ without ever forming $K$ or $\mathrm{OP}$ (two passes through the
 # Jacobians), which is what makes the operator usable for large layers.
 
@@ -210,8 +292,10 @@ fig.tight_layout()
 #
 # `minissl.train(..., update="covariance")` replaces the gradient step by the operator: at
 # every step it takes the batch's two views `[x, x_+]` as the population (`(N, 2, n_0)`) and
-# moves each layer by `lr * covariance_update(net, views, l, xi)`, with pair weights `xi`
-# for soft triplet and InfoNCE (section 5). It still computes the gradient, for the record:
+# moves each layer by `lr * covariance_update(net, views, l, xi)`. For soft triplet and
+# InfoNCE, `xi` holds one **pair weight** per pair of samples, how hard the loss pushes that
+# pair apart (notebook 1's $\xi = -\partial L/\partial r_-$; section 5 shows how it is
+# computed and what it leaves out). It still computes the gradient, for the record:
 # `cos_by_layer` is, per layer, the cosine between the gradient step $-\partial L/\partial
 # W_l$ and the operator step. Here the same network is trained both ways with InfoNCE.
 
@@ -228,13 +312,14 @@ fig, (a1, a2) = plt.subplots(1, 2)
 for l in range(cos.shape[1]):
     a1.plot(cos[:, l], lw=0.8, label=f"layer {l}")
 a1.axhline(0, color="k", lw=0.6)
-a1.set(xlabel="step", title="cos(gradient step, operator step)", ylim=(-1.05, 1.05))
+a1.set(xlabel="step", ylabel="cosine", title="cos(gradient step, operator step)",
+       ylim=(-1.05, 1.05))
 a1.legend()
 for update, ls in (("gradient", "-"), ("covariance", "--")):
     h = runs[update][1]
     a2.semilogy(h["r_pos"], "C0" + ls, lw=0.8, label=f"$r_+$, {update}")
     a2.semilogy(h["r_neg"], "C1" + ls, lw=0.8, label=f"$r_-$, {update}")
-a2.set(xlabel="step", title="distances (batch means)")
+a2.set(xlabel="step", ylabel="$r$ (batch mean)", title="distances")
 a2.legend(fontsize=7)
 fig.tight_layout()
 for s in (0, 50, 100, 199):
@@ -244,7 +329,8 @@ for s in (0, 50, 100, 199):
 # **What to notice.** For the first ~60 steps the operator step and the gradient step
 # agree (cosines above 0.9 at every layer): this is the theorem at work, seen through one
 # batch. Both runs push the negatives apart, the operator run faster (its pair weights treat
-# all 64 samples of the batch as negatives, the loss has 4 per anchor). Once the distances reach the order of τ the agreement breaks: the
+# all 64 samples of the batch as negatives, the loss has 4 per anchor). Once the distances
+# reach the order of τ the agreement breaks: the
 # cosine falls through zero and the operator keeps expanding everything, **including the
 # positive pairs** ($r_+$ grows with $r_-$ in the dashed run), while gradient training keeps
 # $r_+$ small. The simple loss's operator is exact; soft triplet's and InfoNCE's are built from
@@ -301,7 +387,11 @@ def operator_gap(net, views, loss, tau):
     op = [-minissl.covariance_update(net, views, l, xi=xi) for l in range(net.depth)]
     return rel(exact, op), [cosine(e, o) for e, o in zip(exact, op)]
 
+# %% [markdown]
+# The gap at τ = 0.5 as the augmentation noise grows (left), and at noise 0.2 as τ varies
+# (right):
 
+# %%
 g = np.random.default_rng(4)
 centres, noise_dirs = g.standard_normal((8, 1, 6)), g.standard_normal((8, 3, 6))
 noises = [0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6]
@@ -319,8 +409,11 @@ a1.set(xlabel="augmentation noise", title="gap at τ = 0.5")
 a1.legend(fontsize=7)
 for loss, errs in gaps_tau.items():
     a2.loglog(taus, errs, "o-", ms=3, color="C1" if loss == "soft_triplet" else "C2", label=loss)
+a2.loglog(taus, 0.003 / np.array(taus), "k:", lw=0.8, label="slope −1")
 a2.set(xlabel="τ", title="gap at noise 0.2")
-a1.set_ylabel("relative error of $-$OP$^\\xi$ vec W")
+a2.legend(fontsize=7)
+for ax in (a1, a2):
+    ax.set_ylabel("relative error of $-$OP$^\\xi$ vec W")
 fig.tight_layout()
 for loss, errs in gaps.items():
     print(f"{loss:13s}", "  ".join(f"{s:g}: {r:.0e}" for s, r in zip(noises, errs)))

@@ -25,11 +25,14 @@
 # Tian, Chen & Ganguli (2021), *Understanding self-supervised learning dynamics without
 # contrastive pairs* (which introduced DirectPred):
 #
-# 1. collapse without a predictor, and the predictor × BatchNorm ablation;
-# 2. BatchNorm's mean as an implicit contrastive term;
-# 3. linear BYOL solved exactly, and a quantity it conserves up to weight decay;
-# 4. its fixed points and the weight-decay threshold beyond which it must collapse;
-# 5. DirectPred: a predictor set from the data's correlation instead of trained.
+# 1. one BYOL step written out in NumPy (BatchNorm forward and backward, predictor,
+#    stop-gradient, EMA), checked against `minissl.BYOL`;
+# 2. collapse without a predictor, and the predictor × BatchNorm ablation;
+# 3. BatchNorm's mean as an implicit contrastive term;
+# 4. linear BYOL solved exactly;
+# 5. a quantity it conserves up to weight decay;
+# 6. its fixed points and the weight-decay threshold beyond which it must collapse;
+# 7. DirectPred: a predictor set from the data's correlation instead of trained.
 
 # %%
 import numpy as np
@@ -43,13 +46,115 @@ plt.rcParams.update({"figure.dpi": 90, "figure.figsize": (6.4, 3.0), "font.size"
 np.set_printoptions(precision=4, suppress=True)
 
 # %% [markdown]
-# ## 1. Collapse without a predictor
+# ## 1. One BYOL step, written out
 #
-# The data: 8 Gaussian cluster centres in 16 dimensions, views through noise of size 1.
-# The encoder is `16 → 64 → 16` (`Linear → [BN] → ReLU → Linear`), the predictor is none or
-# a linear map $W_p$, the target is a copy of the online net (`ema = 0`, SimSiam's
-# stop-gradient twin). Three measures of collapse are recorded during training
-# (`minissl.collapse_diagnostics`):
+# The data: 8 Gaussian cluster centres in 16 dimensions; a view is a centre plus noise of
+# size 1. The encoder is $f(x) = W_2\, \mathrm{relu}(\mathrm{BN}(W_1 x))$, `16 → 64 → 16`.
+# **BatchNorm** standardises each hidden unit over the batch: for pre-activations $g$ (one
+# row per input) with batch mean $m$ and variance $v$ per unit,
+#
+# $$y = (g - m)\, r,\qquad r = 1/\sqrt{v + \epsilon}\quad(\epsilon = 10^{-5}).$$
+#
+# The predictor is linear, $p = W_p z$. Both views of N samples go through the encoder as one
+# batch of 2N rows (BN's statistics are over all of them); row $i$'s target is the other
+# view $i'$ of the same sample, embedded by the target network (weights $T_1, T_2$) as
+# $z^t_{i'}$. The loss is $L = \frac1{2N} \sum_i \big(1 - n(p_i) \cdot n(z^t_{i'})\big)$ with
+# $n(a) = a/\|a\|$, the same as the $\tfrac12\|n(p) - n(z^t)\|^2$ above. Backward, in
+# the order of the code below:
+#
+# * through the normalisation $q = n(p)$: $\partial L/\partial p = (\partial L/\partial q - q\,
+#   (q \cdot \partial L/\partial q)) / \|p\|$ (only the part of the gradient orthogonal to $q$
+#   changes $q$);
+# * through the linear layers and the ReLU gate as in notebook 1;
+# * through BN, whose $m$ and $v$ depend on every row of the batch, so $g_i$ moves every
+#   $y_j$. With $\delta = \partial L/\partial y$ (one row per input, means over the batch),
+#
+# $$\frac{\partial L}{\partial g} = r\,\Big(\underbrace{\delta}_{\text{direct}}
+# \;\underbrace{-\ \operatorname{mean}(\delta)}_{\text{through } m}
+# \;\underbrace{-\ y \odot \operatorname{mean}(\delta \odot y)}_{\text{through } v}\Big) .$$
+#
+# The **stop-gradient** is simply that nothing is differentiated through the target's
+# output $z^t$: it enters as a constant.
+
+# %%
+src = minissl.GaussianClusters(n_clusters=8, dim=16, noise=1.0, seed=0)
+
+
+def normalize(a):
+    """n(a): each row divided by its length."""
+    return a / np.linalg.norm(a, axis=1, keepdims=True)
+
+
+def encode(x, W1, W2, eps=1e-5):
+    """Linear -> BN -> ReLU -> Linear; returns z (2N, d) and what the backward needs."""
+    g = x @ W1.T                                          # (2N, 64) pre-activations
+    r = 1 / np.sqrt(g.var(axis=0) + eps)                  # BN: 1 / std of each unit over the batch
+    y = (g - g.mean(axis=0)) * r                          # BN output: mean 0, variance ~1
+    h = np.maximum(y, 0)                                  # ReLU
+    return h @ W2.T, (y, h, r)
+
+# %%
+def byol_grads(W1, W2, Wp, T1, T2, x1, x2, bn_backward=True):
+    """BYOL's symmetric loss and the gradients of W1, W2, Wp, written out."""
+    x = np.concatenate([x1, x2])                          # both views in one batch, (2N, n_0)
+    z, (y, h, r) = encode(x, W1, W2)                      # online embedding
+    p = z @ Wp.T                                          # prediction
+    zt, _ = encode(x, T1, T2)                             # target: a constant (stop-gradient)
+    t = normalize(np.roll(zt, len(x) // 2, axis=0))       # row i's target: the other view's
+    q = normalize(p)
+    L = np.mean(1 - (q * t).sum(axis=1))                  # mean of 1 - cos over the 2N rows
+    dq = -t / len(x)                                      # dL/dq
+    dp = (dq - q * (q * dq).sum(axis=1, keepdims=True)) / np.linalg.norm(p, axis=1, keepdims=True)
+    dWp, dz = dp.T @ z, dp @ Wp                           # predictor
+    dW2, dy = dz.T @ h, (dz @ W2) * (y > 0)               # top Linear, ReLU gate
+    if bn_backward:                                       # BN: direct, mean and variance paths
+        dg = r * (dy - dy.mean(axis=0) - y * (dy * y).mean(axis=0))
+    else:                                                 # a wrong backward: the direct path only
+        dg = r * dy
+    return L, dg.T @ x, dW2, dWp
+
+# %% [markdown]
+# A step then updates the online weights by SGD with weight decay η,
+# $W \leftarrow W - \mathrm{lr}\,(\partial L/\partial W + \eta W)$ (the predictor too), and
+# moves the target towards them by the **exponential moving average** (EMA)
+# $T \leftarrow \mathrm{ema}\; T + (1 - \mathrm{ema})\, W$. `minissl.BYOL(n_in, cfg)` holds
+# the same three networks (`online`, `predictor`, `target`) and `model.step(x1, x2)` takes
+# one step. Start both from the same weights, feed both the same batches, and compare:
+
+# %%
+cfg = minissl.BYOLConfig()                 # the defaults: BN, linear predictor, EMA 0.99
+lr, eta, ema = cfg.lr, cfg.weight_decay, cfg.ema
+print(f"lr {lr}, weight decay {eta}, ema {ema}, batch {cfg.batch_size}")
+model = minissl.BYOL(16, cfg)
+W1, W2 = (W.copy() for W in model.online.weights)
+T1, T2 = (W.copy() for W in model.target.weights)
+Wp = model.Wp.copy()
+rng = np.random.default_rng(0)
+for step in range(5):
+    x1, x2, _ = src.triples(cfg.batch_size, rng)
+    L, dW1, dW2, dWp = byol_grads(W1, W2, Wp, T1, T2, x1, x2)
+    W1, W2, Wp = W1 - lr * (dW1 + eta * W1), W2 - lr * (dW2 + eta * W2), Wp - lr * (dWp + eta * Wp)
+    T1, T2 = ema * T1 + (1 - ema) * W1, ema * T2 + (1 - ema) * W2
+    print(f"step {step}: loss by hand {L:.12f}, model.step {model.step(x1, x2):.12f}")
+lib = [*model.online.weights, model.Wp, *model.target.weights]
+print("max |by hand - minissl| over all weights after 5 steps:",
+      f"{max(np.abs(a - b).max() for a, b in zip([W1, W2, Wp, T1, T2], lib)):.0e}")
+_, dW1_direct, _, _ = byol_grads(W1, W2, Wp, T1, T2, x1, x2, bn_backward=False)
+_, dW1, _, _ = byol_grads(W1, W2, Wp, T1, T2, x1, x2)
+print(f"BN's direct path alone misses {np.linalg.norm(dW1_direct - dW1) / np.linalg.norm(dW1):.0%} "
+      f"of dW1 (relative error)")
+
+# %% [markdown]
+# The hand-written step and `minissl` agree to rounding, and leaving out BN's mean and
+# variance paths gives a visibly wrong gradient: BN's backward is part of what BYOL trains
+# with. From here on `minissl.BYOL` and `minissl.train_byol` (which repeats `model.step` on
+# fresh batches and records diagnostics) take the steps.
+#
+# ## 2. Collapse without a predictor
+#
+# Now train. The target is a copy of the online net (`ema = 0`, SimSiam's stop-gradient
+# twin), and the predictor is none or the linear $W_p$. Three measures of collapse are
+# recorded during training (`minissl.collapse_diagnostics`):
 #
 # * **effective rank** of the embeddings: 1 if they all lie on one line, 16 for a flat
 #   spectrum;
@@ -63,10 +168,8 @@ np.set_printoptions(precision=4, suppress=True)
 # hidden layer} with `minissl.train_byol`.
 
 # %%
-src = minissl.GaussianClusters(n_clusters=8, dim=16, noise=1.0, seed=0)
-base = minissl.BYOLConfig(log_every=20, ema=0.0, seed=0)   # the defaults: lr, batch, steps, ...
-print(f"lr {base.lr}, weight decay {base.weight_decay}, batch {base.batch_size}, "
-      f"{base.steps} steps, embedding width d = {base.out_dim}")
+base = minissl.BYOLConfig(log_every=20, ema=0.0, seed=0)   # otherwise the defaults of section 1
+print(f"{base.steps} steps of {base.batch_size} samples, embedding width d = {base.out_dim}")
 no_bn = dict(bn_mean="omit", bn_var="omit")
 runs = {"no predictor, no BN": dict(predictor="none", **no_bn),
         "no predictor, BN": dict(predictor="none"),
@@ -90,29 +193,33 @@ for name, h in hists.items():
           f"{r['collapsed_loss']:10.4f}")
 
 # %% [markdown]
-# **What to notice.** Without a predictor both runs collapse steadily: the rank falls from
-# about 7 to 1.1–1.3 by step 300, std → 0, and the loss sits at the collapsed loss, both ≈ 0. With a linear predictor
-# neither collapses: rank about 6.8 (there are 8 clusters), std 0.8–0.9 and a loss far
+# **What to notice.** Without a predictor both runs collapse steadily: the effective rank
+# falls from about 5.7 at step 20 (the first record) to 1.1–1.3 at step 300, std·√d from 0.2
+# to 0.01–0.03, and the loss sits at the collapsed loss, both ≈ 0. With a linear predictor
+# neither collapses: the rank stays near 8 for the first 100 steps and ends at 6.8 (there are
+# 8 clusters), std·√d rises to 0.8–0.9, and the loss stays far
 # below the collapsed loss. **BN makes no difference here, with or without a predictor.**
 # That is an honest negative result on this toy for the BN part of the paper's account
 # (`docs/byol.md` §3 has the full ablation, including BN's mean detached, and an HLTM
 # dataset where BN's mean does matter).
 
 # %% [markdown]
-# ## 2. BatchNorm's mean is an implicit contrastive term
+# ## 3. BatchNorm's mean is an implicit contrastive term
 #
 # Even where it does not decide the outcome, BN changes the gradient in a way that looks
-# like a contrastive loss. For a linear layer $g = W f$ followed by BN, the gradient splits
-# along BN's paths. With $\delta_i$ the signal that reaches $g_i$ through BN's direct path,
-# the path through the batch mean adds
+# like a contrastive loss. Take the first layer, $g = W_1 x$, on a batch of $B$ rows (both
+# views), and split its gradient $dW_1 = \sum_i (\partial L/\partial g_i)\, x_i^\top$ along
+# the three terms of BN's backward in section 1. With $\delta_i = r \odot \partial L/\partial
+# y_i$ the direct term of row $i$, the term through the batch mean adds
 #
-# $$dW_{\text{mean}} = -\frac1N \sum_i \sum_j \delta_i f_j^\top ,\qquad
-# dW_{\text{direct}} + dW_{\text{mean}} = \sum_i \delta_i (f_i - \bar f)^\top = N\,
-# \mathrm{Cov}_{\text{batch}}(\delta, f) :$$
+# $$dW_{\text{mean}} = -\frac1B \sum_i \sum_j \delta_i x_j^\top ,\qquad
+# dW_{\text{direct}} + dW_{\text{mean}} = \sum_i \delta_i (x_i - \bar x)^\top = B\,
+# \mathrm{Cov}_{\text{batch}}(\delta, x) :$$
 #
-# a sum over pairs of *different* samples $i \ne j$ with a minus sign, the shape of the
+# a sum over pairs of *different* rows $i \ne j$ with a minus sign, the shape of the
 # negative-pair term of a contrastive loss, although no negative pair was ever formed.
-# `BYOL.implicit_contrastive` returns the parts of one layer's gradient.
+# `BYOL.implicit_contrastive(x1, x2)` returns these parts of one layer's gradient (and the
+# variance term) for the model's current weights.
 
 # %%
 model = minissl.BYOL(16, base)                       # BN (mean and variance) + linear predictor
@@ -125,18 +232,18 @@ parts = model.implicit_contrastive(x1, x2)           # first layer's gradient, b
 cov_form = parts["direct"] + parts["mean"]
 print(f"||dW_mean|| / ||dW_total||:                  "
       f"{np.linalg.norm(parts['mean']) / np.linalg.norm(parts['total']):.3f}")
-print(f"cross-sample share of the mean path:         "
+print(f"share of the i != j pairs in the mean path:   "
       f"{np.linalg.norm(parts['mean_cross']) / np.linalg.norm(parts['mean']):.4f}")
-print(f"|| (direct + mean) - N Cov(delta, f) || rel.: "
+print(f"|| (direct + mean) - B Cov(delta, x) || rel.: "
       f"{np.linalg.norm(cov_form - parts['covariance']) / np.linalg.norm(parts['covariance']):.1e}")
 
 # %% [markdown]
 # The mean path carries about a third of the gradient's norm here, it is made almost
-# entirely of cross-sample pairs ($i \ne j$; the same-sample part is one term in 512), and
+# entirely of pairs of different rows ($i \ne j$; the $j = i$ part is one term in $B = 512$), and
 # the direct and mean paths together are exactly the batch covariance form.
 
 # %% [markdown]
-# ## 3. Linear BYOL, exactly
+# ## 4. Linear BYOL, exactly
 #
 # To see *why* a predictor prevents collapse, make everything linear (Tian, Chen & Ganguli
 # 2021): online $W$ ($d \times n$), predictor $W_p$ ($d \times d$), target $W_a$ ($d \times
@@ -172,11 +279,11 @@ fig.tight_layout()
 # %% [markdown]
 # Left: a predictor as fast as the encoder and little weight decay; the singular values of
 # $W$ settle at nonzero values. Right: a slow predictor and strong weight decay; every
-# singular value decays to zero, the linear version of collapse. Sections 4 and 5 explain
+# singular value decays to zero, the linear version of collapse. Sections 5 and 6 explain
 # the difference.
 
 # %% [markdown]
-# ## 4. A conserved quantity (up to weight decay)
+# ## 5. A conserved quantity (up to weight decay)
 #
 # Write $R = W_a X - W_p W (X + X')$, so that $\dot W = W_p^\top R - \eta W$ and
 # $\dot W_p = \alpha_p R W^\top - \eta W_p$. Then
@@ -202,7 +309,7 @@ def invariant(W, Wp, alpha_p, transpose_first=True):
     P = Wp.T @ Wp if transpose_first else Wp @ Wp.T
     return W @ W.T - P / alpha_p
 
-
+# %%
 print(f"W_p(0) symmetric? ||W_p - W_p^T|| / ||W_p|| = "
       f"{np.linalg.norm(Wp0 - Wp0.T) / np.linalg.norm(Wp0):.2f}")
 fig, ax = plt.subplots(figsize=(5.2, 3.0))
@@ -241,7 +348,7 @@ fig.tight_layout()
 #   $\dot C = -2\eta\,(W W^\top - W_p^\top W_p)$, which is not proportional to $C$ unless
 #   $\alpha_p = 1$, and the identity fails.
 # * **Gradient steps small enough**: SGD is a discretisation, off by $O(\mathrm{lr})$.
-# * **A predictor trained by gradient** (DirectPred, section 6, sets $W_p$ directly).
+# * **A predictor trained by gradient** (DirectPred, section 7, sets $W_p$ directly).
 #
 # And one generalisation: nothing requires the encoder to be linear. $W$ can be the **last
 # layer** of a deep ReLU encoder with BN inside, and the loss can normalise $p$: the two
@@ -262,7 +369,7 @@ def invariant_in_sgd(cfg, n_in, source, steps, alpha_p, eta, lr, init=None, seed
             dev = max(dev, np.linalg.norm(C_of() - np.exp(-2 * eta * k * lr) * C0))
     return dev / np.linalg.norm(C0)
 
-
+# %%
 alpha_p, eta, lr = 3.0, 0.1, 0.01
 linear = dict(hidden=(), out_dim=4, predictor="linear", normalize=False, ema=1 - lr,
               lr=lr, predictor_lr=alpha_p, weight_decay=eta, batch_size=256)
@@ -287,9 +394,9 @@ print(f"ReLU encoder 16-32-8 with BN, normalised loss: deviation "
 # the predictor cannot vanish while the encoder stays large, nor the other way round.
 
 # %% [markdown]
-# ## 5. Fixed points and the weight-decay threshold
+# ## 6. Fixed points and the weight-decay threshold
 #
-# Where can the flow of section 3 come to rest with $W \ne 0$? Take one eigen-direction $u$
+# Where can the flow of section 4 come to rest with $W \ne 0$? Take one eigen-direction $u$
 # of $X$ with eigenvalue $s$, isotropic augmentation $X' = \sigma^2 I$ (as in the default
 # problem) and a rank-one mode $W = w\, v u^\top$, $W_p = p\, v v^\top$. At rest the target
 # equals the online net ($\dot W_a = 0 \Rightarrow W_a = W$, whatever β), and the two
@@ -297,7 +404,7 @@ print(f"ReLU encoder 16-32-8 with BN, normalised loss: deviation "
 #
 # $$p\,\big(s - p\,(s + \sigma^2)\big) = \eta, \qquad w^2 = p^2/\alpha_p$$
 #
-# (the second is $C = 0$ from section 4). The first is a quadratic in $p$ with real roots
+# (the second is $C = 0$ from section 5). The first is a quadratic in $p$ with real roots
 #
 # $$p_\pm = \frac{s \pm \sqrt{s^2 - 4\eta (s + \sigma^2)}}{2 (s + \sigma^2)}
 # \quad\text{only if}\quad \eta \le \eta^*(s) = \frac{s^2}{4 (s + \sigma^2)} .$$
@@ -352,7 +459,7 @@ print("thresholds eta*(s_j):", np.round(s ** 2 / (4 * (s + sigma2)), 4))
 # basin.
 
 # %% [markdown]
-# ## 6. DirectPred
+# ## 7. DirectPred
 #
 # If the predictor matters through its eigen-structure, can it be *set* instead of
 # learned? DirectPred (Tian, Chen & Ganguli 2021) keeps a running average of the
@@ -384,15 +491,16 @@ ax.legend(fontsize=7)
 fig.tight_layout()
 
 # %% [markdown]
-# **What to notice.** The trained predictor's eigenvectors line up with $F$'s on the 8
-# directions that carry the 8 clusters (cosines ≈ 1) and not on the rest, where its
-# eigenvalues are near zero: the structure DirectPred builds in. Its eigenvalues are ordered
+# **What to notice.** The trained predictor's eigenvectors line up with $F$'s on the
+# leading directions, which carry the 8 clusters (cosine 1.00 for the first seven, 0.89 for
+# the eighth), and not on the rest, where its eigenvalues are near zero: the structure
+# DirectPred builds in. Its eigenvalues are ordered
 # roughly like DirectPred's but flatter than $\sqrt{s_j/s_1}$ here. DirectPred itself, with no
 # predictor training at all, does not collapse (rank above 9).
 #
 # ## Exercises
 #
-# **Exercise 1 (EMA without a predictor).** In section 1 train the "no predictor, no BN"
+# **Exercise 1 (EMA without a predictor).** In section 2 train the "no predictor, no BN"
 # network with a slow target, `ema=0.99`, for 1000 steps (`steps=1000, log_every=100`).
 # Does the EMA prevent collapse?
 
@@ -409,7 +517,7 @@ fig.tight_layout()
 # ```
 
 # %% [markdown]
-# **Exercise 2 (a frozen target).** In section 4, what happens to $C(t)$ with β = 0 (the
+# **Exercise 2 (a frozen target).** In section 5, what happens to $C(t)$ with β = 0 (the
 # target never moves from $W_a(0)$) and η = 0.1?
 
 # %% [answer]
