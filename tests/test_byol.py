@@ -442,12 +442,12 @@ def test_cli_byol_prints_the_table(capsys):
     ("predictor", "deep", "predictor must be one of"),
     ("bn_mean", "centre", "bn_mean must be one of"),
     ("bn_var", None, "bn_var must be one of"),
-    ("ema", 1.0, r"ema must be in \[0, 1\)"),
+    ("ema", 1.0, r"ema must be a finite number in \[0, 1\), got 1\.0"),
     ("lr", 0, "lr must be a finite number > 0"),
     ("predictor_lr", -1, "predictor_lr must be"),
     ("weight_decay", -0.1, "weight_decay must be"),
     ("batch_size", 1, "batch_size must be an integer >= 2"),
-    ("directpred_rho", 1.0, "directpred_rho must be in"),
+    ("directpred_rho", 1.0, r"directpred_rho must be a finite number in \[0, 1\)"),
     ("hidden", (4, 0), r"hidden\[1\] must be an integer >= 1"),
 ])
 def test_bad_config(field, value, match):

@@ -1,7 +1,9 @@
 """The command line: hltm (table and JSON), sweep (table, CSV, parallel), flag errors,
 the subcommand registry, presets, and the module entry point."""
+import argparse
 import csv
 import json
+import re
 import subprocess
 import sys
 
@@ -249,3 +251,109 @@ def test_flags_are_the_configs_settings(capsys):
     with pytest.raises(SystemExit):
         parser.parse_args(["byol", "--help"])
     assert "(default 0.5)" in capsys.readouterr().out         # BYOLConfig.lr
+
+
+# ----------------------------------------------------------------------------- every flag counts
+# The result of a command is what it hands its runner (mocked: nothing runs). Every flag a
+# subcommand accepts must change that, or be refused (exit 2, naming the flag); the flags below
+# change only how or where the result is shown or computed, and have tests of their own.
+EXECUTION_FLAGS = {"--json": "output format", "--progress": "progress display",
+                   "--threads": "BLAS threads", "--n-jobs": "processes", "--jobs": "processes",
+                   "--dask": "where the runs execute", "--csv": "writes a file",
+                   "--figure": "writes a file"}
+RUNNERS = ("hltm_experiment", "run_sweep", "covariance_experiment", "run_ablation",
+           "byol_doc_figures", "run_selectivity_seeds", "selectivity_experiment",
+           "acceleration_experiment", "decoupling_experiment", "decoupling_table",
+           "run_supervision")
+CONTEXTS = {"hltm": [[], ["--probe"]], "byol": [[], ["--data", "hltm"]],
+            "selectivity": [[], ["--seeds", "2"]], "decoupling": [[], ["--table"]],
+            "supervision": [[], ["--pairings", "given"]]}
+VALUES = {"--polarity": [["0.2", "0.6"], ["0.2:0.6"]], "--preset": [["reference"]],
+          "--loss": [["simple"], ["ref_nce"], ["preset", "simple"]], "--hid": [["3"], ["3", "6"]],
+          "--label-latents": [["1"], ["0", "1"]], "--pairings": [["given"]],
+          "--emas": [["0.5"]], "--hidden": [["8"]], "--predictors": [["linear"], ["mlp"]],
+          "--bn-means": [["omit"]], "--only": [["relu complementary"]], "--layer": [["0"]],
+          "--keep-depth": [["2"]], "--label-latent": [["1"]], "--negatives": [["2"]],
+          "--sampler": [["compiled"]], "--backend": [["numba"], ["numpy"]],
+          "--outdir": [["{tmp}"]],
+          "--measured": [["1000"]], "--samples-per-epoch": [["1280"]], "--seeds": [["1"], ["2"]],
+          "--probe": [[], ["all"]], "--snapshots": [["5"]], "--seed": [["7"]],
+          "--batch-size": [["32"]], "--steps": [["60"]], "--k": [["3"], ["2"]]}
+
+
+class Captured(Exception):
+    """A runner was called: what the command would have run."""
+
+
+def _canonical(v):
+    if callable(v) and not isinstance(v, type) and not hasattr(v, "__dataclass_fields__"):
+        return "<callable>"
+    if isinstance(v, (list, tuple)):
+        return [_canonical(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _canonical(x) for k, x in v.items()}
+    return re.sub(r" at 0x[0-9a-f]+", "", repr(v))
+
+
+def _flag_values(action):
+    flag = action.option_strings[0]
+    if flag in VALUES:                                   # as many values as it takes
+        n = {None: 1, "?": 1, "+": None}.get(action.nargs, action.nargs)
+        return [v for v in VALUES[flag] if n is None or len(v) == n or (
+            action.nargs == "?" and not v)]
+    if isinstance(action, argparse.BooleanOptionalAction):
+        return [[]]                                      # --x and --no-x, below
+    if action.nargs == 0:
+        return [[]]
+    if action.choices:
+        return [[c] for c in action.choices]
+    return {int: [["2"], ["3"]], float: [["0.3"], ["0.05"]]}.get(action.type, [["2"]])
+
+
+def _result(argv, monkeypatch, capsys):
+    """``("ran", runner call)`` or ``("refused", stderr)``."""
+    def capture(name):
+        def runner(*args, **kwargs):
+            raise Captured(name, _canonical(args), _canonical(kwargs))
+        return runner
+    for name in RUNNERS:
+        monkeypatch.setattr(E, name, capture(name))
+    try:
+        cli.main(argv)
+    except Captured as c:
+        capsys.readouterr()
+        return "ran", c.args
+    except SystemExit as e:
+        assert e.code == 2, (argv, e.code)
+        return "refused", capsys.readouterr().err
+    raise AssertionError(f"{argv} returned without running")
+
+
+@pytest.mark.parametrize("command", list(cli.COMMANDS))
+def test_every_flag_changes_the_run_or_is_refused(command, monkeypatch, capsys, tmp_path):
+    sub = next(a for a in cli.build_parser()._actions
+               if isinstance(a, argparse._SubParsersAction)).choices[command]
+    ignored = []
+    for context in CONTEXTS.get(command, [[]]):
+        base = _result([command, *context], monkeypatch, capsys)
+        assert base[0] == "ran", (context, base)
+        for action in sub._actions:
+            if not action.option_strings or action.dest == "help":
+                continue
+            flag = action.option_strings[0]
+            if flag in EXECUTION_FLAGS or flag in context:
+                continue
+            tries = [[flag, *(v.replace("{tmp}", str(tmp_path)) for v in vals)]
+                     for vals in _flag_values(action)]
+            if isinstance(action, argparse.BooleanOptionalAction):
+                tries = [[flag], ["--no-" + flag[2:]]]
+            outcomes = [_result([command, *context, *t], monkeypatch, capsys) for t in tries]
+            kinds = []
+            for kind, out in outcomes:
+                line = out.strip().splitlines()[-1] if kind == "refused" else ""
+                kinds.append(("changed" if out != base[1] else "same") if kind == "ran" else
+                             ("refused: " if flag in line else "refused, not naming it: ")
+                             + line[:150])
+            if all(k == "same" for k in kinds) or any("not naming" in k for k in kinds):
+                ignored.append(f"{' '.join([command, *context])} {flag}: {kinds}")
+    assert not ignored, "\n".join(ignored)

@@ -88,7 +88,7 @@ def check_grid(values, name, check):
     """``values`` as a tuple without repeats (first occurrence kept), each checked by
     ``check(name, value)``; at least one."""
     if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
-        raise ValueError(f"{name} must be a list of values, got {values!r}")
+        raise ValueError(f"{name} must be a list of values, got {B.shown(values)}")
     out = tuple(dict.fromkeys(check(name, v) for v in values))
     if not out:
         raise ValueError(f"{name}: choose at least one value")
@@ -96,10 +96,7 @@ def check_grid(values, name, check):
 
 
 def _check_ema(name, e):
-    e = B.check_real(name, e, 0, 1)
-    if e == 1:
-        raise ValueError(f"{name} must be in [0, 1), got {e!r}")
-    return e
+    return B.check_real(name, e, 0, 1, hi_open=True)
 
 
 def ablation_grid(cfg, predictors, bn_means, emas):
