@@ -196,16 +196,21 @@ def _save(fig, outdir, name):
     P.save_png(fig, os.path.join(outdir, name), dpi=90)
 
 
-def byol_doc_figures(outdir="docs/img", seed=0):
+def byol_doc_figures(outdir="docs/img", seed=0, progress=None):
     """Run the experiments of docs/byol.md, write its PNG figures to ``outdir`` and print the
-    numbers the doc quotes (``python -m minissl byol-figures --outdir docs/img``)."""
+    numbers the doc quotes (``python -m minissl byol-figures --outdir docs/img``).
+    ``progress()`` after each of the four experiments."""
+    B.check_int("seed", seed, 0)
     os.makedirs(outdir, exist_ok=True)
     src = make_source("toy", seed=seed)
     base = BYOLConfig(ema=0.0, seed=seed, log_every=10)
-    _collapse_figures(src, base, outdir)
-    _implicit_contrastive_figure(src, base, outdir)
-    _linear_figures(outdir, seed)
-    _directpred_figure(src, base, outdir)
+    for part in (lambda: _collapse_figures(src, base, outdir),
+                 lambda: _implicit_contrastive_figure(src, base, outdir),
+                 lambda: _linear_figures(outdir, seed),
+                 lambda: _directpred_figure(src, base, outdir)):
+        part()
+        if progress is not None:
+            progress()
 
 
 def _collapse_figures(src, base, outdir):

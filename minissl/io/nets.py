@@ -60,6 +60,8 @@ def check_state(st, limits=None):
         raise ValueError(f"a ReLUNet state has unknown keys {B.shown(unknown)}")
     st = {**STATE_DEFAULTS, **st}
     sizes = check_sizes(st["sizes"])
+    for name in ("bias", "normalize"):                      # "False" would be truthy
+        B.check_bool(name, st[name])
     if st["masks"] is not None and not isinstance(st["masks"], (list, tuple)):
         raise ValueError(f"masks must be None or a list, got {type(st['masks']).__name__}")
     check_net_size(sizes, st["masks"], B.check_dtype(st["dtype"]), limits,
