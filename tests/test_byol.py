@@ -3,7 +3,6 @@
 network's gradient equals the ODE's right-hand side on a finite population (exact); Euler and
 SGD against the integrated ODE; DirectPred's eigenvalues and eigenvectors; EMA; predictor
 re-initialisation; collapse end to end; HLTM latent recovery; CLI; bad input."""
-import argparse
 import types
 
 import numpy as np
@@ -427,11 +426,9 @@ def test_hltm_latent_recovery_and_tree_encoder():
 
 
 def test_cli_byol_prints_the_table(capsys):
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers()
-    cli.add_byol_parser(sub)
-    args = parser.parse_args(["byol", "--steps", "5", "--predictors", "linear",
-                              "--bn-means", "normal", "omit", "--emas", "0", "--eval-size", "64"])
+    args = cli.build_parser().parse_args(["byol", "--steps", "5", "--predictors", "linear",
+                                          "--bn-means", "normal", "omit", "--emas", "0",
+                                          "--eval-size", "64"])
     assert cli.run_byol(args) == 0
     out = capsys.readouterr().out
     assert out.count("| linear |") == 2 and "eff. rank" in out

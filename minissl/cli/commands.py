@@ -79,9 +79,6 @@ def _out_path(s):
     return s
 
 
-_csv_path = _out_path
-
-
 def _out_dir(s):
     """A folder that exists and is writable, or can be made in one that is."""
     path = os.path.abspath(s)
