@@ -10,8 +10,8 @@ The mathematics is written once against an array module ``xp``; this module pick
 - ``rng(seed)``: NumPy's ``default_rng``; ``derive_seed(seed, stream)``: an independent seed
   per use. Data are made on the CPU so that every backend sees the same numbers.
 - ``check_finite``; and, from ``minissl.checks`` (the validators, settings metadata and
-  optional packages, kept out of the core), ``check_int``/``check_real``/``check_choice``,
-  ``setting``/``check_settings`` and ``require``, so the core writes ``B.check_int``.
+  optional packages, kept out of the core), ``check_int``/``check_real``/``check_bool``/
+  ``check_choice``, ``shown``, ``setting``/``check_settings``, ``require``: ``B.check_int``.
 """
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ import functools
 
 import numpy as np
 
-from .checks import (MissingExtra, check_choice, check_int, check_real,  # noqa: F401
-                     check_settings, require, setting)
+from .checks import (MissingExtra, check_bool, check_choice, check_int,  # noqa: F401
+                     check_real, check_settings, check_source, require, setting, shown)
 
 BACKENDS = ("numpy", "numba", "cupy")
 DTYPES = ("float64", "float32")
@@ -79,7 +79,7 @@ def check_dtype(dtype) -> np.dtype:
     except TypeError:
         name = None
     if name not in DTYPES:
-        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+        raise ValueError(f"dtype must be one of {DTYPES}, got {shown(dtype)}")
     return np.dtype(name)
 
 

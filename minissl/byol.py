@@ -131,7 +131,7 @@ class BYOLConfig:
 
     def validate(self):
         if isinstance(self.hidden, (str, bytes)) or not hasattr(self.hidden, "__len__"):
-            raise ValueError(f"hidden must be a tuple of widths, got {self.hidden!r}")
+            raise ValueError(f"hidden must be a tuple of widths, got {B.shown(self.hidden)}")
         self.hidden = tuple(B.check_int(f"hidden[{i}]", h, 1) for i, h in enumerate(self.hidden))
         B.check_settings(self)
         if self.directpred and self.predictor != "linear":

@@ -37,7 +37,7 @@ import numpy as np
 
 from . import backend as B
 from .kernels import twin
-from .budget import Cost, check_dense, pass_cost
+from .budget import Cost, check_dense, pass_cost, spectrum_cost
 from .losses import check_loss, pair_weights
 from .nets import jacobians
 
@@ -317,8 +317,8 @@ def covariance_spectrum(net, views, layer, k=4, xi=None, method="auto", tol=0.0,
     ``blas_threads`` (NumPy path, "lanczos"): CPU BLAS threads during the solve (None: leave
     as set). Lanczos spends its time in vector operations of length P and small products,
     where threads do not pay: on a loaded 2-core machine 1 thread was ~20x faster than 2
-    (docs/performance.md). The memory and work of the chosen method are checked against the
-    environment's limits first ("dense" past them names the matrix-free "lanczos").
+    (docs/performance.md). The memory and work of the chosen method (``budget.spectrum_cost``:
+    with eigh's or eigsh's workspace) are checked against the environment's limits first.
     """
     layer = _check_layer(net, layer)
     B.check_choice("method", method, SPECTRUM_METHODS)
@@ -334,7 +334,9 @@ def covariance_spectrum(net, views, layer, k=4, xi=None, method="auto", tol=0.0,
     views = _check_views(net, views)
     N = views.shape[0]
     small = P <= DENSE_MAX_P and N * P * net.sizes[-1] <= DENSE_MAX_KBAR
-    if method == "dense" or (method == "auto" and (small or k >= P - 1)):
+    dense = method == "dense" or (method == "auto" and (small or k >= P - 1))
+    spectrum_cost(net.sizes, net.dtype, N, views.shape[1], layer, k, dense).check()
+    if dense:
         OP = covariance_operator(net, views, layer, xi)
         w, U = xp.linalg.eigh(OP)
         vals, vecs = w[::-1][:k], U[:, ::-1][:, :k]

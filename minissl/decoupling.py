@@ -17,7 +17,7 @@ The network (``layers.WeightNormLinear`` + ``layers.SymmetricThreshold`` or ``Re
 ``experiments/decoupling.py``; docs/decoupling.md has the results.
 
 Shapes: ``n`` samples, ``d1`` input width, ``d`` sparse features, ``r`` dense rank, ``m``
-neurons. Only ``minissl.backend`` is imported from the package.
+neurons. Only ``minissl.backend`` and ``minissl.budget`` are imported from the package.
 
 Noise scale: the noise augmentation adds ``s ε`` with ``ε ~ N(0, I_d1)`` (per-coordinate scale
 s, so the closed form is ``a / (a + s^2)``): at ``s = 1`` the noise energy ``d1`` dwarfs
@@ -33,6 +33,7 @@ import math
 import numpy as np
 
 from . import backend as B
+from .budget import sparse_views_cost
 
 AUGMENTATIONS = ("complementary", "mask", "noise", "none")
 BASES = ("random", "identity")
@@ -143,14 +144,16 @@ class SparseCoding:
         return 2.0 * D * X
 
     def views(self, n, m, rng):
-        """(n, m, d1): m augmented views of each of n fresh samples."""
+        """(n, m, d1): m augmented views of each of n fresh samples (memory checked first)."""
         rng = B.rng(rng)
+        sparse_views_cost(self, n, m).check()
         return self.augment(self.sample(n, rng), m, rng)
 
     def triples(self, n, rng):
         """Anchor and positive (two views of one sample), ``negatives`` views of other samples:
         (n, d1), (n, d1), (n, H, d1)."""
         rng = B.rng(rng)
+        sparse_views_cost(self, n, 2, 1 + self.negatives, f"n={n}, negatives={self.negatives}").check()
         v = self.views(n, 2, rng)
         neg = self.views(n * self.negatives, 1, rng).reshape(n, self.negatives, self.d1)
         return v[:, 0], v[:, 1], neg

@@ -43,10 +43,10 @@ def check_polarity(polarity):
         lo, hi = (B.check_real("polarity", p, 0, 1) for p in polarity)
     except (TypeError, ValueError):
         raise ValueError(f"polarity must be a pair (lo, hi) with 0 <= lo <= hi <= 1, "
-                         f"got {polarity!r}") from None
+                         f"got {B.shown(polarity)}") from None
     if not lo <= hi:
         raise ValueError(f"polarity must be a pair (lo, hi) with 0 <= lo <= hi <= 1, "
-                         f"got {polarity!r}")
+                         f"got {B.shown(polarity)}")
     return lo, hi
 
 

@@ -79,7 +79,7 @@ class Linear:
             W *= m
         self.W = self.xp.asarray(W.astype(self.dtype))
         self.b = (self.xp.asarray((g.uniform(-1.0, 1.0, n_out) * bound[:, 0]).astype(self.dtype))
-                  if bias else None)
+                  if B.check_bool("bias", bias) else None)
         self.mask = None if m is None else self.xp.asarray(m)
         plan = twin("linear", backend) if m is not None else None
         self.plan = None if plan is None else plan(m)      # compiled masked products
@@ -316,7 +316,7 @@ class BatchNorm:
         self.omit_var = B.check_choice("omit_var", omit_var, BN_OMIT_VAR)
         self.eps = B.check_real("eps", eps, 0, lo_open=True)
         self.groups = B.check_int("groups", groups, 1)
-        self.affine, self.xp = bool(affine), xp
+        self.affine, self.xp = B.check_bool("affine", affine), xp
         self.gamma = xp.ones(self.n, dtype=dtype) if self.affine else None
         self.beta = xp.zeros(self.n, dtype=dtype) if self.affine else None
         self.fixed_stats = None

@@ -20,7 +20,7 @@ import numpy as np
 
 from . import backend as B
 from .kernels import twin
-from .budget import correlation_cost
+from .budget import check_correlation
 
 
 class Correlation(NamedTuple):
@@ -98,11 +98,13 @@ def _by_depth(tree, per_latent):
             for d in range(tree.depth, 0, -1)}
 
 
-def _eval_set(tree, n, rng, x, z):
+def _eval_set(tree, n, rng, x, z, check):
+    """``(x, z)`` checked, drawn (n samples) if not given; ``check(n)`` (the cost of n
+    samples, ``budget.check_correlation``; returns n) runs before anything is drawn."""
     if (x is None) != (z is None):
         raise ValueError("give both x and z (an evaluation set from tree.sample) or neither")
     if x is None:
-        x, z = tree.sample(B.check_int("n", n, 2), rng)
+        x, z = tree.sample(check(B.check_int("n", n, 2)), rng)
     x, z = np.asarray(B.to_numpy(x)), np.asarray(B.to_numpy(z))
     if x.ndim != 2 or x.shape[1] != tree.n_leaves or z.shape != (len(x), tree.n_latents):
         raise ValueError(f"x must be (n, {tree.n_leaves}) and z (n, {tree.n_latents}); "
@@ -112,7 +114,7 @@ def _eval_set(tree, n, rng, x, z):
     x = tree.check_leaves(x)
     if z.dtype.kind not in "biuf" or not np.isin(z, (0, 1)).all():
         raise ValueError("z must hold binary values (0 or 1: the HLTM's latents are binary)")
-    return x, z.astype(np.float64)
+    return x[:check(len(x))], z.astype(np.float64)
 
 
 def normalized_correlation(tree, net, n=10000, rng=0, *, x=None, z=None, limits=None):
@@ -122,10 +124,10 @@ def normalized_correlation(tree, net, n=10000, rng=0, *, x=None, z=None, limits=
     Float64, two passes (``unit_correlations``, or its compiled twin for a "numba" net).
     Returns ``Correlation(per_latent (n_latents,) BFS, by_depth {depth: mean}, per_unit
     (n_latents, hid))``, every unit's |Pearson| with its latent, ``per_latent`` its row max.
-    ``budget.correlation_cost`` is checked against ``limits`` first.
+    ``budget.correlation_cost`` is checked against ``limits`` before anything is drawn.
     """
-    x, z = _eval_set(tree, n, rng, x, z)
-    correlation_cost(tree.n_nodes, net.sizes, len(x), net.dtype).check(limits)
+    x, z = _eval_set(tree, n, rng, x, z, lambda m: check_correlation(
+        tree.n_nodes, net.sizes, m, net.dtype, limits))
     corr = twin("unit_correlations", net.backend) or unit_correlations
     eps = np.finfo(net.dtype).eps
     s = tree.level_starts
@@ -141,8 +143,8 @@ def correlation_ceiling(tree, n=10000, rng=0, *, x=None, z=None, limits=None):
     subtree's leaves correlates more), with the exact posterior of ``HLTM.posterior_mean``,
     estimated on ``n`` samples (or the given ``x, z``). Returns a ``Correlation``.
     """
-    x, z = _eval_set(tree, n, rng, x, z)
-    correlation_cost(tree.n_nodes, [tree.n_leaves, tree.n_latents], len(x)).check(limits)
+    x, z = _eval_set(tree, n, rng, x, z, lambda m: check_correlation(
+        tree.n_nodes, [tree.n_leaves, tree.n_latents], m, "float64", limits))
     post = tree.posterior_mean(x)                                      # (n, n_latents)
     per = best_unit_correlation(z, post[:, :, None])
     return Correlation(per, _by_depth(tree, per))

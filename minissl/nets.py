@@ -42,7 +42,8 @@ def jacobians(weights, gs, xp=np):
 def check_sizes(sizes):
     """``sizes`` as a list of ints ``[n_0, ..., n_L]`` (integral, 1 <= n <= MAX_WIDTH)."""
     if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__"):
-        raise ValueError(f"sizes must be a list of integers [n_0, ..., n_L], got {sizes!r}")
+        raise ValueError(f"sizes must be a list of integers [n_0, ..., n_L], got "
+                         f"{B.shown(sizes)}")
     if not 2 <= len(sizes) <= MAX_LAYERS + 1:
         raise ValueError(f"sizes must have between 2 and {MAX_LAYERS + 1} entries (input, ..., "
                          f"output), got {len(sizes)}")
@@ -159,7 +160,7 @@ class ReLUNet(Network):
         self.limits = limits
         self.backend = B.check_backend(backend)
         self.xp = B.get_xp(backend)
-        self.bias, self.normalize = bool(bias), bool(normalize)
+        self.bias, self.normalize = B.check_bool("bias", bias), B.check_bool("normalize", normalize)
         self.norm_eps = B.check_real("norm_eps", norm_eps, 0)
         self.init_scale = init_scale = B.check_real("init_scale", init_scale, 0, lo_open=True)
         self.batchnorm = check_batchnorm(batchnorm)

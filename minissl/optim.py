@@ -43,10 +43,8 @@ class Adam:
 
     def __init__(self, params, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8):
         self.params, self.lr = params, B.check_real("lr", lr, 0, lo_open=True)
-        self.beta1 = B.check_real("beta1", beta1, 0, 1)
-        self.beta2 = B.check_real("beta2", beta2, 0, 1)
-        if max(self.beta1, self.beta2) == 1:
-            raise ValueError(f"beta1 and beta2 must be in [0, 1), got {beta1!r}, {beta2!r}")
+        self.beta1 = B.check_real("beta1", beta1, 0, 1, hi_open=True)
+        self.beta2 = B.check_real("beta2", beta2, 0, 1, hi_open=True)
         self.eps = B.check_real("eps", eps, 0, lo_open=True)
         self.t = 0
         self.m = [None] * len(params)

@@ -92,9 +92,7 @@ class TrainConfig:
         check_loss(self.loss, self.tau)
         B.check_real("margin", self.margin)
         B.check_real("lr", self.lr, 0, lo_open=True)
-        B.check_real("momentum", self.momentum, 0, 1)
-        if self.momentum == 1:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        B.check_real("momentum", self.momentum, 0, 1, hi_open=True)
         B.check_real("weight_decay", self.weight_decay, 0)
         B.check_int("steps", self.steps, 1, MAX_STEPS)
         B.check_int("batch_size", self.batch_size, 1, MAX_BATCH)
@@ -122,11 +120,11 @@ def check_frozen(frozen, depth=None):
     """``frozen`` as a sorted tuple of distinct layer indices ``0 <= l < depth`` (``depth``
     None: only ``l >= 0``), else ``ValueError`` naming ``frozen``."""
     if isinstance(frozen, (str, bytes)) or not hasattr(frozen, "__iter__"):
-        raise ValueError(f"frozen must be a tuple of layer indices, got {frozen!r}")
+        raise ValueError(f"frozen must be a tuple of layer indices, got {B.shown(frozen)}")
     hi = None if depth is None else depth - 1
     out = tuple(sorted({B.check_int("frozen (a layer index)", l, 0, hi) for l in frozen}))
     if len(out) != len(tuple(frozen)):
-        raise ValueError(f"frozen must list distinct layers, got {frozen!r}")
+        raise ValueError(f"frozen must list distinct layers, got {B.shown(frozen)}")
     return out
 
 
@@ -263,18 +261,12 @@ def _view_pairs(source):
 
 
 def batches(source, cfg):
-    """The source's batch function for ``cfg.negatives``: ``labelled`` for "supervised"
-    (ValueError if the source has none), pairs of ``views`` for "in_batch" (no negatives
-    are drawn: the batch's other views are the negatives), else ``triples``."""
-    if cfg.negatives == "in_batch":
-        return _view_pairs(source)
-    if cfg.negatives != "supervised":
-        return source.triples
-    if not callable(getattr(source, "labelled", None)):
-        raise ValueError(f"negatives='supervised' needs a source with labelled(n, rng) -> "
-                         f"(x, x_pos, labels) (GaussianClusters, HLTM); "
-                         f"{type(source).__name__} has none")
-    return source.labelled
+    """The source's batch function for ``cfg.negatives``: ``labelled`` for "supervised", pairs
+    of ``views`` for "in_batch" (no negatives are drawn: the batch's other views are the
+    negatives), else ``triples``; a source without it (or ``dim``) is a ``ValueError``."""
+    method = {"in_batch": "views", "supervised": "labelled"}.get(cfg.negatives, "triples")
+    B.check_source(source, method, f"negatives={cfg.negatives!r}")   # ValueError naming it
+    return _view_pairs(source) if method == "views" else getattr(source, method)
 
 
 def batch_sampler(net, source, cfg):

@@ -7,9 +7,14 @@ included, never ``TrainingDiverged``); ``ResourceLimitError`` (a ValueError) nam
 setting, the estimate and the limit; ``CheckpointError`` for a bad file. The app's and the
 CLI's own cases are in tests/test_demo.py and below (``cli.main``).
 """
+import contextlib
+import io
 import math
+import os
 import re
+import sys
 import tracemalloc
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -23,6 +28,9 @@ from minissl import linear_byol as LB
 from minissl import experiments as E
 from minissl.backend import check_int, check_real
 from minissl.byol import BYOL, BYOLConfig, train_byol
+from minissl.checks import MAX_SHOWN, check_bool, check_choice, shown
+from minissl.decoupling import SparseCoding, measured_correlations
+from minissl.layers import BatchNorm, Linear
 from minissl.io.checkpoint import CheckpointError, save_state
 from minissl.covariance import covariance_operator, covariance_spectrum, covariance_update
 from minissl.data import GaussianClusters
@@ -71,11 +79,11 @@ def refused(fn, error, match, peak_mib=64):
     (lambda: ReLUNet([2, 3], norm_eps=INF), r"norm_eps must be a finite number >= 0"),
     (lambda: BYOL(8, hidden=(2.7,)), r"hidden\[0\] must be an integer >= 1, got 2\.7"),
     (lambda: BYOL(8, hidden="64"), r"hidden must be a tuple of widths"),
-    (lambda: BYOL(8, ema=NAN), r"ema must be a finite number in \[0, 1\], got nan"),
+    (lambda: BYOL(8, ema=NAN), r"ema must be a finite number in \[0, 1\), got nan"),
     (lambda: BYOL(8, lr=-1), r"lr must be a finite number > 0"),
     (lambda: TrainConfig(steps=NAN).validate(), r"steps must be an integer in \[1, 1000000000\]"),
     (lambda: TrainConfig(steps="10").validate(), r"steps must be an integer"),
-    (lambda: TrainConfig(momentum="a").validate(), r"momentum must be a finite number in \[0, 1\]"),
+    (lambda: TrainConfig(momentum="a").validate(), r"momentum must be a finite number in \[0, 1\)"),
     (lambda: TrainConfig(margin=NAN).validate(), r"margin must be a finite number, got nan"),
     (lambda: TrainConfig(weight_decay=INF).validate(), r"weight_decay must be a finite number >= 0"),
     (lambda: TrainConfig(tau=NAN).validate(), r"tau must be a finite number >= 1e-08"),
@@ -376,3 +384,367 @@ def test_cli_refuses_with_a_usage_error(argv, match, capsys):
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert re.search(match, err), err
+
+
+# ============================================================================= round 2 (#21)
+HUGE_INT = 10 ** 300                       # 301 digits
+HUGE_TEXT = "x" * 5_000_000                # 5 MB
+BOUND = 400                                # characters any validator message may have
+
+
+# ----------------------------------------------------------------------------- strings are not bools
+@pytest.mark.parametrize("fn, match", [
+    (lambda: ReLUNet([2, 3], normalize="False", bias="no"), r"bias must be True or False, got 'no'"),
+    (lambda: ReLUNet([2, 3], normalize="False"), r"normalize must be True or False, got 'False'"),
+    (lambda: ReLUNet([2, 3], bias=1), r"bias must be True or False, got 1$"),
+    (lambda: ReLUNet([2, 3], normalize=None), r"normalize must be True or False, got None"),
+    (lambda: Linear(2, 3, bias="False"), r"bias must be True or False"),
+    (lambda: BatchNorm(4, affine="True"), r"affine must be True or False"),
+    (lambda: BYOL(8, normalize="False"), r"normalize must be True or False, got 'False'"),
+    (lambda: BYOLConfig(symmetric="yes").validate(), r"symmetric must be True or False"),
+    (lambda: BYOLConfig(directpred=0).validate(), r"directpred must be True or False, got 0"),
+    (lambda: E.HLTMConfig(bias="no").apply_preset(), r"bias must be True or False, got 'no'"),
+    (lambda: E.HLTMConfig(normalize=1.0).apply_preset(), r"normalize must be True or False"),
+    (lambda: mio.from_state({**_state([2, 3], [np.zeros((3, 2))]), "bias": "no"}),
+     r"bias must be True or False"),
+])
+def test_strings_and_numbers_are_not_booleans(fn, match):
+    refused(fn, ValueError, match)
+
+
+def test_booleans_still_work():
+    assert ReLUNet([2, 3], bias=np.bool_(True), normalize=False).bias is True
+    assert E.HLTMConfig(bias=True, normalize=False).apply_preset().bias is True
+
+
+@FAST
+@given(st.one_of(st.booleans(), st.integers(), st.floats(), st.text(max_size=8), st.none(),
+                 st.sampled_from([np.bool_(False), np.int8(1), "True", "", [], [True]])))
+def test_check_bool_takes_only_bools(v):
+    if isinstance(v, (bool, np.bool_)):
+        assert check_bool("flag", v) is bool(v)
+    else:
+        with pytest.raises(ValueError, match=r"^flag must be True or False, got "):
+            check_bool("flag", v)
+
+
+# ----------------------------------------------------------------------------- echoed values are cut
+HOSTILE_VALUES = st.one_of(
+    st.integers(-10 ** 400, 10 ** 400), st.text(min_size=0, max_size=3000),
+    st.lists(st.integers(), max_size=400), st.floats(allow_nan=True),
+    st.sampled_from([HUGE_INT, -HUGE_INT, 10 ** 5000, HUGE_TEXT, [HUGE_TEXT], {"k": HUGE_TEXT},
+                     b"\x00" * 10000, np.arange(10 ** 5)]))
+
+
+@FAST
+@given(HOSTILE_VALUES)
+def test_no_validator_message_exceeds_a_bound(v):
+    """Whatever the value (a 301-digit integer, a 5 MB string, a long list), a refusal echoes at
+    most ``MAX_SHOWN`` characters of it: every message stays under ``BOUND``."""
+    checks = [lambda: check_int("n", v, 0, 10), lambda: check_real("lr", v, 0, 1, hi_open=True),
+              lambda: check_choice("loss", v, ("a", "b")), lambda: check_bool("bias", v),
+              lambda: ReLUNet(v), lambda: ReLUNet([2, v]), lambda: HLTM(polarity=v),
+              lambda: TrainConfig(frozen=v).validate(), lambda: TrainConfig(lr=v).validate(),
+              lambda: TrainConfig(loss=v).validate(), lambda: BYOLConfig(ema=v).validate(),
+              lambda: BYOLConfig(hidden=v).validate(), lambda: GaussianClusters(noise=v),
+              lambda: E.HLTMConfig(hid=v).apply_preset(), lambda: minissl.backend.rng(v),
+              lambda: train(ReLUNet([4, 3]), v, steps=1)]
+    for fn in checks:
+        try:
+            fn()
+        except (ValueError, TypeError) as exc:
+            assert len(str(exc)) < BOUND, (fn, str(exc)[:200])
+    assert len(shown(v)) <= MAX_SHOWN
+
+
+@pytest.mark.parametrize("fn, match", [
+    (lambda: check_int("n", HUGE_INT, 0, 10), r"got 10{50,}… \(301 characters\)$"),
+    (lambda: check_choice("loss", HUGE_TEXT, ("a",)), r"got 'x+… \(5,000,002 characters\)$"),
+    (lambda: check_int("n", 10 ** 5000, 0, 10), r"got <an integer of 16,610 bits>"),
+    (lambda: ReLUNet(HUGE_TEXT), r"sizes must be a list of integers .*\(5,000,002 characters\)"),
+    (lambda: HLTM(polarity=HUGE_TEXT), r"polarity must be a pair .*characters\)$"),
+    (lambda: Limits(max_memory=HUGE_TEXT, max_work=1.0), r"max_memory must be .*characters\)$"),
+])
+def test_huge_values_are_echoed_cut(fn, match):
+    msg = refused(fn, ValueError, match, peak_mib=80)
+    assert len(msg) < BOUND
+
+
+def test_malformed_environment_limits_are_cut(monkeypatch):
+    monkeypatch.setenv("MINISSL_MAX_MEMORY", "9" * 100_000 + "Q")
+    msg = refused(lambda: ReLUNet([4, 4]), ValueError, r"^MINISSL_MAX_MEMORY='9+… \(100,003 "
+                  r"characters\) is not allowed; use e\.g\. MINISSL_MAX_MEMORY=2G$")
+    assert len(msg) < BOUND
+
+
+# ----------------------------------------------------------------------------- numbers past a float
+@pytest.mark.parametrize("fn, match", [
+    (lambda: train(ReLUNet([8, 4]), GaussianClusters(), lr=10 ** 400, steps=1),
+     r"^lr must be a finite number > 0, got 10+… \(401 characters\)$"),
+    (lambda: TrainConfig(tau=-10 ** 400).validate(), r"^tau must be a finite number"),
+    (lambda: BYOL(8, lr=10 ** 400), r"^lr must be a finite number > 0"),
+    (lambda: GaussianClusters(noise=10 ** 309), r"^noise must be a finite number >= 0"),
+    (lambda: check_real("x", 10 ** 400), r"^x must be a finite number, got"),
+    (lambda: E.HLTMConfig(lr=10 ** 400).apply_preset(), r"^lr must be a finite number > 0"),
+])
+def test_integers_too_large_for_a_float_are_value_errors(fn, match):
+    """``float(10**400)`` raises OverflowError; the validators say which parameter it was."""
+    refused(fn, ValueError, match)
+
+
+@pytest.mark.parametrize("fn, match", [
+    (lambda: BYOL(8, ema=1.0), r"ema must be a finite number in \[0, 1\), got 1\.0"),
+    (lambda: TrainConfig(momentum=1.0).validate(), r"momentum must be a finite number in \[0, 1\)"),
+    (lambda: minissl.optim.Adam([], beta2=1.0), r"beta2 must be a finite number in \[0, 1\)"),
+    (lambda: E.run_ablation(emas=[1.0]), r"emas must be a finite number in \[0, 1\), got 1\.0"),
+])
+def test_half_open_ranges_say_so(fn, match):
+    refused(fn, ValueError, match)
+
+
+# ----------------------------------------------------------------------------- the data-source protocol
+@pytest.mark.parametrize("source, negatives, match", [
+    ("data.csv", "given", r"source must be a data source with an integer dim and triples\(n, rng\)"
+                          r" -> \(x, x_pos, x_neg\) \(for negatives='given'\).*got str 'data\.csv'"),
+    (np.zeros((10, 8)), "in_batch", r"source must be a data source with an integer dim and "
+                                    r"views\(n, m, rng\)"),
+    (None, "supervised", r"labelled\(n, rng\) -> \(x, x_pos, labels\).*got NoneType None"),
+    (type("TextDim", (), {"dim": "8", "triples": lambda self, n, rng: 0})(), "given",
+     r"source must be a data source with an integer dim"),
+])
+def test_train_names_a_source_without_the_protocol(source, negatives, match):
+    refused(lambda: train(ReLUNet([8, 4]), source, negatives=negatives, steps=1,
+                          batch_size=4), ValueError, match)
+
+
+# ----------------------------------------------------------------------------- checkpoints, round 2
+def _masked_state():
+    tree = HLTM(3, 2)
+    return tree, tree_network(tree, 4).state()
+
+
+def test_nonzero_masked_weights_are_refused(tmp_path):
+    """A masked weight must be 0: the NumPy backend multiplies the stored weights, the
+    compiled one skips masked entries, so a forged file made them compute different nets."""
+    tree, st = _masked_state()
+    st["weights"][0] = np.where(st["masks"][0] == 0, 3.0, st["weights"][0])
+    save_state(tmp_path / "m.npz", st, kind="ReLUNet")                 # checksum ok
+    n = int((st["masks"][0] == 0).sum())
+    refused(lambda: mio.load(tmp_path / "m.npz"), CheckpointError,
+            rf"weights\[0\] is non-zero at {n} entries where masks\[0\] is 0; a masked weight "
+            r"must be 0")
+    refused(lambda: mio.from_state(st), ValueError, r"weights\[0\] is non-zero")
+    st["weights"][0] = st["weights"][0] * st["masks"][0]
+    st["masks"][1] = st["masks"][1] * 2.0
+    refused(lambda: mio.from_state(st), ValueError, r"masks\[1\] must contain only 0 and 1")
+    _, good = _masked_state()
+    assert mio.from_state(good).masks is not None                      # a clean state loads
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev_zero", "folder", "link_to_dev_zero"])
+def test_files_that_are_not_regular_are_refused_before_opening(tmp_path, kind):
+    """A FIFO never returned and /dev/zero read until MemoryError; both are refused by
+    ``os.stat`` before they are opened (pytest-timeout fails a hang)."""
+    path = tmp_path / "x.npz"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "folder":
+        path.mkdir()
+    elif kind == "link_to_dev_zero":
+        path.symlink_to("/dev/zero")
+    else:
+        path = "/dev/zero"
+    what = {"fifo": "a FIFO", "folder": "a folder"}.get(kind, "a character device")
+    refused(lambda: mio.load(path), CheckpointError,
+            rf"is {what}; a checkpoint is read only from a regular file")
+
+
+def test_a_file_larger_than_the_limit_is_refused_unread(tmp_path):
+    path = tmp_path / "big.npz"
+    with open(path, "wb") as fh:                     # sparse: 3 GiB of nothing on disk
+        fh.truncate(3 << 30)
+    refused(lambda: mio.load(path), ResourceLimitError,
+            r"path='.*big\.npz' needs ~3\.0 GiB for the checkpoint file \(3,221,225,472 bytes, "
+            r"less 16 MiB of headers\); the limit is 2\.0 GiB")
+    with open(path, "r+b") as fh:
+        fh.truncate(1 << 20)                         # small but not a zip: read, refused
+    refused(lambda: mio.load(path), CheckpointError, r"is not a readable minissl checkpoint")
+
+
+def test_a_file_that_grows_is_read_as_it_was(tmp_path):
+    path = tmp_path / "n.npz"
+    mio.save(ReLUNet([3, 2]), path)
+    from minissl.io.checkpoint import _Bounded        # noqa: PLC2701 (the reader under test)
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        with open(path, "ab") as grow:
+            grow.write(b"\0" * 4096)
+        bounded = _Bounded(fh, size)
+        assert bounded.seek(0, 2) == size and bounded.read() == b""
+        bounded.seek(size - 10)
+        assert len(bounded.read(1 << 20)) == 10
+
+
+def test_a_failed_save_names_the_target_not_the_temporary_file(tmp_path):
+    target = tmp_path / "missing" / "net.npz"
+    with pytest.raises(FileNotFoundError) as info:
+        mio.save(ReLUNet([3, 2]), target)
+    assert info.value.filename == str(target) and ".minissl-" not in str(info.value)
+    assert "cannot write in" in str(info.value)
+    (tmp_path / "dir.npz").mkdir()
+    with pytest.raises(IsADirectoryError) as info:
+        mio.save(ReLUNet([3, 2]), tmp_path / "dir.npz")
+    assert info.value.filename == str(tmp_path / "dir.npz") and ".minissl-" not in str(info.value)
+    assert sorted(os.listdir(tmp_path)) == ["dir.npz"]       # no temporary file left
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_save_into_a_read_only_folder_names_the_target(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir(mode=0o555)
+    with pytest.raises(PermissionError) as info:
+        mio.save(ReLUNet([3, 2]), folder / "net.npz")
+    assert info.value.filename == str(folder / "net.npz")
+
+
+def test_a_forged_header_field_is_echoed_cut(tmp_path):
+    path = tmp_path / "k.npz"
+    save_state(path, {"a": np.ones(2)}, kind="K" * 500_000)
+    msg = refused(lambda: mio.load(path), CheckpointError, r"holds a 'K+… \(500,002 characters\)")
+    assert len(msg) < BOUND + len(str(path))
+
+
+# ----------------------------------------------------------------------------- sizes that multiply
+def test_the_correlation_checks_its_cost_before_drawing():
+    """``normalized_correlation`` drew its n samples (1.2 GB) and then refused on its limit:
+    the cost of n is checked first."""
+    tree = HLTM(5, 2)
+    net = tree_network(tree, 10)
+    refused(lambda: normalized_correlation(tree, net, n=1_000_000), ResourceLimitError,
+            r"n=1000000 needs ~.* GiB for the evaluation pass")
+    refused(lambda: correlation_ceiling(tree, n=1_000_000, limits=Limits(64 << 20, 1e13)),
+            ResourceLimitError, r"n=1000000 needs .* the limit is 64\.0 MiB")
+    assert normalized_correlation(tree, net, n=200).per_latent.shape == (tree.n_latents,)
+
+
+@pytest.mark.parametrize("k, method, match", [
+    (19_990, "auto", r"k=19990, layer=0 \(P = 100 x 200 = 20,000 weights\) needs ~8\.9 GiB for "
+                     r"the Lanczos workspace \(ncv = 20000 vectors of length P\)"),
+    (12_000, "lanczos", r"needs ~.* GiB for the Lanczos workspace \(ncv = 20000"),
+    (19_999, "auto", r"explicit operator OP"),
+])
+def test_the_spectrum_workspace_is_in_the_estimate(k, method, match):
+    """eigsh keeps ncv = max(2k + 1, 20) Lanczos vectors of length P (4 GiB at k near P), the
+    dense path P² numbers more: refused before the solver allocates."""
+    net = ReLUNet([200, 100, 4])
+    views = np.random.default_rng(0).standard_normal((16, 2, 200))
+    refused(lambda: covariance_spectrum(net, views, 0, k=k, method=method), ResourceLimitError,
+            match)
+
+
+@pytest.mark.parametrize("fn, match", [
+    (lambda: SparseCoding().views(10 ** 7, 4, 0), r"n=10000000, m=4 needs ~186\.0 GiB for "
+                                                  r"10,000,000 samples of dim 128 with 4 views"),
+    (lambda: SparseCoding(negatives=1000).triples(10 ** 5, 0),
+     r"n=100000, negatives=1000 needs ~1\.1 TiB"),
+    (lambda: SparseCoding().views(3, 10 ** 9, 0), r"n=3, m=1000000000 needs"),
+    (lambda: measured_correlations(SparseCoding(), 10 ** 9, 0), r"n=1000000000, m=2 needs"),
+    (lambda: SparseCoding().views(2.5, 2, 0), r"n must be an integer >= 1, got 2\.5"),
+])
+def test_sparse_coding_views_are_sized_before_drawing(fn, match):
+    refused(fn, ValueError, match)
+
+
+# ----------------------------------------------------------------------------- the CLI, round 2
+def _usage_error(argv, capsys, match, monkeypatch=None, env=None):
+    """``cli.main(argv)`` is a usage error (exit 2, one line naming the flag), fast and before
+    anything is printed on stdout or allocated."""
+    for k, v in (env or {}).items():
+        monkeypatch.setenv(k, v)
+    msg = refused(lambda: cli.main(argv), SystemExit, "^2$")
+    out, err = capsys.readouterr()
+    assert out == "" and "Traceback" not in err, (out, err)
+    last = err.strip().splitlines()[-1]
+    assert re.search(match, last), last
+    return last
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["sweep", "--seeds", "100000000"], r"--seeds: 100,000,000 runs; at most 10,000"),
+    (["sweep", "--seeds", "200"], r"1 configurations x --seeds 200 needs ~6\.27e\+13 "
+                                  r"multiply-adds .* for 200 runs; the limit is 1e\+13"),
+    (["sweep", "--hid", "3", "4", "5", "--loss", "simple", "infonce", "--seeds", "2000"],
+     r"--seeds: 12,000 runs; at most 10,000"),
+    (["selectivity", "--seeds", "100000000"], r"--seeds 100000000: 100,000,000 runs"),
+    (["selectivity", "--seeds", "1000"], r"--seeds 1000 needs .* for 1,000 runs"),
+    (["supervision", "--seeds", "100000000"], r"3 runs per seed x --seeds 100000000: "
+                                              r"300,000,000 runs"),
+    (["decoupling", "--table", "--measured", "1000000000"],
+     r"--measured 1000000000 needs ~10\.7 TiB for 1,000,000,000 samples"),
+    (["decoupling", "--table", "--seeds", "1000"], r"--seeds 1000 x 13 settings: 13,000 runs"),
+    (["selectivity", "--n-jobs", "0"], r"--n-jobs: must be an integer >= 1, or -1"),
+    (["supervision", "--n-jobs", "0"], r"--n-jobs: must be an integer >= 1, or -1"),
+    (["acceleration", "--figure", "/nonexistent/a.png"], r"--figure: cannot write "
+                                                         r"'/nonexistent/a\.png'"),
+    (["decoupling", "--table", "--figure", "/nonexistent/d.png"], r"--figure: cannot write"),
+    (["byol-figures", "--seed", "-1"], r"--seed: seed must be an integer >= 0, got '-1'"),
+    (["byol-figures", "--outdir", "/nonexistent/deeper/img"], r"--outdir: cannot write in"),
+    (["decoupling", "--seeds", "2"], r"--seeds: needs --table"),
+    (["decoupling", "--measured", "100"], r"--measured: needs --table"),
+    (["decoupling", "--table", "--augmentation", "mask"], r"--augmentation: every setting of "
+                                                          r"--table sets augmentation"),
+    (["decoupling", "--table", "--log-every", "5"], r"--log-every: --table reads only"),
+    (["hltm", "--probe-samples", "500"], r"--probe-samples: needs --probe"),
+    (["byol", "--depth", "3"], r"--depth: has no effect with --data toy"),
+    (["byol", "--data", "hltm", "--noise", "0.5"], r"--noise: has no effect with --data hltm"),
+    (["byol", "--predictor-hidden", "8"], r"--predictor-hidden: only the mlp predictor"),
+    (["byol", "--predictors", "none", "--directpred"], r"--directpred: DirectPred sets a linear"),
+    (["supervision", "--pairing", "given"], r"unrecognized arguments: --pairing given"),
+    (["sweep", "--seed", "7", "--see", "3"], r"unrecognized arguments: --see 3"),   # no prefixes
+    (["supervision", "--loss", "simple"], r"--loss: loss must be infonce for pairings in_batch "
+                                          r"and supervised"),
+    (["supervision", "--label-latents", "1"], r"--label-latents: "),
+    (["selectivity", "--hid", "3"], r"--k \(not given: its default does not fit --hid\): k must"),
+    (["hltm", "--depth", str(HUGE_INT)], r"--depth: depth must be an integer in \[1, 64\], "
+                                         r"got 10+… \(301 characters\)$"),
+    (["hltm", "--hid", "9" * 5000], r"--hid: .*characters\)$"),
+])
+def test_cli_refuses_hostile_flags_cleanly(argv, match, capsys):
+    last = _usage_error(argv, capsys, match)
+    assert len(last) < BOUND + 200
+
+
+@pytest.mark.parametrize("argv", [["byol-figures"], ["hltm"], ["decoupling", "--table"]])
+def test_a_malformed_limit_variable_is_a_usage_error(argv, capsys, monkeypatch):
+    _usage_error(argv, capsys, r"MINISSL_MAX_MEMORY='garbage' is not allowed; use e\.g\. "
+                 r"MINISSL_MAX_MEMORY=2G", monkeypatch, {"MINISSL_MAX_MEMORY": "garbage"})
+
+
+def test_a_missing_cluster_extra_is_a_usage_error(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)       # import distributed fails
+    _usage_error(["sweep", "--dask", "tcp://127.0.0.1:1"], capsys,
+                 r'this needs distributed, which is not installed: pip install "minissl\[cluster\]"')
+
+
+class Ran(Exception):
+    """The sweep's runner was reached."""
+
+
+@FAST
+@given(st.integers(-10 ** 30, 10 ** 30))
+def test_any_seeds_count_is_refused_or_accepted_before_running(n):
+    """``--seeds N`` for any integer: a usage error before anything is enumerated, or the
+    runs reach the runner (mocked); never a traceback, a hang or a MemoryError."""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()), \
+            mock.patch.object(E, "run_sweep", side_effect=Ran):
+        try:
+            cli.main(["sweep", "--seeds", str(n)])
+            raise AssertionError("returned without running")
+        except SystemExit as e:
+            assert e.code == 2 and "Traceback" not in err.getvalue()
+            assert n < 1 or n > 31, err.getvalue()          # 32 default runs pass the limit
+        except Ran:
+            assert 1 <= n <= 31
+    if n < 1:
+        assert "--seeds: must be an integer >= 1" in err.getvalue()

@@ -3,7 +3,6 @@
 network's gradient equals the ODE's right-hand side on a finite population (exact); Euler and
 SGD against the integrated ODE; DirectPred's eigenvalues and eigenvectors; EMA; predictor
 re-initialisation; collapse end to end; HLTM latent recovery; CLI; bad input."""
-import argparse
 import types
 
 import numpy as np
@@ -427,11 +426,9 @@ def test_hltm_latent_recovery_and_tree_encoder():
 
 
 def test_cli_byol_prints_the_table(capsys):
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers()
-    cli.add_byol_parser(sub)
-    args = parser.parse_args(["byol", "--steps", "5", "--predictors", "linear",
-                              "--bn-means", "normal", "omit", "--emas", "0", "--eval-size", "64"])
+    args = cli.build_parser().parse_args(["byol", "--steps", "5", "--predictors", "linear",
+                                          "--bn-means", "normal", "omit", "--emas", "0",
+                                          "--eval-size", "64"])
     assert cli.run_byol(args) == 0
     out = capsys.readouterr().out
     assert out.count("| linear |") == 2 and "eff. rank" in out
@@ -442,12 +439,12 @@ def test_cli_byol_prints_the_table(capsys):
     ("predictor", "deep", "predictor must be one of"),
     ("bn_mean", "centre", "bn_mean must be one of"),
     ("bn_var", None, "bn_var must be one of"),
-    ("ema", 1.0, r"ema must be in \[0, 1\)"),
+    ("ema", 1.0, r"ema must be a finite number in \[0, 1\), got 1\.0"),
     ("lr", 0, "lr must be a finite number > 0"),
     ("predictor_lr", -1, "predictor_lr must be"),
     ("weight_decay", -0.1, "weight_decay must be"),
     ("batch_size", 1, "batch_size must be an integer >= 2"),
-    ("directpred_rho", 1.0, "directpred_rho must be in"),
+    ("directpred_rho", 1.0, r"directpred_rho must be a finite number in \[0, 1\)"),
     ("hidden", (4, 0), r"hidden\[1\] must be an integer >= 1"),
 ])
 def test_bad_config(field, value, match):

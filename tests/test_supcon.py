@@ -161,7 +161,7 @@ def test_supervised_settings_refused(kw, match):
 def test_supervised_needs_a_labelled_source_and_gradient_updates():
     net = minissl.ReLUNet([4, 4], seed=0)
     src = minissl.GaussianViews(np.eye(4), 0.1 * np.eye(4))
-    with pytest.raises(ValueError, match="needs a source with labelled"):
+    with pytest.raises(ValueError, match=r"source must be a data source with an integer dim and labelled\(n, rng\)"):
         minissl.train(net, src, negatives="supervised", steps=1)
     with pytest.raises(ValueError, match="update='covariance' takes negatives"):
         minissl.train(net, minissl.GaussianClusters(dim=4), negatives="supervised",

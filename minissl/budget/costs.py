@@ -9,13 +9,16 @@ operator, the correlations, a training run), and the experiments add theirs up.
 - ``train_cost``: a run of ``train.train``.  ``byol_cost``: a run of ``byol.train_byol``.
 - ``correlation_cost``: ``metrics.normalized_correlation`` / ``correlation_ceiling``.
 - ``pass_cost`` / ``dense_cost`` / ``check_dense``: the covariance operator's passes, and its
-  explicit Kbar and OP.
+  explicit Kbar and OP; ``spectrum_cost``: a top-k spectrum (the dense ``eigh`` or the Lanczos
+  workspace of ``eigsh``).
 - ``check_steps``: a fixed-step integration (linear BYOL).
+- ``sparse_views_cost``: views of the sparse-coding data model (``decoupling.SparseCoding``).
 """
 from __future__ import annotations
 
 import numpy as np
 
+from ..checks import check_int
 from .limits import (DRAW_COST, STEP_OVERHEAD, Cost, ResourceLimitError, check_memory,
                      check_work, mlp_activation_bytes, mlp_weights, training_work)
 
@@ -122,6 +125,13 @@ def correlation_cost(n_nodes, sizes, n, dtype="float64", param=None):
                 ((work, "the evaluation pass", param),))
 
 
+def check_correlation(n_nodes, sizes, n, dtype="float64", limits=None):
+    """``correlation_cost(n_nodes, sizes, n, dtype).check(limits)``; returns ``n`` (so that a
+    sampler can be called with it, after the check)."""
+    correlation_cost(n_nodes, sizes, n, dtype).check(limits)
+    return n
+
+
 # ----------------------------------------------------------------------------- covariance operator
 def pass_cost(sizes, dtype, N, M):
     """Forward caches and the Jacobians of every layer of N*M views through a net of widths
@@ -153,3 +163,46 @@ def check_dense(sizes, dtype, N, M, layer, limits=None, operator=True):
         dense_cost(sizes, dtype, N, M, layer, operator).check(limits)
     except ResourceLimitError as exc:
         raise ResourceLimitError(f"{exc}. {MATRIX_FREE}") from None
+
+
+LANCZOS_MATVECS = (10, 40)     # OP products of one spectrum: 10 k + 40 (measured 21-88, k 1-16)
+
+
+def spectrum_cost(sizes, dtype, N, M, layer, k, dense):
+    """The ``Cost`` of ``covariance_spectrum`` of ``layer`` on N x M views, top ``k``: the
+    views' pass (``pass_cost``) and, with ``dense``, the explicit OP (``dense_cost``) and
+    ``eigh``'s eigenvectors and workspace (3 P² numbers, ~4 P³ multiply-adds); else the
+    Lanczos workspace of ``eigsh``: ``ncv = min(P, max(2k + 1, 20))`` basis vectors and as many
+    Ritz vectors of length P, the ncv x ncv projected matrix, ``10 k + 40`` operator products
+    (each ``4 N M (P + n_L n_l)``) and their reorthogonalisation (``2 P ncv`` each)."""
+    n_l, nL, item = sizes[layer + 1], sizes[-1], np.dtype(dtype).itemsize
+    P = n_l * sizes[layer]
+    param = f"k={k}, layer={layer} (P = {n_l} x {sizes[layer]} = {P:,} weights)"
+    cost = pass_cost(sizes, dtype, N, M)
+    if dense:
+        cost = cost + dense_cost(sizes, dtype, N, M, layer)
+        return cost + Cost(((3 * P * P * item, "eigh's eigenvectors and workspace", param),),
+                           ((4 * P ** 3, "eigh of the explicit operator", param),))
+    ncv = min(P, max(2 * k + 1, 20))
+    matvecs = LANCZOS_MATVECS[0] * k + LANCZOS_MATVECS[1]
+    work = matvecs * (4 * N * M * (P + nL * n_l) + 2 * P * ncv)
+    return cost + Cost(((2 * ncv * P * item + ncv * (ncv + 8) * 8,
+                         f"the Lanczos workspace (ncv = {ncv} vectors of length P)", param),),
+                       ((work, "the spectrum's operator products", param),))
+
+
+def sparse_views_cost(src, n, m, copies=1, param=None):
+    """The ``Cost`` of ``m`` views of ``n * copies`` samples of a sparse-coding model ``src``
+    (read by attribute: ``d``, ``d1``, ``dense_rank``), ``SparseCoding.views`` / ``triples``:
+    per sample the latent draws, signs and values (3 d), the dense draws (r) and the clean
+    sample with its dense part (2 d1); per view the repeated copy, the augmentation's draws or
+    masks and the result (4 d1), all float64. Work: the draws and the products with M and P.
+    ``n`` and ``m`` are checked first (integers >= 1)."""
+    n, m = check_int("n", n, 1), check_int("m", m, 1)
+    d, d1, r = src.d, src.d1, src.dense_rank
+    rows = n * copies
+    memory = 8 * rows * (3 * d + r + 2 * d1 + 4 * m * d1)
+    work = rows * (DRAW_COST * (2 * d + r + m * d1) + (d + r) * d1)
+    what = f"{rows:,} samples of dim {d1} with {m} views each"
+    param = param or f"n={n}, m={m}"
+    return Cost(((memory, what, param),), ((work, what, param),))

@@ -21,7 +21,7 @@ training step (Python and NumPy call overhead, what a tiny network's step costs)
   checks every part, then the totals. Each entry point builds its ``Cost`` next to the code
   it estimates (``nets.net_bytes``, ``train.train_cost``, ``HLTMConfig.cost``, ...).
 
-This module imports nothing from minissl.
+This module imports only ``minissl.checks`` (``shown``: values echoed in messages are cut).
 """
 from __future__ import annotations
 
@@ -32,6 +32,8 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
+
+from ..checks import shown
 
 # Calibration (docs/performance.md, "Cost model"; bench/calibrate_cost.py): one core of the
 # 2-core x86_64 container ran the tree network's training steps at 8.7e9-2.6e10 multiply-adds
@@ -57,11 +59,11 @@ class Limits:
     def __post_init__(self):
         if isinstance(self.max_memory, bool) or not isinstance(self.max_memory, int) \
                 or self.max_memory <= 0:
-            raise ValueError(f"max_memory must be a positive int (bytes), got {self.max_memory!r}")
+            raise ValueError(f"max_memory must be a positive int (bytes), got {shown(self.max_memory)}")
         if isinstance(self.max_work, bool) or not isinstance(self.max_work, (int, float)) \
                 or not 0 < self.max_work < math.inf:
             raise ValueError(f"max_work must be a positive finite number (multiply-adds), "
-                             f"got {self.max_work!r}")
+                             f"got {shown(self.max_work)}")
 
 
 DEFAULT = Limits(max_memory=2 * GiB, max_work=1e13)
@@ -99,10 +101,10 @@ def parse_bytes(text):
     """Bytes from "2147483648", "1e9", "512M", "2G", "2GB", "1.5GiB" (K/M/G/T: powers of 1024)."""
     m = re.fullmatch(r"\s*([0-9.]+(?:e[+-]?[0-9]+)?)\s*(?:([KMGT])(?:i?B)?|B)?\s*", text, re.I)
     if m is None:
-        raise ValueError(f"not a byte count: {text!r}")
+        raise ValueError(f"not a byte count: {shown(text)}")
     n = float(m.group(1)) * _UNITS[(m.group(2) or "").upper()]
     if not 1 <= n < math.inf:
-        raise ValueError(f"not a positive byte count: {text!r}")
+        raise ValueError(f"not a positive byte count: {shown(text)}")
     return int(n)
 
 
@@ -113,7 +115,7 @@ def _from_env(name, parse, example):
     try:
         return parse(text)
     except ValueError:
-        raise ValueError(f"{name}={text!r} is not allowed; use e.g. {name}={example}") from None
+        raise ValueError(f"{name}={shown(text)} is not allowed; use e.g. {name}={example}") from None
 
 
 def _parse_work(text):

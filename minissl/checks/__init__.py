@@ -3,4 +3,5 @@
 them through ``backend`` (``B.check_int``, ...)."""
 from .extras import MissingExtra, require
 from .settings import check_settings, setting
-from .values import check_choice, check_int, check_real, format_number
+from .values import (MAX_SHOWN, SOURCE_METHODS, check_bool, check_choice, check_int,
+                     check_real, check_source, format_number, shown)

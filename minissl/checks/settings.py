@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .values import check_choice, check_int, check_real, format_number
+from .values import check_bool, check_choice, check_int, check_real
 
 
 def setting(default, help, *, label=None, lo=None, hi=None, lo_open=False, hi_open=False,
@@ -21,17 +21,20 @@ def setting(default, help, *, label=None, lo=None, hi=None, lo_open=False, hi_op
 
 def check_settings(cfg):
     """Check each field of the dataclass ``cfg`` against its ``setting`` metadata (``choices``:
-    ``check_choice``; bounds: ``check_int`` for an int field, else ``check_real``); the first bad
-    field raises ``ValueError`` naming it. Returns ``cfg``."""
+    ``check_choice``; bounds: ``check_int`` for an int field, else ``check_real``; a field
+    annotated ``bool``: ``check_bool``, None allowed for ``bool | None``); the first bad field
+    raises ``ValueError`` naming it. Returns ``cfg``."""
     for f in dataclasses.fields(cfg):
         m, v = f.metadata, getattr(cfg, f.name)
+        kind = str(getattr(f.type, "__name__", f.type)).replace(" ", "")
         if "choices" in m:
             check_choice(f.name, v, m["choices"])
-        elif f.type in ("int", int) and ("lo" in m or "hi" in m):
+        elif kind in ("bool", "bool|None"):
+            if not (v is None and kind == "bool|None"):
+                check_bool(f.name, v)
+        elif kind == "int" and ("lo" in m or "hi" in m):
             check_int(f.name, v, m.get("lo"), m.get("hi"))
         elif "lo" in m or "hi" in m:
-            v = check_real(f.name, v, m.get("lo"), m.get("hi"), lo_open=m.get("lo_open", False))
-            if m.get("hi_open") and v == m["hi"]:
-                lo, hi = format_number(m["lo"]), format_number(m["hi"])
-                raise ValueError(f"{f.name} must be in [{lo}, {hi}), got {getattr(cfg, f.name)!r}")
+            check_real(f.name, v, m.get("lo"), m.get("hi"), lo_open=m.get("lo_open", False),
+                       hi_open=m.get("hi_open", False))
     return cfg

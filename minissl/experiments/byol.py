@@ -89,7 +89,7 @@ def check_grid(values, name, check):
     """``values`` as a tuple without repeats (first occurrence kept), each checked by
     ``check(name, value)``; at least one."""
     if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
-        raise ValueError(f"{name} must be a list of values, got {values!r}")
+        raise ValueError(f"{name} must be a list of values, got {B.shown(values)}")
     out = tuple(dict.fromkeys(check(name, v) for v in values))
     if not out:
         raise ValueError(f"{name}: choose at least one value")
@@ -97,10 +97,7 @@ def check_grid(values, name, check):
 
 
 def _check_ema(name, e):
-    e = B.check_real(name, e, 0, 1)
-    if e == 1:
-        raise ValueError(f"{name} must be in [0, 1), got {e!r}")
-    return e
+    return B.check_real(name, e, 0, 1, hi_open=True)
 
 
 def ablation_grid(cfg, predictors, bn_means, emas):
@@ -200,16 +197,21 @@ def _save(fig, outdir, name):
     P.save_png(fig, os.path.join(outdir, name), dpi=90)
 
 
-def byol_doc_figures(outdir="docs/img", seed=0):
+def byol_doc_figures(outdir="docs/img", seed=0, progress=None):
     """Run the experiments of docs/byol.md, write its PNG figures to ``outdir`` and print the
-    numbers the doc quotes (``python -m minissl byol-figures --outdir docs/img``)."""
+    numbers the doc quotes (``python -m minissl byol-figures --outdir docs/img``).
+    ``progress()`` after each of the four experiments."""
+    B.check_int("seed", seed, 0)
     os.makedirs(outdir, exist_ok=True)
     src = make_source("toy", seed=seed)
     base = BYOLConfig(ema=0.0, seed=seed, log_every=10)
-    _collapse_figures(src, base, outdir)
-    _implicit_contrastive_figure(src, base, outdir)
-    _linear_figures(outdir, seed)
-    _directpred_figure(src, base, outdir)
+    for part in (lambda: _collapse_figures(src, base, outdir),
+                 lambda: _implicit_contrastive_figure(src, base, outdir),
+                 lambda: _linear_figures(outdir, seed),
+                 lambda: _directpred_figure(src, base, outdir)):
+        part()
+        if progress is not None:
+            progress()
 
 
 def _collapse_figures(src, base, outdir):

@@ -16,25 +16,20 @@ from .. import backend as B
 from ..backend import setting
 from ..covariance import (DENSE_MAX_KBAR, DENSE_MAX_P, PAIR_WEIGHT_LOSSES,
                           covariance_pair_weights, covariance_spectrum)
-from ..budget import Cost, dense_cost, mlp_weights, net_bytes, pass_cost, train_cost
+from ..budget import Cost, mlp_weights, net_bytes, pass_cost, train_cost
+from ..budget import spectrum_cost as budget_spectrum_cost
 from ..optim import notify, stopped
 from ..train import covariance_step, loss_and_grads, train
 from .hltm import HLTMRun
 
-LANCZOS_MATVECS = (10, 40)     # OP products of one spectrum: 10 k + 40 (measured 21-88, k 1-16)
-
-
 def spectrum_cost(sizes, N, M, layer, k):
     """The ``limits.Cost`` of one ``covariance_spectrum`` of ``layer`` (an index into the
-    weights) on N x M views: their forward pass and Jacobians, ``10 k + 40`` operator products,
-    or the explicit OP where the "auto" method would form it."""
+    weights) on N x M views with the "auto" method (``budget.spectrum_cost``: the views' pass
+    and the explicit OP and ``eigh`` where "auto" forms it, else the Lanczos workspace and
+    ``10 k + 40`` operator products)."""
     P, nL = sizes[layer + 1] * sizes[layer], sizes[-1]
-    views = pass_cost(sizes, "float64", N, M)
-    if P <= DENSE_MAX_P and N * P * nL <= DENSE_MAX_KBAR:            # spectrum's "auto"
-        views = views + dense_cost(sizes, "float64", N, M, layer)
-    matvecs = LANCZOS_MATVECS[0] * k + LANCZOS_MATVECS[1]
-    work = matvecs * 4 * N * M * (P + nL * sizes[layer + 1])
-    return views + Cost(work=((work, "the spectrum's operator products", f"k={k}"),))
+    dense = (P <= DENSE_MAX_P and N * P * nL <= DENSE_MAX_KBAR) or k >= P - 1   # "auto"
+    return budget_spectrum_cost(sizes, "float64", N, M, layer, k, dense)
 
 
 @dataclass(frozen=True)

@@ -187,12 +187,13 @@ DECOUPLING_SETTINGS = (
 DECOUPLING_LABELS = tuple(label for label, _ in DECOUPLING_SETTINGS)
 
 
-def decoupling_row(label, cfgs, measured=0, stop=None, limits=None):
+def decoupling_row(label, cfgs, measured=0, stop=None, limits=None, on_record=None):
     """Run each config (one per seed) and summarise: closed-form (and, with ``measured`` > 0
-    samples, measured) view correlations and ``{metric: (mean, std)}`` over the seeds."""
+    samples, measured) view correlations and ``{metric: (mean, std)}`` over the seeds.
+    ``on_record(record)``: each run's callback (progress)."""
     finals, rhos, meas = [], [], []
     for cfg in cfgs:
-        records = decoupling_experiment(cfg, stop=stop, limits=limits)
+        records = decoupling_experiment(cfg, on_record, stop=stop, limits=limits)
         finals.append(records[-1])
         rhos.append(records[0]["rho"])
         if measured:
@@ -215,16 +216,17 @@ def decoupling_row(label, cfgs, measured=0, stop=None, limits=None):
 
 
 def decoupling_table(settings=DECOUPLING_SETTINGS, seeds=(0, 1, 2), base=None,
-                     measured=0, callback=None, stop=None, limits=None):
+                     measured=0, callback=None, stop=None, limits=None, on_record=None):
     """One row (``decoupling_row``) per ``(label, overrides)`` of ``settings``, each over
     ``seeds``, the other fields from ``base`` (a ``DecouplingConfig``). ``callback(row)``
     after each row (False ends the table); ``stop`` ends the current run and the table.
-    ``limits`` bounds each run (``decoupling_experiment``)."""
+    ``limits`` bounds each run (``decoupling_experiment``); ``on_record`` is each run's
+    callback (progress within the table)."""
     base = base or DecouplingConfig()
     cfgs = [[replace(base, **kw, seed=s).validate() for s in seeds] for _, kw in settings]
     rows = []
     for (label, _), group in zip(settings, cfgs):
-        rows.append(decoupling_row(label, group, measured, stop, limits))
+        rows.append(decoupling_row(label, group, measured, stop, limits, on_record))
         if notify(callback, rows[-1]) or stopped(stop):
             break
     return rows

@@ -313,14 +313,15 @@ def sweep_configs(base, presets, polarities, hids, losses, seeds):
     return out
 
 
-def sweep_one(cfg, threads=1):
-    """Run one configuration; a flat result dict (NaN trained values if it diverged)."""
+def sweep_one(cfg, threads=1, on_epoch=None):
+    """Run one configuration; a flat result dict (NaN trained values if it diverged).
+    ``on_epoch(record)`` after each epoch (``hltm_experiment``'s callback)."""
     with B.blas_threads(threads):
         res = {"preset": cfg.preset, "polarity": f"{cfg.polarity[0]}:{cfg.polarity[1]}",
                "hid": cfg.hid, "loss": cfg.loss, "H": cfg.negatives, "tau": cfg.tau,
                "seed": cfg.seed, "diverged": False}
         try:
-            records, ceiling = hltm_experiment(cfg)
+            records, ceiling = hltm_experiment(cfg, callback=on_epoch)
         except TrainingDiverged as exc:
             records, res["diverged"] = exc.records, True
             tree = cfg.tree
@@ -336,7 +337,7 @@ def sweep_one(cfg, threads=1):
     return res
 
 
-def run_sweep(cfgs, n_jobs=1, threads=1, callback=None, scheduler=None):
+def run_sweep(cfgs, n_jobs=1, threads=1, callback=None, scheduler=None, on_epoch=None):
     """``sweep_one`` over ``cfgs`` in parallel processes (joblib); ``callback(result)`` as
     each arrives. Returns the results in order.
 
@@ -344,10 +345,17 @@ def run_sweep(cfgs, n_jobs=1, threads=1, callback=None, scheduler=None):
     backend: the scheduler's address (``"tcp://host:8786"``) or a ``distributed.Client``
     (every worker thread takes configurations; ``n_jobs`` is then ignored). Needs the
     ``cluster`` extra (``dask[distributed]``); each worker must be able to import minissl.
-    Ray works the same way through its joblib backend (docs/performance.md)."""
+    Ray works the same way through its joblib backend (docs/performance.md).
+    ``on_epoch(i, record)`` after each epoch of run ``i`` where the runs are made in this
+    process (``n_jobs=1``, no scheduler: a progress display within a run)."""
+    results = []
+    if n_jobs == 1 and scheduler is None:
+        for i, c in enumerate(cfgs):
+            results.append(sweep_one(c, threads, on_epoch and (lambda rec, i=i: on_epoch(i, rec))))
+            notify(callback, results[-1])
+        return results
     B.require("joblib", "parallel")
     from joblib import Parallel, delayed
-    results = []
     with _joblib_backend(scheduler):
         for r in Parallel(n_jobs=n_jobs if scheduler is None else -1, return_as="generator")(
                 delayed(sweep_one)(c, threads) for c in cfgs):

@@ -34,10 +34,11 @@ def supervision_configs(base, pairings=PAIRINGS, label_latents=(0,), seeds=(1, 2
     return out
 
 
-def run_supervision(cfgs, n_jobs=1, threads=1, callback=None):
+def run_supervision(cfgs, n_jobs=1, threads=1, callback=None, on_epoch=None):
     """``hltm.sweep_one`` over ``cfgs`` (in parallel processes with ``n_jobs``); each result
-    also holds ``pairing`` and ``label_latent``. ``callback(result)`` as each arrives."""
-    results = run_sweep(cfgs, n_jobs, threads, callback)
+    also holds ``pairing`` and ``label_latent``. ``callback(result)`` as each arrives,
+    ``on_epoch(i, record)`` within run i with ``n_jobs=1`` (``hltm.run_sweep``)."""
+    results = run_sweep(cfgs, n_jobs, threads, callback, on_epoch=on_epoch)
     for res, cfg in zip(results, cfgs):
         res.update(pairing=cfg.pairing, label_latent=cfg.label_latent)
     return results
@@ -59,7 +60,8 @@ def supervision_table(results, depth):
             cells.append(f"div {int(np.isnan(v).sum())}/{len(v)}" if np.isnan(v).any()
                          else f"{v.mean():.3f}±{v.std():.3f}")
         rows.append([pairing, str(latent), str(len(g))] + cells)
+    seeds = str(len({r["seed"] for r in results}))      # each seed's runs share init and tree
     for name in ("untrained", "ceiling"):
-        rows.append([name, "-", str(len(results))] + [
+        rows.append([name, "-", seeds] + [
             f"{np.mean([r[f'{name}_d{d}'] for r in results]):.3f}" for d in depths])
     return rows

@@ -13,7 +13,11 @@ lists). Canonical JSON is ``json.dumps(..., sort_keys=True, separators=(",", ":"
 checksum covers kind, version, layout and every array's dtype, shape and bytes digest, so an
 edited header is refused before any array is read, and edited bytes when their array is read.
 
-Loading is bounded before any array data is read: the JSON (``MAX_META_BYTES``), the number of
+Loading reads only a regular file (a FIFO, a device such as ``/dev/zero``, a socket or a folder
+is refused by ``os.stat`` before it is opened, and again by ``fstat`` on what was opened), no
+larger than the memory limit plus ``FILE_SLACK`` (``ResourceLimitError``), and never reads past
+the size it had when it was checked. It is bounded before any array data is read: the JSON
+(``MAX_META_BYTES``), the number of
 arrays (``MAX_ARRAYS``), the layout's nesting (``MAX_DEPTH``) and the declared array bytes
 (``limits.check_memory``). Each member's ``.npy`` header must match its declaration (a plain
 bool/int/float/complex dtype, C order) and the zip's declared size must be exactly header +
@@ -21,7 +25,8 @@ data; no more than that is ever decompressed. Nothing is unpickled. Version-1 fi
 checksum did not cover the layout) are refused.
 
 Saving writes a temporary file beside the target (mode ``0o666 & ~umask``), fsyncs it and renames
-it over the target (``os.replace``): a failed save leaves the old file intact.
+it over the target (``os.replace``): a failed save leaves the old file intact, and its
+``OSError`` names the target (a missing or read-only folder), not the temporary file.
 """
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ import hashlib
 import json
 import math
 import os
+import stat
 import tempfile
 import zipfile
 import zlib
@@ -36,6 +42,7 @@ import zlib
 import numpy as np
 
 from ..budget import ResourceLimitError, check_memory
+from ..checks import shown
 
 FORMAT, VERSION = "minissl", 2
 MAX_META_BYTES = 1 << 20   # the JSON header
@@ -43,6 +50,8 @@ MAX_ARRAYS = 4096
 MAX_DEPTH = 32             # nesting of dicts/lists in the layout
 _KINDS = "biufc"           # bool, signed, unsigned, float, complex
 _CHUNK = 1 << 20           # bytes decompressed per read
+MAX_SHOWN_PATH = 128       # a path longer than twice this is cut in messages
+FILE_SLACK = 16 << 20      # file bytes allowed past the memory limit: zip and JSON headers
 
 
 class CheckpointError(ValueError):
@@ -109,8 +118,12 @@ def save_state(path, state, kind):
     path = os.fspath(path)
     umask = os.umask(0)
     os.umask(umask)
-    fd, tmp = tempfile.mkstemp(prefix=".minissl-", suffix=".npz",
-                               dir=os.path.dirname(os.path.abspath(path)))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".minissl-", suffix=".npz",
+                                   dir=os.path.dirname(os.path.abspath(path)))
+    except OSError as e:                     # a missing or read-only folder: name the target
+        raise _naming(e, path, f" (cannot write in {os.path.dirname(os.path.abspath(path))!r})"
+                      ) from None
     try:
         with os.fdopen(fd, "wb") as fh:
             os.chmod(tmp, 0o666 & ~umask)
@@ -118,10 +131,19 @@ def save_state(path, state, kind):
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise _naming(e, path, " (saving it)") from None
         raise
+
+
+def _naming(e, path, note):
+    """``e`` (an ``OSError`` about the temporary file) as the same error about ``path``."""
+    if e.errno is None:
+        return e
+    return type(e)(e.errno, f"{e.strerror}{note}", path)
 
 
 # ----------------------------------------------------------------------------- loading
@@ -186,12 +208,12 @@ def _declared(d):
     """``(dtype, shape, sha256)`` of one array's declaration; ValueError if malformed."""
     dtype, shape, sha = np.dtype(d["dtype"]), d["shape"], d["sha256"]
     if dtype.str != d["dtype"] or dtype.kind not in _KINDS:
-        raise ValueError(f"dtype {d['dtype']!r} is not a plain bool/int/float/complex dtype")
+        raise ValueError(f"dtype {shown(d['dtype'])} is not a plain bool/int/float/complex dtype")
     if not (isinstance(shape, list) and len(shape) <= 64
             and all(type(n) is int and n >= 0 for n in shape)):
-        raise ValueError(f"bad shape {shape!r}")
+        raise ValueError(f"bad shape {shown(shape)}")
     if not isinstance(sha, str):
-        raise ValueError(f"bad checksum {sha!r}")
+        raise ValueError(f"bad checksum {shown(sha)}")
     return dtype, tuple(shape), sha
 
 
@@ -199,18 +221,18 @@ def _check_meta(meta, path, kind):
     """Validate the header; return ``{key: (dtype, shape, sha256, place)}`` for its arrays."""
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a minissl checkpoint (format="
-                              f"{meta.get('format') if isinstance(meta, dict) else None!r})")
+                              f"{shown(meta.get('format') if isinstance(meta, dict) else None)})")
     if meta.get("version") == 1:
         raise CheckpointError(f"{path} is a version-1 minissl checkpoint, which is no longer "
                               "read (its checksum does not cover its layout); save the object "
                               "again")
     if meta.get("version") != VERSION:
-        raise CheckpointError(f"{path} has checkpoint version {meta.get('version')!r}; "
+        raise CheckpointError(f"{path} has checkpoint version {shown(meta.get('version'))}; "
                               f"this minissl reads version {VERSION}")
     if meta.get("sha256") != _digest(meta):
         raise CheckpointError(f"{path} is corrupt: its header does not match its checksum")
     if meta.get("kind") != kind:
-        raise CheckpointError(f"{path} holds a {meta.get('kind')!r}, expected a {kind!r}")
+        raise CheckpointError(f"{path} holds a {shown(meta.get('kind'))}, expected a {kind!r}")
     try:
         places = _places(meta["layout"], {})
         if set(places) != set(meta["arrays"]):
@@ -274,19 +296,72 @@ def _load(zf, path, kind, finite, limits):
     return _unflatten(meta["layout"], arrays)
 
 
+class _Bounded:
+    """A binary file read as its first ``size`` bytes (its size when it was checked): a file
+    that grows while it is read is read as it was. What ``zipfile`` calls: read, seek, tell."""
+
+    def __init__(self, fh, size):
+        self.fh, self.size = fh, size
+
+    def read(self, n=-1):
+        left = max(0, self.size - self.fh.tell())
+        return self.fh.read(left if n is None or n < 0 else min(n, left))
+
+    def seek(self, offset, whence=0):
+        return self.fh.seek(self.size + offset if whence == 2 else offset,
+                            0 if whence == 2 else whence)
+
+    def tell(self):
+        return self.fh.tell()
+
+    def seekable(self):
+        return True
+
+
+def _regular(st, path):
+    """``CheckpointError`` unless ``st`` (an ``os.stat`` result) is a regular file's."""
+    if not stat.S_ISREG(st.st_mode):
+        what = next((name for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISDIR, "a folder"),
+                     (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                     (stat.S_ISSOCK, "a socket")) if test(st.st_mode)), "not a regular file")
+        raise CheckpointError(f"{path} is {what}; a checkpoint is read only from a regular file")
+
+
+def _open_checked(path, label, limits):
+    """``(file, size)``: ``path`` opened for reading after ``os.stat`` says it is a regular file
+    no larger than the memory limit plus ``FILE_SLACK``, and ``fstat`` says the same of what was
+    opened (non-blocking, so a FIFO swapped in meanwhile cannot hang the open)."""
+    _regular(os.stat(path), label)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        st = os.fstat(fd)
+        _regular(st, label)
+        check_memory(max(0, st.st_size - FILE_SLACK), f"the checkpoint file ({st.st_size:,} bytes,"
+                     f" less {FILE_SLACK >> 20} MiB of headers)", f"path={label!r}", limits)
+        return os.fdopen(fd, "rb"), st.st_size
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def load_state(path, kind, *, finite=True, limits=None):
     """Read a state written by ``save_state`` (see module docstring).
 
-    ``CheckpointError`` for a truncated, corrupt, foreign or non-zip file, another ``kind``, or
-    (with ``finite``) NaN/inf in a floating array; ``ResourceLimitError`` if its arrays would
-    exceed ``limits`` (a ``minissl.limits.Limits``; None: ``current_limits()``).
+    ``CheckpointError`` for a truncated, corrupt, foreign or non-zip file, one that is not a
+    regular file (a FIFO, a device, a folder), another ``kind``, or (with ``finite``) NaN/inf in
+    a floating array; ``ResourceLimitError`` if the file or its arrays would exceed ``limits``
+    (a ``minissl.budget.Limits``; None: ``current_limits()``); ``FileNotFoundError`` if there is
+    no file.
     """
     path = os.fspath(path)
+    label = path if len(str(path)) <= 2 * MAX_SHOWN_PATH else shown(path, 2 * MAX_SHOWN_PATH)
     try:
-        with zipfile.ZipFile(path) as zf:
-            return _load(zf, path, kind, finite, limits)
+        fh, size = _open_checked(path, label, limits)
+        with fh, zipfile.ZipFile(_Bounded(fh, size)) as zf:
+            return _load(zf, label, kind, finite, limits)
     except (CheckpointError, ResourceLimitError, FileNotFoundError):
         raise
     except (OSError, ValueError, EOFError, RecursionError, NotImplementedError,
             zipfile.BadZipFile, zlib.error) as e:
-        raise CheckpointError(f"{path} is not a readable minissl checkpoint: {e}") from None
+        raise CheckpointError(f"{label} is not a readable minissl checkpoint: "
+                              f"{shown(str(e), 2 * MAX_SHOWN_PATH)}") from None

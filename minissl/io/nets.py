@@ -9,6 +9,8 @@ without BN and ``init_scale=1``.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from .. import backend as B
 from ..budget import ResourceLimitError, check_net_size
 from ..layers import BatchNorm
@@ -48,20 +50,24 @@ def from_state(st, backend="numpy", limits=None):
 def check_state(st, limits=None):
     """``st`` with the optional keys filled in, after checking everything ``from_state`` reads:
     the keys, the widths (against ``limits``, before anything is built), every array's shape
-    against the widths, and that arrays are finite (``ValueError`` naming the entry,
+    against the widths, that arrays are finite and masks 0/1, and that every weight is 0 where
+    its mask is (``_check_masked_weights``) (``ValueError`` naming the entry,
     ``ResourceLimitError`` past the limit)."""
     if not isinstance(st, dict) or not STATE_KEYS <= set(st):
         raise ValueError(f"a ReLUNet state must be a dict with keys {sorted(STATE_KEYS)}")
     unknown = sorted(set(st) - STATE_KEYS - set(STATE_DEFAULTS))
     if unknown:
-        raise ValueError(f"a ReLUNet state has unknown keys {unknown}")
+        raise ValueError(f"a ReLUNet state has unknown keys {B.shown(unknown)}")
     st = {**STATE_DEFAULTS, **st}
     sizes = check_sizes(st["sizes"])
+    for name in ("bias", "normalize"):                      # "False" would be truthy
+        B.check_bool(name, st[name])
     if st["masks"] is not None and not isinstance(st["masks"], (list, tuple)):
         raise ValueError(f"masks must be None or a list, got {type(st['masks']).__name__}")
     check_net_size(sizes, st["masks"], B.check_dtype(st["dtype"]), limits,
                    f"the state's sizes={sizes}")
     _check_arrays(st, sizes)
+    _check_masked_weights(st)
     _check_bn(st, sizes, check_batchnorm(st["batchnorm"]))
     return st
 
@@ -86,6 +92,23 @@ def _check_arrays(st, sizes):
                                  f"{shape} for sizes={sizes}")
             if name != "masks":
                 B.check_finite(f"{name}[{l}]", B.to_numpy(a))
+
+
+def _check_masked_weights(st):
+    """Every mask holds only 0 and 1, and every weight where its mask is 0 is 0: the backends
+    compute a masked layer differently (NumPy multiplies the stored weights, the compiled
+    kernels skip the masked entries), so a non-zero masked weight would make them disagree."""
+    for l, (W, m) in enumerate(zip(st["weights"], st["masks"] or [])):
+        if m is None:
+            continue
+        m = B.to_numpy(m)
+        if not np.isin(m, (0, 1)).all():
+            raise ValueError(f"masks[{l}] must contain only 0 and 1")
+        bad = int(np.count_nonzero(B.to_numpy(W)[m == 0]))
+        if bad:
+            raise ValueError(f"weights[{l}] is non-zero at {bad} entries where masks[{l}] is 0; "
+                             "a masked weight must be 0 (the numpy and numba backends would "
+                             "compute different networks)")
 
 
 def _check_bn(st, sizes, batchnorm):
