@@ -479,10 +479,14 @@ def add_selectivity_parser(subparsers):
                     "every unit's selectivity |corr(z, g_u)| at initialisation and at the end, "
                     "per tree depth; and the units' weights along the top-k eigenvectors of the "
                     "covariance operator at initialisation against a random k-dim subspace. "
-                    "With --seeds N: mean ± std over seeds 1..N.")
+                    "With --seeds N: mean ± std over N seeds from --first-seed, and 95% "
+                    "intervals (Wilson for 'winner already best at init', t over seeds).")
     _dataclass_flags(p, E.SelectivityConfig)
     p.add_argument("--seeds", type=_positive_int, default=None,
-                   help="run seeds 1..N (overrides --seed) and print mean ± std")
+                   help="run N seeds, --first-seed .. --first-seed + N - 1 (overrides --seed), "
+                        "and print mean ± std and 95%% intervals")
+    p.add_argument("--first-seed", type=int, default=1,
+                   help="the first of the --seeds N seeds (default 1)")
     p.add_argument("--n-jobs", type=int, default=1, help="parallel processes (joblib)")
     p.add_argument("--json", action="store_true", help="one JSON object per seed")
     return p
@@ -495,18 +499,27 @@ def run_selectivity(args):
     except ValueError as exc:
         _flag_error(args._parser, exc, E.SelectivityConfig)
     r = cfg.run
-    seeds = list(range(1, args.seeds + 1)) if args.seeds else [r.seed]
+    if args.seeds and args.first_seed < 0:
+        args._parser.error(f"--first-seed: must be >= 0, got {args.first_seed}")
+    seeds = (list(range(args.first_seed, args.first_seed + args.seeds)) if args.seeds
+             else [r.seed])
     print(f"# selectivity: depth {r.depth}, {r.num_children} children, polarity "
           f"{r.polarity}, hid {r.hid}, loss {r.loss} (tau {r.tau:g}), lr {r.lr:g}, "
           f"batch {r.batch_size}, {r.steps} steps, update {r.update}, OP top k {cfg.k} "
-          f"(N {cfg.n_samples} x M {cfg.n_views}), seeds {seeds}", flush=True)
-    t0 = time.perf_counter()
+          f"(N {cfg.n_samples} x M {cfg.n_views}), {len(seeds)} seeds {seeds[0]}..{seeds[-1]}"
+          f" {seeds}, {args.n_jobs} jobs", flush=True)
+    t0, done = time.perf_counter(), []
 
     def show(summary):
+        done.append(summary)
+        print(f"# seed {seeds[len(done) - 1]} done ({len(done)}/{len(seeds)}, "
+              f"{time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
         if args.json:
             print(json.dumps(_jsonable(summary)), flush=True)
     summaries = E.run_selectivity_seeds(cfg, seeds, args.n_jobs, callback=show)
     _print_table(E.selectivity_table(summaries))
+    if len(seeds) > 1:
+        _print_selectivity_intervals(summaries, r.hid)
     print(f"# {time.perf_counter() - t0:.0f} s wall. rho s0,sT: Spearman of initial and final "
           "selectivity over the depth's units; rank0 win: initial rank (0 = best of hid) of "
           "each latent's final winner; win>med: share of winners that started above their "
@@ -516,6 +529,16 @@ def run_selectivity(args):
           "by that projection; dW in OP / rand: share of ||W_T - W_0||^2 in span(U) / in a "
           "random k-dim subspace; win/rest in OP: the same per unit row")
     return 0
+
+
+def _print_selectivity_intervals(summaries, hid):
+    print(f"# 95% intervals over the {len(summaries)} seeds; best@init: latents whose final "
+          f"winner was already their best unit at init (chance 1/hid = {1 / hid:.2f}); Wilson: "
+          "that proportion pooled over the latents (taken as independent); per seed: the mean "
+          "of each seed's share, t interval over seeds; rank0 win and the rest: mean over "
+          "seeds, t interval")
+    _print_table(E.selectivity_interval_table(E.selectivity_intervals(summaries)))
+    print(f"# initial rank of the root's winner per seed: {E.root_ranks(summaries)}")
 
 
 def add_acceleration_parser(subparsers):
@@ -569,13 +592,21 @@ def add_decoupling_parser(subparsers):
                     "or ReLU, L2-normalised output) with InfoNCE on sparse-coding data "
                     "x = Mz + ξ and print the neurons' sparse alignment, dense fraction and "
                     "feature coverage beside the closed-form view correlations. --table runs "
-                    "the settings of docs/decoupling.md.")
+                    "the settings of docs/decoupling.md. --preset wenli: input at unit pixel "
+                    "variance, V's rows of norm 0.1, b = 1, ReLU with a learned bias (flags "
+                    "given override the preset).")
+    p.add_argument("--preset", choices=tuple(E.DECOUPLING_PRESETS), default="minissl",
+                   help="the network's start: minissl (the defaults) or wenli (Wen & Li's "
+                        "conventions: input_scale pixel, v_norm 0.1, b_init 1, relu_bias)")
     _dataclass_flags(p, E.DecouplingConfig)
     p.add_argument("--table", action="store_true",
                    help="run the settings of docs/decoupling.md (other flags: the base)")
     p.add_argument("--only", nargs="+", default=None, choices=E.DECOUPLING_LABELS,
                    metavar="LABEL", help="with --table: these settings only")
-    p.add_argument("--seeds", type=_positive_int, default=3, help="with --table: seeds 0..N-1")
+    p.add_argument("--seeds", type=_positive_int, default=3,
+                   help="with --table: N seeds from --first-seed")
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="with --table: the first of the --seeds seeds (default 0)")
     p.add_argument("--measured", type=int, default=0,
                    help="with --table: also measure the view correlations on N samples")
     p.add_argument("--figure", metavar="PATH", default=None,
@@ -585,17 +616,18 @@ def add_decoupling_parser(subparsers):
     return p
 
 
-DECOUPLING_KEYS = ("step", "loss", "alignment", "aligned", "dense_fraction", "coverage",
-                   "coverage_min", "covered", "b_mean", "seconds")
+DECOUPLING_KEYS = ("step", "loss", "alignment", "aligned", "dense_fraction", "dense_live",
+                   "dead", "coverage", "coverage_min", "covered", "b_mean", "seconds")
+DECOUPLING_WIDTHS = [6, 8, 6, 6, 6, 6, 5, 6, 6, 7, 6]
 
 
 def _decoupling_run(cfg, args):
     if not args.json:
         src = cfg.source()
-        print(f"# {src!r}; neuron {cfg.neuron}, width {cfg.width}, tau {cfg.tau:g}, "
-              f"batch {cfg.batch_size}, Adam lr {cfg.lr:g}, {cfg.steps} steps")
-        print(_fmt_row(["step", "loss", "align", "#>0.9", "dense", "cover", "#cov", "b mean",
-                        "s"], [6, 8, 6, 6, 6, 6, 5, 7, 6]))
+        print(f"# {src!r}; {_decoupling_start(cfg)}; tau {cfg.tau:g}, batch "
+              f"{cfg.batch_size}, Adam lr {cfg.lr:g}, {cfg.steps} steps")
+        print(_fmt_row(["step", "loss", "align", "#>0.9", "dense²", "cover", "#cov", "dn live",
+                        "dead", "b mean", "s"], DECOUPLING_WIDTHS))
 
     def show(rec):
         if args.json:
@@ -610,14 +642,27 @@ def _decoupling_run(cfg, args):
                   f"{rec['rho']['dense']:.3f}")
         cells = [rec["step"], f"{rec['loss']:.4f}", f"{rec['alignment']:.3f}", rec["aligned"],
                  f"{rec['dense_fraction']:.3f}", f"{rec['coverage']:.3f}", rec["covered"],
-                 f"{rec['b_mean']:.4f}", f"{rec['seconds']:.1f}"]
-        print(_fmt_row(cells, [6, 8, 6, 6, 6, 6, 5, 7, 6]), flush=True)
+                 f"{rec['dense_live']:.3f}", f"{rec['dead']:.3f}", f"{rec['b_mean']:.4f}",
+                 f"{rec['seconds']:.1f}"]
+        print(_fmt_row(cells, DECOUPLING_WIDTHS), flush=True)
     E.decoupling_experiment(cfg, callback=show)
+
+
+def _decoupling_start(cfg):
+    """The network's start in words (the preset's fields)."""
+    return (f"neuron {cfg.neuron}{' + bias' if cfg.neuron == 'relu' and cfg.relu_bias else ''}"
+            f", width {cfg.width}, input {cfg.input_scale}, |v| {cfg.v_norm:g}, b_init "
+            f"{cfg.b_init:g}")
 
 
 def _decoupling_table(base, args):
     settings = [s for s in E.DECOUPLING_SETTINGS if args.only is None or s[0] in args.only]
-    seeds = tuple(range(args.seeds))
+    seeds = tuple(range(args.first_seed, args.first_seed + args.seeds))
+    src = base.source()
+    print(f"# preset {args.preset}: {_decoupling_start(base)}; d {src.d}, d1 {src.d1}, k "
+          f"{src.k:g}, dense rank {src.dense_rank}, dense energy {src.dense_energy:g}; pixel "
+          f"std sqrt(tr C/d1) = {E.pixel_variance(src) ** 0.5:.3f} (raw units); seeds "
+          f"{list(seeds)}", flush=True)
 
     def show(row):
         if args.json:
@@ -628,7 +673,10 @@ def _decoupling_table(base, args):
     rows = E.decoupling_table(settings, seeds, base, args.measured, callback=show)
     if not args.json:
         print(f"# {len(settings)} settings x seeds {list(seeds)}, {base.steps} steps each, "
-              f"{time.perf_counter() - t0:.0f} s wall; mean±std over seeds")
+              f"{time.perf_counter() - t0:.0f} s wall; mean±std over seeds; dense frac²: "
+              f"||P^T w||² over all neurons; dense live: ||P^T w|| (unsquared) over the live "
+              f"neurons; dead: share of neurons with output 0 on {E.EVAL_SAMPLES} clean "
+              f"samples")
         _print_table(E.decoupling_table_lines(rows))
     if args.figure:
         P.save_png(P.decoupling_figure(rows), args.figure, dpi=110)
@@ -636,8 +684,12 @@ def _decoupling_table(base, args):
 
 def run_decoupling(args):
     try:
-        cfg = _config(E.DecouplingConfig, args).validate()
+        given = {k: v for k, v in vars(_config(E.DecouplingConfig, args)).items()
+                 if getattr(args, k, None) is not None}
+        cfg = E.DecouplingConfig.from_preset(args.preset, **given).validate()
         cfg.cost().check()                               # one run (each of the table's alone)
+        if args.first_seed < 0:
+            raise ValueError(f"first_seed must be >= 0, got {args.first_seed}")
         if args.measured:
             B.check_int("measured", args.measured, 2)
     except ValueError as exc:
