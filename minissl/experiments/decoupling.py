@@ -21,11 +21,12 @@ the network's start, the rest of the run being the same:
   ``sqrt(tr C / d1)``, 0.22 for d1 = 128, k = 3, dense energy 1), V's rows of norm 1, b = 0
   (the symmetric neuron starts linear), ReLU neurons without bias;
 - ``"wenli"`` (Wen & Li's conventions, as an independent implementation of the model uses
-  them): the input scaled to unit pixel variance (``input_scale="pixel"``: ``x / sqrt(tr C /
-  d1)``, so b and the noise's s are in pixel standard deviations), V's rows of norm 0.1
-  (``v_norm``; Adam turns w ten times faster, ``lr sqrt(d1) / ||v||`` radians per step),
-  b = 1 pixel standard deviation, and ReLU neurons with a learned bias
-  (``h = ReLU(s - b)``, ``BiasedReLU``, b from ``b_init``).
+  them): the input scaled to unit pixel variance after the augmentation
+  (``input_scale="pixel"``: ``x / sqrt(tr C / d1)``, so b is in pixel standard deviations;
+  noise of per-coordinate std s, drawn in raw units, is ``s / sqrt(tr C / d1)`` of them), V's
+  rows of norm 0.1 (``v_norm``: Adam's first steps turn w ten times faster, ``lr sqrt(d1) /
+  ||v||`` radians per step), b = 1 pixel standard deviation, and ReLU neurons with a learned
+  bias (``h = ReLU(s - b)``, ``BiasedReLU``, b from ``b_init``).
 """
 from __future__ import annotations
 
@@ -86,7 +87,7 @@ class DecouplingConfig:
     v_norm: float = setting(1.0, "initial norm of V's rows (W = V/|V|): Adam turns w by about "
                             "lr sqrt(d1)/|v| radians per step", lo=0, lo_open=True, hi=1e6)
     input_scale: str = setting("raw", "raw: x as drawn; pixel: x / sqrt(tr C / d1), unit "
-                               "pixel variance (b and s in pixel std)", choices=INPUT_SCALES)
+                               "pixel variance (b in pixel std)", choices=INPUT_SCALES)
     relu_bias: bool = setting(False, "ReLU neurons: a learned bias, h = ReLU(s - b), b from "
                               "b_init")
     tau: float = setting(0.2, "InfoNCE temperature")
@@ -341,7 +342,9 @@ def decoupling_table(settings=DECOUPLING_SETTINGS, seeds=(0, 1, 2), base=None,
 
 def decoupling_table_lines(rows):
     """The table as rows of strings (header first): correlations beside the measured
-    alignment, neurons above 0.9, dense fraction, coverage, covered features, b, loss."""
+    alignment, neurons above 0.9, the dense fraction squared over all neurons (``dense
+    frac²``) and unsquared over the live ones (``dense live``), the dead share, coverage,
+    covered features, b, loss."""
     meas = any("rho_sparse_measured" in r for r in rows)
     head = ["setting", "ρ_sp", "ρ_dn"] + (["ρ̂_sp", "ρ̂_dn"] if meas else []) + [
         "alignment", "#>0.9", "dense frac²", "dense live", "dead", "coverage", "#cov>0.9",
@@ -355,7 +358,7 @@ def decoupling_table_lines(rows):
             cells += [f"{r.get('rho_sparse_measured', math.nan):.2f}",
                       f"{r.get('rho_dense_measured', math.nan):.2f}"]
         cells += [pm("alignment"), pm("aligned", "{:.1f}"), pm("dense_fraction"),
-                  pm("dense_live"), pm("dead"), pm("coverage"), pm("covered", "{:.1f}"), pm("b_mean", "{:.3f}"), pm("loss"),
-                  f"{r['seconds']:.1f}"]
+                  pm("dense_live"), pm("dead"), pm("coverage"), pm("covered", "{:.1f}"),
+                  pm("b_mean", "{:.3f}"), pm("loss"), f"{r['seconds']:.1f}"]
         out.append(cells)
     return out
