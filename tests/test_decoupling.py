@@ -196,10 +196,14 @@ def test_dead_neurons_and_the_two_dense_fractions():
     H = np.array([[0.0, 0.0, 1.0], [0.5, 0.0, 0.0], [0.0, 0.0, -2.0]])
     dead = dead_neurons(H)
     assert dead.tolist() == [False, True, False]
+    assert dead_neurons(H, 1 / 3).tolist() == [True, True, False]   # active on <= 1 of 3
+    assert dead_neurons(H, 0.3).tolist() == [False, True, False]
     assert dense_norm_live(W, P, dead) == pytest.approx(math.sin(t) / 2)
     assert math.isnan(dense_norm_live(W, P, np.ones(3, bool)))
     with pytest.raises(ValueError, match="H must be"):
         dead_neurons(np.zeros(3))
+    with pytest.raises(ValueError, match="rate"):
+        dead_neurons(H, 1.5)
 
 
 # ----------------------------------------------------------------------------- the layers
@@ -433,7 +437,7 @@ def test_records_callback_stop_and_the_table():
     assert seen == [0, 10, 20] and [r["step"] for r in records] == seen
     rec = records[0]
     assert set(rec["rho"]) == {"sparse", "dense"} and rec["alignment_per_neuron"].shape == (32,)
-    assert 0 <= rec["dead"] <= 1 and 0 <= rec["dense_live"] <= 1
+    assert 0 <= rec["silent"] <= rec["dead"] <= 1 and 0 <= rec["dense_live"] <= 1
     assert rec["coverage_per_feature"].shape == (16,) and rec["b"].shape == (32,)
 
     class Flag:
@@ -475,7 +479,7 @@ def test_cli_run_json_table_and_flag_errors(capsys, tmp_path):
                      "--v-norm", "0.5"]) == 0
     out = capsys.readouterr().out
     assert "# preset wenli: neuron symmetric, width 8, input pixel, |v| 0.5, b_init 1;" in out
-    assert "seeds [3]" in out and "dense live" in out and "dead" in out
+    assert "seeds [3]" in out and "dense live" in out and "dead" in out and "silent" in out
     with pytest.raises(SystemExit) as exc:
         cli.main(["decoupling", "--k", "40"])
     assert exc.value.code == 2 and "--k: k must be" in capsys.readouterr().err

@@ -617,7 +617,7 @@ def add_decoupling_parser(subparsers):
 
 
 DECOUPLING_KEYS = ("step", "loss", "alignment", "aligned", "dense_fraction", "dense_live",
-                   "dead", "coverage", "coverage_min", "covered", "b_mean", "seconds")
+                   "dead", "silent", "coverage", "coverage_min", "covered", "b_mean", "seconds")
 DECOUPLING_WIDTHS = [6, 8, 6, 6, 6, 6, 5, 6, 6, 7, 6]
 
 
@@ -675,8 +675,8 @@ def _decoupling_table(base, args):
         print(f"# {len(settings)} settings x seeds {list(seeds)}, {base.steps} steps each, "
               f"{time.perf_counter() - t0:.0f} s wall; mean±std over seeds; dense frac²: "
               f"||P^T w||² over all neurons; dense live: ||P^T w|| (unsquared) over the live "
-              f"neurons; dead: share of neurons with output 0 on {E.EVAL_SAMPLES} clean "
-              f"samples")
+              f"neurons; dead: share of neurons active (output != 0) on at most "
+              f"{E.DEAD_RATE:.0%} of {E.EVAL_SAMPLES} clean samples, silent: on none")
         _print_table(E.decoupling_table_lines(rows))
     if args.figure:
         P.save_png(P.decoupling_figure(rows), args.figure, dpi=110)

@@ -46,7 +46,7 @@ _NAMES = {
                     "unit_view"),
     # -- feature decoupling (Wen & Li 2021), SupCon against SSL on the HLTM
     "decoupling": ("DECOUPLING_LABELS", "DECOUPLING_PRESETS", "DECOUPLING_SETTINGS",
-                   "DecouplingConfig", "EVAL_SAMPLES", "decoupling_experiment",
+                   "DEAD_RATE", "DecouplingConfig", "EVAL_SAMPLES", "decoupling_experiment",
                    "decoupling_table", "decoupling_table_lines", "pixel_variance"),
     "supervision": ("run_supervision", "supervision_configs", "supervision_table"),
 }

@@ -11,8 +11,8 @@ SimCLR arrangement (2N views, τ prefactor), optimiser Adam: the one training lo
 
 A run derives its seeds from ``cfg.seed`` (docs/design.md): the data model's bases use the
 seed itself, ``derive_seed(seed, 1)`` the init, 2 the training data, 4 the untrained loss
-batch, 5 the clean samples on which a neuron counts as dead; ``decoupling_table`` measures the
-view correlations on stream 3.
+batch, 5 the clean samples on which a neuron counts as dead (active on at most ``DEAD_RATE`` =
+1% of them); ``decoupling_table`` measures the view correlations on stream 3.
 
 Two presets (``DecouplingConfig.from_preset``, ``DECOUPLING_PRESETS``) set the conventions of
 the network's start, the rest of the run being the same:
@@ -53,9 +53,10 @@ DECOUPLING_BACKENDS = ("numpy", "numba")
 INPUT_SCALES = ("raw", "pixel")
 SOURCE_FIELDS = ("d", "d1", "k", "dense_rank", "dense_energy", "augmentation", "p", "s",
                  "noise_scale", "basis")
-METRICS = ("alignment", "aligned", "dense_fraction", "dense_live", "dead", "coverage",
+METRICS = ("alignment", "aligned", "dense_fraction", "dense_live", "dead", "silent", "coverage",
            "coverage_min", "covered", "b_mean", "loss")
-EVAL_SAMPLES = 1024      # clean samples (stream 5) on which a neuron counts as dead
+EVAL_SAMPLES = 1024      # clean samples (stream 5) on which a neuron counts as dead ...
+DEAD_RATE = 0.01         # ... when it is active (h != 0) on at most this fraction of them
 #: the presets' fields (module docstring); "minissl" is the fields' defaults
 DECOUPLING_PRESETS = {"minissl": {},
                       "wenli": dict(input_scale="pixel", v_norm=0.1, b_init=1.0,
@@ -229,15 +230,17 @@ def neuron_record(net, src, step, loss, seconds, x_eval=None):
     the squared share over all neurons), per neuron ``alignment_per_neuron``,
     ``dense_per_neuron``, ``b`` (or None), per sparse feature ``coverage_per_feature``, and
     ``b_mean``, ``loss``, ``seconds``; with clean inputs ``x_eval`` (n, d1) in the net's units,
-    ``dead`` (the share of neurons whose output is 0 on all of them) and ``dense_live`` (the
-    unsquared ``||P^T w_i||`` over the live neurons), else NaN."""
+    ``dead`` (the share of neurons active on at most ``DEAD_RATE`` of them), ``silent`` (the
+    share never active on them) and ``dense_live`` (the unsquared ``||P^T w_i||`` over the
+    neurons not dead), else NaN."""
     W = net.layers[0].W
     th = thresholds(net)
     b = th[0].b.copy() if th else None
-    dead = (dead_neurons(net.layers[1].forward(x_eval @ W.T)) if x_eval is not None
-            else None)
+    H = net.layers[1].forward(x_eval @ W.T) if x_eval is not None else None     # (n, m)
+    dead = dead_neurons(H, DEAD_RATE) if H is not None else None
     rec = {"step": step, "loss": loss, **feature_metrics(W, src.M, src.P),
            "dead": float(dead.mean()) if dead is not None else math.nan,
+           "silent": float(dead_neurons(H).mean()) if H is not None else math.nan,
            "dense_live": dense_norm_live(W, src.P, dead) if dead is not None else math.nan,
            "b_mean": float(b.mean()) if b is not None else 0.0,
            "alignment_per_neuron": sparse_alignment(W, src.M),
@@ -343,11 +346,12 @@ def decoupling_table(settings=DECOUPLING_SETTINGS, seeds=(0, 1, 2), base=None,
 def decoupling_table_lines(rows):
     """The table as rows of strings (header first): correlations beside the measured
     alignment, neurons above 0.9, the dense fraction squared over all neurons (``dense
-    frac²``) and unsquared over the live ones (``dense live``), the dead share, coverage,
-    covered features, b, loss."""
+    frac²``) and unsquared over the live ones (``dense live``), the dead (active on at most
+    ``DEAD_RATE`` of the clean samples) and silent (never active) shares, coverage, covered
+    features, b, loss."""
     meas = any("rho_sparse_measured" in r for r in rows)
     head = ["setting", "ρ_sp", "ρ_dn"] + (["ρ̂_sp", "ρ̂_dn"] if meas else []) + [
-        "alignment", "#>0.9", "dense frac²", "dense live", "dead", "coverage", "#cov>0.9",
+        "alignment", "#>0.9", "dense frac²", "dense live", "dead", "silent", "coverage", "#cov>0.9",
         "b mean", "loss", "s/run"]
     out = [head]
     for r in rows:
@@ -358,7 +362,8 @@ def decoupling_table_lines(rows):
             cells += [f"{r.get('rho_sparse_measured', math.nan):.2f}",
                       f"{r.get('rho_dense_measured', math.nan):.2f}"]
         cells += [pm("alignment"), pm("aligned", "{:.1f}"), pm("dense_fraction"),
-                  pm("dense_live"), pm("dead"), pm("coverage"), pm("covered", "{:.1f}"),
+                  pm("dense_live"), pm("dead"), pm("silent"), pm("coverage"),
+                  pm("covered", "{:.1f}"),
                   pm("b_mean", "{:.3f}"), pm("loss"), f"{r['seconds']:.1f}"]
         out.append(cells)
     return out
