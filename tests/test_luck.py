@@ -3,6 +3,8 @@ freezing a layer, top-layer acceleration, probes and their exact Bayes ceilings,
 commands and app views built on them."""
 import itertools
 import json
+import math
+from statistics import NormalDist
 
 import numpy as np
 import pytest
@@ -18,8 +20,9 @@ from minissl.experiments.probe import probe_sets
 from minissl.metrics import group_preactivations, unit_correlations
 from minissl.analysis.probes import (bayes_accuracy, expected_bayes_accuracy, posterior_all_leaves, probe,
                             representations)
-from minissl.analysis.selectivity import (amplification, latent_rows, projection, random_basis, share,
-                                 unit_norms, winner_ranks)
+from minissl.analysis.selectivity import (amplification, latent_rows, mean_interval, projection,
+                                          random_basis, share, unit_norms, wilson_interval,
+                                          winner_ranks)
 
 
 # ----------------------------------------------------------------------------- per-unit values
@@ -122,6 +125,75 @@ def test_unit_rows_follow_the_latents():
     assert (np.delete(corr.per_unit.ravel(), mu * hid + u) > 0).all()
     rows = latent_rows(tree, [np.arange(12), np.arange(6), np.arange(3)], hid)
     assert rows[0].tolist() == [0, 1, 2] and rows[mu].tolist() == [6, 7, 8]
+
+
+# ----------------------------------------------------------------------------- intervals
+def _wilson_by_hand(k, n, z):
+    p = k / n
+    centre, half = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (centre - half) / (1 + z * z / n), (centre + half) / (1 + z * z / n)
+
+
+def test_wilson_interval_known_values_and_the_formula():
+    """Known 95% Wilson intervals (79/93: docs/hltm.md's old claim; 0/10 has upper end
+    z²/(n + z²)); the formula of the module docstring for other k, n, levels; the Wald
+    interval p ± z sqrt(p(1-p)/n), a wrong answer, is far off at the edges."""
+    assert wilson_interval(79, 93) == pytest.approx((0.76304, 0.90816), abs=1e-5)
+    assert wilson_interval(5, 10) == pytest.approx((0.23659, 0.76341), abs=1e-5)
+    lo, hi = wilson_interval(0, 10)
+    z = 1.959963984540054
+    assert lo == 0 and hi == pytest.approx(z * z / (10 + z * z), abs=1e-12)
+    assert hi > 0.27                                               # Wald gives (0, 0)
+    for k, n, conf in ((3, 7, 0.95), (68, 93, 0.9), (24, 45, 0.99), (1, 1, 0.8)):
+        zq = NormalDist().inv_cdf(0.5 + conf / 2)
+        assert wilson_interval(k, n, conf) == pytest.approx(_wilson_by_hand(k, n, zq),
+                                                            abs=1e-9)
+    with pytest.raises(ValueError, match="k must be"):
+        wilson_interval(11, 10)
+    with pytest.raises(ValueError, match="confidence"):
+        wilson_interval(1, 10, 1.0)
+
+
+def test_mean_interval_is_students_t():
+    """[1, 2, 3, 4]: mean 2.5, s/sqrt(n) = 0.6455, t_{0.975, 3} = 3.18245 (a normal z = 1.96
+    would give 1.235..3.765); degenerate inputs."""
+    m, lo, hi = mean_interval([1.0, 2.0, 3.0, 4.0])
+    assert (m, lo, hi) == pytest.approx((2.5, 0.44574, 4.55426), abs=1e-5)
+    assert mean_interval([4.0, np.nan, 1.0, 3.0, 2.0]) == pytest.approx((m, lo, hi))
+    assert mean_interval([2.0, 2.0, 2.0]) == (2.0, 2.0, 2.0)
+    one = mean_interval([0.5])
+    assert one[0] == 0.5 and math.isnan(one[1]) and math.isnan(one[2])
+    assert all(math.isnan(v) for v in mean_interval([]))
+    with pytest.raises(ValueError, match="confidence"):
+        mean_interval([1.0, 2.0], 0.0)
+
+
+def _summary(ranks_by_depth, spearman=0.5):
+    return {d: {"selectivity": {"ranks": np.array(r), "spearman": spearman,
+                                "growth_winner": 1.1, "growth_rest": 1.0},
+                "op": {"share_top_layer": 0.8, "share_random_layer": 0.05}}
+            for d, r in ranks_by_depth.items()}
+
+
+def test_selectivity_intervals_count_the_winners_already_best():
+    """Constructed ranks: depth 3 (root) ranks 0, 2; depth 2 [0, 1], [0, 0]; depth 1 all 0."""
+    sums = [_summary({3: [0], 2: [0, 1], 1: [0, 0, 0, 0]}, 0.4),
+            _summary({3: [2], 2: [0, 0], 1: [0, 0, 0, 0]}, 0.6)]
+    iv = E.selectivity_intervals(sums)
+    assert list(iv) == ["3", "2", "1", "3-2", "all"]
+    assert (iv["3"]["best"], iv["3"]["latents"]) == (1, 2)
+    assert (iv["3-2"]["best"], iv["3-2"]["latents"]) == (4, 6)
+    assert (iv["all"]["best"], iv["all"]["latents"]) == (12, 14)
+    assert iv["3-2"]["best_ci"] == pytest.approx((4 / 6, *wilson_interval(4, 6)))
+    assert iv["3-2"]["best_seed"] == pytest.approx(mean_interval([2 / 3, 2 / 3]))
+    assert iv["3"]["rank"][0] == 1.0 and iv["2"]["rank"][0] == 0.25
+    assert iv["2"]["spearman"] == pytest.approx(mean_interval([0.4, 0.6]))
+    assert "spearman" not in iv["all"]
+    assert E.root_ranks(sums) == [0, 2]
+    rows = E.selectivity_interval_table(iv)
+    assert rows[0][:3] == ["depth", "best@init", "Wilson 95%"]
+    assert rows[4][:2] == ["3-2", "4/6"] and rows[4][5] == "-"
+    assert all(len(r) == len(rows[0]) for r in rows)
 
 
 @pytest.fixture(scope="module")
@@ -354,6 +426,15 @@ def test_selectivity_and_acceleration_commands(capsys, tmp_path):
     with pytest.raises(SystemExit):
         cli.main(["selectivity", "--k", "0"])
     assert "--k" in capsys.readouterr().err
+    assert cli.main(["selectivity", "--depth", "2", "--hid", "4", "--steps", "20",
+                     "--snapshots", "2", "--k", "2", "--n-samples", "16", "--n-views", "2",
+                     "--eval-samples", "200", "--seeds", "2", "--seed", "5"]) == 0
+    cap = capsys.readouterr()
+    assert "seeds [5, 6]" in cap.out.splitlines()[0]
+    assert "# seed 5 done (1/2" in cap.err and "# seed 6 done (2/2" in cap.err
+    assert any(line.split()[:3] == ["depth", "best@init", "Wilson"] for line in
+               cap.out.splitlines())
+    assert "# initial rank of the root's winner per seed: [" in cap.out
     png = tmp_path / "acc.png"
     assert cli.main(["acceleration", "--steps", "10", "--snapshots", "2",
                              "--eval-samples", "200", "--figure", str(png)]) == 0

@@ -23,8 +23,16 @@ in that span is ``||U_i^T Δw_i||² / ||Δw_i||²`` in [0, 1] (``share``), of th
 ``||U^T vec ΔW||² / ||ΔW||²``. The control is the same share for ``random_basis``: a uniformly
 random k-dim subspace of the live (unmasked) weights, whose expected share is ``k / P_live``
 for any fixed change.
+
+Intervals over runs (``wilson_interval``, ``mean_interval``; scipy.stats). A proportion
+``p̂ = k/n`` (e.g. latents whose final winner was already their best unit at initialisation)
+gets the Wilson score interval ``(p̂ + z²/2n ± z sqrt(p̂(1 - p̂)/n + z²/4n²)) / (1 + z²/n)``, z
+the two-sided normal quantile; a mean over independent runs (seeds) the Student t interval
+``x̄ ± t_{n-1} s / sqrt(n)``.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -81,6 +89,42 @@ def amplification(initial, final, norms0=None, norms1=None):
         out["growth_winner"] = float(np.nanmean(growth[win]))
         out["growth_rest"] = float(np.nanmean(growth[~win])) if hid > 1 else float("nan")
     return out
+
+
+# ----------------------------------------------------------------------------- intervals
+def _confidence(confidence):
+    confidence = B.check_real("confidence", confidence, 0, 1, lo_open=True)
+    if confidence >= 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    return confidence
+
+
+def wilson_interval(k, n, confidence=0.95):
+    """The Wilson score interval ``(lo, hi)`` of the proportion of ``k`` successes in ``n``
+    trials (``scipy.stats.binomtest(k, n).proportion_ci(method="wilson")``)."""
+    from scipy.stats import binomtest          # slow to import; only this path needs it
+    n = B.check_int("n", n, 1)
+    k = B.check_int("k", k, 0, n)
+    ci = binomtest(k, n).proportion_ci(confidence_level=_confidence(confidence),
+                                       method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def mean_interval(values, confidence=0.95):
+    """``(mean, lo, hi)``: the mean of ``values`` (one per independent run; NaNs dropped) and
+    its Student t interval ``mean ± t_{n-1} s / sqrt(n)`` (``scipy.stats.t.interval``). lo and
+    hi are NaN for fewer than 2 values, and equal the mean when the values do not vary."""
+    from scipy.stats import sem, t
+    confidence = _confidence(confidence)
+    v = np.asarray(values, dtype=np.float64).ravel()
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return math.nan, math.nan, math.nan
+    m = float(v.mean())
+    if v.size < 2 or np.ptp(v) == 0:
+        return (m, math.nan, math.nan) if v.size < 2 else (m, m, m)
+    lo, hi = t.interval(confidence, v.size - 1, loc=m, scale=sem(v))
+    return m, float(lo), float(hi)
 
 
 # ----------------------------------------------------------------------------- units <-> rows

@@ -670,11 +670,13 @@ def add_selectivity_parser(subparsers):
                     "every unit's selectivity |corr(z, g_u)| at initialisation and at the end, "
                     "per tree depth; and the units' weights along the top-k eigenvectors of the "
                     "covariance operator at initialisation against a random k-dim subspace. "
-                    "With --seeds N: mean ± std over seeds S..S+N-1 (S = --seed). Time: ~25 s "
-                    "per seed at the defaults on one core; progress on stderr.")
+                    "With --seeds N: mean ± std over seeds S..S+N-1 (S = --seed), and 95% "
+                    "intervals (Wilson for 'winner already best at init', t over seeds). Time: "
+                    "~25 s per seed at the defaults on one core; progress on stderr.")
     _dataclass_flags(p, E.SelectivityConfig)
     p.add_argument("--seeds", type=_positive_int, default=None,
-                   help="run seeds S..S+N-1 (S = --seed, default 1) and print mean ± std")
+                   help="run seeds S..S+N-1 (S = --seed, default 1) and print mean ± std and "
+                        "95%% intervals")
     p.add_argument("--n-jobs", type=_jobs, default=1,
                    help="parallel processes (joblib; -1 = all cores)")
     p.add_argument("--json", action="store_true", help="one JSON object per seed")
@@ -714,13 +716,18 @@ def run_selectivity(args):
           f"batch {r.batch_size}, {r.steps} steps, {cfg.snapshots} snapshots, update "
           f"{r.update}, OP top k {cfg.k} (N {cfg.n_samples} x M {cfg.n_views}), seeds "
           f"{seeds if len(seeds) <= 8 else f'{seeds[0]}..{seeds[-1]}'}", flush=True)
-    t0 = time.perf_counter()
+    t0, done = time.perf_counter(), []
 
     def show(summary):
+        done.append(summary)
+        print(f"# seed {seeds[len(done) - 1]} done ({len(done)}/{len(seeds)}, "
+              f"{time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
         if args.json:
             print(json.dumps(_jsonable(summary)), flush=True)
     summaries = _selectivity_summaries(cfg, seeds, args, show)
     _print_table(E.selectivity_table(summaries))
+    if len(seeds) > 1:
+        _print_selectivity_intervals(summaries, r.hid)
     print(f"# {time.perf_counter() - t0:.0f} s wall. rho s0,sT: Spearman of initial and final "
           "selectivity over the depth's units; rank0 win: initial rank (0 = best of hid) of "
           "each latent's final winner; win>med: share of winners that started above their "
@@ -730,6 +737,16 @@ def run_selectivity(args):
           "by that projection; dW in OP / rand: share of ||W_T - W_0||^2 in span(U) / in a "
           "random k-dim subspace; win/rest in OP: the same per unit row")
     return 0
+
+
+def _print_selectivity_intervals(summaries, hid):
+    print(f"# 95% intervals over the {len(summaries)} seeds; best@init: latents whose final "
+          f"winner was already their best unit at init (chance 1/hid = {1 / hid:.2f}); Wilson: "
+          "that proportion pooled over the latents (taken as independent); per seed: the mean "
+          "of each seed's share, t interval over seeds; rank0 win and the rest: mean over "
+          "seeds, t interval")
+    _print_table(E.selectivity_interval_table(E.selectivity_intervals(summaries)))
+    print(f"# initial rank of the root's winner per seed: {E.root_ranks(summaries)}")
 
 
 def add_acceleration_parser(subparsers):
@@ -797,7 +814,12 @@ def add_decoupling_parser(subparsers):
                     "feature coverage beside the closed-form view correlations. --table runs "
                     "the settings of docs/decoupling.md. Time on one core: one run ~10-25 s "
                     "(a row every --log-every steps); --table ~5-6 min (13 settings x 3 "
-                    "seeds), progress on stderr, a row as each setting ends.")
+                    "seeds), progress on stderr, a row as each setting ends. --preset wenli: "
+                    "input at unit pixel variance, V's rows of norm 0.1, b = 1, ReLU with a "
+                    "learned bias (flags given override the preset).")
+    p.add_argument("--preset", choices=tuple(E.DECOUPLING_PRESETS), default="minissl",
+                   help="the network's start: minissl (the defaults) or wenli (Wen & Li's "
+                        "conventions: input_scale pixel, v_norm 0.1, b_init 1, relu_bias)")
     _dataclass_flags(p, E.DecouplingConfig)
     p.add_argument("--table", action="store_true",
                    help="run the settings of docs/decoupling.md (other flags: the base)")
@@ -814,17 +836,18 @@ def add_decoupling_parser(subparsers):
     return p
 
 
-DECOUPLING_KEYS = ("step", "loss", "alignment", "aligned", "dense_fraction", "coverage",
-                   "coverage_min", "covered", "b_mean", "seconds")
+DECOUPLING_KEYS = ("step", "loss", "alignment", "aligned", "dense_fraction", "dense_live",
+                   "dead", "silent", "coverage", "coverage_min", "covered", "b_mean", "seconds")
+DECOUPLING_WIDTHS = [6, 8, 6, 6, 6, 6, 5, 6, 6, 7, 6]
 
 
 def _decoupling_run(cfg, args):
     if not args.json:
         src = cfg.source()
-        print(f"# {src!r}; neuron {cfg.neuron}, width {cfg.width}, tau {cfg.tau:g}, "
-              f"batch {cfg.batch_size}, Adam lr {cfg.lr:g}, {cfg.steps} steps")
-        print(_fmt_row(["step", "loss", "align", "#>0.9", "dense", "cover", "#cov", "b mean",
-                        "s"], [6, 8, 6, 6, 6, 6, 5, 7, 6]))
+        print(f"# {src!r}; {_decoupling_start(cfg)}; tau {cfg.tau:g}, batch "
+              f"{cfg.batch_size}, Adam lr {cfg.lr:g}, {cfg.steps} steps")
+        print(_fmt_row(["step", "loss", "align", "#>0.9", "dense²", "cover", "#cov", "dn live",
+                        "dead", "b mean", "s"], DECOUPLING_WIDTHS))
 
     def show(rec):
         if args.json:
@@ -839,9 +862,17 @@ def _decoupling_run(cfg, args):
                   f"{rec['rho']['dense']:.3f}")
         cells = [rec["step"], f"{rec['loss']:.4f}", f"{rec['alignment']:.3f}", rec["aligned"],
                  f"{rec['dense_fraction']:.3f}", f"{rec['coverage']:.3f}", rec["covered"],
-                 f"{rec['b_mean']:.4f}", f"{rec['seconds']:.1f}"]
-        print(_fmt_row(cells, [6, 8, 6, 6, 6, 6, 5, 7, 6]), flush=True)
+                 f"{rec['dense_live']:.3f}", f"{rec['dead']:.3f}", f"{rec['b_mean']:.4f}",
+                 f"{rec['seconds']:.1f}"]
+        print(_fmt_row(cells, DECOUPLING_WIDTHS), flush=True)
     E.decoupling_experiment(cfg, callback=show)
+
+
+def _decoupling_start(cfg):
+    """The network's start in words (the preset's fields)."""
+    return (f"neuron {cfg.neuron}{' + bias' if cfg.neuron == 'relu' and cfg.relu_bias else ''}"
+            f", width {cfg.width}, input {cfg.input_scale}, |v| {cfg.v_norm:g}, b_init "
+            f"{cfg.b_init:g}")
 
 
 def _decoupling_settings(base, args):
@@ -872,10 +903,14 @@ def _decoupling_settings(base, args):
 def _decoupling_table(base, args):
     settings = _decoupling_settings(base, args)
     seeds = tuple(range(base.seed, base.seed + (args.seeds or 3)))
+    src = base.source()
     if not args.json:
         print(f"# decoupling table: {len(settings)} settings x seeds {list(seeds)}, "
-              f"{base.steps} steps each; a row as each setting ends, the table at the end",
-              flush=True)
+              f"{base.steps} steps each; a row as each setting ends, the table at the end; "
+              f"preset {args.preset}: {_decoupling_start(base)}; d {src.d}, d1 {src.d1}, "
+              f"k {src.k:g}, dense rank {src.dense_rank}, dense energy "
+              f"{src.dense_energy:g}; pixel std sqrt(tr C/d1) = "
+              f"{E.pixel_variance(src) ** 0.5:.3f} (raw units)", flush=True)
         head = E.decoupling_table_lines([])[0]
         head[3:3] = ["ρ̂_sp", "ρ̂_dn"] if args.measured else []   # as the rows will have
         print("# " + " | ".join(head), flush=True)
@@ -898,7 +933,10 @@ def _decoupling_table(base, args):
         bar.update()
     if not args.json:
         print(f"# {len(settings)} settings x seeds {list(seeds)}, {base.steps} steps each, "
-              f"{time.perf_counter() - t0:.0f} s wall; mean±std over seeds")
+              f"{time.perf_counter() - t0:.0f} s wall; mean±std over seeds; dense frac²: "
+              f"||P^T w||² over all neurons; dense live: ||P^T w|| (unsquared) over the live "
+              f"neurons; dead: share of neurons active (output != 0) on at most "
+              f"{E.DEAD_RATE:.0%} of {E.EVAL_SAMPLES} clean samples, silent: on none")
         _print_table(E.decoupling_table_lines(rows))
     if args.figure:
         P.save_png(P.decoupling_figure(rows), args.figure, dpi=110)
@@ -909,7 +947,9 @@ def run_decoupling(args):
         _refuse(args._parser, _given(args, "only", "seeds", "measured", "figure"),
                 "needs --table (it sets the table's settings, seeds, samples or figure)")
     try:
-        cfg = _config(E.DecouplingConfig, args).validate()
+        given = {k: v for k, v in vars(_config(E.DecouplingConfig, args)).items()
+                 if getattr(args, k, None) is not None}
+        cfg = E.DecouplingConfig.from_preset(args.preset, **given).validate()
         cfg.cost().check()                               # one run (each of the table's alone)
         if args.measured:
             B.check_int("measured", args.measured, 2)

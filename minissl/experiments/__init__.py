@@ -41,12 +41,14 @@ _NAMES = {
     "acceleration": ("ARMS", "AccelerationConfig", "acceleration_experiment",
                      "acceleration_rows", "linear_acceleration"),
     "probe": ("PROBE_TARGETS", "cluster_probe", "hltm_probe", "probe_rows", "probe_view"),
-    "selectivity": ("SelectivityConfig", "run_selectivity_seeds", "selectivity_cost",
-                    "selectivity_experiment", "selectivity_summary", "selectivity_table",
+    "selectivity": ("SelectivityConfig", "root_ranks", "run_selectivity_seeds",
+                    "selectivity_cost", "selectivity_experiment", "selectivity_interval_table",
+                    "selectivity_intervals", "selectivity_summary", "selectivity_table",
                     "unit_view"),
     # -- feature decoupling (Wen & Li 2021), SupCon against SSL on the HLTM
-    "decoupling": ("DECOUPLING_LABELS", "DECOUPLING_SETTINGS", "DecouplingConfig",
-                   "decoupling_experiment", "decoupling_table", "decoupling_table_lines"),
+    "decoupling": ("DECOUPLING_LABELS", "DECOUPLING_PRESETS", "DECOUPLING_SETTINGS",
+                   "DEAD_RATE", "DecouplingConfig", "EVAL_SAMPLES", "decoupling_experiment",
+                   "decoupling_table", "decoupling_table_lines", "pixel_variance"),
     "supervision": ("run_supervision", "supervision_configs", "supervision_table"),
     # -- real data: digits, MNIST-1D, CIFAR-10, image folders
     "realdata": ("CLAIMS", "METHODS", "RealDataConfig", "realdata_run", "realdata_summary",

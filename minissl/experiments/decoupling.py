@@ -11,7 +11,22 @@ SimCLR arrangement (2N views, τ prefactor), optimiser Adam: the one training lo
 
 A run derives its seeds from ``cfg.seed`` (docs/design.md): the data model's bases use the
 seed itself, ``derive_seed(seed, 1)`` the init, 2 the training data, 4 the untrained loss
-batch; ``decoupling_table`` measures the view correlations on stream 3.
+batch, 5 the clean samples on which a neuron counts as dead (active on at most ``DEAD_RATE`` =
+1% of them); ``decoupling_table`` measures the view correlations on stream 3.
+
+Two presets (``DecouplingConfig.from_preset``, ``DECOUPLING_PRESETS``) set the conventions of
+the network's start, the rest of the run being the same:
+
+- ``"minissl"`` (the field defaults): the input as drawn (per-coordinate std
+  ``sqrt(tr C / d1)``, 0.22 for d1 = 128, k = 3, dense energy 1), V's rows of norm 1, b = 0
+  (the symmetric neuron starts linear), ReLU neurons without bias;
+- ``"wenli"`` (Wen & Li's conventions, as an independent implementation of the model uses
+  them): the input scaled to unit pixel variance after the augmentation
+  (``input_scale="pixel"``: ``x / sqrt(tr C / d1)``, so b is in pixel standard deviations;
+  noise of per-coordinate std s, drawn in raw units, is ``s / sqrt(tr C / d1)`` of them), V's
+  rows of norm 0.1 (``v_norm``: Adam's first steps turn w ten times faster, ``lr sqrt(d1) /
+  ||v||`` radians per step), b = 1 pixel standard deviation, and ReLU neurons with a learned
+  bias (``h = ReLU(s - b)``, ``BiasedReLU``, b from ``b_init``).
 """
 from __future__ import annotations
 
@@ -22,6 +37,7 @@ import numpy as np
 
 from .. import backend as B
 from ..backend import setting
+from ..analysis.decoupling import dead_neurons, dense_norm_live
 from ..decoupling import (SparseCoding, closed_form_correlations, dense_fraction,
                           feature_coverage, feature_metrics, measured_correlations,
                           sparse_alignment)
@@ -34,10 +50,17 @@ from ..train import TrainConfig, loss_and_grads, train
 
 NEURONS = ("symmetric", "relu")
 DECOUPLING_BACKENDS = ("numpy", "numba")
+INPUT_SCALES = ("raw", "pixel")
 SOURCE_FIELDS = ("d", "d1", "k", "dense_rank", "dense_energy", "augmentation", "p", "s",
                  "noise_scale", "basis")
-METRICS = ("alignment", "aligned", "dense_fraction", "coverage", "coverage_min", "covered",
-           "b_mean", "loss")
+METRICS = ("alignment", "aligned", "dense_fraction", "dense_live", "dead", "silent", "coverage",
+           "coverage_min", "covered", "b_mean", "loss")
+EVAL_SAMPLES = 1024      # clean samples (stream 5) on which a neuron counts as dead ...
+DEAD_RATE = 0.01         # ... when it is active (h != 0) on at most this fraction of them
+#: the presets' fields (module docstring); "minissl" is the fields' defaults
+DECOUPLING_PRESETS = {"minissl": {},
+                      "wenli": dict(input_scale="pixel", v_norm=0.1, b_init=1.0,
+                                    relu_bias=True)}
 
 
 @dataclass
@@ -60,7 +83,14 @@ class DecouplingConfig:
     neuron: str = setting("symmetric", "symmetric: ReLU(s-b) - ReLU(-s-b), learned b ≥ 0; or "
                           "relu", label="neuron", choices=NEURONS)
     width: int = setting(64, "neurons m", label="neurons", lo=1, hi=4096)
-    b_init: float = setting(0.0, "initial threshold b (symmetric neuron)", lo=0)
+    b_init: float = setting(0.0, "initial threshold b (symmetric neuron; ReLU with "
+                            "relu_bias), in the units of the input (input_scale)", lo=0)
+    v_norm: float = setting(1.0, "initial norm of V's rows (W = V/|V|): Adam turns w by about "
+                            "lr sqrt(d1)/|v| radians per step", lo=0, lo_open=True, hi=1e6)
+    input_scale: str = setting("raw", "raw: x as drawn; pixel: x / sqrt(tr C / d1), unit "
+                               "pixel variance (b in pixel std)", choices=INPUT_SCALES)
+    relu_bias: bool = setting(False, "ReLU neurons: a learned bias, h = ReLU(s - b), b from "
+                              "b_init")
     tau: float = setting(0.2, "InfoNCE temperature")
     batch_size: int = setting(256, "samples per step (2N views)", lo=2, hi=1 << 16)
     lr: float = setting(3e-3, "Adam step", lo=0, lo_open=True)
@@ -72,9 +102,17 @@ class DecouplingConfig:
     backend: str = setting("numba", "numba: the whole-array SimCLR twin; numpy: reference",
                            choices=DECOUPLING_BACKENDS)
 
+    @classmethod
+    def from_preset(cls, name="minissl", **fields_):
+        """A config with ``DECOUPLING_PRESETS[name]``'s fields, ``fields_`` on top."""
+        name = B.check_choice("preset", name, tuple(DECOUPLING_PRESETS))
+        return cls(**{**DECOUPLING_PRESETS[name], **fields_})
+
     def validate(self):
         self.source()
         B.check_settings(self)
+        if not isinstance(self.relu_bias, (bool, np.bool_)):
+            raise ValueError(f"relu_bias must be True or False, got {self.relu_bias!r}")
         check_loss("infonce", self.tau)
         return self
 
@@ -89,13 +127,14 @@ class DecouplingConfig:
         size = f"d1={d1}, width={m}"
         batch = f"batch_size={self.batch_size}, d1={d1}, width={m}"
         steps = f"steps={self.steps}, batch_size={self.batch_size}, width={m}"
-        memory = ((3 * d1 * d1 * 8, "the data model's basis", f"d1={d1}"),
+        memory = ((3 * d1 * d1 * 8 + 2 * EVAL_SAMPLES * (d1 + m) * 8,
+                   "the data model's basis and the dead-neuron samples", f"d1={d1}"),
                   (4 * m * d1 * 8, "the network, its gradient and Adam's moments", size),
                   ((6 * n2 * d1 + 8 * n2 * m + 6 * n2 * n2) * 8, "a training batch", batch))
         k = self.steps + 1
         draws = self.batch_size * (2 * self.d + self.dense_rank + 2 * d1)
         work = (training_work([d1, m], n2, k) + k * (4 * n2 * n2 * m + DRAW_COST * draws)
-                + 2 * d1 ** 3)
+                + 2 * d1 ** 3 + (k // self.log_every + 2) * EVAL_SAMPLES * d1 * m)
         return Cost(memory, ((work, "training", steps),))
 
     def source(self):
@@ -103,19 +142,80 @@ class DecouplingConfig:
         return SparseCoding(**{f: getattr(self, f) for f in SOURCE_FIELDS}, seed=self.seed)
 
 
-def decoupling_net(d1, width, neuron="symmetric", b_init=0.0, seed=0, backend="numpy"):
-    """``Network(WeightNormLinear, SymmetricThreshold | ReLU, L2Normalize)``, (N, d1) -> (N,
-    width); ``backend`` "numba" gives the loss the whole-array SimCLR twin."""
+class PixelScaled:
+    """The data source ``source`` (a ``SparseCoding``) with every view and sample multiplied
+    by ``c = 1 / sqrt(tr C / d1)`` (after the augmentation): unit variance per input
+    coordinate on average. Its ``M``, ``P`` are the source's (the metrics are scale-free)."""
+
+    def __init__(self, source):
+        self.source, self.dim, self.negatives = source, source.dim, source.negatives
+        self.M, self.P = source.M, source.P
+        self.c = 1.0 / math.sqrt(pixel_variance(source))
+
+    def sample(self, n, rng):
+        return self.c * self.source.sample(n, rng)
+
+    def views(self, n, m, rng):
+        return self.c * self.source.views(n, m, rng)
+
+    def triples(self, n, rng):
+        return tuple(self.c * a for a in self.source.triples(n, rng))
+
+
+def pixel_variance(source):
+    """``tr C / d1 = k (1 + dense_energy) / d1``: the mean variance of an input coordinate."""
+    return source.k * (1 + source.dense_energy) / source.d1
+
+
+def train_source(cfg, src):
+    """What the network sees: ``src`` (``input_scale="raw"``) or ``PixelScaled(src)``."""
+    return PixelScaled(src) if cfg.input_scale == "pixel" else src
+
+
+class BiasedReLU:
+    """``h = ReLU(s - b)`` per unit with a learned bias ``b`` (n,) (no constraint):
+    ``ds = dh 1[s > b]``, ``db = -Σ_n ds``. The ReLU neuron of the "wenli" preset."""
+
+    def __init__(self, n, b_init=0.0, *, dtype="float64", xp=np):
+        n = B.check_int("n", n, 1)
+        self.xp, self.b = xp, xp.full(n, B.check_real("b_init", b_init), B.check_dtype(dtype))
+        self.cache, self.grads = None, []
+
+    def parameters(self):
+        return [self.b]
+
+    def forward(self, s):
+        self.cache = s
+        return self.xp.maximum(s - self.b, 0)
+
+    def backward(self, dh):
+        ds = dh * (self.cache > self.b)
+        self.grads = [-ds.sum(axis=0)]
+        return ds
+
+    def copy(self):
+        new = object.__new__(BiasedReLU)
+        new.__dict__.update(self.__dict__, b=self.b.copy(), cache=None, grads=[])
+        return new
+
+
+def decoupling_net(d1, width, neuron="symmetric", b_init=0.0, seed=0, backend="numpy",
+                   v_norm=1.0, relu_bias=False):
+    """``Network(WeightNormLinear, SymmetricThreshold | ReLU | BiasedReLU, L2Normalize)``,
+    (N, d1) -> (N, width), V's rows of norm ``v_norm``; ``backend`` "numba" gives the loss the
+    whole-array SimCLR twin."""
     B.check_choice("neuron", neuron, NEURONS)
     first = WeightNormLinear(d1, width, rng=seed)
+    first.V *= B.check_real("v_norm", v_norm, 0, lo_open=True)
     first.need_input_grad = False
-    h = SymmetricThreshold(width, b_init) if neuron == "symmetric" else ReLU()
+    h = (SymmetricThreshold(width, b_init) if neuron == "symmetric" else
+         BiasedReLU(width, b_init) if relu_bias else ReLU())
     return Network([first, h, L2Normalize()], [d1, width], backend=backend)
 
 
 def thresholds(net):
-    """The ``SymmetricThreshold`` layers of a net (empty for ReLU neurons)."""
-    return [layer for layer in net.layers if isinstance(layer, SymmetricThreshold)]
+    """The ``SymmetricThreshold`` or ``BiasedReLU`` layers of a net (empty for plain ReLU)."""
+    return [layer for layer in net.layers if isinstance(layer, (SymmetricThreshold, BiasedReLU))]
 
 
 def train_config(cfg):
@@ -125,14 +225,23 @@ def train_config(cfg):
                        log_every=cfg.log_every, seed=B.derive_seed(cfg.seed, 2))
 
 
-def neuron_record(net, src, step, loss, seconds):
-    """The record of the net's state: ``feature_metrics`` (means and counts), per neuron
-    ``alignment_per_neuron``, ``dense_per_neuron``, ``b`` (or None), per sparse feature
-    ``coverage_per_feature``, and ``b_mean``, ``loss``, ``seconds``."""
+def neuron_record(net, src, step, loss, seconds, x_eval=None):
+    """The record of the net's state: ``feature_metrics`` (means and counts; ``dense_fraction``
+    the squared share over all neurons), per neuron ``alignment_per_neuron``,
+    ``dense_per_neuron``, ``b`` (or None), per sparse feature ``coverage_per_feature``, and
+    ``b_mean``, ``loss``, ``seconds``; with clean inputs ``x_eval`` (n, d1) in the net's units,
+    ``dead`` (the share of neurons active on at most ``DEAD_RATE`` of them), ``silent`` (the
+    share never active on them) and ``dense_live`` (the unsquared ``||P^T w_i||`` over the
+    neurons not dead), else NaN."""
     W = net.layers[0].W
     th = thresholds(net)
     b = th[0].b.copy() if th else None
+    H = net.layers[1].forward(x_eval @ W.T) if x_eval is not None else None     # (n, m)
+    dead = dead_neurons(H, DEAD_RATE) if H is not None else None
     rec = {"step": step, "loss": loss, **feature_metrics(W, src.M, src.P),
+           "dead": float(dead.mean()) if dead is not None else math.nan,
+           "silent": float(dead_neurons(H).mean()) if H is not None else math.nan,
+           "dense_live": dense_norm_live(W, src.P, dead) if dead is not None else math.nan,
            "b_mean": float(b.mean()) if b is not None else 0.0,
            "alignment_per_neuron": sparse_alignment(W, src.M),
            "dense_per_neuron": dense_fraction(W, src.P),
@@ -151,19 +260,22 @@ def decoupling_experiment(cfg, callback=None, stop=None, limits=None):
     """
     cfg.validate().cost().check(limits)
     src, tc = cfg.source(), train_config(cfg)
+    data = train_source(cfg, src)
     net = decoupling_net(src.dim, cfg.width, cfg.neuron, cfg.b_init, B.derive_seed(cfg.seed, 1),
-                         cfg.backend)
-    X0 = src.views(cfg.batch_size, 2, B.derive_seed(cfg.seed, 4))
-    rec = neuron_record(net, src, 0, loss_and_grads(net, (X0[:, 0], X0[:, 1], None), tc)[0], 0.0)
-    records = [{**rec, "rho": closed_form_correlations(src)}]
+                         cfg.backend, cfg.v_norm, cfg.relu_bias)
+    X0 = data.views(cfg.batch_size, 2, B.derive_seed(cfg.seed, 4))
+    x_eval = data.sample(EVAL_SAMPLES, B.derive_seed(cfg.seed, 5))          # (n, d1) clean
+    loss0 = loss_and_grads(net, (X0[:, 0], X0[:, 1], None), tc)[0]
+    records = [{**neuron_record(net, src, 0, loss0, 0.0, x_eval),
+                "rho": closed_form_correlations(src)}]
     if notify(callback, records[0]) or stopped(stop) or cfg.steps == 0:
         return records
 
     def on_record(r):
-        records.append(neuron_record(net, src, r["step"], r["loss_mean"], r["seconds"]))
+        records.append(neuron_record(net, src, r["step"], r["loss_mean"], r["seconds"], x_eval))
         return not notify(callback, records[-1])
 
-    train(net, src, tc, callback=on_record, stop=stop)
+    train(net, data, tc, callback=on_record, stop=stop)
     return records
 
 
@@ -175,6 +287,7 @@ DECOUPLING_SETTINGS = (
     ("noise s=1.0", dict(augmentation="noise", s=1.0)),
     ("noise s=1.0 relative", dict(augmentation="noise", s=1.0, noise_scale="relative")),
     ("mask p=0.5", dict(augmentation="mask", p=0.5)),
+    ("mask p=0.4", dict(augmentation="mask", p=0.4)),
     ("mask p=0.3", dict(augmentation="mask", p=0.3)),
     ("complementary", dict(augmentation="complementary")),
     ("r6 complementary", dict(augmentation="complementary", dense_rank=6)),
@@ -234,10 +347,14 @@ def decoupling_table(settings=DECOUPLING_SETTINGS, seeds=(0, 1, 2), base=None,
 
 def decoupling_table_lines(rows):
     """The table as rows of strings (header first): correlations beside the measured
-    alignment, neurons above 0.9, dense fraction, coverage, covered features, b, loss."""
+    alignment, neurons above 0.9, the dense fraction squared over all neurons (``dense
+    frac²``) and unsquared over the live ones (``dense live``), the dead (active on at most
+    ``DEAD_RATE`` of the clean samples) and silent (never active) shares, coverage, covered
+    features, b, loss."""
     meas = any("rho_sparse_measured" in r for r in rows)
     head = ["setting", "ρ_sp", "ρ_dn"] + (["ρ̂_sp", "ρ̂_dn"] if meas else []) + [
-        "alignment", "#>0.9", "dense frac", "coverage", "#cov>0.9", "b mean", "loss", "s/run"]
+        "alignment", "#>0.9", "dense frac²", "dense live", "dead", "silent", "coverage", "#cov>0.9",
+        "b mean", "loss", "s/run"]
     out = [head]
     for r in rows:
         def pm(k, f="{:.2f}"):
@@ -247,7 +364,8 @@ def decoupling_table_lines(rows):
             cells += [f"{r.get('rho_sparse_measured', math.nan):.2f}",
                       f"{r.get('rho_dense_measured', math.nan):.2f}"]
         cells += [pm("alignment"), pm("aligned", "{:.1f}"), pm("dense_fraction"),
-                  pm("coverage"), pm("covered", "{:.1f}"), pm("b_mean", "{:.3f}"), pm("loss"),
-                  f"{r['seconds']:.1f}"]
+                  pm("dense_live"), pm("dead"), pm("silent"), pm("coverage"),
+                  pm("covered", "{:.1f}"),
+                  pm("b_mean", "{:.3f}"), pm("loss"), f"{r['seconds']:.1f}"]
         out.append(cells)
     return out

@@ -25,8 +25,8 @@ from ..covariance import PAIR_WEIGHT_LOSSES, covariance_pair_weights, covariance
 from ..budget import Cost, mlp_weights
 from ..metrics import normalized_correlation
 from ..optim import notify, stopped
-from ..analysis.selectivity import (amplification, projection, random_basis, share, unit_norms,
-                           winner_ranks)
+from ..analysis.selectivity import (amplification, mean_interval, projection, random_basis,
+                                    share, unit_norms, wilson_interval, winner_ranks)
 from ..train import train
 from .covariance import spectrum_cost
 from .hltm import HLTMRun, eval_set
@@ -215,6 +215,76 @@ def selectivity_table(summaries):
             row.append(cell + (f"±{np.nanstd(v):.2f}" if len(v) > 1 else ""))
         rows.append(row)
     return rows
+
+
+# ----------------------------------------------------------------------------- intervals
+#: (header, section, key) of the per-depth means with a t interval over seeds
+INTERVAL_COLUMNS = [("rho s0,sT", "selectivity", "spearman"),
+                    ("|w| win", "selectivity", "growth_winner"),
+                    ("|w| rest", "selectivity", "growth_rest"),
+                    ("dW in OP", "op", "share_top_layer"),
+                    ("dW in rand", "op", "share_random_layer")]
+
+
+def depth_groups(depths):
+    """``[(label, depths)]``: each depth (root first), then the depths above 1 together
+    (``"5-2"``) and all of them (``"all"``) where those differ from a single depth."""
+    depths = sorted(depths, reverse=True)
+    groups = [(str(d), [d]) for d in depths]
+    if len(depths) > 2:
+        groups.append((f"{depths[0]}-{depths[-2]}", depths[:-1]))
+    if len(depths) > 1:
+        groups.append(("all", depths))
+    return groups
+
+
+def selectivity_intervals(summaries, confidence=0.95):
+    """Per depth group (``depth_groups``) of the per-seed ``summaries``: ``best`` latents
+    whose final winner was already their best unit at initialisation (initial rank 0) of
+    ``latents``, with the pooled proportion's Wilson interval ``best_ci`` (latents treated as
+    independent) and the per-seed share's t interval ``best_seed`` (seeds independent; a
+    seed's latents share a network); ``rank`` the t interval of the per-seed mean initial rank
+    of the winners, and, for single depths, the t interval of each ``INTERVAL_COLUMNS`` value
+    over seeds. Intervals are ``(mean, lo, hi)``."""
+    out = {}
+    for label, depths in depth_groups(list(summaries[0])):
+        ranks = [np.concatenate([s[d]["selectivity"]["ranks"] for d in depths])
+                 for s in summaries]                                   # per seed (latents,)
+        k, n = sum(int((r == 0).sum()) for r in ranks), sum(r.size for r in ranks)
+        row = {"latents": n, "best": k, "best_ci": (k / n, *wilson_interval(k, n, confidence)),
+               "best_seed": mean_interval([(r == 0).mean() for r in ranks], confidence),
+               "rank": mean_interval([r.mean() for r in ranks], confidence)}
+        if len(depths) == 1:
+            for _, sec, key in INTERVAL_COLUMNS:
+                row[key] = mean_interval([s[depths[0]][sec][key] for s in summaries],
+                                         confidence)
+        out[label] = row
+    return out
+
+
+def _ci(mean_lo_hi, fmt="{:.2f}"):
+    m, lo, hi = mean_lo_hi
+    if not math.isfinite(m):
+        return "-"
+    return fmt.format(m) + ("" if not math.isfinite(lo) else
+                            f" [{fmt.format(lo)}, {fmt.format(hi)}]")
+
+
+def selectivity_interval_table(intervals, confidence=0.95):
+    """Rows (lists of strings, header first) of ``selectivity_intervals``: mean [lo, hi]."""
+    pct = f"{100 * confidence:g}%"
+    rows = [["depth", "best@init", f"Wilson {pct}", f"per seed, t {pct}",
+             f"rank0 win, t {pct}"] + [f"{c[0]}, t {pct}" for c in INTERVAL_COLUMNS]]
+    for label, r in intervals.items():
+        rows.append([label, f"{r['best']}/{r['latents']}", _ci(r["best_ci"]),
+                     _ci(r["best_seed"]), _ci(r["rank"])]
+                    + [_ci(r.get(c[2], (math.nan,) * 3)) for c in INTERVAL_COLUMNS])
+    return rows
+
+
+def root_ranks(summaries):
+    """The initial rank of the root's final winner in each run (0 = already its best)."""
+    return [int(s[max(s)]["selectivity"]["ranks"][0]) for s in summaries]
 
 
 # ----------------------------------------------------------------------------- the app's view
