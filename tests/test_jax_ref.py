@@ -59,6 +59,7 @@ class Batches:
 
     def __init__(self, batches):
         self.batches, self.i = list(batches), 0
+        self.dim = self.batches[0][0].shape[1]            # the data-source protocol
 
     def triples(self, n, rng=None):
         b = self.batches[self.i]
