@@ -13,6 +13,9 @@
   heap back to the system), after every computation when no other runs, and every
   ``JANITOR_SECONDS`` while the server is idle (``start_janitor``): after a burst the resident
   memory returns near its starting value.
+- ``BodyLimit``: requests are settings, a few kB; a body over ``MAX_BODY_BYTES`` (1 MiB) is
+  refused with 413 before gradio parses it (gradio keeps every input value of a session for
+  its deep links: a 3,000,000-entry list would stay in memory for the session's life).
 - ``warm_up(run)``: the startup run (``app.hltm.warm_up``: the default setting's compiled
   path), timed and logged to stderr, before the first user.
 """
@@ -26,6 +29,7 @@ import threading
 import time
 
 ENV_RUNS = "MINISSL_APP_RUNS"
+MAX_BODY_BYTES = 2 ** 20     # the largest request body (settings; file uploads excepted)
 JANITOR_SECONDS = 20.0
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                "NUMBA_NUM_THREADS")
@@ -175,3 +179,45 @@ def slot(stop):
     finally:
         if got:
             SLOTS.release()
+
+
+# ----------------------------------------------------------------------------- request size
+class BodyLimit:
+    """ASGI middleware: a POST whose body is over ``max_bytes`` gets 413 (by its
+    Content-Length, before it is read; a body sent without one fails once it passes the limit).
+    Gradio's file uploads (``.../upload``, bounded by gradio's ``max_file_size``) pass."""
+
+    def __init__(self, app, max_bytes=MAX_BODY_BYTES):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if (scope["type"] != "http" or scope.get("method") != "POST"
+                or scope.get("path", "").rstrip("/").endswith("/upload")):
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.max_bytes:
+            return await self.refuse(send)
+        seen = 0
+
+        async def limited():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise ValueError(f"request body over {self.max_bytes} bytes")
+            return message
+        return await self.app(scope, limited, send)
+
+    async def refuse(self, send):
+        body = (f'{{"error": "request body over {self.max_bytes} bytes: the app takes '
+                f'settings, not data"}}').encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def app_kwargs():
+    """The FastAPI arguments of ``demo.launch``: the ``BodyLimit`` middleware."""
+    from starlette.middleware import Middleware
+    return {"middleware": [Middleware(BodyLimit)]}

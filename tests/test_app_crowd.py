@@ -291,3 +291,17 @@ def test_memory_is_released_after_a_run():
     assert out[-1][-1] == "done"
     _wait(lambda: serving.RELEASED["count"] > before)         # after the run, nothing running
     assert serving.release_memory() is True
+
+
+def test_a_request_body_over_the_limit_is_refused(demo_url):
+    """A 3,000,000-entry list never reaches gradio (which keeps every input of a session):
+    413 by its Content-Length; a small body passes the limit (gradio answers it)."""
+    import httpx
+
+    def post(body):
+        return httpx.post(demo_url.rstrip("/") + "/gradio_api/queue/join", content=body,
+                          headers={"Content-Type": "application/json"}, timeout=60).status_code
+
+    big = b'{"data": ["toy", [' + b'"none",' * 3_000_000 + b'"none"]], "fn_index": 0}'
+    assert len(big) > serving.MAX_BODY_BYTES and post(big) == 413
+    assert post(b'{"data": "not a list"}') == 422                # gradio's own validation
