@@ -18,7 +18,9 @@ import argparse
 import os
 import sys
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+from app.serving import THREAD_VARS   # (standard library only: before NumPy and Numba load)
+
+for _var in THREAD_VARS:
     os.environ.setdefault(_var, "1")   # one thread per run (app/serving.py)
 
 from minissl.backend import MissingExtra, check_int, require
