@@ -64,10 +64,9 @@ def build_demo(warm=True) -> gr.Blocks:
 
 
 def launch(demo, **kwargs):
-    """``demo.launch`` with the app's css (Gradio 6: theme/css go to launch) and its request
-    size limit (``serving.BodyLimit``)."""
-    return demo.launch(css=CSS, theme=gr.themes.Soft(), app_kwargs=serving.app_kwargs(),
-                       **kwargs)
+    """``demo.launch`` with the app's css (Gradio 6: theme/css go to launch), its request size
+    limit and bounded sessions (``serving.launch_kwargs``)."""
+    return demo.launch(css=CSS, theme=gr.themes.Soft(), **serving.launch_kwargs(), **kwargs)
 
 
 def env_port(p):

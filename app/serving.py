@@ -15,7 +15,8 @@
   memory returns near its starting value.
 - ``BodyLimit``: requests are settings, a few kB; a body over ``MAX_BODY_BYTES`` (1 MiB) is
   refused with 413 before gradio parses it (gradio keeps every input value of a session for
-  its deep links: a 3,000,000-entry list would stay in memory for the session's life).
+  its deep links: a 3,000,000-entry list would stay in memory for the session's life), and
+  gradio keeps the ``SESSIONS`` (256) most recent sessions, not 10,000 (``launch_kwargs``).
 - ``warm_up(run)``: the startup run (``app.hltm.warm_up``: the default setting's compiled
   path), timed and logged to stderr, before the first user.
 """
@@ -30,6 +31,7 @@ import time
 
 ENV_RUNS = "MINISSL_APP_RUNS"
 MAX_BODY_BYTES = 2 ** 20     # the largest request body (settings; file uploads excepted)
+SESSIONS = 256               # gradio's sessions kept in memory (its default: 10,000)
 JANITOR_SECONDS = 20.0
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                "NUMBA_NUM_THREADS")
@@ -217,7 +219,11 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
-def app_kwargs():
-    """The FastAPI arguments of ``demo.launch``: the ``BodyLimit`` middleware."""
+def launch_kwargs():
+    """The arguments ``demo.launch`` adds: the ``BodyLimit`` middleware, and gradio's sessions
+    bounded to the ``SESSIONS`` most recent (gradio keeps each session's last inputs and
+    outputs, the pictures included, and its ``gr.State``: about 0.5 MB per session after an
+    HLTM run)."""
     from starlette.middleware import Middleware
-    return {"middleware": [Middleware(BodyLimit)]}
+    return {"app_kwargs": {"middleware": [Middleware(BodyLimit)]},
+            "state_session_capacity": SESSIONS}
