@@ -2,6 +2,7 @@
 
     python demo.py                 # http://127.0.0.1:7860  (--port, GRADIO_SERVER_PORT)
     python demo.py --share         # also a public gradio.live link (opt-in)
+    python demo.py --runs 4        # runs at once (default: the cores; MINISSL_APP_RUNS)
 
 Gradio wiring only: every number comes from a runner of ``minissl.experiments`` (the same
 code as ``python -m minissl hltm|covariance|byol|decoupling``), every picture from
@@ -9,11 +10,18 @@ code as ``python -m minissl hltm|covariance|byol|decoupling``), every picture fr
 (its builder is listed in ``TABS``); ``app/runs.py`` runs every training event in a bounded
 worker with Stop; ``app/text.py`` holds the long Markdown texts. ``build_demo()`` returns the
 queued ``gr.Blocks``; ``main()`` parses flags. The training events are API endpoints
-(``/train_hltm``, ``/train_covariance``, ...; docs/demo.md).
+(``/train_hltm``, ``/train_covariance``, ...; docs/demo.md). ``app/serving.py``: runs at once,
+one thread each (the thread variables below are set before NumPy and Numba load), the
+startup warm-up and memory release; ``app/shared.py``: identical requests share one run.
 """
 import argparse
 import os
 import sys
+
+from app.serving import THREAD_VARS   # (standard library only: before NumPy and Numba load)
+
+for _var in THREAD_VARS:
+    os.environ.setdefault(_var, "1")   # one thread per run (app/serving.py)
 
 from minissl.backend import MissingExtra, check_int, require
 
@@ -25,10 +33,11 @@ except MissingExtra as exc:
 
 import gradio as gr  # noqa: E402
 
+from app import serving
 from app.byol import byol_tab
 from app.covariance import covariance_tab
 from app.decoupling import decoupling_tab
-from app.hltm import hltm_tab
+from app.hltm import BACKEND, hltm_tab, warm_up
 from app.losses import losses_tab
 from app.realdata import realdata_tab
 from app.text import DESCRIPTION
@@ -38,9 +47,13 @@ CSS = ".status-line textarea {font-family: ui-monospace, monospace; font-size: 0
 TABS = [hltm_tab, covariance_tab, losses_tab, byol_tab, decoupling_tab, realdata_tab]
 
 
-def build_demo() -> gr.Blocks:
-    """The whole app, queued: training events run one at a time (``concurrency_id
-    "training"``), other users wait in the queue and see their position."""
+def build_demo(warm=True) -> gr.Blocks:
+    """The whole app, queued: training events run ``serving.SLOTS.limit`` at a time
+    (``concurrency_id "training"``), other users wait in the queue and see their position.
+    ``warm``: first the startup run (``app.hltm.warm_up``, logged) and the memory janitor."""
+    if warm:
+        serving.warm_up(warm_up, f"the default HLTM setting (backend {BACKEND})")
+        serving.start_janitor()
     gr.set_static_paths([COURSE])                   # the course notebooks each tab links
     with gr.Blocks(title="minissl: SSL with dual deep networks") as demo:
         gr.Markdown(DESCRIPTION)
@@ -52,8 +65,9 @@ def build_demo() -> gr.Blocks:
 
 
 def launch(demo, **kwargs):
-    """``demo.launch`` with the app's css (Gradio 6: theme/css go to launch)."""
-    return demo.launch(css=CSS, theme=gr.themes.Soft(), **kwargs)
+    """``demo.launch`` with the app's css (Gradio 6: theme/css go to launch), its request size
+    limit and bounded sessions (``serving.launch_kwargs``)."""
+    return demo.launch(css=CSS, theme=gr.themes.Soft(), **serving.launch_kwargs(), **kwargs)
 
 
 def env_port(p):
@@ -73,7 +87,14 @@ def main(argv=None):
                    help="port (default $GRADIO_SERVER_PORT or 7860)")
     p.add_argument("--share", action="store_true",
                    help="also create a public gradio.live link (off by default)")
+    p.add_argument("--runs", type=int, default=None,
+                   help="training runs at once, one thread each (default $MINISSL_APP_RUNS "
+                        "or the number of cores)")
     args = p.parse_args(argv)
+    try:
+        serving.configure(args.runs)
+    except ValueError as exc:
+        p.error(str(exc).replace("runs must", "--runs must", 1))
     port = env_port(p) if args.port is None else args.port
     if not 1 <= port <= 65535:
         p.error(f"--port must be in [1, 65535], got {port}")

@@ -11,7 +11,7 @@ from minissl.layers import BN_MODES
 
 from app.text import BYOL_TEXT
 from app.widgets import (LIMITS, checked, course_link, fields_of, settings, show)
-from app.runs import (streamed, training_event)
+from app.runs import (key_of, streamed, training_event)
 
 
 # ----------------------------------------------------------------------------- BYOL tab
@@ -67,7 +67,9 @@ def run_byol_ablation(data="toy", predictors=("none", "linear"),
                                None, wd, seed, callback=emit, stop=stop, limits=LIMITS)
 
     cfg = checked(E.ablation_config, data, steps, None, wd, seed)
-    for *figs, line, _, _ in streamed(request, run, byol_render(cfg, data), byol_status):
+    key = key_of("byol_ablation", data, lists, emas, cfg)
+    for *figs, line, _, _ in streamed(request, run, byol_render(cfg, data), byol_status,
+                                      key=key):
         yield (line, *figs)
 
 
@@ -94,7 +96,8 @@ def run_linear_byol(weight_decay=0.01, predictor_rate=1.0, duration=20.0,
         return (f"||W(0)|| = {r['norm0']:.3f} → ||W({T:g})|| = {r['normT']:.3e} "
                 f"({r['verdict']}); α_p = {alpha_p:g}, η = {eta:g}, β = 1 · {secs:.1f} s")
 
-    for fig, line, _, _ in streamed(request, run, render, status):
+    for fig, line, _, _ in streamed(request, run, render, status,
+                                    key=key_of("linear_byol", eta, alpha_p, T)):
         yield line, fig
 
 

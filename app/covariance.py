@@ -12,7 +12,7 @@ from minissl.train import UPDATES
 from app.text import (ACCEL_TEXT, COV_TEXT)
 from app.widgets import (LATEX, LIMITS, checked, choice_of, course_link, fields_of, number_box,
                          settings, show)
-from app.runs import (streamed, training_event)
+from app.runs import (key_of, streamed, training_event)
 
 
 # ----------------------------------------------------------------------------- Covariance tab
@@ -83,7 +83,7 @@ def train_covariance(depth=_C["depth"], num_children=_C["num_children"],
 
     for *figs, line, _, _ in streamed(
             request, lambda emit, stop: E.covariance_experiment(cfg, emit, stop, LIMITS),
-            lambda r: covariance_figures(cfg, r), status):
+            lambda r: covariance_figures(cfg, r), status, key=key_of("covariance", cfg)):
         yield (*figs, line)
 
 
@@ -159,7 +159,8 @@ def run_acceleration(loss=ACC_CONFIG.run.loss, update=ACC_CONFIG.run.update, lr=
 
     for fig, line, _, _ in streamed(
             request, lambda emit, stop: E.acceleration_experiment(cfg, emit, stop, LIMITS),
-            lambda records: (show(plots.acceleration_figure(records, linear)),), status):
+            lambda records: (show(plots.acceleration_figure(records, linear)),), status,
+            key=key_of("acceleration", cfg)):
         yield fig, line
 
 

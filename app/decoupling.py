@@ -14,7 +14,7 @@ from minissl.experiments.decoupling import NEURONS
 from app.text import DECOUPLING_TEXT
 from app.widgets import (LATEX, LIMITS, Field, checked, choice_of, course_link, fields_of,
                          number_box, settings, show)
-from app.runs import (streamed, training_event)
+from app.runs import (key_of, streamed, training_event)
 
 
 # ----------------------------------------------------------------------------- Decoupling tab
@@ -78,7 +78,7 @@ def train_decoupling(augmentation=_DD["augmentation"], strength=_DD["strength"],
 
     for *figs, line, _, _ in streamed(
             request, lambda emit, stop: E.decoupling_experiment(cfg, emit, stop, LIMITS),
-            decoupling_figures, status):
+            decoupling_figures, status, key=key_of("decoupling", cfg)):
         yield (*figs, line)
 
 

@@ -1,6 +1,5 @@
 """Tab "Latent recovery (HLTM)": settings, Train/Stop, streamed pictures, the per-unit
 view (luck) and the probe against its Bayes ceiling; endpoint ``/train_hltm``."""
-import time
 from dataclasses import dataclass
 
 import gradio as gr
@@ -8,19 +7,20 @@ import gradio as gr
 import minissl
 from minissl import experiments as E
 from minissl.figures import plots
-from minissl.backend import check_choice, check_int
+from minissl.backend import check_choice, check_int, numba_available
 from minissl.train import UPDATES
 
 from app.text import (HLTM_TEXT, LUCK_TEXT)
 from app.widgets import (LATEX, LIMITS, Field, checked, choice_of, course_link, fields_of,
                          number_box, settings, show)
-from app.runs import (streamed, training_event)
+from app.runs import (key_of, streamed, training_event)
 
 EVAL_SAMPLES = 4000          # fixed evaluation set of the streamed correlations
 PROBE_SAMPLES = 1000         # probe training and test sets (the root, untrained and trained)
 
 # ----------------------------------------------------------------------------- HLTM tab
-HLTM_CONFIG = E.HLTMConfig().apply_preset()      # the defaults (theory preset)
+BACKEND = "numba" if numba_available() else "numpy"      # the app's default backend
+HLTM_CONFIG = E.HLTMConfig(backend=BACKEND).apply_preset()   # the defaults (theory preset)
 HLTM_FIELDS = fields_of(                           # the app's bounds on HLTMConfig's settings
     HLTM_CONFIG, dict(depth=(2, 7), num_children=(2, 3), polarity=(0.0, 1.0), hid=(1, 50),
                       tau=(0.0, 100.0), lr=(0.0, 10.0), batch_size=(2, 1024), epochs=(1, 200),
@@ -66,10 +66,16 @@ EXAMPLES = [
 EXAMPLE_BY_NAME = {e.name: e for e in EXAMPLES}
 
 
+SAMPLER = {"numba": "compiled", "numpy": "numpy", "cupy": "numpy"}   # batches, by backend
+
+
 def hltm_config(values: dict) -> E.HLTMConfig:
     """The ``experiments.HLTMConfig`` the tab's settings describe (preset filled, validated,
-    within the app's caps); ``gr.Error`` naming the field and the bound otherwise."""
+    within the app's caps); ``gr.Error`` naming the field and the bound otherwise. Backend
+    numba draws the batches with the compiled sampler (``SAMPLER``: whole epochs in one
+    compiled call; the same law as NumPy's sampler, other random numbers)."""
     v = settings(HLTM_FIELDS, values)
+    backend = checked(check_choice, "backend", values.get("backend"), minissl.BACKENDS)
     cfg = E.HLTMConfig(
         preset=checked(check_choice, "preset", values.get("preset"), E.PRESETS),
         depth=v["depth"], num_children=v["num_children"],
@@ -78,7 +84,7 @@ def hltm_config(values: dict) -> E.HLTMConfig:
         tau=v["tau"], lr=v["lr"], batch_size=v["batch_size"], epochs=v["epochs"],
         samples_per_epoch=v["steps_per_epoch"] * v["batch_size"], seed=v["seed"],
         update=checked(check_choice, "update rule", values.get("update"), UPDATES),
-        backend=checked(check_choice, "backend", values.get("backend"), minissl.BACKENDS),
+        backend=backend, sampler=SAMPLER[backend],
         eval_samples=EVAL_SAMPLES, probe="root", probe_samples=PROBE_SAMPLES)
     cfg = checked(cfg.apply_preset)
     checked(cfg.check_cost, LIMITS)
@@ -121,7 +127,8 @@ def hltm_result(cfg, records, status, seconds):
             "status": status, "seconds": round(seconds, 3),
             "config": {k: getattr(cfg, k) for k in (
                 "preset", "depth", "num_children", "polarity", "hid", "loss", "tau", "lr",
-                "batch_size", "epochs", "steps_per_epoch", "seed", "update", "backend")}}
+                "batch_size", "epochs", "steps_per_epoch", "seed", "update", "backend",
+                "sampler")}}
 
 
 def train_hltm(preset=_D["preset"], depth=_D["depth"], num_children=_D["num_children"],
@@ -149,12 +156,23 @@ def train_hltm(preset=_D["preset"], depth=_D["depth"], num_children=_D["num_chil
                 f"(untrained {first['corr_by_depth'][cfg.depth]:.3f}, ceiling "
                 f"{ceil[cfg.depth]:.3f}) · {secs:.1f} s")
 
-    t0 = time.perf_counter()
     for *figs, line, records, kind in streamed(
             request, lambda emit, stop: E.hltm_experiment(cfg, emit, stop, LIMITS),
-            lambda r: hltm_figures(cfg, tree, r), status):
+            lambda r: hltm_figures(cfg, tree, r), status, key=key_of("hltm", cfg)):
         yield (*figs, line, hltm_result(cfg, records, "running" if kind == "update" else kind,
-                                        time.perf_counter() - t0), {"cfg": cfg, "records": records})
+                                        records[-1]["seconds"]), {"cfg": cfg, "records": records})
+
+
+def warm_up():
+    """A short run of the default setting (1 epoch of 2 steps; the same compiled kernels:
+    backend numba's epoch, correlation and sampler; probes) and its pictures, so that the
+    kernels are compiled or loaded from the cache, and matplotlib's fonts loaded, before the
+    first user (``serving.warm_up`` at startup)."""
+    cfg = hltm_config({**HLTM_DEFAULTS, "epochs": 1, "steps_per_epoch": 2})
+    records, _ = E.hltm_experiment(cfg, limits=LIMITS)
+    hltm_figures(cfg, cfg.tree, records)
+    luck_figures({"cfg": cfg, "records": records}, 0)
+    return cfg
 
 
 def apply_example(name):

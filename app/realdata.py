@@ -10,7 +10,7 @@ from minissl.figures import plots
 from app.text import REALDATA_TEXT
 from app.widgets import (LIMITS, Field, checked, choice, course_link, number_box, settings,
                          show)
-from app.runs import (streamed, training_event)
+from app.runs import (key_of, streamed, training_event)
 
 
 # ----------------------------------------------------------------------------- Real data tab
@@ -88,7 +88,7 @@ def train_realdata(data="digits", augmentation="default", method="simclr", epoch
 
     for *figs, line, _, _ in streamed(
             request, lambda emit, stop: E.realdata_run(cfg, emit, stop, LIMITS),
-            realdata_figures(shape), status):
+            realdata_figures(shape), status, key=key_of("realdata", cfg)):
         yield (*figs, line)
 
 

@@ -20,9 +20,11 @@ from app import byol as app_byol  # noqa: E402
 from app import covariance as app_cov  # noqa: E402
 from app import hltm as app_hltm  # noqa: E402
 from app import runs as app_runs  # noqa: E402
+from app import serving  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
-LONG = dict(depth=4, epochs=200, steps_per_epoch=200, batch_size=64)   # ~50 s estimated
+LONG = dict(depth=4, epochs=200, steps_per_epoch=200, batch_size=64,    # ~50 s estimated:
+            backend="numpy")               # long enough to be stopped (numba: test_app_crowd)
 
 
 class _NoProgress:
@@ -41,9 +43,25 @@ def _wait(cond, what):
     return what
 
 
+RUNS_AT_ONCE = 2
+
+
 @pytest.fixture(scope="module")
-def url(demo_url):
-    return demo_url
+def url():
+    """The app served with 2 runs at once, whatever the machine's cores."""
+    old = serving.SLOTS.limit
+    serving.configure(RUNS_AT_ONCE)
+    app = demo.build_demo()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    _, address, _ = demo.launch(app, prevent_thread_lock=True, server_name="127.0.0.1",
+                                server_port=port, quiet=True)
+    try:
+        yield address
+    finally:
+        app.close()
+        serving.configure(old)
 
 
 def _client(url):
@@ -121,19 +139,25 @@ def test_stop_endpoint_ends_the_running_worker(url):
 
 
 def test_queued_users_see_their_position_and_stop_cancels_a_queued_run(url):
-    first, second = _client(url), _client(url)
-    running = _started(first.submit(**LONG, api_name="/train_hltm"))
-    queued = second.submit(**LONG, api_name="/train_hltm")
+    """Two runs at once: a third user waits in the queue, sees its position, and its /stop
+    cancels its queued run; the two running ones stop."""
+    users = [_client(url) for _ in range(RUNS_AT_ONCE + 1)]
+    running = [_started(c.submit(**LONG, seed=10 + i, api_name="/train_hltm"))
+               for i, c in enumerate(users[:-1])]
+    assert serving.SLOTS.running == RUNS_AT_ONCE
+    queued = users[-1].submit(**LONG, seed=99, api_name="/train_hltm")
     _wait(lambda: queued.status().rank is not None, "a queue position")
     st = queued.status()
     assert st.rank == 0 and st.queue_size >= 1
-    assert second.predict(api_name="/stop") == "1 queued run(s) cancelled"
-    assert first.predict(api_name="/stop").startswith("stopped by the user at step")
-    running.result()
+    assert users[-1].predict(api_name="/stop") == "1 queued run(s) cancelled"
+    for c in users[:-1]:
+        assert c.predict(api_name="/stop").startswith("stopped by the user at step")
+    for job in running:
+        job.result()
     with pytest.raises(Exception, match="stopped by the user before it started"):
         queued.result()
     _wait(lambda: not _workers() and not app_runs.RUNS, "everything ends")
-    assert first.predict(api_name="/stop") == "no training run is active or queued"
+    assert users[0].predict(api_name="/stop") == "no training run is active or queued"
 
 
 # ----------------------------------------------------------------------------- serving

@@ -80,13 +80,16 @@ def test_train_hltm_endpoint_returns_corr_by_depth(client):
 
 def test_endpoint_numbers_are_the_cli_numbers(client):
     """The JSON's corr_by_depth is what ``python -m minissl hltm --json`` prints for the same
-    setting (same code path, same evaluation set)."""
+    setting (same code path, same evaluation set; the app's backend and its sampler)."""
     *_, result = client.predict(**SMALL, api_name="/train_hltm")
+    backend = app_hltm.BACKEND
+    assert result["config"]["backend"] == backend
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         rc = cli.main(["hltm", "--json", "--no-progress", "--depth", "4", "--epochs", "4",
                        "--batch-size", "64", "--samples-per-epoch", "6400", "--seed", "1",
-                       "--eval-samples", str(app_hltm.EVAL_SAMPLES)])
+                       "--eval-samples", str(app_hltm.EVAL_SAMPLES), "--backend", backend,
+                       "--sampler", app_hltm.SAMPLER[backend]])
     assert rc in (0, None)
     last = [json.loads(line) for line in out.getvalue().splitlines()][-1]
     assert last["corr_by_depth"] == result["corr_by_depth"]

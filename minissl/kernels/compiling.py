@@ -1,6 +1,6 @@
 """Around Numba's compilation of the kernels: where the machine code is cached, and a notice.
 
-Cache. Every kernel is ``@njit(cache=True)``. Numba writes the machine code next to the
+Cache. Every kernel is ``@njit(cache=True, nogil=True)``. Numba writes the machine code next to the
 module (``minissl/kernels/__pycache__``) when that directory is writable, else into the
 user-wide cache (``$XDG_CACHE_HOME/numba`` or ``~/.cache/numba``), or wherever
 ``NUMBA_CACHE_DIR`` points (then always there). A later process loads it (about 0.3 s instead

@@ -28,7 +28,7 @@ announce_compiles()             # cache location, and a notice when compiling (c
 _EPS64 = float(np.finfo(np.float64).eps)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _unit_correlations(z, g, eps_g, eps_z):
     n, G = z.shape
     hid = g.shape[2]
@@ -158,7 +158,7 @@ def _grow_bits(z, start, stop, parent, thr, st):
     return st
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def sample_bits(seed, n_top, parent, thr, z, out):
     """One batch of triples, bit-sliced: ``out[v, j, w]`` (2 + H, n_leaves, n_words) uint64
     holds leaf j of view v (0 anchor, 1 positive, 2 + k negative k) of samples 64 w .. 64 w + 63.
@@ -182,7 +182,7 @@ def sample_bits(seed, n_top, parent, thr, z, out):
                 out[v, j, w] = z[first + j, w]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def unpack_bits(bits, n, dst, col0, stride):
     """``dst[j, col0 + a * stride] = bit a of bits[j]`` for samples a < n, as 0.0 / 1.0."""
     for j in range(bits.shape[0]):

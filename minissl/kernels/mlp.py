@@ -27,8 +27,9 @@ batch, the distances ``r_pos``, ``r_neg``, the loss weights ``dL/dr`` (compiled 
 can split the anchors into one chunk per Numba thread (``prange``): every anchor's views are
 in its chunk, so chunks are independent and only the weight gradients are summed at the end.
 
-Every kernel is ``@njit(cache=True)``: the first call in a fresh environment compiles (a few
-seconds) and writes the machine code to ``__pycache__``; later processes load it. With
+Every kernel is ``@njit(cache=True, nogil=True)``: the first call in a fresh environment
+compiles (a few seconds) and writes the machine code to ``__pycache__``; later processes load
+it; a call releases the GIL, so runs in several threads compute at once (the app's). With
 ``NUMBA_DISABLE_JIT=1`` the same functions run as plain Python (tests use this for coverage).
 """
 from __future__ import annotations
@@ -69,7 +70,7 @@ def row_structure(mask):
 
 
 # ----------------------------------------------------------------------------- layer kernels
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def compact_rows(W, cols, cnt, out, trans):
     """``out[i, k] = W[i, cols[i, k]]`` for ``k < cnt[i]`` (a masked layer's live weights,
     row by row), or ``W[cols[i, k], i]`` when ``trans`` (those of the transposed product, from
@@ -79,7 +80,7 @@ def compact_rows(W, cols, cnt, out, trans):
             out[i, k] = W[cols[i, k], i] if trans else W[i, cols[i, k]]
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, nogil=True, fastmath=True)
 def _gather_axpy(w, cols, cnt, src, dst, relu):
     """``dst[i, :] = sum_k w[i, k] src[cols[i, k], :]`` (``w`` the compact live weights,
     ``compact_rows``), then ``max(., 0)`` if ``relu``.
@@ -143,7 +144,7 @@ def _gather_axpy(w, cols, cnt, src, dst, relu):
                 dst[i, n] = max(dst[i, n], zero)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def masked_matmul_fm(W, cols, cnt, fT, gT):
     """``gT[i, :] = sum_k W[i, cols[i,k]] fT[cols[i,k], :]``: W (n_out, n_in), fT (n_in, N),
     gT (n_out, N) written in place (feature-major forward of a masked layer)."""
@@ -153,7 +154,7 @@ def masked_matmul_fm(W, cols, cnt, fT, gT):
     _gather_axpy(w, cols, cnt, fT, gT, off)
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, nogil=True, fastmath=True)
 def masked_grad_fm(dT, fT, cols, cnt, dW):
     """``dW[i, j] = dT[i, :] . fT[j, :]`` for ``j in cols_i``; zero elsewhere.
 
@@ -163,7 +164,7 @@ def masked_grad_fm(dT, fT, cols, cnt, dW):
     _grad_compact(dT, fT, cols, cnt, dW, cnt.shape[0] >= 0)    # True, not a literal
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, nogil=True, fastmath=True)
 def _grad_compact(dT, fT, cols, cnt, out, dense_out):
     """Dot products ``dT[i, :] . fT[cols[i,k], :]``: into ``out[i, cols[i,k]]`` when
     ``dense_out`` else added to ``out[i, k]``. Four dot products share each load of dT[i]."""
@@ -223,7 +224,7 @@ def _grad_compact(dT, fT, cols, cnt, out, dense_out):
             k += m
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def masked_backprop_fm(W, cols, cnt, dT, outT):
     """``outT[j, :] = sum_{i: j in cols_i} W[i, j] dT[i, :]`` (a masked ``W.T @ dT``).
 
@@ -239,7 +240,7 @@ def masked_backprop_fm(W, cols, cnt, dT, outT):
                 outT[j, n] += w * dT[i, n]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def gate_fm(dT, gT):
     """``dT *= (gT > 0)`` in place: the ReLU gate ``D_l`` of the backward pass."""
     a, b = dT.shape
@@ -288,18 +289,18 @@ class LinearPlan:
 # ``aoffs[l] * ncmax`` (a C-contiguous reshape of a 1-D slice).
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _chunk_bounds(N, nchunks, c):
     return (N * c) // nchunks, (N * (c + 1)) // nchunks
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _layer_view(buf, aoffs, ncmax, l, n, nc):
     start = aoffs[l] * ncmax
     return buf[start:start + n * nc].reshape((n, nc))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _forward_chunk(Ws, cols, cnts, x, x_pos, x_neg, a0, a1, buf, aoffs, ncmax, r_pos, r_neg,
                    big):
     """Forward of one chunk's views and their distances ``r_pos[a]``, ``r_neg[a, k]``.
@@ -348,7 +349,7 @@ def _forward_chunk(Ws, cols, cnts, x, x_pos, x_neg, a0, a1, buf, aoffs, ncmax, r
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _backward_chunk(WTs, cols, cnts, colsT, cntsT, a0, a1, H, buf, aoffs, ncmax, c_pos, c_neg,
                     part, goffs, scratch):
     """Chain ``c_pos = dL/dr_pos / N``, ``c_neg = dL/dr_neg / N`` to the chunk's outputs
@@ -392,7 +393,7 @@ def _backward_chunk(WTs, cols, cnts, colsT, cntsT, a0, a1, H, buf, aoffs, ncmax,
             dT = nT
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _scatter(cols, cnts, part, goffs, dWs):
     """``dWs[l][i, cols[i,k]] = sum_c part[c, goffs[l] + i*kmax + k]``, zeros elsewhere."""
     nchunks = part.shape[0]
@@ -409,7 +410,7 @@ def _scatter(cols, cnts, part, goffs, dWs):
                 dW[i, cl[i, k]] = s
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def loss_weights(r_pos, r_neg, code, tau, margin, c_pos, c_neg, a0, a1):
     """Twin of ``losses.simple/soft_triplet/infonce/ref_nce`` for anchors ``a0 <= a < a1`` of
     a batch of N = len(r_pos): writes ``c_pos = dL/dr_pos / N`` and ``c_neg = dL/dr_neg / N``;
@@ -465,7 +466,7 @@ def loss_weights(r_pos, r_neg, code, tau, margin, c_pos, c_neg, a0, a1):
     return sL, sp, sn
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _chunk_step(Wc, WTc, cols, cnts, colsT, cntsT, x, x_pos, x_neg, code, tau, margin, acts,
                 aoffs, ncmax, goffs, part, scratch, r_pos, r_neg, c_pos, c_neg, stats, c, big):
     """Forward, per-anchor loss weights and backward of chunk c (losses other than
@@ -486,7 +487,7 @@ def _chunk_step(Wc, WTc, cols, cnts, colsT, cntsT, x, x_pos, x_neg, code, tau, m
                     c_pos, c_neg, part[c], goffs, scratch[c])
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _fused_serial(Ws, Wc, WTc, cols, cnts, colsT, cntsT, x, x_pos, x_neg, code, tau, margin,
                   acts, aoffs, ncmax, goffs, part, scratch, dWs, big):
     """The whole step: forward, distances, loss weights, backward, gradients, over the
@@ -529,7 +530,7 @@ def _fused_serial(Ws, Wc, WTc, cols, cnts, colsT, cntsT, x, x_pos, x_neg, code, 
     return sL / N, sp / N, sn / (N * H), True
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def _fused_parallel(Ws, Wc, WTc, cols, cnts, colsT, cntsT, x, x_pos, x_neg, code, tau, margin,
                     acts, aoffs, ncmax, goffs, part, scratch, dWs, big):
     """``_fused_serial`` with the chunks run in parallel (``prange``); per-anchor losses need

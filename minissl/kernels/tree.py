@@ -28,7 +28,8 @@ are read by that group only, so once its weight gradient is taken they are free)
     db_l[r]          = sum_n delta_l[r, n]
     delta_{l-1}[j K_l + k, n] = [f_{l-1} > 0] sum_o W_l[j h + o, j K_l + k] delta_l[j h + o, n]
 
-Every kernel is ``@njit(cache=True)``; with ``NUMBA_DISABLE_JIT=1`` they run as Python.
+Every kernel is ``@njit(cache=True, nogil=True)`` (a call releases the GIL: runs in several
+threads compute at once); with ``NUMBA_DISABLE_JIT=1`` they run as Python.
 """
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ Work = namedtuple("Work", "acts ind Y dY tmp pre A2 b2 T S tf r_pos r_neg c_pos 
 
 
 # ----------------------------------------------------------------------------- layers
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True, nogil=True, fastmath=FAST)
 def forward_layer(W, b, K, wstride, src, dst, relu):
     """``dst[r, :] = b[r] + sum_k w[r, k] src[j K + k, :]`` for unit r = j h + o of group j,
     then ``max(., 0)`` if ``relu``; ``w[r, k] = W[r, j wstride + k]``: ``wstride = K`` for the
@@ -123,7 +124,7 @@ def forward_layer(W, b, K, wstride, src, dst, relu):
                     d[n] = max(d[n], zero)
 
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True, nogil=True, fastmath=FAST)
 def backward_layer(W, K, wstride, f, delta, dW, db, want_prev, tmp):
     """Weight and bias gradients of a grouped layer, then (``want_prev``) the delta of the
     layer below written over its activations ``f`` (see the module docstring).
@@ -282,7 +283,7 @@ def backward_layer(W, K, wstride, f, delta, dW, db, want_prev, tmp):
 #     dW_1[j h + u, t] = sum_p [pre[j, u, p] > 0] bit_t(p) S[j, u, p],  db_1 = same without bit_t
 #
 # Used when it does less work (P <= h + c: c <= 3 for h = 10).
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def pattern_rows(lbits, N, H, c, ind):
     """``ind[j (P-1) + p-1, col] = 1.0`` where the leaves ``j c .. j c + c - 1`` of the view
     in column ``col`` read the bits of ``p`` (leaf ``j c + t`` is bit t), else 0.0, for
@@ -315,7 +316,7 @@ def pattern_rows(lbits, N, H, c, ind):
                             row[col0 + (a0 + b) * stride] = (word >> np.uint64(b)) & one
 
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True, nogil=True, fastmath=FAST)
 def leaf_tables(W1, b1, c, W2, b_2, pre, A2, b2):
     """Layer 1's pre-activation per pattern, ``pre[j, u, p] = b_1[j h + u] + sum_t
     W_1[j h + u, t] bit_t(p)``, and the collapsed weights ``A2`` (n_2, c (P-1)) and bias
@@ -351,7 +352,7 @@ def leaf_tables(W1, b1, c, W2, b_2, pre, A2, b2):
         b2[o] = bo
 
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True, nogil=True, fastmath=FAST)
 def leaf_grads(W2, c, pre, T, db2, dW2, dW1, db1, S, tf):
     """The gradients of layers 1 and 2 from the pattern sums ``T`` (n_2, c (P-1)) and
     ``db2`` (see above): ``dW2`` (n_2, K_2), ``dW1`` (n_1, c), ``db1`` (n_1,) written;
@@ -393,7 +394,7 @@ def leaf_grads(W2, c, pre, T, db2, dW2, dW1, db1, S, tf):
 
 
 # ----------------------------------------------------------------------------- the output
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True, nogil=True, fastmath=FAST)
 def top_forward(Z, Y, normalize, eps, N, H, r_pos, r_neg, nrm, big):
     """The outputs' side of the forward: ``Y = Z / (||Z|| + eps)`` per view (``normalize``;
     ``nrm`` (V,) gets ||Z||), the distances ``r_pos[a] = ½||y_a - y_{N+a}||²`` and
@@ -438,7 +439,7 @@ def top_forward(Z, Y, normalize, eps, N, H, r_pos, r_neg, nrm, big):
     return True
 
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True, nogil=True, fastmath=FAST)
 def top_backward(Z, Y, dY, normalize, eps, N, H, c_pos, c_neg, scratch):
     """The loss weights ``c = dL/dr / N`` chained to the outputs (``losses.chain_triples``)
     and through the normalisation (``layers.l2_normalize_backward``,
@@ -477,7 +478,7 @@ def top_backward(Z, Y, dY, normalize, eps, N, H, c_pos, c_neg, scratch):
             Z[i, n] = (dY[i, n] - Y[i, n] * yd * ratio) * inv
 
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True, nogil=True, fastmath=FAST)
 def sgd_layer(W, dW, V, lr, momentum, wd):
     """``v = momentum v + (g + wd p)``, ``p -= lr v`` (``optim.SGD``) on one array of
     parameters (compact weights (n_out, K), or biases as (1, n))."""
@@ -524,7 +525,7 @@ def epoch_kernel(pat, normalize):
     patterns) and ``normalize`` are compile-time constants of the closure, so a run compiles
     only its own branches (numba keys the cache on them)."""
 
-    @njit(cache=True)
+    @njit(cache=True, nogil=True)
     def run_steps(seeds, n_top, parent, thr, zbits, lbits, net, loss, w, lr, momentum, wd,
                   bias, Vs, vbs, stats):
         """``len(seeds)`` SGD steps on batches of the compiled sampler (see the module
@@ -573,7 +574,7 @@ def epoch_kernel(pat, normalize):
 def step_kernel(normalize):
     """The compiled ``run_step`` for ``normalize`` (a compile-time constant, as above)."""
 
-    @njit(cache=True)
+    @njit(cache=True, nogil=True)
     def run_step(x, x_pos, x_neg, net, loss, w):
         """One step on a given batch (twin of ``train.loss_and_grads``): ``x``, ``x_pos``
         (N, n_0), ``x_neg`` (N, H, n_0), layer by layer (the inputs need not be binary).
@@ -784,7 +785,7 @@ def set_dense(W, K, C):
     W4[idx, :, idx, :] = C.reshape(len(idx), -1, K)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def scatter_dense(dW, K, out):
     """``out`` (n_out, n_in): the compact ``dW`` (n_out, K) of a grouped layer at its live
     entries, zeros elsewhere."""
