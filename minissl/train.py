@@ -39,10 +39,14 @@ sampler (``kernels.twin("triples")``: the same law as ``HLTM.triples``, other ra
 so a run differs from one with the NumPy sampler). For a tree network (``nets.tree_network``,
 plain or with biases and output normalisation) with given negatives and the gradient update,
 whole chunks of steps then run in one compiled call each (``kernels.twin("train_epoch")``):
-a chunk ends at the next multiple of ``log_every`` (at most ``CHUNK_STEPS`` steps), so a
-callback sees the network after its own step; the records of a chunk are made after it ran
-(they share its end time) and ``stop`` is checked between chunks. Its results equal, to
-rounding, those of the per-step path with the compiled sampler.
+a chunk ends at the next multiple of ``log_every`` if there is a callback (which so sees the
+network after its own step), at most ``CHUNK_STEPS`` steps; the records of a chunk are made
+after it ran (they share its end time) and ``stop`` is checked between chunks. Its results
+equal, to rounding, those of the per-step path with the compiled sampler, whatever the chunks.
+
+``sampler="auto"`` (the default) is "compiled" where it can run (``resolve_sampler``), else
+"numpy": a seed gives the same numbers on the same backend and sampler; ``sampler="numpy"``
+gives backend "numba" the NumPy backend's numbers (to rounding), at the NumPy sampler's speed.
 """
 from __future__ import annotations
 
@@ -63,7 +67,7 @@ from .optim import SGD, Adam, History, notify, stopped
 
 NEGATIVES = ("given", "in_batch", "supervised")
 UPDATES = ("gradient", "covariance")
-SAMPLERS = ("numpy", "compiled")
+SAMPLERS = ("auto", "numpy", "compiled")
 OPTIMIZERS = ("sgd", "adam")
 CHUNK_STEPS = 500        # most steps per compiled call (``stop`` is checked between calls)
 COVARIANCE_LOSSES = ("simple", "soft_triplet", "infonce")
@@ -93,7 +97,8 @@ class TrainConfig:
     seed: int = 0                  # data seed
     log_every: int = 1             # call the callback every this many steps
     frozen: tuple = ()             # layers (0-based, net.weights) not updated (see module doc)
-    sampler: str = "numpy"         # "numpy" (source.triples) | "compiled" (HLTM, backend numba)
+    sampler: str = "auto"          # "numpy" (source.triples) | "compiled" (HLTM, backend
+                                   # numba) | "auto": compiled where it runs (resolve_sampler)
     optimizer: str = "sgd"         # "sgd" (momentum, weight decay) | "adam" (optim.Adam, lr)
 
     def validate(self):
@@ -281,11 +286,21 @@ def batches(source, cfg):
     return source.labelled
 
 
+def resolve_sampler(net, source, cfg):
+    """``cfg`` with ``sampler="auto"`` resolved: "compiled" on backend "numba" for an
+    ``HLTM`` source with negatives "given" or "in_batch", else "numpy"."""
+    if cfg.sampler != "auto":
+        return cfg
+    fast = (twin("triples", net.backend) is not None and isinstance(source, HLTM)
+            and cfg.negatives != "supervised")
+    return replace(cfg, sampler="compiled" if fast else "numpy")
+
+
 def batch_sampler(net, source, cfg):
     """``sample(n, rng)``: the source's batches (``batches``), or the compiled HLTM sampler's
-    triples for ``sampler="compiled"`` (ValueError unless the source is an ``HLTM``, the net's
-    backend "numba" and the negatives given or in-batch)."""
-    if cfg.sampler == "numpy":
+    triples for ``sampler="compiled"`` (``resolve_sampler``; ValueError unless the source is
+    an ``HLTM``, the net's backend "numba" and the negatives given or in-batch)."""
+    if resolve_sampler(net, source, cfg).sampler == "numpy":
         return batches(source, cfg)
     compiled = twin("triples", net.backend)
     if compiled is None or not isinstance(source, HLTM) or cfg.negatives == "supervised":
@@ -300,7 +315,7 @@ def epoch_twin(net, source, cfg):
     where they apply (``kernels.tree.TreeEpoch.applies``: the compiled sampler on an HLTM,
     the gradient update of every layer by SGD, a tree network of the source's width), else
     None."""
-    epoch = twin("train_epoch", net.backend)
+    epoch, cfg = twin("train_epoch", net.backend), resolve_sampler(net, source, cfg)
     if epoch is None or not epoch.applies(net, source, cfg):
         return None
     check_loss(cfg.loss, cfg.tau, source.negatives)
@@ -312,7 +327,7 @@ def steps_runner(net, source, cfg):
     ``(loss, r_pos, r_neg, cos_by_layer or None)`` per step run (it stops after a step whose
     loss is not finite, before that step's update); ``chunked``: True for the compiled
     chunks (``epoch_twin``), False for the per-step path (call it with n = 1)."""
-    rng = B.rng(cfg.seed)
+    rng, cfg = B.rng(cfg.seed), resolve_sampler(net, source, cfg)
     epoch = epoch_twin(net, source, cfg)
     if epoch is not None:
         return (lambda n: [(float(v), float(rp), float(rn), None)
@@ -367,7 +382,8 @@ def train(net, source, cfg=None, callback=None, stop=None, **overrides):
     # overflow is not warned about: a non-finite loss stops the run with TrainingDiverged
     with np.errstate(over="ignore", invalid="ignore"):
         while step < cfg.steps:
-            n = min(cfg.log_every - step % cfg.log_every, cfg.steps - step, CHUNK_STEPS)
+            n = min(cfg.steps - step, CHUNK_STEPS,
+                    cfg.log_every - step % cfg.log_every if callback else CHUNK_STEPS)
             for value, r_pos, r_neg, cos in advance(n if chunked else 1):
                 step += 1
                 if not math.isfinite(value):

@@ -4,9 +4,11 @@ Also run as ``NUMBA_DISABLE_JIT=1 python -m pytest tests/test_kernels.py`` (the 
 run as plain Python, for coverage). The PyTorch reference of bench/ is checked against minissl
 when torch is installed.
 """
+import importlib
 import math
 import os
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -251,7 +253,7 @@ def test_fused_step_declines_and_validates():
 @pytest.mark.parametrize("loss", ["infonce", "ref_nce"])
 def test_train_numba_matches_numpy(loss):
     tree = HLTM(depth=3, num_children=2, seed=0)
-    cfg = dict(loss=loss, tau=0.5, lr=0.05, steps=15, batch_size=16, seed=3)
+    cfg = dict(loss=loss, tau=0.5, lr=0.05, steps=15, batch_size=16, seed=3, sampler="numpy")
     ha = train(minissl.tree_network(tree, 4, seed=1), tree, **cfg)["loss"]
     hb = train(minissl.tree_network(tree, 4, seed=1, backend="numba"), tree, **cfg)["loss"]
     np.testing.assert_allclose(hb, ha, rtol=1e-11, atol=1e-13)
@@ -475,6 +477,38 @@ def test_train_with_the_compiled_sampler():
     with pytest.raises(TrainingDiverged, match="diverged at step"):
         train(plain, tree, loss="infonce", lr=1e6, steps=40, batch_size=8,
               sampler="compiled", log_every=40)
+
+
+def test_the_default_sampler_and_chunks(monkeypatch):
+    """``sampler="auto"`` is the compiled sampler on backend numba for an HLTM with given or
+    in-batch negatives, NumPy's elsewhere (so a seed gives the same numbers on a backend and
+    sampler); without a callback the compiled epoch runs whole chunks, with the same numbers."""
+    T = importlib.import_module("minissl.train")
+    tree, a, b = ref_tree()
+    auto = TrainConfig()
+    assert auto.sampler == "auto"
+    for net, src, neg, want in [(b, tree, "given", "compiled"), (b, tree, "in_batch", "compiled"),
+                                (b, tree, "supervised", "numpy"), (a, tree, "given", "numpy"),
+                                (b, GaussianClusters(dim=tree.dim), "given", "numpy")]:
+        assert T.resolve_sampler(net, src, replace(auto, negatives=neg)).sampler == want
+    assert T.resolve_sampler(a, tree, replace(auto, sampler="compiled")).sampler == "compiled"
+    cfg = dict(loss="infonce", tau=0.5, lr=0.1, steps=7, batch_size=16, seed=4, log_every=3)
+    w0 = [W.copy() for W in b.weights]
+    calls, run = [], KT.TreeEpoch.run
+    monkeypatch.setattr(KT.TreeEpoch, "run", lambda self, rng, k: calls.append(k) or
+                        run(self, rng, k))
+    runs = [train(b, tree, **cfg, callback=lambda r: None)]
+    for W, W0 in zip(b.weights, w0):
+        W[...] = W0
+    runs.append(train(b, tree, **cfg))
+    assert calls == [3, 3, 1, 7]                 # chunks end at callbacks; none: one chunk
+    assert runs[0]["loss"] == runs[1]["loss"]
+    assert [r.get("loss_mean") is not None for r in runs[1].records] == \
+        [r.get("loss_mean") is not None for r in runs[0].records]
+    hn = train(a, tree, **cfg)["loss"]                        # backend numpy: NumPy's sampler
+    assert not np.allclose(hn, runs[0]["loss"])
+    np.testing.assert_allclose(train(ref_tree()[2], tree, **cfg, sampler="numpy")["loss"], hn,
+                               rtol=1e-11)
 
 
 @pytest.mark.parametrize("dtype,tol", [("float64", 1e-12), ("float32", 2e-5)])

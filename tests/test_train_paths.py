@@ -63,7 +63,8 @@ def random_mask_run(**kw):
 CASES = [  # (builder, its keywords incl. config overrides, the paths taken)
     (tree_run, dict(sampler="compiled"), {"epoch"}),
     (tree_run, dict(sampler="compiled", bias=True, normalize=True, loss="ref_nce"), {"epoch"}),
-    (tree_run, dict(), {"tree step"}),                                 # numpy sampler
+    (tree_run, dict(), {"epoch"}),                                     # sampler "auto"
+    (tree_run, dict(sampler="numpy"), {"tree step"}),
     (tree_run, dict(sampler="compiled", frozen=(0,)), {"tree step"}),
     (tree_run, dict(sampler="compiled", optimizer="adam"), {"tree step"}),
     (tree_run, dict(sampler="compiled", update="covariance"), {"tree step"}),

@@ -149,9 +149,10 @@ def _add_hltm_model_flags(p, multi=False):
         g.add_argument("--hid", type=int, default=None, help="units per latent (10)")
         g.add_argument("--loss", default=None, help=f"one of {', '.join(LOSSES)}")
     g.add_argument("--sampler", choices=SAMPLERS, default=None,
-                   help="numpy (default; the same numbers on every backend) or compiled "
-                        "(backend numba: batches drawn in compiled code, same law, other "
-                        "random numbers; a tree net trains whole epochs per call)")
+                   help="auto (default: compiled on backend numba, else numpy), numpy (the "
+                        "same numbers on every backend) or compiled (backend numba: batches "
+                        "drawn in compiled code, same law, other random numbers; a tree net "
+                        "trains whole epochs per call)")
     g.add_argument("--keep-depth", type=int, default=None,
                    help="positives share latents of tree depth >= this (default: root only)")
     g.add_argument("--pairing", choices=NEGATIVES, default=None,
@@ -206,12 +207,14 @@ def run_hltm(args):
         _flag_error(args._parser, exc, E.HLTMConfig)
     depths = list(range(cfg.depth, 0, -1))
     widths = [7] + [6] * len(depths) + [11, 8]
+    compiled = cfg.sampler == "compiled" or (cfg.sampler == "auto" and cfg.backend == "numba"
+                                             and cfg.pairing != "supervised")
     if not args.json:
         print(f"# {cfg.preset} preset: depth {cfg.depth}, {cfg.num_children} children, "
               f"polarity {cfg.polarity}, hid {cfg.hid}, loss {cfg.loss} (tau {cfg.tau:g}), "
               f"bias {cfg.bias}, normalize {cfg.normalize}, update {cfg.update}, "
               f"lr {cfg.lr:g}, batch {cfg.batch_size}, {cfg.steps_per_epoch} steps/epoch, "
-              f"backend {cfg.backend}{', compiled sampler' * (cfg.sampler == 'compiled')}, "
+              f"backend {cfg.backend}{', compiled sampler' * compiled}, "
               f"seed {cfg.seed}")
         print(_fmt_row(["epoch"] + [f"d{d}" for d in depths] + ["loss", "seconds"], widths))
     bar = _progress(args, cfg.epochs, "hltm")

@@ -62,8 +62,9 @@ class HLTMConfig:
                                        # "in_batch" (SimCLR), "supervised" (SupCon on a latent)
     label_latent: int = 0              # SupCon's label: this latent (BFS, 0 = root)
     backend: str = "numpy"             # "numpy" | "numba" | "cupy"
-    sampler: str = "numpy"             # "numpy" | "compiled" (backend numba: same law, other
-                                       # random numbers; whole epochs in one compiled call)
+    sampler: str = "auto"              # "numpy" | "compiled" (backend numba: same law, other
+                                       # random numbers; whole epochs in one compiled call) |
+                                       # "auto": compiled on backend numba (train.TrainConfig)
     dtype: str = "float64"
     eval_samples: int = 10000          # fixed evaluation set for the correlation
     # -- probes (experiments.probe): "root" or "all" latents, at epoch 0 and the last epoch
