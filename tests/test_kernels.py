@@ -350,8 +350,9 @@ def test_tree_step_finite_differences_and_negative_control():
         assert abs((lp - lm) / (2 * h) - g[l][idx]) < 1e-7 * max(1.0, abs(g[l][idx]))
     wrong = KT.build_step(net.sizes, masks_of(net), net.dtype, weights=net.weights,
                           biases=net.biases, normalize=False)
-    x, xp, xn = check_batch(net, batch)
-    g_bad = wrong(net.weights, x, xp, xn, cfg.loss, cfg.tau, cfg.margin)[3]
+    X, N, H = check_batch(net, batch, cfg)
+    g_bad = wrong(net.weights, X[:N], X[N:2 * N], X[2 * N:].reshape(N, H, -1), cfg.loss,
+                  cfg.tau, cfg.margin)[3]
     assert grads_err(g, g_bad) > 1e-3
 
 

@@ -53,17 +53,23 @@ FAST = {"reassoc", "contract", "arcp", "nsz"}
 Net = namedtuple("Net", "Ws bs Ks pat")      # dense weights, biases, K_l, layers 1-2 may collapse
 Loss = namedtuple("Loss", "code tau margin normalize eps big")   # big: the dtype's max
 Work = namedtuple("Work", "acts ind Y dY tmp pre A2 b2 T S tf r_pos r_neg c_pos c_neg dWs "
-                   "dbs")
+                   "dbs WT zb")
 
 
 # ----------------------------------------------------------------------------- layers
 @njit(cache=True, fastmath=FAST)
-def forward_layer(W, b, K, wstride, src, dst, relu):
-    """``dst[r, :] = b[r] + sum_k w[r, k] src[j K + k, :]`` for unit r = j h + o of group j,
-    then ``max(., 0)`` if ``relu``; ``w[r, k] = W[r, j wstride + k]``: ``wstride = K`` for the
-    dense masked (n_out, n_in) matrix, 0 for compact (n_out, K) weights. ``src`` (n_in, V),
-    ``dst`` (n_out, V). The first four inputs write a row, then eight (or four, two, one) at
-    a time accumulate, so each row is read and written once per several inputs."""
+def combine(W, b, K, wstride, src, dst, mode, tmp):
+    """The grouped product ``a[r, :] = b[r] + sum_k w[r, k] src[j K + k, :]`` for unit
+    r = j h + o of group j (``w[r, k] = W[r, j wstride + k]``: ``wstride = K`` for the dense
+    masked (n_out, n_in) matrix, 0 for compact (n_out, K) weights), then per ``mode``:
+    0 ``dst = a``, 1 ``dst = max(a, 0)``, 2 ``dst = a`` where ``dst > 0``, else 0 (the
+    ReLU gate of a delta written over the activations it flows into). ``src`` (n_in, V),
+    ``dst`` (n_out, V), ``tmp`` (4, V) scratch.
+
+    Blocks of four units by four inputs: each pass over the views reads four input rows
+    once for four output rows (a last partial block of units writes its spare rows to
+    ``tmp``, a last partial block of inputs repeats an input with weight 0); mode 2 sums in
+    ``tmp`` and gates at the end."""
     n_out, V = dst.shape
     G = src.shape[0] // K
     h = n_out // G
@@ -71,194 +77,106 @@ def forward_layer(W, b, K, wstride, src, dst, relu):
     for j in range(G):
         base = j * K
         wo = j * wstride
-        for r in range(j * h, (j + 1) * h):
-            d = dst[r]
-            bo = b[r]
-            m = min(K, 4)
-            w0 = W[r, wo]
-            w1 = W[r, wo + 1] if m > 1 else zero
-            w2 = W[r, wo + 2] if m > 2 else zero
-            w3 = W[r, wo + 3] if m > 3 else zero
-            s0 = src[base]
-            s1 = src[base + min(1, m - 1)]
-            s2 = src[base + min(2, m - 1)]
-            s3 = src[base + min(3, m - 1)]
-            for n in range(V):
-                d[n] = bo + ((w0 * s0[n] + w1 * s1[n]) + (w2 * s2[n] + w3 * s3[n]))
-            k = m
-            while k + 8 <= K:
-                w0, w1, w2, w3 = W[r, wo + k], W[r, wo + k + 1], W[r, wo + k + 2], \
-                    W[r, wo + k + 3]
-                w4, w5, w6, w7 = W[r, wo + k + 4], W[r, wo + k + 5], W[r, wo + k + 6], \
-                    W[r, wo + k + 7]
-                s0, s1, s2, s3 = src[base + k], src[base + k + 1], src[base + k + 2], \
-                    src[base + k + 3]
-                s4, s5, s6, s7 = src[base + k + 4], src[base + k + 5], \
-                    src[base + k + 6], src[base + k + 7]
-                for n in range(V):
-                    d[n] += ((w0 * s0[n] + w1 * s1[n]) + (w2 * s2[n] + w3 * s3[n])) + \
-                        ((w4 * s4[n] + w5 * s5[n]) + (w6 * s6[n] + w7 * s7[n]))
-                k += 8
-            while k + 4 <= K:
-                w0, w1, w2, w3 = W[r, wo + k], W[r, wo + k + 1], W[r, wo + k + 2], \
-                    W[r, wo + k + 3]
-                s0, s1, s2, s3 = src[base + k], src[base + k + 1], src[base + k + 2], \
-                    src[base + k + 3]
-                for n in range(V):
-                    d[n] += (w0 * s0[n] + w1 * s1[n]) + (w2 * s2[n] + w3 * s3[n])
-                k += 4
-            while k + 2 <= K:
-                w0, w1 = W[r, wo + k], W[r, wo + k + 1]
-                s0, s1 = src[base + k], src[base + k + 1]
-                for n in range(V):
-                    d[n] += w0 * s0[n] + w1 * s1[n]
-                k += 2
-            if k < K:
-                w0 = W[r, wo + k]
-                s0 = src[base + k]
-                for n in range(V):
-                    d[n] += w0 * s0[n]
-            if relu:
-                for n in range(V):
-                    d[n] = max(d[n], zero)
+        for u0 in range(0, h, 4):
+            r0 = j * h + u0
+            m = min(4, h - u0)                               # live units of the block
+            ra, rb, rc, rd = r0, r0 + min(1, m - 1), r0 + min(2, m - 1), r0 + min(3, m - 1)
+            if mode == 2:
+                da, db, dc, dd = tmp[0], tmp[1], tmp[2], tmp[3]
+            else:
+                da = dst[ra]
+                db = dst[rb] if m > 1 else tmp[1]
+                dc = dst[rc] if m > 2 else tmp[2]
+                dd = dst[rd] if m > 3 else tmp[3]
+            for k in range(0, K, 4):
+                k1, k2, k3 = min(k + 1, K - 1), min(k + 2, K - 1), min(k + 3, K - 1)
+                s0, s1, s2, s3 = src[base + k], src[base + k1], src[base + k2], src[base + k3]
+                q0, q1, q2, q3 = wo + k, wo + k1, wo + k2, wo + k3   # weight columns
+                a0, a1, a2, a3 = W[ra, q0], W[ra, q1], W[ra, q2], W[ra, q3]
+                b0, b1, b2, b3 = W[rb, q0], W[rb, q1], W[rb, q2], W[rb, q3]
+                c0, c1, c2, c3 = W[rc, q0], W[rc, q1], W[rc, q2], W[rc, q3]
+                e0, e1, e2, e3 = W[rd, q0], W[rd, q1], W[rd, q2], W[rd, q3]
+                if k + 3 >= K:                               # repeated inputs weigh 0
+                    a3 = b3 = c3 = e3 = zero
+                    if k + 2 >= K:
+                        a2 = b2 = c2 = e2 = zero
+                        if k + 1 >= K:
+                            a1 = b1 = c1 = e1 = zero
+                if k == 0:
+                    ba, bb, bc, bd = b[ra], b[rb], b[rc], b[rd]
+                    for n in range(V):
+                        x0, x1, x2, x3 = s0[n], s1[n], s2[n], s3[n]
+                        da[n] = ba + ((a0 * x0 + a1 * x1) + (a2 * x2 + a3 * x3))
+                        db[n] = bb + ((b0 * x0 + b1 * x1) + (b2 * x2 + b3 * x3))
+                        dc[n] = bc + ((c0 * x0 + c1 * x1) + (c2 * x2 + c3 * x3))
+                        dd[n] = bd + ((e0 * x0 + e1 * x1) + (e2 * x2 + e3 * x3))
+                else:
+                    for n in range(V):
+                        x0, x1, x2, x3 = s0[n], s1[n], s2[n], s3[n]
+                        da[n] += (a0 * x0 + a1 * x1) + (a2 * x2 + a3 * x3)
+                        db[n] += (b0 * x0 + b1 * x1) + (b2 * x2 + b3 * x3)
+                        dc[n] += (c0 * x0 + c1 * x1) + (c2 * x2 + c3 * x3)
+                        dd[n] += (e0 * x0 + e1 * x1) + (e2 * x2 + e3 * x3)
+            for s in range(m if mode else 0):
+                d, t = dst[r0 + s], tmp[s]
+                if mode == 1:
+                    for n in range(V):
+                        d[n] = max(d[n], zero)
+                else:
+                    for n in range(V):
+                        d[n] = t[n] if d[n] > 0 else zero
 
 
 @njit(cache=True, fastmath=FAST)
-def backward_layer(W, K, wstride, f, delta, dW, db, want_prev, tmp):
-    """Weight and bias gradients of a grouped layer, then (``want_prev``) the delta of the
-    layer below written over its activations ``f`` (see the module docstring).
-
-    ``W`` as in ``forward_layer`` (read only with ``want_prev``), ``f`` (n_in, V) the layer's
-    input (post-ReLU), ``delta`` (n_out, V); ``dW`` (n_out, K) and ``db`` (n_out,) written;
-    ``tmp`` (2, V) scratch. The weight gradient takes eight dot products at a time (two delta
-    rows x four inputs share their loads; then the remaining inputs, and an odd last row,
-    one at a time); the input gradient two input rows at a time, four delta rows per pass
-    (the first pass writes, then passes of four, two, one unit accumulate, then the gate)."""
+def weight_grads(K, f, delta, dW, db):
+    """The gradients of a grouped layer from its input ``f`` (n_in, V) and its delta
+    ``delta`` (n_out, V): ``dW[r, k] = sum_n delta[r, n] f[j K + k, n]`` (compact
+    (n_out, K)) and ``db[r] = sum_n delta[r, n]``. Eight dot products at a time (two delta
+    rows by four inputs share their loads; an odd last row and the inputs past K repeat
+    one, writing the same sums twice)."""
     n_out, V = delta.shape
     G = f.shape[0] // K
     h = n_out // G
     zero = np.zeros(1, dW.dtype)[0]
+    for r in range(n_out):
+        d = delta[r]
+        sb = zero
+        for n in range(V):
+            sb += d[n]
+        db[r] = sb
     for j in range(G):
         base = j * K
-        r0 = j * h
-        for r in range(r0, r0 + h):
-            d = delta[r]
-            sb = zero
-            for n in range(V):
-                sb += d[n]
-            db[r] = sb
-        for r in range(r0, r0 + h, 2):
-            da = delta[r]
-            dc = delta[min(r + 1, r0 + h - 1)]                # an odd last row: twice
-            k = 0
-            while k + 4 <= K:
-                f0, f1, f2, f3 = f[base + k], f[base + k + 1], f[base + k + 2], f[base + k + 3]
-                a0 = zero
-                a1 = zero
-                a2 = zero
-                a3 = zero
-                c0 = zero
-                c1 = zero
-                c2 = zero
-                c3 = zero
+        for r in range(j * h, (j + 1) * h, 2):
+            rc = min(r + 1, (j + 1) * h - 1)
+            da, dc = delta[r], delta[rc]
+            for k in range(0, K, 4):
+                k1, k2, k3 = min(k + 1, K - 1), min(k + 2, K - 1), min(k + 3, K - 1)
+                f0, f1, f2, f3 = f[base + k], f[base + k1], f[base + k2], f[base + k3]
+                a0 = a1 = a2 = a3 = c0 = c1 = c2 = c3 = zero
                 for n in range(V):
-                    x0 = f0[n]
-                    x1 = f1[n]
-                    x2 = f2[n]
-                    x3 = f3[n]
-                    a0 += da[n] * x0
-                    a1 += da[n] * x1
-                    a2 += da[n] * x2
-                    a3 += da[n] * x3
-                    c0 += dc[n] * x0
-                    c1 += dc[n] * x1
-                    c2 += dc[n] * x2
-                    c3 += dc[n] * x3
-                dW[r, k] = a0
-                dW[r, k + 1] = a1
-                dW[r, k + 2] = a2
-                dW[r, k + 3] = a3
-                if r + 1 < r0 + h:
-                    dW[r + 1, k] = c0
-                    dW[r + 1, k + 1] = c1
-                    dW[r + 1, k + 2] = c2
-                    dW[r + 1, k + 3] = c3
-                k += 4
-            while k < K:
-                f0 = f[base + k]
-                a0 = zero
-                c0 = zero
-                for n in range(V):
-                    a0 += da[n] * f0[n]
-                    c0 += dc[n] * f0[n]
-                dW[r, k] = a0
-                if r + 1 < r0 + h:
-                    dW[r + 1, k] = c0
-                k += 1
-        if not want_prev:
-            continue
-        wo = j * wstride
-        t0 = tmp[0]
-        t1 = tmp[1]
-        for k in range(0, K, 2):
-            kb = min(k + 1, K - 1)                           # a pair of inputs k, kb
-            m = min(4, h)                                    # the first units write t0, t1
-            w0, w1, w2, w3 = W[r0, wo + k], W[r0 + min(1, m - 1), wo + k], \
-                W[r0 + min(2, m - 1), wo + k], W[r0 + min(3, m - 1), wo + k]
-            v0, v1, v2, v3 = W[r0, wo + kb], W[r0 + min(1, m - 1), wo + kb], \
-                W[r0 + min(2, m - 1), wo + kb], W[r0 + min(3, m - 1), wo + kb]
-            if m < 4:                                        # fewer than four units: the
-                w3, v3 = zero, zero                          # repeated rows weigh nothing
-                if m < 3:
-                    w2, v2 = zero, zero
-                if m < 2:
-                    w1, v1 = zero, zero
-            d0, d1, d2, d3 = delta[r0], delta[r0 + min(1, m - 1)], delta[r0 + min(2, m - 1)], \
-                delta[r0 + min(3, m - 1)]
-            for n in range(V):
-                e0 = d0[n]
-                e1 = d1[n]
-                e2 = d2[n]
-                e3 = d3[n]
-                t0[n] = (w0 * e0 + w1 * e1) + (w2 * e2 + w3 * e3)
-                t1[n] = (v0 * e0 + v1 * e1) + (v2 * e2 + v3 * e3)
-            o = m
-            while o + 4 <= h:
-                ra = r0 + o
-                w0, w1, w2, w3 = W[ra, wo + k], W[ra + 1, wo + k], W[ra + 2, wo + k], \
-                    W[ra + 3, wo + k]
-                v0, v1, v2, v3 = W[ra, wo + kb], W[ra + 1, wo + kb], W[ra + 2, wo + kb], \
-                    W[ra + 3, wo + kb]
-                d0, d1, d2, d3 = delta[ra], delta[ra + 1], delta[ra + 2], delta[ra + 3]
-                for n in range(V):
-                    e0 = d0[n]
-                    e1 = d1[n]
-                    e2 = d2[n]
-                    e3 = d3[n]
-                    t0[n] += (w0 * e0 + w1 * e1) + (w2 * e2 + w3 * e3)
-                    t1[n] += (v0 * e0 + v1 * e1) + (v2 * e2 + v3 * e3)
-                o += 4
-            if o + 2 <= h:
-                ra = r0 + o
-                w0, w1, v0, v1 = W[ra, wo + k], W[ra + 1, wo + k], W[ra, wo + kb], \
-                    W[ra + 1, wo + kb]
-                d0, d1 = delta[ra], delta[ra + 1]
-                for n in range(V):
-                    t0[n] += w0 * d0[n] + w1 * d1[n]
-                    t1[n] += v0 * d0[n] + v1 * d1[n]
-                o += 2
-            if o < h:
-                w0, v0, d0 = W[r0 + o, wo + k], W[r0 + o, wo + kb], delta[r0 + o]
-                for n in range(V):
-                    t0[n] += w0 * d0[n]
-                    t1[n] += v0 * d0[n]
-            fa = f[base + k]
-            for n in range(V):                               # the gate f > 0 (f = relu(g))
-                fa[n] = t0[n] if fa[n] > 0 else zero
-            if kb != k:
-                fb = f[base + kb]
-                for n in range(V):
-                    fb[n] = t1[n] if fb[n] > 0 else zero
+                    x0, x1, x2, x3 = f0[n], f1[n], f2[n], f3[n]
+                    y, z = da[n], dc[n]
+                    a0 += y * x0
+                    a1 += y * x1
+                    a2 += y * x2
+                    a3 += y * x3
+                    c0 += z * x0
+                    c1 += z * x1
+                    c2 += z * x2
+                    c3 += z * x3
+                dW[r, k], dW[r, k1], dW[r, k2], dW[r, k3] = a0, a1, a2, a3
+                dW[rc, k], dW[rc, k1], dW[rc, k2], dW[rc, k3] = c0, c1, c2, c3
+
+
+@njit(cache=True)
+def transposed(W, wstride, K, WT):
+    """``WT[j K + k, o] = w[j h + o, k]`` (``w`` as in ``combine``): the weights of the
+    input gradient, ``delta_in = combine(WT, 0, h, 0, delta_out, f_in, 2)``."""
+    G, h = WT.shape[0] // K, WT.shape[1]
+    for j in range(G):
+        for o in range(h):
+            for k in range(K):
+                WT[j * K + k, o] = W[j * h + o, j * wstride + k]
 
 
 # ----------------------------------------------------------------------------- layers 1-2
@@ -321,7 +239,7 @@ def leaf_tables(W1, b1, c, W2, b_2, pre, A2, b2):
     W_1[j h + u, t] bit_t(p)``, and the collapsed weights ``A2`` (n_2, c (P-1)) and bias
     ``b2`` (n_2,) of layer 2 (from its bias ``b_2``; see above). ``W1`` (n_1, c) and ``W2``
     (n_2, K_2) are compact."""
-    G1, h, P = pre.shape
+    G1, h, P = pre.shape[0], pre.shape[1], 1 << c         # c literal: P a constant
     zero = np.zeros(1, pre.dtype)[0]
     for j in range(G1):
         for u in range(h):
@@ -356,7 +274,7 @@ def leaf_grads(W2, c, pre, T, db2, dW2, dW1, db1, S, tf):
     """The gradients of layers 1 and 2 from the pattern sums ``T`` (n_2, c (P-1)) and
     ``db2`` (see above): ``dW2`` (n_2, K_2), ``dW1`` (n_1, c), ``db1`` (n_1,) written;
     ``W2`` compact (n_2, K_2); ``S`` (G_1, h, P), ``tf`` (P,) scratch."""
-    G1, h, P = pre.shape
+    G1, h, P = pre.shape[0], pre.shape[1], 1 << c         # c literal: P a constant
     n2 = W2.shape[0]
     h2 = n2 // (G1 // c)
     zero = np.zeros(1, pre.dtype)[0]
@@ -504,8 +422,9 @@ def step_core(net, loss, w, N, H, first, normalize, wstride):
     not once more.)"""
     Ws, bs, Ks, acts = net.Ws, net.bs, net.Ks, w.acts
     L = len(Ws)
-    for l in range(first, L):
-        forward_layer(Ws[l], bs[l], Ks[l], wstride * Ks[l], acts[l], acts[l + 1], l < L - 1)
+    for l in range(first, L):                                # modes: ReLU, the top linear
+        combine(Ws[l], bs[l], Ks[l], wstride * Ks[l], acts[l], acts[l + 1],
+                1 if l < L - 1 else 0, w.tmp)
     if not top_forward(acts[L], w.Y, normalize, loss.eps, N, H, w.r_pos, w.r_neg, w.tmp[0],
                        loss.big):
         return np.nan, np.nan, np.nan, False
@@ -513,16 +432,21 @@ def step_core(net, loss, w, N, H, first, normalize, wstride):
                               w.c_neg, N - N, N)
     top_backward(acts[L], w.Y, w.dY, normalize, loss.eps, N, H, w.c_pos, w.c_neg, w.tmp)
     for l in range(L - 1, first - 1, -1):
-        backward_layer(Ws[l], Ks[l], wstride * Ks[l], acts[l], acts[l + 1], w.dWs[l],
-                       w.dbs[l], l > 0, w.tmp)
+        weight_grads(Ks[l], acts[l], acts[l + 1], w.dWs[l], w.dbs[l])
+        if l > 0:                                            # the delta below, gated
+            WT = w.WT[l]
+            transposed(Ws[l], wstride * Ks[l], Ks[l], WT)
+            combine(WT, w.zb, WT.shape[1], N - N, acts[l + 1], acts[l], N - N + 2, w.tmp)
     return sL, sp, sn, True
 
 
 @functools.lru_cache(maxsize=None)
-def epoch_kernel(pat, normalize):
-    """The compiled ``run_steps`` for one variant: ``pat`` (layers 1-2 collapsed on leaf
-    patterns) and ``normalize`` are compile-time constants of the closure, so a run compiles
-    only its own branches (numba keys the cache on them)."""
+def epoch_kernel(c, normalize):
+    """The compiled ``run_steps`` for one variant: ``c`` (> 0: layers 1-2 collapsed on the
+    patterns of c leaves; 0: not) and ``normalize`` are compile-time constants of the
+    closure, so a run compiles only its own branches (numba keys the cache on them), and the
+    pattern kernels get c as a literal (their loops over the 2**c patterns unroll)."""
+    pat = c > 0
 
     @njit(cache=True)
     def run_steps(seeds, n_top, parent, thr, zbits, lbits, net, loss, w, lr, momentum, wd,
@@ -536,10 +460,10 @@ def epoch_kernel(pat, normalize):
         for s in range(seeds.shape[0]):
             sample_bits(seeds[s], n_top, parent, thr, zbits, lbits)
             if pat:
-                pattern_rows(lbits, N, H, Ks[0], w.ind)
-                leaf_tables(Ws[0], bs[0], Ks[0], Ws[1], bs[1], w.pre, w.A2, w.b2)
-                forward_layer(w.A2, w.b2, w.A2.shape[1], N - N, w.ind, w.acts[2],
-                              len(Ws) > 2)
+                pattern_rows(lbits, N, H, c, w.ind)
+                leaf_tables(Ws[0], bs[0], c, Ws[1], bs[1], w.pre, w.A2, w.b2)
+                combine(w.A2, w.b2, w.A2.shape[1], N - N, w.ind, w.acts[2],
+                        N - N + (len(Ws) > 2), w.tmp)
                 first = 2
             else:
                 for v in range(2 + H):
@@ -551,9 +475,8 @@ def epoch_kernel(pat, normalize):
                 stats[s, :] = np.nan
                 return s
             if pat:
-                backward_layer(w.A2, w.A2.shape[1], N - N, w.ind, w.acts[2], w.T, w.dbs[1],
-                               N < 0, w.tmp)
-                leaf_grads(Ws[1], Ks[0], w.pre, w.T, w.dbs[1], w.dWs[1], w.dWs[0], w.dbs[0],
+                weight_grads(w.A2.shape[1], w.ind, w.acts[2], w.T, w.dbs[1])
+                leaf_grads(Ws[1], c, w.pre, w.T, w.dbs[1], w.dWs[1], w.dWs[0], w.dbs[0],
                            w.S, w.tf)
             for l in range(len(Ws)):
                 sgd_layer(Ws[l], w.dWs[l], Vs[l], lr, momentum, wd)
@@ -638,11 +561,14 @@ def work_buffers(sizes, Ks, N, H, dtype):
     e = lambda *shape: np.empty(shape, dt)  # noqa: E731
     n2 = sizes[2] if len(sizes) > 2 else 1
     return Work(acts=acts, ind=e(G1 * (P - 1), V), Y=e(sizes[-1], V), dY=e(sizes[-1], V),
-                tmp=e(2, V), pre=e(G1, h1, P), A2=e(n2, c * (P - 1)), b2=e(n2),
+                tmp=e(4, V), pre=e(G1, h1, P), A2=e(n2, c * (P - 1)), b2=e(n2),
                 T=e(n2, c * (P - 1)), S=e(G1, h1, P), tf=e(P), r_pos=e(N), r_neg=e(N, H),
                 c_pos=e(N), c_neg=e(N, H),
                 dWs=tuple(np.zeros((n, K), dt) for n, K in zip(sizes[1:], Ks)),
-                dbs=tuple(np.zeros(n, dt) for n in sizes[1:]))
+                dbs=tuple(np.zeros(n, dt) for n in sizes[1:]),
+                WT=tuple(np.zeros((n, m * K // n), dt)                  # (n_in, h)
+                         for n, m, K in zip(sizes, sizes[1:], Ks)),
+                zb=np.zeros(max(sizes), dt))
 
 
 class _Grouped:
@@ -755,7 +681,7 @@ class TreeEpoch(_Grouped):
         for D, C, K in zip(self.dense, self.net.Ws, self.Ks):
             C[...] = compact(D, K)
         with np.errstate(over="ignore"):                     # wrapping uint64 arithmetic
-            done = epoch_kernel(self.net.pat, self.norm[0])(
+            done = epoch_kernel(int(self.Ks[0]) if self.net.pat else 0, self.norm[0])(
                 seeds, sam.n_top, sam.parent, sam.thr, self.zbits, self.lbits, self.net,
                 self.lossp, w, *self.sgd, stats)
         for D, C, K in zip(self.dense, self.net.Ws, self.Ks):
