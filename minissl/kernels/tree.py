@@ -234,11 +234,11 @@ def pattern_rows(lbits, N, H, c, ind):
 
 
 @njit(cache=True, fastmath=FAST)
-def leaf_tables(W1, b1, c, W2, b_2, pre, A2, b2):
+def leaf_tables(W1, b1, c, W2, b_2, pre, A2, b2, tf):
     """Layer 1's pre-activation per pattern, ``pre[j, u, p] = b_1[j h + u] + sum_t
     W_1[j h + u, t] bit_t(p)``, and the collapsed weights ``A2`` (n_2, c (P-1)) and bias
     ``b2`` (n_2,) of layer 2 (from its bias ``b_2``; see above). ``W1`` (n_1, c) and ``W2``
-    (n_2, K_2) are compact."""
+    (n_2, K_2) are compact; ``tf`` (P,) scratch."""
     G1, h, P = pre.shape[0], pre.shape[1], 1 << c         # c literal: P a constant
     zero = np.zeros(1, pre.dtype)[0]
     for j in range(G1):
@@ -257,15 +257,14 @@ def leaf_tables(W1, b1, c, W2, b_2, pre, A2, b2):
         bo = b_2[o]
         for i in range(c):
             j = jp * c + i
-            for p in range(P):                               # sum_u W_2 R, per pattern
-                s = zero
-                for u in range(h):
-                    s += W2[o, i * h + u] * max(pre[j, u, p], zero)
-                if p == 0:
-                    bo += s
-                    s0 = s
-                else:
-                    A2[o, i * (P - 1) + p - 1] = s - s0
+            tf[:] = zero                                     # sum_u W_2 R, per pattern
+            for u in range(h):
+                w = W2[o, i * h + u]
+                for p in range(P):
+                    tf[p] += w * max(pre[j, u, p], zero)
+            bo += tf[0]
+            for p in range(1, P):
+                A2[o, i * (P - 1) + p - 1] = tf[p] - tf[0]
         b2[o] = bo
 
 
@@ -413,7 +412,7 @@ def sgd_layer(W, dW, V, lr, momentum, wd):
 
 # ----------------------------------------------------------------------------- steps
 @njit(inline="always")
-def step_core(net, loss, w, N, H, first, normalize, wstride):
+def step_core(net, loss, w, N, H, first, normalize, wstride, code):
     """Forward of layers ``first .. L-1`` (their input in ``w.acts[first]``), distances, loss
     weights, backward down to layer ``first`` (its delta over ``w.acts[first]`` when
     ``first > 0``): fills ``w.dWs``, ``w.dbs`` of those layers. Returns ``(sum L, sum r_pos,
@@ -428,7 +427,7 @@ def step_core(net, loss, w, N, H, first, normalize, wstride):
     if not top_forward(acts[L], w.Y, normalize, loss.eps, N, H, w.r_pos, w.r_neg, w.tmp[0],
                        loss.big):
         return np.nan, np.nan, np.nan, False
-    sL, sp, sn = loss_weights(w.r_pos, w.r_neg, loss.code, loss.tau, loss.margin, w.c_pos,
+    sL, sp, sn = loss_weights(w.r_pos, w.r_neg, code, loss.tau, loss.margin, w.c_pos,
                               w.c_neg, N - N, N)
     top_backward(acts[L], w.Y, w.dY, normalize, loss.eps, N, H, w.c_pos, w.c_neg, w.tmp)
     for l in range(L - 1, first - 1, -1):
@@ -441,11 +440,12 @@ def step_core(net, loss, w, N, H, first, normalize, wstride):
 
 
 @functools.lru_cache(maxsize=None)
-def epoch_kernel(c, normalize):
+def epoch_kernel(c, normalize, code):
     """The compiled ``run_steps`` for one variant: ``c`` (> 0: layers 1-2 collapsed on the
-    patterns of c leaves; 0: not) and ``normalize`` are compile-time constants of the
-    closure, so a run compiles only its own branches (numba keys the cache on them), and the
-    pattern kernels get c as a literal (their loops over the 2**c patterns unroll)."""
+    patterns of c leaves; 0: not), ``normalize`` and the loss ``code`` are compile-time
+    constants of the closure, so a run compiles only its own branches (numba keys the cache
+    on them; the callees get them as literals: the pattern kernels' loops over the 2**c
+    patterns unroll, ``loss_weights`` keeps only its loss)."""
     pat = c > 0
 
     @njit(cache=True)
@@ -461,7 +461,7 @@ def epoch_kernel(c, normalize):
             sample_bits(seeds[s], n_top, parent, thr, zbits, lbits)
             if pat:
                 pattern_rows(lbits, N, H, c, w.ind)
-                leaf_tables(Ws[0], bs[0], c, Ws[1], bs[1], w.pre, w.A2, w.b2)
+                leaf_tables(Ws[0], bs[0], c, Ws[1], bs[1], w.pre, w.A2, w.b2, w.tf)
                 combine(w.A2, w.b2, w.A2.shape[1], N - N, w.ind, w.acts[2],
                         N - N + (len(Ws) > 2), w.tmp)
                 first = 2
@@ -470,7 +470,7 @@ def epoch_kernel(c, normalize):
                     unpack_bits(lbits[v], N, w.acts[0], N * min(v, 2) + max(v - 2, 0),
                                 1 if v < 2 else H)
                 first = 0
-            sL, sp, sn, ok = step_core(net, loss, w, N, H, first, normalize, N - N)
+            sL, sp, sn, ok = step_core(net, loss, w, N, H, first, normalize, N - N, code)
             if not ok:
                 stats[s, :] = np.nan
                 return s
@@ -493,8 +493,9 @@ def epoch_kernel(c, normalize):
 
 
 @functools.lru_cache(maxsize=None)
-def step_kernel(normalize):
-    """The compiled ``run_step`` for ``normalize`` (a compile-time constant, as above)."""
+def step_kernel(normalize, code):
+    """The compiled ``run_step`` for ``normalize`` and ``code`` (compile-time constants, as
+    above)."""
 
     @njit(cache=True)
     def run_step(x, x_pos, x_neg, net, loss, w):
@@ -510,7 +511,7 @@ def step_kernel(normalize):
                 f[j, N + a] = x_pos[a, j]
                 for k in range(H):
                     f[j, 2 * N + a * H + k] = x_neg[a, k, j]
-        return step_core(net, loss, w, N, H, N - N, normalize, N - N + 1)
+        return step_core(net, loss, w, N, H, N - N, normalize, N - N + 1, code)
 
     return run_step
 
@@ -614,7 +615,7 @@ class TreeStep(_Grouped):
             self.net = self.net._replace(Ws=tuple(weights))
         w = self.buffers(N, H)
         with np.errstate(over="ignore"):
-            sL, sp, sn, ok = step_kernel(self.norm[0])(
+            sL, sp, sn, ok = step_kernel(self.norm[0], LOSS_CODES[loss])(
                 x, x_pos, np.ascontiguousarray(x_neg), self.net, self.loss(loss, tau, margin), w)
         if not ok:
             return math.nan, math.nan, math.nan, None
@@ -681,7 +682,8 @@ class TreeEpoch(_Grouped):
         for D, C, K in zip(self.dense, self.net.Ws, self.Ks):
             C[...] = compact(D, K)
         with np.errstate(over="ignore"):                     # wrapping uint64 arithmetic
-            done = epoch_kernel(int(self.Ks[0]) if self.net.pat else 0, self.norm[0])(
+            done = epoch_kernel(int(self.Ks[0]) if self.net.pat else 0, self.norm[0],
+                                self.lossp.code)(
                 seeds, sam.n_top, sam.parent, sam.thr, self.zbits, self.lbits, self.net,
                 self.lossp, w, *self.sgd, stats)
         for D, C, K in zip(self.dense, self.net.Ws, self.Ks):
