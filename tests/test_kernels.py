@@ -57,8 +57,9 @@ def tree_net(depth=3, c=2, hid=4, **kw):
 def fused(net, batch, cfg, threads=None, step=None):
     """The compiled fused step (``kernels.mlp.FusedStep``) on a validated batch."""
     step = step or mlp.FusedStep.build(net.sizes, masks_of(net), net.dtype, threads)
-    x, xp, xn = check_batch(net, batch)
-    return step(net.weights, x, xp, xn, cfg.loss, cfg.tau, cfg.margin)
+    X, N, H = check_batch(net, batch, cfg)
+    return step(net.weights, X[:N], X[N:2 * N], X[2 * N:].reshape(N, H, -1), cfg.loss, cfg.tau,
+                cfg.margin)
 
 
 def masks_of(net):
@@ -235,13 +236,17 @@ def test_fused_step_declines_and_validates():
     bn = ReLUNet([6, 5, 3], batchnorm={"mean": "normal"}, backend="numba")
     assert gradient_step(bn, TrainConfig()).__qualname__ == general
     assert mlp.FusedStep.build([4, 1 << 10, 1 << 9], None, "float64") is None   # too large
+    assert mlp.FusedStep.build([32, 64, 32], None, "float64") is None    # dense: BLAS pays
+    assert mlp.FusedStep.build([32, 64, 32], random_masks([32, 64, 32], rng),
+                               "float64") is None                    # its dense top layer
+    assert mlp.FusedStep.build([16, 32, 16], None, "float64") is not None
     assert KT.build_step([4, 1 << 10, 1 << 9], None, "float64", biases=[0]) is None
     step = gradient_step(net, TrainConfig())
     with pytest.raises(ValueError, match="x_neg must have shape"):
         step((b[0], b[1], b[2][:3]))
     bad = b[2].copy()
     bad[0, 0, 0] = np.nan
-    with pytest.raises(ValueError, match="x_neg contains NaN"):
+    with pytest.raises(ValueError, match="contains NaN"):     # the batch is checked stacked
         step((b[0], b[1], bad))
     with pytest.raises(ValueError, match="takes exactly H=1"):
         gradient_step(net, TrainConfig(loss="simple"))((b[0], b[1], np.repeat(b[2], 2, 1)))

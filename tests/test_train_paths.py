@@ -77,6 +77,7 @@ CASES = [  # (builder, its keywords incl. config overrides, the paths taken)
     (dense_run, dict(batchnorm={"mean": "normal"}), {"reference"}),
     (dense_run, dict(negatives="in_batch"), {"reference"}),
     (dense_run, dict(sizes=(4, 1 << 10, 1 << 9)), {"reference"}),     # too many weights
+    (dense_run, dict(sizes=(32, 64, 32)), {"reference"}),              # dense: BLAS pays
 ]
 
 

@@ -44,6 +44,8 @@ announce_compiles()             # cache location, and a notice when compiling (c
 
 MIN_CHUNK = 16          # anchors per thread below which the fused step stays serial
 FUSED_MAX_WEIGHTS = 1 << 18   # larger nets: the fused loops lose to BLAS, take the general path
+DENSE_FUSED_MAX = 1536  # more weights in dense (unmasked) layers: BLAS's reference step is faster
+                        # (measured: 1.1-1.7x slower at 768-1024, 0.7-1.1x at 2048, 0.5x at 43k)
 THREADS = 1             # default chunks of the fused step (see docs/performance.md)
 SERIAL_CHUNK = 128      # anchors per chunk of the serial fused step
 LOSS_CODES = {"simple": 0, "soft_triplet": 1, "infonce": 2, "ref_nce": 3}
@@ -619,10 +621,18 @@ class FusedStep:
         return total
 
     @classmethod
+    def pays(cls, sizes, masks):
+        """Whether the fused step beats the general path: at most ``FUSED_MAX_WEIGHTS`` live
+        weights (``slots``) and at most ``DENSE_FUSED_MAX`` in dense layers (BLAS wins)."""
+        dense = sum(a * b for l, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))
+                    if masks is None or masks[l] is None)
+        return cls.slots(sizes, masks) <= FUSED_MAX_WEIGHTS and dense <= DENSE_FUSED_MAX
+
+    @classmethod
     def build(cls, sizes, masks, dtype, threads=None):
-        """A ``FusedStep``, or None for nets whose live weights exceed ``FUSED_MAX_WEIGHTS``
-        (``slots``; the general path with BLAS is faster there)."""
-        if cls.slots(sizes, masks) > FUSED_MAX_WEIGHTS:
+        """A ``FusedStep``, or None where it does not pay (``pays``; the general path with
+        BLAS is faster there)."""
+        if not cls.pays(sizes, masks):
             return None
         return cls(sizes, masks, dtype, threads)
 

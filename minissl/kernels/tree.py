@@ -755,16 +755,15 @@ class TrainStep:
     def applies(net, cfg):
         """A net the kernels are written for (``compiled_steps``: a ReLUNet) without BN,
         trained with given negatives, that is a tree network (``tree_groups``: plain, or
-        with biases and output normalisation) or a plain net whose compact weights fit the
-        fused step (``FusedStep.slots`` <= ``FUSED_MAX_WEIGHTS``)."""
+        with biases and output normalisation) or a plain net where the fused step pays
+        (``FusedStep.pays``: few dense weights, compact weights that fit)."""
         if not (getattr(net, "compiled_steps", False) and net.batchnorm is None
                 and cfg.negatives == "given"):
             return False
         masks = numpy_masks(net)
         if tree_groups(net.sizes, masks) is not None:
             return True
-        return (net.biases is None and not net.normalize
-                and FusedStep.slots(net.sizes, masks) <= FUSED_MAX_WEIGHTS)
+        return net.biases is None and not net.normalize and FusedStep.pays(net.sizes, masks)
 
     @staticmethod
     def build(net):
