@@ -108,9 +108,35 @@ def test_linear_plan_twin():
     assert rel_err(dW_ref, dW) < 1e-13 and rel_err(dx_ref, dx) < 1e-13
     assert not dW[m == 0].any()
     assert plan.backward(W, dg, x, want_input=False)[1] is None
-    assert twin("linear", "numpy") is None and twin("linear", "numba") is mlp.LinearPlan
+    assert twin("linear", "numpy") is None and twin("linear", "numba") is KT.linear_plan
+    assert isinstance(KT.linear_plan(m), mlp.LinearPlan)
     with pytest.raises(KeyError, match="no kernel twin"):
         twin("nope", "numba")
+
+
+@pytest.mark.parametrize("G,h,K", [(4, 3, 2), (2, 5, 7), (1, 6, 1)])
+def test_grouped_plan_twin(G, h, K):
+    """A grouped (tree) layer's twin, on the step's kernels (``GroupedPlan``): the products of
+    ``layers.linear``/``linear_backward`` and ``W^T dT``; a mask that is not grouped gets
+    ``LinearPlan``, and a wrong group width (negative control) gives other products."""
+    rng = np.random.default_rng(2)
+    m = np.kron(np.eye(G), np.ones((h, K)))
+    W, x, dg = rng.standard_normal(m.shape) * m, rng.standard_normal((13, G * K)), \
+        rng.standard_normal((13, G * h))
+    plan = KT.linear_plan(m)
+    assert isinstance(plan, KT.GroupedPlan) and plan.K == K
+    assert rel_err(linear(x, W), plan.forward(W, x)) < 1e-13
+    dW, dx = plan.backward(W, dg, x)
+    dW_ref, _, dx_ref = linear_backward(dg, x, W, m)
+    assert rel_err(dW_ref, dW) < 1e-13 and rel_err(dx_ref, dx) < 1e-13
+    assert not dW[m == 0].any() and plan.backward(W, dg, x, want_input=False)[1] is None
+    assert rel_err(W.T @ dg.T, plan.down(W, np.ascontiguousarray(dg.T))) < 1e-13
+    if G > 1:
+        m2 = m.copy()
+        m2[0, -1] = 1                                     # one unit reads another group
+        assert isinstance(KT.linear_plan(m2), mlp.LinearPlan)
+        wrong = KT.GroupedPlan(np.kron(np.eye(G * K), np.ones((1, 1))), 1)
+        assert rel_err(linear(x, W), wrong.forward(W, x)) > 1e-3
 
 
 @pytest.mark.parametrize("kind", ["tree", "dense", "mixed"])

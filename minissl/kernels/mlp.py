@@ -278,9 +278,13 @@ class LinearPlan:
         masked_grad_fm(dT, np.ascontiguousarray(x.T), self.cols, self.cnt, dW)
         if not want_input:
             return dW, None
+        return dW, self.down(W, dT).T
+
+    def down(self, W, dT):
+        """``W^T dT`` over the live weights for feature-major ``dT`` (n_out, M): (n_in, M)."""
         nT = np.empty((W.shape[1], dT.shape[1]), dtype=dT.dtype)
-        masked_backprop_fm(W, self.cols, self.cnt, dT, nT)
-        return dW, nT.T
+        masked_backprop_fm(W, self.cols, self.cnt, np.ascontiguousarray(dT), nT)
+        return nT
 
 
 # ----------------------------------------------------------------------------- fused step

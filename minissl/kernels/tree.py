@@ -41,7 +41,7 @@ from numba import njit
 
 from .compiling import announce_compiles
 from .hltm import Sampler, is_tree, sample_bits, unpack_bits
-from .mlp import FUSED_MAX_WEIGHTS, LOSS_CODES, FusedStep, loss_weights
+from .mlp import FUSED_MAX_WEIGHTS, LOSS_CODES, FusedStep, LinearPlan, loss_weights
 
 announce_compiles()             # cache location, and a notice when compiling (cold cache)
 
@@ -524,22 +524,22 @@ def tree_groups(sizes, masks):
         return None
     if sum(int(np.count_nonzero(m)) for m in masks if m is not None) > FUSED_MAX_WEIGHTS:
         return None
-    Ks = []
-    for l, m in enumerate(masks):
-        if m is None:
-            return None
-        m = np.asarray(m) != 0
-        cnt = m.sum(axis=1)
-        K = int(cnt[0]) if cnt.size else 0
-        if K == 0 or sizes[l] % K or sizes[l + 1] % (sizes[l] // K):
-            return None
-        G = sizes[l] // K
-        h = sizes[l + 1] // G
-        want = np.kron(np.eye(G, dtype=bool), np.ones((h, K), bool))
-        if m.shape != want.shape or not np.array_equal(m, want):
-            return None
-        Ks.append(K)
-    return Ks
+    Ks = [None if m is None else grouped(m) for m in masks]
+    return None if None in Ks else Ks
+
+
+def grouped(mask):
+    """``K`` if the 0/1 ``mask`` (n_out, n_in) is a grouped layer's (block-diagonal with
+    equal, contiguous groups: unit r of group j = r // h reads exactly inputs
+    ``j K .. j K + K - 1``), else None."""
+    m = np.asarray(mask) != 0
+    (n_out, n_in), cnt = m.shape, m.sum(axis=1)
+    K = int(cnt[0]) if cnt.size else 0
+    if K == 0 or n_in % K or n_out % (n_in // K):
+        return None
+    G = n_in // K
+    want = np.kron(np.eye(G, dtype=bool), np.ones((n_out // G, K), bool))
+    return K if np.array_equal(m, want) else None
 
 
 def collapses(sizes, Ks):
@@ -712,17 +712,58 @@ def set_dense(W, K, C):
     W4[idx, :, idx, :] = C.reshape(len(idx), -1, K)
 
 
-@njit(cache=True)
 def scatter_dense(dW, K, out):
     """``out`` (n_out, n_in): the compact ``dW`` (n_out, K) of a grouped layer at its live
     entries, zeros elsewhere."""
-    n_out, n_in = out.shape
-    h = n_out // (n_in // K)
-    out[:, :] = 0.0
-    for r in range(n_out):
-        base = (r // h) * K
-        for k in range(K):
-            out[r, base + k] = dW[r, k]
+    out[...] = 0
+    set_dense(out, K, dW)
+
+
+class GroupedPlan:
+    """The products of one grouped (tree) ``layers.Linear`` on backend "numba", with the
+    kernels of the compiled step (``combine``, ``weight_grads``, ``transposed``; the same
+    machine code, so a tree net compiles them once for training, evaluation, the covariance
+    products and BYOL). The interface of ``mlp.LinearPlan``: ``forward(W, x)`` (N, n_out),
+    ``backward(W, dg, x, want_input)`` -> ``(dW, dx)``, and ``down(W, dT)`` = ``W^T dT``
+    feature-major. ``W`` is the dense masked matrix (read at its live blocks)."""
+
+    def __init__(self, mask, K):
+        self.K, (n_out, n_in) = int(K), np.shape(mask)
+        self.h = n_out // (n_in // self.K)
+
+    def _combine(self, W, src, n, K, wstride):
+        """``combine`` of feature-major ``src`` into a new (n, V) array (mode 0: linear)."""
+        dst = np.empty((n, src.shape[1]), W.dtype)
+        combine(W, np.zeros(n, W.dtype), K, wstride, src, dst, 0,
+                np.empty((4, src.shape[1]), W.dtype))
+        return dst
+
+    def forward(self, W, x):
+        """``x W^T`` over the live blocks: (N, n_in) -> (N, n_out), a transposed view."""
+        return self._combine(W, np.ascontiguousarray(x.T), W.shape[0], self.K, self.K).T
+
+    def down(self, W, dT):
+        """``W^T dT`` for feature-major ``dT`` (n_out, M): (n_in, M)."""
+        WT = np.empty((W.shape[1], self.h), W.dtype)
+        transposed(W, self.K, self.K, WT)
+        return self._combine(WT, np.ascontiguousarray(dT), W.shape[1], self.h, 0)
+
+    def backward(self, W, dg, x, want_input=True):
+        """``(dW, dx)``: ``dW = dg^T x`` at the live blocks (zero elsewhere), ``dx = dg W``
+        (None unless ``want_input``)."""
+        dT = np.ascontiguousarray(dg.T)                      # (n_out, N)
+        dWc, db = np.empty((W.shape[0], self.K), W.dtype), np.empty(W.shape[0], W.dtype)
+        weight_grads(self.K, np.ascontiguousarray(x.T), dT, dWc, db)
+        dW = np.empty_like(W)
+        scatter_dense(dWc, self.K, dW)
+        return dW, (self.down(W, dT).T if want_input else None)
+
+
+def linear_plan(mask):
+    """The twin of a masked ``layers.Linear`` (``kernels.twin("linear")``): a
+    ``GroupedPlan`` for a grouped (tree) layer, else ``mlp.LinearPlan``."""
+    K = grouped(mask)
+    return LinearPlan(mask) if K is None else GroupedPlan(mask, K)
 
 
 def build_step(sizes, masks, dtype, threads=None, weights=None, biases=None,
