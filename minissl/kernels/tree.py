@@ -411,74 +411,70 @@ def sgd_layer(W, dW, V, lr, momentum, wd):
 
 
 # ----------------------------------------------------------------------------- steps
-@njit(inline="always")
-def step_core(net, loss, w, N, H, first, normalize, wstride, code):
-    """Forward of layers ``first .. L-1`` (their input in ``w.acts[first]``), distances, loss
-    weights, backward down to layer ``first`` (its delta over ``w.acts[first]`` when
-    ``first > 0``): fills ``w.dWs``, ``w.dbs`` of those layers. Returns ``(sum L, sum r_pos,
-    sum r_neg, finite)``; nothing is written past the output when it is not finite.
-    (Inlined into its callers: LLVM then optimises the kernels it calls once per entry point,
-    not once more.)"""
-    Ws, bs, Ks, acts = net.Ws, net.bs, net.Ks, w.acts
-    L = len(Ws)
-    for l in range(first, L):                                # modes: ReLU, the top linear
-        combine(Ws[l], bs[l], Ks[l], wstride * Ks[l], acts[l], acts[l + 1],
-                1 if l < L - 1 else 0, w.tmp)
-    if not top_forward(acts[L], w.Y, normalize, loss.eps, N, H, w.r_pos, w.r_neg, w.tmp[0],
-                       loss.big):
-        return np.nan, np.nan, np.nan, False
-    sL, sp, sn = loss_weights(w.r_pos, w.r_neg, code, loss.tau, loss.margin, w.c_pos,
-                              w.c_neg, N - N, N)
-    top_backward(acts[L], w.Y, w.dY, normalize, loss.eps, N, H, w.c_pos, w.c_neg, w.tmp)
-    for l in range(L - 1, first - 1, -1):
-        weight_grads(Ks[l], acts[l], acts[l + 1], w.dWs[l], w.dbs[l])
-        if l > 0:                                            # the delta below, gated
-            WT = w.WT[l]
-            transposed(Ws[l], wstride * Ks[l], Ks[l], WT)
-            combine(WT, w.zb, WT.shape[1], N - N, acts[l + 1], acts[l], N - N + 2, w.tmp)
-    return sL, sp, sn, True
-
-
 @functools.lru_cache(maxsize=None)
-def epoch_kernel(c, normalize, code):
+def epoch_kernel(c, normalize, code, given=False):
     """The compiled ``run_steps`` for one variant: ``c`` (> 0: layers 1-2 collapsed on the
-    patterns of c leaves; 0: not), ``normalize`` and the loss ``code`` are compile-time
+    patterns of c leaves; 0: not), ``normalize``, the loss ``code`` and ``given`` (one step
+    on the batch already in ``w.acts[0]``, no update: the per-step path) are compile-time
     constants of the closure, so a run compiles only its own branches (numba keys the cache
     on them; the callees get them as literals: the pattern kernels' loops over the 2**c
-    patterns unroll, ``loss_weights`` keeps only its loss)."""
+    patterns unroll, ``loss_weights`` keeps only its loss). One entry point for the epoch
+    and the step, the step written out in it (numba's inlining of a shared helper costs
+    more to compile than its dozen lines)."""
     pat = c > 0
 
     @njit(cache=True)
-    def run_steps(seeds, n_top, parent, thr, zbits, lbits, net, loss, w, lr, momentum, wd,
-                  bias, Vs, vbs, stats):
+    def run_steps(seeds, n_top, parent, thr, zbits, lbits, net, loss, w, wstride, lr,
+                  momentum, wd, bias, Vs, vbs, stats):
         """``len(seeds)`` SGD steps on batches of the compiled sampler (see the module
-        docstring) of the net with compact weights ``net.Ws`` (n_l, K_l); ``stats[s] =
-        (mean L, mean r_pos, mean r_neg)``. Returns the number of steps completed: a step
-        whose output is not finite stops the run before its update (its ``stats`` NaN)."""
+        docstring) of the net with weights ``net.Ws``: compact (n_l, K_l) for ``wstride``
+        0, dense masked for 1 (see ``combine``); ``stats[s] = (mean L, mean r_pos, mean
+        r_neg)``. Each step: forward of layers ``first .. L-1``, distances, loss weights,
+        backward down to layer ``first`` (``w.dWs``, ``w.dbs``), the update. Returns the
+        number of steps completed: a step whose output is not finite stops the run before
+        its update (its ``stats`` NaN; nothing past the output written)."""
         N, H = w.c_neg.shape
-        Ws, bs, Ks = net.Ws, net.bs, net.Ks
+        Ws, bs, Ks, acts = net.Ws, net.bs, net.Ks, w.acts
+        L = len(Ws)
         for s in range(seeds.shape[0]):
-            sample_bits(seeds[s], n_top, parent, thr, zbits, lbits)
-            if pat:
+            first = 0
+            if given:
+                pass
+            elif pat:
+                sample_bits(seeds[s], n_top, parent, thr, zbits, lbits)
                 pattern_rows(lbits, N, H, c, w.ind)
                 leaf_tables(Ws[0], bs[0], c, Ws[1], bs[1], w.pre, w.A2, w.b2, w.tf)
-                combine(w.A2, w.b2, w.A2.shape[1], N - N, w.ind, w.acts[2],
-                        N - N + (len(Ws) > 2), w.tmp)
+                combine(w.A2, w.b2, w.A2.shape[1], N - N, w.ind, acts[2],
+                        N - N + (L > 2), w.tmp)
                 first = 2
             else:
+                sample_bits(seeds[s], n_top, parent, thr, zbits, lbits)
                 for v in range(2 + H):
-                    unpack_bits(lbits[v], N, w.acts[0], N * min(v, 2) + max(v - 2, 0),
+                    unpack_bits(lbits[v], N, acts[0], N * min(v, 2) + max(v - 2, 0),
                                 1 if v < 2 else H)
-                first = 0
-            sL, sp, sn, ok = step_core(net, loss, w, N, H, first, normalize, N - N, code)
-            if not ok:
+            for l in range(first, L):                        # modes: ReLU, the top linear
+                combine(Ws[l], bs[l], Ks[l], wstride * Ks[l], acts[l], acts[l + 1],
+                        1 if l < L - 1 else 0, w.tmp)
+            if not top_forward(acts[L], w.Y, normalize, loss.eps, N, H, w.r_pos, w.r_neg,
+                               w.tmp[0], loss.big):
                 stats[s, :] = np.nan
                 return s
+            sL, sp, sn = loss_weights(w.r_pos, w.r_neg, code, loss.tau, loss.margin, w.c_pos,
+                                      w.c_neg, N - N, N)
+            top_backward(acts[L], w.Y, w.dY, normalize, loss.eps, N, H, w.c_pos, w.c_neg,
+                         w.tmp)
+            for l in range(L - 1, first - 1, -1):
+                weight_grads(Ks[l], acts[l], acts[l + 1], w.dWs[l], w.dbs[l])
+                if l > 0:                                    # the delta below, gated
+                    WT = w.WT[l]
+                    transposed(Ws[l], wstride * Ks[l], Ks[l], WT)
+                    combine(WT, w.zb, WT.shape[1], N - N, acts[l + 1], acts[l], N - N + 2,
+                            w.tmp)
             if pat:
-                weight_grads(w.A2.shape[1], w.ind, w.acts[2], w.T, w.dbs[1])
+                weight_grads(w.A2.shape[1], w.ind, acts[2], w.T, w.dbs[1])
                 leaf_grads(Ws[1], c, w.pre, w.T, w.dbs[1], w.dWs[1], w.dWs[0], w.dbs[0],
                            w.S, w.tf)
-            for l in range(len(Ws)):
+            for l in range(L if not given else 0):
                 sgd_layer(Ws[l], w.dWs[l], Vs[l], lr, momentum, wd)
                 if bias:
                     n = bs[l].shape[0]
@@ -490,30 +486,6 @@ def epoch_kernel(c, normalize, code):
         return seeds.shape[0]
 
     return run_steps
-
-
-@functools.lru_cache(maxsize=None)
-def step_kernel(normalize, code):
-    """The compiled ``run_step`` for ``normalize`` and ``code`` (compile-time constants, as
-    above)."""
-
-    @njit(cache=True)
-    def run_step(x, x_pos, x_neg, net, loss, w):
-        """One step on a given batch (twin of ``train.loss_and_grads``): ``x``, ``x_pos``
-        (N, n_0), ``x_neg`` (N, H, n_0), layer by layer (the inputs need not be binary).
-        Returns ``(sum L, sum r_pos, sum r_neg, finite)``; the gradients in ``w.dWs``,
-        ``w.dbs``."""
-        N, H, n0 = x_neg.shape
-        f = w.acts[0]                                        # leaves, feature-major
-        for j in range(n0):
-            for a in range(N):
-                f[j, a] = x[a, j]
-                f[j, N + a] = x_pos[a, j]
-                for k in range(H):
-                    f[j, 2 * N + a * H + k] = x_neg[a, k, j]
-        return step_core(net, loss, w, N, H, N - N, normalize, N - N + 1, code)
-
-    return run_step
 
 
 def tree_groups(sizes, masks):
@@ -553,7 +525,7 @@ def collapses(sizes, Ks):
 
 def work_buffers(sizes, Ks, N, H, dtype):
     """The ``Work`` of a grouped net for batches of N anchors, H negatives (see
-    ``step_core``): activations (n_l, V), V = N (2 + H), the pattern tables and scratch."""
+    ``epoch_kernel``): activations (n_l, V), V = N (2 + H), the pattern tables and scratch."""
     dt = np.dtype(dtype)
     V = N * (2 + H)
     c = int(Ks[0])
@@ -601,8 +573,9 @@ class _Grouped:
 
 class TreeStep(_Grouped):
     """Twin of ``train.loss_and_grads`` for a grouped (tree) network with given negatives,
-    plain or with biases and output normalisation: one compiled call per step
-    (``run_step``), the work buffers kept across steps. Built by ``build_step``.
+    plain or with biases and output normalisation: one compiled call per step (the
+    ``run_steps`` of ``given`` batches, reading the dense weights in place), the work
+    buffers kept across steps. Built by ``build_step``.
 
     ``step(weights, x, x_pos, x_neg, loss, tau, margin)`` -> ``(loss, r_pos, r_neg, grads)``
     (means; ``grads`` dense like ``net.grads()``: weights, zero at masked entries, then biases)
@@ -614,9 +587,15 @@ class TreeStep(_Grouped):
         if any(a is not b for a, b in zip(weights, self.net.Ws)):
             self.net = self.net._replace(Ws=tuple(weights))
         w = self.buffers(N, H)
+        f = w.acts[0]                                        # the views, feature-major
+        f[:, :N], f[:, N:2 * N] = x.T, x_pos.T
+        f[:, 2 * N:] = x_neg.reshape(N * H, -1).T
+        stats, none = np.zeros((1, 3)), np.zeros(0, np.uint64)
         with np.errstate(over="ignore"):
-            sL, sp, sn, ok = step_kernel(self.norm[0], LOSS_CODES[loss])(
-                x, x_pos, np.ascontiguousarray(x_neg), self.net, self.loss(loss, tau, margin), w)
+            ok = epoch_kernel(0, self.norm[0], LOSS_CODES[loss], True)(
+                none.reshape(1, 0), 0, none.astype(np.int64), none, none.reshape(0, 0),
+                none.reshape(0, 0, 0), self.net, self.loss(loss, tau, margin), w, 1, 0.0, 0.0,
+                0.0, self.bias, w.dWs, w.dbs, stats)
         if not ok:
             return math.nan, math.nan, math.nan, None
         grads = [np.empty_like(W) for W in self.net.Ws]
@@ -624,7 +603,7 @@ class TreeStep(_Grouped):
             scatter_dense(dW, K, g)
         if self.bias:
             grads += [db.copy() for db in w.dbs]
-        return float(sL) / N, float(sp) / N, float(sn) / (N * H), grads
+        return float(stats[0, 0]), float(stats[0, 1]), float(stats[0, 2]), grads
 
 
 class TreeEpoch(_Grouped):
@@ -685,7 +664,7 @@ class TreeEpoch(_Grouped):
             done = epoch_kernel(int(self.Ks[0]) if self.net.pat else 0, self.norm[0],
                                 self.lossp.code)(
                 seeds, sam.n_top, sam.parent, sam.thr, self.zbits, self.lbits, self.net,
-                self.lossp, w, *self.sgd, stats)
+                self.lossp, w, 0, *self.sgd, stats)
         for D, C, K in zip(self.dense, self.net.Ws, self.Ks):
             set_dense(D, K, C)
         return stats[:done + (done < k)]
