@@ -52,8 +52,7 @@ FAST = {"reassoc", "contract", "arcp", "nsz"}
 # What the compiled functions take, grouped (numba passes named tuples by value, typed once):
 Net = namedtuple("Net", "Ws bs Ks pat")      # dense weights, biases, K_l, layers 1-2 may collapse
 Loss = namedtuple("Loss", "code tau margin normalize eps big")   # big: the dtype's max
-Work = namedtuple("Work", "acts ind Y dY tmp pre A2 b2 T S tf r_pos r_neg c_pos c_neg dWs "
-                   "dbs WT zb")
+Work = namedtuple("Work", "acts ind dWs dbs")   # the buffers kept across calls
 
 
 # ----------------------------------------------------------------------------- layers
@@ -424,7 +423,7 @@ def epoch_kernel(c, normalize, code, given=False):
     pat = c > 0
 
     @njit(cache=True)
-    def run_steps(seeds, n_top, parent, thr, zbits, lbits, net, loss, w, wstride, lr,
+    def run_steps(seeds, n_top, parent, thr, zbits, lbits, net, loss, w, H, wstride, lr,
                   momentum, wd, bias, Vs, vbs, stats):
         """``len(seeds)`` SGD steps on batches of the compiled sampler (see the module
         docstring) of the net with weights ``net.Ws``: compact (n_l, K_l) for ``wstride``
@@ -433,9 +432,22 @@ def epoch_kernel(c, normalize, code, given=False):
         backward down to layer ``first`` (``w.dWs``, ``w.dbs``), the update. Returns the
         number of steps completed: a step whose output is not finite stops the run before
         its update (its ``stats`` NaN; nothing past the output written)."""
-        N, H = w.c_neg.shape
         Ws, bs, Ks, acts = net.Ws, net.bs, net.Ks, w.acts
-        L = len(Ws)
+        L, V, dt = len(Ws), acts[0].shape[1], Ws[0].dtype
+        N = V // (2 + H)
+        # scratch of this call: outputs and their gradient, the distances and loss weights,
+        # the input gradient's weights (a view per layer), the pattern tables
+        Y, dY, tmp = np.empty((Ws[-1].shape[0], V), dt), np.empty((Ws[-1].shape[0], V), dt), \
+            np.empty((4, V), dt)
+        r_pos, r_neg, c_pos, c_neg = np.empty(N, dt), np.empty((N, H), dt), np.empty(N, dt), \
+            np.empty((N, H), dt)
+        wt = np.empty(max([W.size for W in Ws]), dt)
+        zb = np.zeros(max([a.shape[0] for a in acts]), dt)
+        P, G1, n2 = 1 << c, acts[0].shape[0] // max(c, 1), Ws[min(1, L - 1)].shape[0]
+        h1 = Ws[0].shape[0] // G1
+        pre, S = np.empty((G1, h1, P), dt), np.empty((G1, h1, P), dt)
+        A2, T, b2, tf = np.empty((n2, c * (P - 1)), dt), np.empty((n2, c * (P - 1)), dt), \
+            np.empty(n2, dt), np.empty(P, dt)
         for s in range(seeds.shape[0]):
             first = 0
             if given:
@@ -443,9 +455,8 @@ def epoch_kernel(c, normalize, code, given=False):
             elif pat:
                 sample_bits(seeds[s], n_top, parent, thr, zbits, lbits)
                 pattern_rows(lbits, N, H, c, w.ind)
-                leaf_tables(Ws[0], bs[0], c, Ws[1], bs[1], w.pre, w.A2, w.b2, w.tf)
-                combine(w.A2, w.b2, w.A2.shape[1], N - N, w.ind, acts[2],
-                        N - N + (L > 2), w.tmp)
+                leaf_tables(Ws[0], bs[0], c, Ws[1], bs[1], pre, A2, b2, tf)
+                combine(A2, b2, A2.shape[1], N - N, w.ind, acts[2], N - N + (L > 2), tmp)
                 first = 2
             else:
                 sample_bits(seeds[s], n_top, parent, thr, zbits, lbits)
@@ -454,26 +465,24 @@ def epoch_kernel(c, normalize, code, given=False):
                                 1 if v < 2 else H)
             for l in range(first, L):                        # modes: ReLU, the top linear
                 combine(Ws[l], bs[l], Ks[l], wstride * Ks[l], acts[l], acts[l + 1],
-                        1 if l < L - 1 else 0, w.tmp)
-            if not top_forward(acts[L], w.Y, normalize, loss.eps, N, H, w.r_pos, w.r_neg,
-                               w.tmp[0], loss.big):
+                        1 if l < L - 1 else 0, tmp)
+            if not top_forward(acts[L], Y, normalize, loss.eps, N, H, r_pos, r_neg, tmp[0],
+                               loss.big):
                 stats[s, :] = np.nan
                 return s
-            sL, sp, sn = loss_weights(w.r_pos, w.r_neg, code, loss.tau, loss.margin, w.c_pos,
-                                      w.c_neg, N - N, N)
-            top_backward(acts[L], w.Y, w.dY, normalize, loss.eps, N, H, w.c_pos, w.c_neg,
-                         w.tmp)
+            sL, sp, sn = loss_weights(r_pos, r_neg, code, loss.tau, loss.margin, c_pos, c_neg,
+                                      N - N, N)
+            top_backward(acts[L], Y, dY, normalize, loss.eps, N, H, c_pos, c_neg, tmp)
             for l in range(L - 1, first - 1, -1):
                 weight_grads(Ks[l], acts[l], acts[l + 1], w.dWs[l], w.dbs[l])
                 if l > 0:                                    # the delta below, gated
-                    WT = w.WT[l]
+                    n_in = acts[l].shape[0]
+                    WT = wt[:n_in * (Ws[l].shape[0] * Ks[l] // n_in)].reshape((n_in, -1))
                     transposed(Ws[l], wstride * Ks[l], Ks[l], WT)
-                    combine(WT, w.zb, WT.shape[1], N - N, acts[l + 1], acts[l], N - N + 2,
-                            w.tmp)
+                    combine(WT, zb, WT.shape[1], N - N, acts[l + 1], acts[l], N - N + 2, tmp)
             if pat:
-                weight_grads(w.A2.shape[1], w.ind, acts[2], w.T, w.dbs[1])
-                leaf_grads(Ws[1], c, w.pre, w.T, w.dbs[1], w.dWs[1], w.dWs[0], w.dbs[0],
-                           w.S, w.tf)
+                weight_grads(A2.shape[1], w.ind, acts[2], T, w.dbs[1])
+                leaf_grads(Ws[1], c, pre, T, w.dbs[1], w.dWs[1], w.dWs[0], w.dbs[0], S, tf)
             for l in range(L if not given else 0):
                 sgd_layer(Ws[l], w.dWs[l], Vs[l], lr, momentum, wd)
                 if bias:
@@ -525,23 +534,13 @@ def collapses(sizes, Ks):
 
 def work_buffers(sizes, Ks, N, H, dtype):
     """The ``Work`` of a grouped net for batches of N anchors, H negatives (see
-    ``epoch_kernel``): activations (n_l, V), V = N (2 + H), the pattern tables and scratch."""
-    dt = np.dtype(dtype)
-    V = N * (2 + H)
-    c = int(Ks[0])
-    G1, h1, P = sizes[0] // c, sizes[1] // (sizes[0] // c), 2 ** c
-    acts = tuple(np.empty((n, V), dt) for n in sizes)
-    e = lambda *shape: np.empty(shape, dt)  # noqa: E731
-    n2 = sizes[2] if len(sizes) > 2 else 1
-    return Work(acts=acts, ind=e(G1 * (P - 1), V), Y=e(sizes[-1], V), dY=e(sizes[-1], V),
-                tmp=e(4, V), pre=e(G1, h1, P), A2=e(n2, c * (P - 1)), b2=e(n2),
-                T=e(n2, c * (P - 1)), S=e(G1, h1, P), tf=e(P), r_pos=e(N), r_neg=e(N, H),
-                c_pos=e(N), c_neg=e(N, H),
+    ``epoch_kernel``; its scratch is made per call): activations (n_l, V), V = N (2 + H),
+    the pattern indicators, the gradients (compact)."""
+    dt, V, c = np.dtype(dtype), N * (2 + H), int(Ks[0])
+    return Work(acts=tuple(np.empty((n, V), dt) for n in sizes),
+                ind=np.empty(((sizes[0] // c) * (2 ** c - 1), V), dt),
                 dWs=tuple(np.zeros((n, K), dt) for n, K in zip(sizes[1:], Ks)),
-                dbs=tuple(np.zeros(n, dt) for n in sizes[1:]),
-                WT=tuple(np.zeros((n, m * K // n), dt)                  # (n_in, h)
-                         for n, m, K in zip(sizes, sizes[1:], Ks)),
-                zb=np.zeros(max(sizes), dt))
+                dbs=tuple(np.zeros(n, dt) for n in sizes[1:]))
 
 
 class _Grouped:
@@ -594,8 +593,8 @@ class TreeStep(_Grouped):
         with np.errstate(over="ignore"):
             ok = epoch_kernel(0, self.norm[0], LOSS_CODES[loss], True)(
                 none.reshape(1, 0), 0, none.astype(np.int64), none, none.reshape(0, 0),
-                none.reshape(0, 0, 0), self.net, self.loss(loss, tau, margin), w, 1, 0.0, 0.0,
-                0.0, self.bias, w.dWs, w.dbs, stats)
+                none.reshape(0, 0, 0), self.net, self.loss(loss, tau, margin), w, H, 1, 0.0,
+                0.0, 0.0, self.bias, w.dWs, w.dbs, stats)
         if not ok:
             return math.nan, math.nan, math.nan, None
         grads = [np.empty_like(W) for W in self.net.Ws]
@@ -664,7 +663,7 @@ class TreeEpoch(_Grouped):
             done = epoch_kernel(int(self.Ks[0]) if self.net.pat else 0, self.norm[0],
                                 self.lossp.code)(
                 seeds, sam.n_top, sam.parent, sam.thr, self.zbits, self.lbits, self.net,
-                self.lossp, w, 0, *self.sgd, stats)
+                self.lossp, w, self.H, 0, *self.sgd, stats)
         for D, C, K in zip(self.dense, self.net.Ws, self.Ks):
             set_dense(D, K, C)
         return stats[:done + (done < k)]
