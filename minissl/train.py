@@ -31,22 +31,15 @@ passed through the same SGD as the gradient ``-ΔW_l`` (so momentum/weight decay
 Each record then holds ``cos_by_layer``: per layer, the cosine between the gradient step
 ``-dL/dW_l`` (of the loss on the batch) and ``ΔW_l`` (NaN where either is zero).
 
-On backend "numba" a whole step of a plain (masked) net with given negatives is one compiled
-call (``kernels.twin("train_step")``, built once per run by ``gradient_step``).
-
-``sampler="compiled"`` (HLTM sources on backend "numba") draws the batches with the compiled
-sampler (``kernels.twin("triples")``: the same law as ``HLTM.triples``, other random numbers,
-so a run differs from one with the NumPy sampler). For a tree network (``nets.tree_network``,
-plain or with biases and output normalisation) with given negatives and the gradient update,
-whole chunks of steps then run in one compiled call each (``kernels.twin("train_epoch")``):
-a chunk ends at the next multiple of ``log_every`` if there is a callback (which so sees the
-network after its own step), at most ``CHUNK_STEPS`` steps; the records of a chunk are made
-after it ran (they share its end time) and ``stop`` is checked between chunks. Its results
-equal, to rounding, those of the per-step path with the compiled sampler, whatever the chunks.
-
-``sampler="auto"`` (the default) is "compiled" where it can run (``resolve_sampler``), else
-"numpy": a seed gives the same numbers on the same backend and sampler; ``sampler="numpy"``
-gives backend "numba" the NumPy backend's numbers (to rounding), at the NumPy sampler's speed.
+On backend "numba" a step of a plain (masked) net with given negatives is one compiled call
+(``kernels.twin("train_step")``, built once per run by ``gradient_step``). ``sampler="auto"``
+(the default, ``resolve_sampler``) draws an HLTM's batches there with the compiled sampler
+(``kernels.twin("triples")``: ``HLTM.triples``' law, other numbers; a seed gives the same
+numbers on the same backend and sampler, "numpy" the NumPy backend's: docs/design.md §4). A
+tree network with given negatives and the gradient update then trains whole chunks of steps
+per compiled call (``kernels.twin("train_epoch")``): at most ``CHUNK_STEPS``, ending at each
+callback step (the callback sees the net after its step); a chunk's records share its end
+time, ``stop`` is checked between chunks; equal to rounding to the per-step path.
 """
 from __future__ import annotations
 
@@ -97,8 +90,7 @@ class TrainConfig:
     seed: int = 0                  # data seed
     log_every: int = 1             # call the callback every this many steps
     frozen: tuple = ()             # layers (0-based, net.weights) not updated (see module doc)
-    sampler: str = "auto"          # "numpy" (source.triples) | "compiled" (HLTM, backend
-                                   # numba) | "auto": compiled where it runs (resolve_sampler)
+    sampler: str = "auto"          # "numpy" (source.triples) | "compiled" (HLTM, numba) | "auto"
     optimizer: str = "sgd"         # "sgd" (momentum, weight decay) | "adam" (optim.Adam, lr)
 
     def validate(self):
@@ -287,13 +279,11 @@ def batches(source, cfg):
 
 
 def resolve_sampler(net, source, cfg):
-    """``cfg`` with ``sampler="auto"`` resolved: "compiled" on backend "numba" for an
-    ``HLTM`` source with negatives "given" or "in_batch", else "numpy"."""
-    if cfg.sampler != "auto":
-        return cfg
-    fast = (twin("triples", net.backend) is not None and isinstance(source, HLTM)
-            and cfg.negatives != "supervised")
-    return replace(cfg, sampler="compiled" if fast else "numpy")
+    """``cfg`` with "auto" resolved: "compiled" on backend numba for an HLTM, negatives given
+    or in-batch, else "numpy"."""
+    fast = twin("triples", net.backend) and isinstance(source, HLTM) and cfg.negatives != \
+        "supervised"
+    return replace(cfg, sampler="compiled" if fast else "numpy") if cfg.sampler == "auto" else cfg
 
 
 def batch_sampler(net, source, cfg):
@@ -315,7 +305,7 @@ def epoch_twin(net, source, cfg):
     where they apply (``kernels.tree.TreeEpoch.applies``: the compiled sampler on an HLTM,
     the gradient update of every layer by SGD, a tree network of the source's width), else
     None."""
-    epoch, cfg = twin("train_epoch", net.backend), resolve_sampler(net, source, cfg)
+    epoch = twin("train_epoch", net.backend)
     if epoch is None or not epoch.applies(net, source, cfg):
         return None
     check_loss(cfg.loss, cfg.tau, source.negatives)
@@ -397,7 +387,7 @@ def train(net, source, cfg=None, callback=None, stop=None, **overrides):
                 window.append(value)
                 due = step % cfg.log_every == 0 or step == cfg.steps
                 if due:
-                    rec["loss_mean"] = float(np.mean(window))
+                    rec["loss_mean"] = window[0] if len(window) == 1 else float(np.mean(window))
                     window.clear()
                 hist.append(**rec)
                 if due and notify(callback, rec):

@@ -581,7 +581,7 @@ def test_compile_notice_once_and_only_for_minissl_kernels():
     assert out.getvalue() == ""
     start("run_steps", "minissl.kernels.tree")
     first = out.getvalue()
-    assert first.startswith("minissl: compiling Numba kernels, once (~7 s)") and \
+    assert first.startswith("minissl: compiling Numba kernels, once (~9 s)") and \
         "/some/cache" in first
     start("run_step", "minissl.kernels.tree")
     assert out.getvalue() == first

@@ -621,12 +621,12 @@ class TreeEpoch(_Grouped):
 
     @staticmethod
     def applies(net, source, cfg):
-        """Whether the compiled epoch runs this training: the compiled sampler on an HLTM
-        (``hltm.is_tree``), given negatives, SGD of every layer (nothing frozen) by the
+        """Whether the compiled epoch runs this training: the compiled sampler (or "auto") on
+        an HLTM (``hltm.is_tree``), given negatives, SGD of every layer (nothing frozen) by the
         gradient, a net the kernels are written for (``compiled_steps``: a ReLUNet) without
         BN, of the source's width, whose masks are a tree network's (``tree_groups``).
         Duck-typed (kernels import no core module): ``cfg`` a ``train.TrainConfig``."""
-        return (cfg.sampler == "compiled" and is_tree(source) and cfg.negatives == "given"
+        return (cfg.sampler != "numpy" and is_tree(source) and cfg.negatives == "given"
                 and cfg.optimizer == "sgd" and cfg.update == "gradient" and not cfg.frozen
                 and getattr(net, "compiled_steps", False) and net.batchnorm is None
                 and net.sizes[0] == source.dim
