@@ -28,6 +28,11 @@ are read by that group only, so once its weight gradient is taken they are free)
     db_l[r]          = sum_n delta_l[r, n]
     delta_{l-1}[j K_l + k, n] = [f_{l-1} > 0] sum_o W_l[j h + o, j K_l + k] delta_l[j h + o, n]
 
+The last is the forward's grouped product (``combine``) with the transposed live weights
+``WT[j K + k, o] = W[j h + o, j K + k]`` (``transposed``) and the gate in place of the ReLU.
+The same kernels run a tree layer's products outside training (``GroupedPlan``, the
+``layers.Linear`` twin), so a tree network compiles one set of them.
+
 Every kernel is ``@njit(cache=True)``; with ``NUMBA_DISABLE_JIT=1`` they run as Python.
 """
 from __future__ import annotations
