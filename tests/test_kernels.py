@@ -266,6 +266,8 @@ def test_fused_step_declines_and_validates():
     assert mlp.FusedStep.build([32, 64, 32], random_masks([32, 64, 32], rng),
                                "float64") is None                    # its dense top layer
     assert mlp.FusedStep.build([16, 32, 16], None, "float64") is not None
+    assert mlp.FusedStep.build([16, 64, 16], None, "float64") is None    # 2,048: per dtype
+    assert mlp.FusedStep.build([16, 64, 16], None, "float32") is not None
     assert KT.build_step([4, 1 << 10, 1 << 9], None, "float64", biases=[0]) is None
     step = gradient_step(net, TrainConfig())
     with pytest.raises(ValueError, match="x_neg must have shape"):

@@ -44,8 +44,10 @@ announce_compiles()             # cache location, and a notice when compiling (c
 
 MIN_CHUNK = 16          # anchors per thread below which the fused step stays serial
 FUSED_MAX_WEIGHTS = 1 << 18   # larger nets: the fused loops lose to BLAS, take the general path
-DENSE_FUSED_MAX = 1536  # more weights in dense (unmasked) layers: BLAS's reference step is faster
-                        # (measured: 1.1-1.7x slower at 768-1024, 0.7-1.1x at 2048, 0.5x at 43k)
+# more weights in dense (unmasked) layers than this: BLAS's reference step is the faster
+# (bench/fused_threshold.py: float64 fused 1.2-1.6x faster at 768-1,024, 0.6-0.9x from 2,048;
+# float32 1.0-2.3x up to 3,072, 0.5-0.8x from 4,096)
+DENSE_FUSED_MAX = {"float32": 3072, "float64": 1536}
 THREADS = 1             # default chunks of the fused step (see docs/performance.md)
 SERIAL_CHUNK = 128      # anchors per chunk of the serial fused step
 LOSS_CODES = {"simple": 0, "soft_triplet": 1, "infonce": 2, "ref_nce": 3}
@@ -625,18 +627,20 @@ class FusedStep:
         return total
 
     @classmethod
-    def pays(cls, sizes, masks):
+    def pays(cls, sizes, masks, dtype):
         """Whether the fused step beats the general path: at most ``FUSED_MAX_WEIGHTS`` live
-        weights (``slots``) and at most ``DENSE_FUSED_MAX`` in dense layers (BLAS wins)."""
+        weights (``slots``) and at most ``DENSE_FUSED_MAX[dtype]`` in dense layers (beyond,
+        BLAS wins)."""
         dense = sum(a * b for l, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))
                     if masks is None or masks[l] is None)
-        return cls.slots(sizes, masks) <= FUSED_MAX_WEIGHTS and dense <= DENSE_FUSED_MAX
+        return (cls.slots(sizes, masks) <= FUSED_MAX_WEIGHTS
+                and dense <= DENSE_FUSED_MAX[np.dtype(dtype).name])
 
     @classmethod
     def build(cls, sizes, masks, dtype, threads=None):
         """A ``FusedStep``, or None where it does not pay (``pays``; the general path with
         BLAS is faster there)."""
-        if not cls.pays(sizes, masks):
+        if not cls.pays(sizes, masks, dtype):
             return None
         return cls(sizes, masks, dtype, threads)
 

@@ -787,7 +787,8 @@ class TrainStep:
         masks = numpy_masks(net)
         if tree_groups(net.sizes, masks) is not None:
             return True
-        return net.biases is None and not net.normalize and FusedStep.pays(net.sizes, masks)
+        return (net.biases is None and not net.normalize
+                and FusedStep.pays(net.sizes, masks, net.dtype))
 
     @staticmethod
     def build(net):
