@@ -279,11 +279,9 @@ def batches(source, cfg):
 
 
 def resolve_sampler(net, source, cfg):
-    """``cfg`` with "auto" resolved: "compiled" on backend numba for an HLTM, negatives given
-    or in-batch, else "numpy"."""
-    fast = twin("triples", net.backend) and isinstance(source, HLTM) and cfg.negatives != \
-        "supervised"
-    return replace(cfg, sampler="compiled" if fast else "numpy") if cfg.sampler == "auto" else cfg
+    """``cfg`` with "auto" resolved: "compiled" on backend numba for an HLTM, else "numpy"."""
+    ok = isinstance(source, HLTM) and cfg.negatives != "supervised" and twin("triples", net.backend)
+    return replace(cfg, sampler="compiled" if ok else "numpy") if cfg.sampler == "auto" else cfg
 
 
 def batch_sampler(net, source, cfg):
@@ -372,8 +370,8 @@ def train(net, source, cfg=None, callback=None, stop=None, **overrides):
     # overflow is not warned about: a non-finite loss stops the run with TrainingDiverged
     with np.errstate(over="ignore", invalid="ignore"):
         while step < cfg.steps:
-            n = min(cfg.steps - step, CHUNK_STEPS,
-                    cfg.log_every - step % cfg.log_every if callback else CHUNK_STEPS)
+            n = min(cfg.steps - step, CHUNK_STEPS, cfg.log_every - step % cfg.log_every
+                    if callback else CHUNK_STEPS)
             for value, r_pos, r_neg, cos in advance(n if chunked else 1):
                 step += 1
                 if not math.isfinite(value):
