@@ -9,20 +9,25 @@ float32, backend "numba") and times its first and second training step; then a s
 process with the same cache directory does it again (loading the machine code instead of
 compiling it). Times are wall-clock seconds and the process's CPU seconds (the machine may be
 shared: CPU time is what compiling costs), and whether the stderr notice ``minissl: compiling
-Numba kernels`` appeared. The ``cli`` scenarios time the whole process
-``python -m minissl hltm --preset reference --epochs 2 --seed 1 --backend numba``.
+Numba kernels`` appeared. The ``cli`` scenarios time the whole process.
 
-Scenarios: ``step`` (the per-step path, ``train.gradient_step``: a ``TreeStep``),
-``step-ref`` (the same with biases and output normalisation, loss ref_nce: the reference
-preset), ``epoch`` and ``epoch-ref`` (``train.epoch_twin``: the compiled epoch of
-``sampler="compiled"``; the "step" is one step of it), ``cli`` and ``cli-compiled`` (the whole
-process with the NumPy or the compiled sampler).
+Scenarios: ``train`` (what a first-time user runs: ``minissl.train(net, tree, steps=1)`` with
+every default, the tree network on backend "numba", float64: the compiled epoch, sampler
+"auto"), ``epoch`` and ``epoch-ref`` (``train.epoch_twin``, float32: the compiled epoch; the
+"step" is one step of it; ``-ref``: biases, output normalisation, loss ref_nce, the reference
+preset), ``step`` and ``step-ref`` (the per-step path of ``sampler="numpy"``,
+``train.gradient_step``: a ``TreeStep``), ``cli`` (``python -m minissl hltm --backend numba
+--epochs 1``: the default run, one epoch), ``cli-ref`` (``python -m minissl hltm --preset
+reference --epochs 2 --seed 1 --backend numba``) and ``cli-numpy-sampler`` (the same with
+``--sampler numpy``). The app's default run and the README's examples use backend "numpy":
+nothing to compile.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -30,9 +35,12 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-SCENARIOS = ("step", "step-ref", "epoch", "epoch-ref", "cli", "cli-compiled")
-CLI = [sys.executable, "-m", "minissl", "hltm", "--preset", "reference", "--epochs", "2",
-       "--seed", "1", "--backend", "numba"]
+SCENARIOS = ("train", "epoch", "epoch-ref", "step", "step-ref", "cli", "cli-ref",
+             "cli-numpy-sampler")
+CLI = {"cli": ["--backend", "numba", "--epochs", "1"],
+       "cli-ref": ["--preset", "reference", "--epochs", "2", "--seed", "1", "--backend", "numba"],
+       "cli-numpy-sampler": ["--preset", "reference", "--epochs", "2", "--seed", "1",
+                             "--backend", "numba", "--sampler", "numpy"]}
 
 
 def child(scenario):
@@ -44,6 +52,10 @@ def child(scenario):
     from minissl.train import TrainConfig, epoch_twin, gradient_step
     t_import = time.perf_counter() - t_start
     tree = minissl.HLTM(5, 2, seed=0)
+    if scenario == "train":                 # every default: float64, sampler "auto", ...
+        net = minissl.tree_network(tree, 10, backend="numba")
+        step = lambda: minissl.train(net, tree, steps=1)  # noqa: E731
+        return time_steps(step, t_import, c_start)
     ref = scenario.endswith("-ref")
     net = minissl.tree_network(tree, 10, backend="numba", dtype="float32", seed=0, bias=ref,
                                normalize=ref, norm_eps=1e-4 if ref else 0.0)
@@ -56,6 +68,10 @@ def child(scenario):
     else:
         fn, batch = gradient_step(net, cfg), tree.triples(128, rng)
         step = lambda: fn(batch)  # noqa: E731
+    return time_steps(step, t_import, c_start)
+
+
+def time_steps(step, t_import, c_start):
     out = {"import": t_import}
     for k in ("first", "second"):
         t, c = time.perf_counter(), time.process_time()
@@ -68,10 +84,12 @@ def child(scenario):
 def run_child(scenario, cache):
     env = dict(os.environ, NUMBA_CACHE_DIR=cache)
     if scenario.startswith("cli"):
-        cmd = CLI + (["--sampler", "compiled"] if scenario == "cli-compiled" else [])
-        t = time.perf_counter()
+        cmd = [sys.executable, "-m", "minissl", "hltm"] + CLI[scenario]
+        t, c = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
         r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-        out = {"wall": time.perf_counter() - t}
+        c2 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        out = {"wall": time.perf_counter() - t,
+               "cpu": c2.ru_utime + c2.ru_stime - c.ru_utime - c.ru_stime}
     else:
         r = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", scenario],
                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
@@ -84,9 +102,10 @@ def run_child(scenario, cache):
 
 def row(name, process, r):
     if "wall" in r:
-        return (f"{name:<14} {process:<8} {'':>9} {'':>9} {'':>9}   whole process "
-                f"{r['wall']:6.2f} s wall   notice: {'yes' if r['notice'] else 'no'}")
-    return (f"{name:<14} {process:<8} {r['first']:9.3f} {r['first_cpu']:9.3f} "
+        return (f"{name:<17} {process:<8} {'':>9} {'':>9} {'':>9}   whole process "
+                f"{r['wall']:6.2f} s wall, {r['cpu']:6.2f} s CPU   notice: "
+                f"{'yes' if r['notice'] else 'no'}")
+    return (f"{name:<17} {process:<8} {r['first']:9.3f} {r['first_cpu']:9.3f} "
             f"{r['second'] * 1e3:8.2f}m   import {r['import']:.2f} s, process CPU "
             f"{r['total_cpu']:.2f} s   notice: {'yes' if r['notice'] else 'no'}")
 
@@ -101,7 +120,7 @@ def main(argv=None):
         return child(args.child)
     print(f"load average {os.getloadavg()[0]:.1f} at start; {os.cpu_count()} cores; "
           f"Python {sys.version.split()[0]}")
-    print(f"{'scenario':<14} {'process':<8} {'1st step':>9} {'(CPU s)':>9} {'2nd step':>9}")
+    print(f"{'scenario':<17} {'process':<8} {'1st step':>9} {'(CPU s)':>9} {'2nd step':>9}")
     for name in args.scenarios.split(","):
         for _ in range(args.rounds):
             with tempfile.TemporaryDirectory(prefix="minissl-cold-") as cache:

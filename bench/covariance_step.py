@@ -16,6 +16,13 @@ gradient on a batch with given negatives (``train.gradient_step``, as ``train`` 
 compiled fused step on backend "numba"), then the covariance step; and the covariance step
 alone; per backend and loss. Prints the ratios old / new and the largest relative difference
 of the updates (the same arithmetic, shared: they agree to the last bit).
+
+Then (``--train``, on by default) the covariance step against the gradient step on the same
+net, as ``train`` runs them: seconds per step of ``train(update="gradient")`` and of
+``train(update="covariance")`` (the loss, its gradient, the covariance step, the cosines and
+the update), the default sampler, for the dense net on Gaussian clusters and the HLTM tree
+network (depth 5, 2 children, hid 10, batch 128) on its HLTM, per backend; interleaved rounds,
+best of ``--repeats``.
 """
 from __future__ import annotations
 
@@ -69,6 +76,8 @@ def main(argv=None):
     ap.add_argument("--losses", default="infonce,simple")
     ap.add_argument("--threads", type=int, default=1,
                     help="BLAS threads (threadpoolctl; default 1, 0: leave as set)")
+    ap.add_argument("--train-steps", type=int, default=40,
+                    help="steps per timed train() run of the update-rule table (0: skip it)")
     args = ap.parse_args(argv)
     if args.threads:
         from threadpoolctl import threadpool_limits
@@ -101,6 +110,39 @@ def main(argv=None):
                   f"{t['new step'] * 1e3:.2f} ms | {t['old step'] / t['new step']:.2f}x | "
                   f"{t['old'] * 1e3:.2f} ms | {t['new'] * 1e3:.2f} ms | "
                   f"{t['old'] / t['new']:.2f}x | {diff:.1e} |")
+    if args.train_steps:
+        update_rules(sizes, args)
+
+
+def update_rules(sizes, args):
+    """The covariance step against the gradient step on the same net, through ``train``."""
+    S = args.train_steps
+    print(f"\n# train(update=...): seconds per step over {S} steps, best of {args.repeats} "
+          f"interleaved rounds, loss infonce, default sampler; load average "
+          f"{os.getloadavg()[0]:.1f}")
+    print("| net | backend | gradient step | covariance step | covariance / gradient |")
+    print("|---|---|---|---|---|")
+    tree = minissl.HLTM(depth=5, num_children=2, seed=0)
+    nets = {f"dense {sizes}, N={args.batch}": (
+                lambda b: minissl.ReLUNet(sizes, seed=1, backend=b),
+                GaussianClusters(n_clusters=8, dim=sizes[0], noise=0.3, seed=0), args.batch, 0.5),
+            "HLTM tree d5 c2 hid10, N=128": (
+                lambda b: minissl.tree_network(tree, 10, seed=1, backend=b), tree, 128, 0.1)}
+    for name, (make, src, N, tau) in nets.items():
+        for backend in args.backends.split(","):
+            net = make(backend)
+            W0 = [np.array(W) for W in net.weights]
+
+            def run(update):
+                for W, V in zip(net.weights, W0):
+                    W[...] = V
+                minissl.train(net, src, loss="infonce", tau=tau, lr=0.01, steps=S,
+                              batch_size=N, update=update, log_every=S)
+            t = interleaved({u: (lambda u=u: run(u)) for u in ("gradient", "covariance")},
+                            args.repeats)
+            print(f"| {name} | {backend} | {t['gradient'] / S * 1e3:.3f} ms | "
+                  f"{t['covariance'] / S * 1e3:.3f} ms | "
+                  f"{t['covariance'] / t['gradient']:.1f}x |")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,12 @@ negatives, loss, ``jax.grad`` backward, SGD update; weights donated); ``make_epo
 ``tree.triples`` on the CPU, outside any timed region: an in-JAX sampler would need the tree's
 polarities, which are not part of minissl's stable interface).
 
+The strong reference ("expert", ``make_expert_epoch``; the one bench/run.py's ratios are
+taken against) is written as an expert would for this network: live weights (G_l, k_l, hid),
+one ``einsum('gkb,gkh->ghb')`` per layer on feature-major activations (batch innermost), the
+epoch's batches laid out feature-major beforehand (no concatenation or transpose in the
+step), the whole step jitted with its parameters donated, 500 steps in one ``lax.scan``.
+
 Float64 needs ``enable_x64()`` (``jax_enable_x64``) before arrays are made. Thread count:
 XLA's CPU thread pool is sized once per process from the CPUs the process may run on, so
 bench/run.py runs this module as a worker subprocess per thread setting (``--worker``), with
@@ -275,6 +281,71 @@ def make_epoch(tau=0.1, lr=0.1, layout=DEFAULT_LAYOUT, masks=None, unroll=1):
     return jax.jit(epoch, donate_argnums=0)
 
 
+# ----------------------------------------------------------------------------- the strong reference
+# What an expert would write for this network in JAX ("expert", the reference of the bench's
+# ratios): live weights only, per layer (G_l, k_l, hid) ("gkh": the group's k_l = c hid_in
+# inputs by its hid outputs), activations feature-major with the batch innermost
+# (G_l, k_l, V), V = N (2 + H) views [anchors | positives | negatives, anchor-major], one
+# einsum per layer
+#
+#     g_l[j, o, n] = sum_k f_{l-1}[j, k, n] W_l[j, k, o]          ("gkb,gkh->ghb")
+#
+# going up a layer a free reshape (G_l, hid, V) -> (G_{l+1}, c hid, V); the batches are laid
+# out that way beforehand (``expert_batches``: (S, n_0, V), no concatenation or transpose in
+# the step); the whole SGD step jitted, its parameters donated, the S steps one ``lax.scan``.
+def to_expert(weights, hid, dtype=None):
+    """Device parameters ``(G_l, k_l, hid)`` from minissl's dense masked weights."""
+    dt = _check_dtype(np.asarray(weights[0]).dtype if dtype is None else dtype)
+    return tuple(jnp.asarray(np.ascontiguousarray(np.swapaxes(C, 1, 2)).astype(dt))
+                 for C in dense_to_compact(weights, hid))
+
+
+def from_expert(params):
+    """minissl's dense masked ``W_l`` from ``to_expert``'s parameters."""
+    return compact_to_dense([np.swapaxes(np.asarray(p), 1, 2) for p in params])
+
+
+def expert_batches(x, x_pos, x_neg, steps, dtype=None):
+    """An epoch of triples -> one device array (S, n_0, V): per step the views feature-major,
+    columns [anchors | positives | negatives (anchor-major)]."""
+    dt = _check_dtype(np.asarray(x).dtype if dtype is None else dtype)
+    N, (H, n0) = x.shape[0] // steps, x_neg.shape[1:]
+    cut = lambda a, k: np.asarray(a)[:steps * N].reshape(steps, N * k, n0)  # noqa: E731
+    X = np.concatenate([cut(x, 1), cut(x_pos, 1), cut(x_neg, H)], axis=1)   # (S, V, n0)
+    return jnp.asarray(np.ascontiguousarray(np.swapaxes(X, 1, 2)).astype(dt))
+
+
+def _forward_expert(params, X):
+    """``X`` (n_0, V) -> output (hid, V)."""
+    V = X.shape[1]
+    G, k, _ = params[0].shape
+    f = X.reshape(G, k, V)
+    for l, W in enumerate(params):
+        g = jnp.einsum("gkb,gkh->ghb", f, W)
+        if l < len(params) - 1:
+            Gn, kn, _ = params[l + 1].shape
+            f = jnp.maximum(g, 0).reshape(Gn, kn, V)
+    return g.reshape(-1, V)
+
+
+def make_expert_epoch(N, H, tau=0.1, lr=0.1, unroll=1):
+    """``epoch(params, XS) -> (params, (losses, r_pos, r_neg))``: ``lax.scan`` of the jitted
+    SGD step over ``XS`` (S, n_0, V) (``expert_batches``); ``params`` (``to_expert``) donated."""
+    tau, lr = float(tau), float(lr)
+
+    def loss(params, X):
+        return infonce_from_outputs(_forward_expert(params, X), N, H, tau)
+
+    def step(params, X):
+        (value, (rp, rn)), grads = jax.value_and_grad(loss, has_aux=True)(params, X)
+        return tuple(p - lr * g for p, g in zip(params, grads)), (value, rp, rn)
+
+    def epoch(params, XS):
+        return lax.scan(step, params, XS, unroll=unroll)
+
+    return jax.jit(epoch, donate_argnums=0)
+
+
 def batches_to_device(x, x_pos, x_neg, steps, dtype=None):
     """An epoch of triples (steps*N rows) -> device arrays (S, N, n0), (S, N, n0), (S, N, H, n0)
     of ``dtype`` (default: ``x``'s)."""
@@ -320,17 +391,22 @@ class Bench:
     every variant compiled once, then each ``time(variant)`` trains one epoch from the same
     initial weights and returns its seconds (weights copied to the device outside the timing).
 
-    Variants: "scan" (grouped einsum, one ``lax.scan``), "step" (grouped einsum, one jitted
-    call per step, weights packed in one vector), "dense" (``W * mask``, one ``lax.scan``)."""
+    Variants: "expert" (the strong reference above: (G, k, hid) live weights, feature-major
+    batches laid out beforehand, one ``lax.scan``), "scan" (grouped einsum (G, hid, k), the
+    batches concatenated and transposed in the step, one ``lax.scan``), "step" (grouped
+    einsum, one jitted call per step, weights packed in one vector), "dense" (``W * mask``,
+    one ``lax.scan``)."""
 
-    VARIANTS = ("scan", "step", "dense")
+    VARIANTS = ("expert", "scan", "step", "dense")
 
     def __init__(self, weights, masks, hid, x, x_pos, x_neg, steps, tau, lr, dtype, unroll=1):
         self.dtype = _check_dtype(dtype)
         self.hid, self.weights = hid, [np.asarray(W, self.dtype) for W in weights]
         self.data = batches_to_device(x, x_pos, x_neg, steps, self.dtype)
         self.batches = split_steps(*self.data)
-        jax.block_until_ready((self.data, self.batches))
+        self.xs = expert_batches(x, x_pos, x_neg, steps, self.dtype)
+        self.NH = (x.shape[0] // steps, x_neg.shape[1])
+        jax.block_until_ready((self.data, self.batches, self.xs))
         self.fns, self.compile = {}, {}
         for name in self.VARIANTS:
             layout = "dense" if name == "dense" else DEFAULT_LAYOUT
@@ -339,6 +415,9 @@ class Bench:
                 self.shapes = [q.shape for q in to_params(self.weights, hid, layout, self.dtype)]
                 fn = make_step(tau, lr, layout, masks, self.shapes)
                 tl, tc, _ = compile_times(fn, p, *self.batches[0])
+            elif name == "expert":
+                fn = make_expert_epoch(*self.NH, tau, lr, unroll)
+                tl, tc, _ = compile_times(fn, p, self.xs)
             else:
                 fn = make_epoch(tau, lr, layout, masks, unroll)
                 tl, tc, _ = compile_times(fn, p, *self.data)
@@ -347,6 +426,8 @@ class Bench:
             self.run(name)                                        # warm-up (first dispatch)
 
     def _params(self, name):
+        if name == "expert":
+            return to_expert(self.weights, self.hid, self.dtype)
         p = to_params(self.weights, self.hid, "dense" if name == "dense" else DEFAULT_LAYOUT,
                       self.dtype)
         return pack(p)[0] if name == "step" else p
@@ -360,6 +441,10 @@ class Bench:
         if name == "step":
             p, out = run_steps(self.fns[name], p, self.batches)
             loss = float(out[0])
+        elif name == "expert":
+            p, out = self.fns[name](p, self.xs)
+            jax.block_until_ready(p)
+            loss = float(out[0][-1])
         else:
             p, out = self.fns[name](p, *self.data)
             jax.block_until_ready(p)
@@ -367,7 +452,8 @@ class Bench:
         t = time.perf_counter() - t
         if name == "step":
             p = unpack(p, self.shapes)
-        ws = from_params(p, "dense" if name == "dense" else DEFAULT_LAYOUT)
+        ws = (from_expert(p) if name == "expert" else
+              from_params(p, "dense" if name == "dense" else DEFAULT_LAYOUT))
         return t, loss, weight_movement(ws, self.weights)
 
 
@@ -425,6 +511,18 @@ def main(argv=None):
     print(f"jax {jax.__version__}, {jax.devices()[0].platform}, cpus "
           f"{sorted(os.sched_getaffinity(0))}, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, "
           f"{args.dtype}, {args.steps} steps of batch {N}, median of {args.repeats}")
+    ex, xs = make_expert_epoch(N, xn.shape[1], tau, lr, args.unroll), expert_batches(
+        x, xp, xn, args.steps, args.dtype)
+    tl, tc, _ = compile_times(ex, to_expert(weights, hid, args.dtype), xs)
+    te = []
+    for r in range(args.repeats + 1):
+        p = to_expert(weights, hid, args.dtype)
+        t = time.perf_counter()
+        p, out = ex(p, xs)
+        jax.block_until_ready(p)
+        te.append(time.perf_counter() - t)
+    print(f"expert: scan {np.median(te[1:]) / args.steps * 1e6:7.1f} us/step (compile: "
+          f"trace+lower {tl:.2f} s, XLA {tc:.2f} s); final loss {float(out[0][-1]):.6f}")
     for layout in args.layouts.split(","):
         params = lambda: to_params(weights, hid, layout, args.dtype)  # noqa: E731
         ep = make_epoch(tau, lr, layout, masks, args.unroll)

@@ -32,8 +32,8 @@ Each record then holds ``cos_by_layer``: per layer, the cosine between the gradi
 ``-dL/dW_l`` (of the loss on the batch) and ``ΔW_l`` (NaN where either is zero).
 
 On backend "numba" the compiled paths run where they apply (``kernels.twin("train_step")``,
-``twin("train_epoch")`` with ``sampler="compiled"``: the same law, other random numbers);
-docs/design.md §4 says when each applies and how its results compare.
+``twin("train_epoch")``); ``sampler="auto"`` (the default, ``resolve_sampler``) draws an HLTM's
+batches there with the compiled sampler (the same law, other random numbers): docs/design.md §4.
 """
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ from .optim import SGD, Adam, History, notify, stopped
 
 NEGATIVES = ("given", "in_batch", "supervised")
 UPDATES = ("gradient", "covariance")
-SAMPLERS = ("numpy", "compiled")
+SAMPLERS = ("auto", "numpy", "compiled")
 OPTIMIZERS = ("sgd", "adam")
 CHUNK_STEPS = 500        # most steps per compiled call (``stop`` is checked between calls)
 COVARIANCE_LOSSES = ("simple", "soft_triplet", "infonce")
@@ -84,7 +84,7 @@ class TrainConfig:
     seed: int = 0                  # data seed
     log_every: int = 1             # call the callback every this many steps
     frozen: tuple = ()             # layers (0-based, net.weights) not updated (see module doc)
-    sampler: str = "numpy"         # "numpy" (source.triples) | "compiled" (HLTM, backend numba)
+    sampler: str = "auto"          # "numpy" (source.triples) | "compiled" (HLTM, numba) | "auto"
     optimizer: str = "sgd"         # "sgd" (momentum, weight decay) | "adam" (optim.Adam, lr)
 
     def validate(self):
@@ -269,11 +269,17 @@ def batches(source, cfg):
     return _view_pairs(source) if method == "views" else getattr(source, method)
 
 
+def resolve_sampler(net, source, cfg):
+    """``cfg`` with "auto" resolved: "compiled" on backend numba for an HLTM, else "numpy"."""
+    ok = isinstance(source, HLTM) and cfg.negatives != "supervised" and twin("triples", net.backend)
+    return replace(cfg, sampler="compiled" if ok else "numpy") if cfg.sampler == "auto" else cfg
+
+
 def batch_sampler(net, source, cfg):
     """``sample(n, rng)``: the source's batches (``batches``), or the compiled HLTM sampler's
-    triples for ``sampler="compiled"`` (ValueError unless the source is an ``HLTM``, the net's
-    backend "numba" and the negatives given or in-batch)."""
-    if cfg.sampler == "numpy":
+    triples for ``sampler="compiled"`` (``resolve_sampler``; ValueError unless the source is
+    an ``HLTM``, the net's backend "numba" and the negatives given or in-batch)."""
+    if resolve_sampler(net, source, cfg).sampler == "numpy":
         return batches(source, cfg)
     compiled = twin("triples", net.backend)
     if compiled is None or not isinstance(source, HLTM) or cfg.negatives == "supervised":
@@ -300,7 +306,7 @@ def steps_runner(net, source, cfg):
     ``(loss, r_pos, r_neg, cos_by_layer or None)`` per step run (it stops after a step whose
     loss is not finite, before that step's update); ``chunked``: True for the compiled
     chunks (``epoch_twin``), False for the per-step path (call it with n = 1)."""
-    rng = B.rng(cfg.seed)
+    rng, cfg = B.rng(cfg.seed), resolve_sampler(net, source, cfg)
     epoch = epoch_twin(net, source, cfg)
     if epoch is not None:
         return (lambda n: [(float(v), float(rp), float(rn), None)
@@ -355,7 +361,8 @@ def train(net, source, cfg=None, callback=None, stop=None, **overrides):
     # overflow is not warned about: a non-finite loss stops the run with TrainingDiverged
     with np.errstate(over="ignore", invalid="ignore"):
         while step < cfg.steps:
-            n = min(cfg.log_every - step % cfg.log_every, cfg.steps - step, CHUNK_STEPS)
+            n = min(cfg.steps - step, CHUNK_STEPS, cfg.log_every - step % cfg.log_every
+                    if callback else CHUNK_STEPS)
             for value, r_pos, r_neg, cos in advance(n if chunked else 1):
                 step += 1
                 if not math.isfinite(value):
@@ -369,7 +376,7 @@ def train(net, source, cfg=None, callback=None, stop=None, **overrides):
                 window.append(value)
                 due = step % cfg.log_every == 0 or step == cfg.steps
                 if due:
-                    rec["loss_mean"] = float(np.mean(window))
+                    rec["loss_mean"] = window[0] if len(window) == 1 else float(np.mean(window))
                     window.clear()
                 hist.append(**rec)
                 if due and notify(callback, rec):

@@ -100,11 +100,12 @@ def test_backend_flag(capsys):
 
 def test_sampler_flag(capsys):
     """--sampler compiled (backend numba): same table, its own numbers from epoch 1 on (epoch
-    0 and the ceiling are the NumPy sampler's), reproducible; refused on other backends."""
+    0 and the ceiling are the NumPy sampler's), reproducible, and what the default ("auto")
+    runs on backend numba; refused on other backends."""
     argv = ["hltm", *SMALL, "--backend", "numba", "--json"]
-    _, a, _ = run(capsys, *argv)
+    _, a, _ = run(capsys, *argv, "--sampler", "numpy")
     _, b, _ = run(capsys, *argv, "--sampler", "compiled")
-    _, c, _ = run(capsys, *argv, "--sampler", "compiled")
+    _, c, _ = run(capsys, *argv)                       # the default "auto": compiled on numba
     a, b, c = ([json.loads(ln) for ln in out.strip().splitlines()] for out in (a, b, c))
     assert [o["epoch"] for o in b] == [0, 1, 2]
     assert b[0]["corr_by_depth"] == a[0]["corr_by_depth"] and b[0]["loss"] == a[0]["loss"]

@@ -219,6 +219,30 @@ def test_jax_scanned_epoch_and_per_step_match_minissl_train():
     assert rel_err(losses, np.asarray(jl)) > 1e-3
 
 
+@pytest.mark.parametrize("depth,c,hid,H", [(5, 2, 10, 1), (3, 3, 4, 2)])
+def test_jax_expert_epoch_matches_minissl_train(depth, c, hid, H):
+    """The strong reference (live (G, k, hid) weights, feature-major batches laid out
+    beforehand, one scan) trains minissl's epoch: the same losses and weights."""
+    tree = minissl.HLTM(depth=depth, num_children=c, polarity=(0.7, 1.0), seed=0, negatives=H)
+    tau, lr, steps, N = 0.1, 0.1, 4, 16
+    x, xp, xn = m_triples(tree, steps * N, np.random.default_rng(7))
+    batches = [(x[s * N:(s + 1) * N], xp[s * N:(s + 1) * N], xn[s * N:(s + 1) * N])
+               for s in range(steps)]
+    net = m_net(tree, hid, seed=2)
+    W0 = [np.array(W) for W in net.weights]
+    assert all(np.array_equal(W, V) for W, V in zip(J.from_expert(J.to_expert(W0, hid)), W0))
+    losses = m_train(net, batches, tau, lr)
+    xs = J.expert_batches(x, xp, xn, steps, "float64")
+    params, (jl, _, _) = J.make_expert_epoch(N, H, tau, lr)(J.to_expert(W0, hid), xs)
+    assert rel_err(losses, np.asarray(jl)) < TOL
+    assert weights_err(net.weights, J.from_expert(params)) < TOL
+    # negative control: the views in another order (positives and negatives swapped)
+    swapped = J.expert_batches(x, xn[:, 0], xp[:, None], steps, "float64") if H == 1 else \
+        J.expert_batches(xp, x, xn, steps, "float64")
+    _, (jl, _, _) = J.make_expert_epoch(N, H, tau, lr)(J.to_expert(W0, hid), swapped)
+    assert rel_err(losses, np.asarray(jl)) > 1e-6
+
+
 def test_jax_bench_worker_protocol(tmp_path):
     """bench/run.py's worker: compiles, then times the variants on request."""
     tree = m_tree(3, 2)
@@ -231,13 +255,13 @@ def test_jax_bench_worker_protocol(tmp_path):
              unroll=1, x=x, x_pos=xp, x_neg=xn, **{f"W{l}": W for l, W in enumerate(W0)},
              **{f"M{l}": m for l, m in enumerate(masks)})
     p = subprocess.run([sys.executable, os.path.join(BENCH, "jax_ref.py"), "--worker",
-                        str(path)], input="scan\nstep\ndense\nquit\n", capture_output=True,
+                        str(path)], input="expert\nscan\nstep\ndense\nquit\n", capture_output=True,
                        text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     lines = [json.loads(s) for s in p.stdout.splitlines()]
-    assert lines[0]["ready"] and set(lines[0]["compile"]) == {"scan", "step", "dense"}
-    assert len(lines) == 4 and all(r["seconds"] > 0 for r in lines[1:])
-    # the three variants trained the same epoch: the same final loss and weights
+    assert lines[0]["ready"] and set(lines[0]["compile"]) == {"expert", "scan", "step", "dense"}
+    assert len(lines) == 5 and all(r["seconds"] > 0 for r in lines[1:])
+    # the four variants trained the same epoch: the same final loss and weights
     assert max(abs(r["loss"] - lines[1]["loss"]) for r in lines[1:]) < TOL * abs(lines[1]["loss"])
     assert max(abs(r["moved"] - lines[1]["moved"]) for r in lines[1:]) < 1e-9 * lines[1]["moved"]
     assert lines[1]["moved"] > 0

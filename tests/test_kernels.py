@@ -4,9 +4,11 @@ Also run as ``NUMBA_DISABLE_JIT=1 python -m pytest tests/test_kernels.py`` (the 
 run as plain Python, for coverage). The PyTorch reference of bench/ is checked against minissl
 when torch is installed.
 """
+import importlib
 import math
 import os
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -111,9 +113,35 @@ def test_linear_plan_twin():
     assert rel_err(dW_ref, dW) < 1e-13 and rel_err(dx_ref, dx) < 1e-13
     assert not dW[m == 0].any()
     assert plan.backward(W, dg, x, want_input=False)[1] is None
-    assert twin("linear", "numpy") is None and twin("linear", "numba") is mlp.LinearPlan
+    assert twin("linear", "numpy") is None and twin("linear", "numba") is KT.linear_plan
+    assert isinstance(KT.linear_plan(m), mlp.LinearPlan)
     with pytest.raises(KeyError, match="no kernel twin"):
         twin("nope", "numba")
+
+
+@pytest.mark.parametrize("G,h,K", [(4, 3, 2), (2, 5, 7), (1, 6, 1)])
+def test_grouped_plan_twin(G, h, K):
+    """A grouped (tree) layer's twin, on the step's kernels (``GroupedPlan``): the products of
+    ``layers.linear``/``linear_backward`` and ``W^T dT``; a mask that is not grouped gets
+    ``LinearPlan``, and a wrong group width (negative control) gives other products."""
+    rng = np.random.default_rng(2)
+    m = np.kron(np.eye(G), np.ones((h, K)))
+    W, x, dg = rng.standard_normal(m.shape) * m, rng.standard_normal((13, G * K)), \
+        rng.standard_normal((13, G * h))
+    plan = KT.linear_plan(m)
+    assert isinstance(plan, KT.GroupedPlan) and plan.K == K
+    assert rel_err(linear(x, W), plan.forward(W, x)) < 1e-13
+    dW, dx = plan.backward(W, dg, x)
+    dW_ref, _, dx_ref = linear_backward(dg, x, W, m)
+    assert rel_err(dW_ref, dW) < 1e-13 and rel_err(dx_ref, dx) < 1e-13
+    assert not dW[m == 0].any() and plan.backward(W, dg, x, want_input=False)[1] is None
+    assert rel_err(W.T @ dg.T, plan.down(W, np.ascontiguousarray(dg.T))) < 1e-13
+    if G > 1:
+        m2 = m.copy()
+        m2[0, -1] = 1                                     # one unit reads another group
+        assert isinstance(KT.linear_plan(m2), mlp.LinearPlan)
+        wrong = KT.GroupedPlan(np.kron(np.eye(G * K), np.ones((1, 1))), 1)
+        assert rel_err(linear(x, W), wrong.forward(W, x)) > 1e-3
 
 
 @pytest.mark.parametrize("kind", ["tree", "dense", "mixed"])
@@ -239,13 +267,19 @@ def test_fused_step_declines_and_validates():
     bn = ReLUNet([6, 5, 3], batchnorm={"mean": "normal"}, backend="numba")
     assert gradient_step(bn, TrainConfig()).__qualname__ == general
     assert mlp.FusedStep.build([4, 1 << 10, 1 << 9], None, "float64") is None   # too large
+    assert mlp.FusedStep.build([32, 64, 32], None, "float64") is None    # dense: BLAS pays
+    assert mlp.FusedStep.build([32, 64, 32], random_masks([32, 64, 32], rng),
+                               "float64") is None                    # its dense top layer
+    assert mlp.FusedStep.build([16, 32, 16], None, "float64") is not None
+    assert mlp.FusedStep.build([16, 64, 16], None, "float64") is None    # 2,048: per dtype
+    assert mlp.FusedStep.build([16, 64, 16], None, "float32") is not None
     assert KT.build_step([4, 1 << 10, 1 << 9], None, "float64", biases=[0]) is None
     step = gradient_step(net, TrainConfig())
     with pytest.raises(ValueError, match="x_neg must have shape"):
         step((b[0], b[1], b[2][:3]))
     bad = b[2].copy()
     bad[0, 0, 0] = np.nan
-    with pytest.raises(ValueError, match="x_neg contains NaN"):
+    with pytest.raises(ValueError, match="contains NaN"):     # the batch is checked stacked
         step((b[0], b[1], bad))
     with pytest.raises(ValueError, match="takes exactly H=1"):
         gradient_step(net, TrainConfig(loss="simple"))((b[0], b[1], np.repeat(b[2], 2, 1)))
@@ -257,7 +291,7 @@ def test_fused_step_declines_and_validates():
 @pytest.mark.parametrize("loss", ["infonce", "ref_nce"])
 def test_train_numba_matches_numpy(loss):
     tree = HLTM(depth=3, num_children=2, seed=0)
-    cfg = dict(loss=loss, tau=0.5, lr=0.05, steps=15, batch_size=16, seed=3)
+    cfg = dict(loss=loss, tau=0.5, lr=0.05, steps=15, batch_size=16, seed=3, sampler="numpy")
     ha = train(minissl.tree_network(tree, 4, seed=1), tree, **cfg)["loss"]
     hb = train(minissl.tree_network(tree, 4, seed=1, backend="numba"), tree, **cfg)["loss"]
     np.testing.assert_allclose(hb, ha, rtol=1e-11, atol=1e-13)
@@ -483,6 +517,38 @@ def test_train_with_the_compiled_sampler():
               sampler="compiled", log_every=40)
 
 
+def test_the_default_sampler_and_chunks(monkeypatch):
+    """``sampler="auto"`` is the compiled sampler on backend numba for an HLTM with given or
+    in-batch negatives, NumPy's elsewhere (so a seed gives the same numbers on a backend and
+    sampler); without a callback the compiled epoch runs whole chunks, with the same numbers."""
+    T = importlib.import_module("minissl.train")
+    tree, a, b = ref_tree()
+    auto = TrainConfig()
+    assert auto.sampler == "auto"
+    for net, src, neg, want in [(b, tree, "given", "compiled"), (b, tree, "in_batch", "compiled"),
+                                (b, tree, "supervised", "numpy"), (a, tree, "given", "numpy"),
+                                (b, GaussianClusters(dim=tree.dim), "given", "numpy")]:
+        assert T.resolve_sampler(net, src, replace(auto, negatives=neg)).sampler == want
+    assert T.resolve_sampler(a, tree, replace(auto, sampler="compiled")).sampler == "compiled"
+    cfg = dict(loss="infonce", tau=0.5, lr=0.1, steps=7, batch_size=16, seed=4, log_every=3)
+    w0 = [W.copy() for W in b.weights]
+    calls, run = [], KT.TreeEpoch.run
+    monkeypatch.setattr(KT.TreeEpoch, "run", lambda self, rng, k: calls.append(k) or
+                        run(self, rng, k))
+    runs = [train(b, tree, **cfg, callback=lambda r: None)]
+    for W, W0 in zip(b.weights, w0):
+        W[...] = W0
+    runs.append(train(b, tree, **cfg))
+    assert calls == [3, 3, 1, 7]                 # chunks end at callbacks; none: one chunk
+    assert runs[0]["loss"] == runs[1]["loss"]
+    assert [r.get("loss_mean") is not None for r in runs[1].records] == \
+        [r.get("loss_mean") is not None for r in runs[0].records]
+    hn = train(a, tree, **cfg)["loss"]                        # backend numpy: NumPy's sampler
+    assert not np.allclose(hn, runs[0]["loss"])
+    np.testing.assert_allclose(train(ref_tree()[2], tree, **cfg, sampler="numpy")["loss"], hn,
+                               rtol=1e-11)
+
+
 @pytest.mark.parametrize("dtype,tol", [("float64", 1e-12), ("float32", 2e-5)])
 def test_simclr_twin(dtype, tol):
     """``kernels.losses.simclr_weights`` returns what ``losses.simclr_weights`` returns."""
@@ -521,7 +587,7 @@ def test_compile_notice_once_and_only_for_minissl_kernels():
     assert out.getvalue() == ""
     start("run_steps", "minissl.kernels.tree")
     first = out.getvalue()
-    assert first.startswith("minissl: compiling Numba kernels, once (~7 s)") and \
+    assert first.startswith("minissl: compiling Numba kernels, once (~9 s)") and \
         "/some/cache" in first
     start("run_step", "minissl.kernels.tree")
     assert out.getvalue() == first

@@ -63,7 +63,8 @@ def random_mask_run(**kw):
 CASES = [  # (builder, its keywords incl. config overrides, the paths taken)
     (tree_run, dict(sampler="compiled"), {"epoch"}),
     (tree_run, dict(sampler="compiled", bias=True, normalize=True, loss="ref_nce"), {"epoch"}),
-    (tree_run, dict(), {"tree step"}),                                 # numpy sampler
+    (tree_run, dict(), {"epoch"}),                                     # sampler "auto"
+    (tree_run, dict(sampler="numpy"), {"tree step"}),
     (tree_run, dict(sampler="compiled", frozen=(0,)), {"tree step"}),
     (tree_run, dict(sampler="compiled", optimizer="adam"), {"tree step"}),
     (tree_run, dict(sampler="compiled", update="covariance"), {"tree step"}),
@@ -76,6 +77,7 @@ CASES = [  # (builder, its keywords incl. config overrides, the paths taken)
     (dense_run, dict(batchnorm={"mean": "normal"}), {"reference"}),
     (dense_run, dict(negatives="in_batch"), {"reference"}),
     (dense_run, dict(sizes=(4, 1 << 10, 1 << 9)), {"reference"}),     # too many weights
+    (dense_run, dict(sizes=(32, 64, 32)), {"reference"}),              # dense: BLAS pays
 ]
 
 

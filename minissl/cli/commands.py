@@ -338,12 +338,14 @@ def run_hltm(args):
         B.require("sklearn", "probe")                    # before the run, not at epoch 0
     depths = list(range(cfg.depth, 0, -1))
     widths = [7] + [6] * len(depths) + [11, 8]
+    compiled = cfg.sampler == "compiled" or (cfg.sampler == "auto" and cfg.backend == "numba"
+                                             and cfg.pairing != "supervised")
     if not args.json:
         print(f"# {cfg.preset} preset: depth {cfg.depth}, {cfg.num_children} children, "
               f"polarity {cfg.polarity}, hid {cfg.hid}, loss {cfg.loss} (tau {cfg.tau:g}), "
               f"bias {cfg.bias}, normalize {cfg.normalize}, update {cfg.update}, "
               f"lr {cfg.lr:g}, batch {cfg.batch_size}, {cfg.steps_per_epoch} steps/epoch, "
-              f"backend {cfg.backend}{', compiled sampler' * (cfg.sampler == 'compiled')}, "
+              f"backend {cfg.backend}{', compiled sampler' * compiled}, "
               f"seed {cfg.seed}")
         print(_fmt_row(["epoch"] + [f"d{d}" for d in depths] + ["loss", "seconds"], widths))
     bar = Progress(args, cfg.epochs, "epochs", "hltm", lines=False)   # a row per epoch

@@ -79,9 +79,10 @@ class HLTMConfig:
                                 "keep_depth)")
     backend: str = setting("numpy", "array backend of the network (cupy needs a GPU)",
                            label="backend", choices=B.BACKENDS)
-    sampler: str = setting("numpy", "numpy (the same numbers on every backend) or compiled "
-                           "(backend numba: same law, other random numbers; whole epochs in "
-                           "one compiled call)", choices=SAMPLERS)
+    sampler: str = setting("auto", "auto (compiled on backend numba, else numpy), numpy (the "
+                           "same numbers on every backend) or compiled (backend numba: same "
+                           "law, other random numbers; whole epochs in one compiled call)",
+                           choices=SAMPLERS)
     dtype: str = setting("float64", "float64 or float32", choices=B.DTYPES)
     eval_samples: int = setting(10000, "fixed evaluation set of the correlation (stream 3)",
                                 lo=2)

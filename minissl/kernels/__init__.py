@@ -10,7 +10,9 @@ reading the net, source and config duck-typed.
 
 | name                    | twin                                  | reference                       |
 |-------------------------|---------------------------------------|---------------------------------|
-| linear                  | kernels.mlp.LinearPlan(mask)          | layers.linear / linear_backward |
+| linear                  | kernels.tree.linear_plan(mask): a     | layers.linear / linear_backward |
+|                         | GroupedPlan (tree layer), else        |                                 |
+|                         | mlp.LinearPlan                        |                                 |
 | train_step              | kernels.tree.TrainStep: build(net) a  | train.loss_and_grads            |
 |                         | tree net's TreeStep, else FusedStep   |                                 |
 | train_epoch             | kernels.tree.TreeEpoch.for_run(...)   | train.train's per-step loop     |
@@ -28,7 +30,7 @@ from __future__ import annotations
 import importlib
 
 TWINS = {
-    "linear": ("mlp", "LinearPlan"),
+    "linear": ("tree", "linear_plan"),
     "train_step": ("tree", "TrainStep"),
     "train_epoch": ("tree", "TreeEpoch"),
     "triples": ("hltm", "triples"),

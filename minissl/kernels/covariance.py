@@ -4,7 +4,7 @@ Twin of ``covariance.JacobianProducts`` (the same ``every_layer(net, gs, fs, N, 
 methods ``kbar_t``, ``kbar_sum``). The twin never forms the top-down Jacobians ``J_l``
 (NM, n_L, n_l): it pushes a direction up the layers (forward mode) and a co-direction down
 (backward mode), so both sums are chains of matrix products (BLAS for dense layers, the
-masked kernels of ``kernels/mlp.py`` for masked ones) and the gates:
+masked kernels (``tree.linear_plan``) for masked ones) and the gates:
 
     u_n = Kbar_n^T vec(V) = mean_m J_l(x_nm) V f_{l-1}(x_nm)
         : h = V f_{l-1} (n_l per view);  h <- W_{a+1} (D_a h) for a = l .. L-1   -> (N, n_L)
@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import mlp
-
 
 class GateProducts:
     """``Kbar^T vec(V)`` and ``Σ_n Kbar_n c_n`` of one layer from the gates of every view.
 
-    ``weights`` (list of (n_l, n_{l-1})), ``plans`` (per layer a ``mlp.LinearPlan`` or None
+    ``weights`` (list of (n_l, n_{l-1})), ``plans`` (per layer a masked layer's plan,
+    ``tree.linear_plan``: ``mlp.LinearPlan`` or ``tree.GroupedPlan``, or None
     for a dense layer), ``gates`` (the 0/1 gates ``D_a`` of layers a = 0 .. L-2, each
     feature-major (n_a, NM) in the dtype), ``fT`` the layer's Linear inputs (n_{l-1}, NM),
     ``layer`` 0-based, ``N, M``. ``every_layer(net, gs, fs, N, M)``: one per layer from the
@@ -53,11 +52,7 @@ class GateProducts:
     def _down(self, a, dT):
         """``W_a^T dT`` for layer a (masked kernel or BLAS)."""
         W, plan = self.weights[a], self.plans[a]
-        if plan is None:
-            return W.T @ dT
-        out = np.empty((W.shape[1], dT.shape[1]), dtype=dT.dtype)
-        mlp.masked_backprop_fm(W, plan.cols, plan.cnt, np.ascontiguousarray(dT), out)
-        return out
+        return W.T @ dT if plan is None else plan.down(W, dT)
 
     def kbar_t(self, V):
         """``u_n = Kbar_n^T vec(V)`` (N, n_L) for ``V`` (n_l, n_{l-1}): forward mode."""

@@ -98,86 +98,61 @@ def best_unit_correlation(z, g, dtype_eps=_EPS64):
 # per bit for all 64 lanes, until every lane is decided (about 7 words per 64 flips instead of
 # 32). The random words come from xoshiro256** (Blackman & Vigna) seeded by four raw 64-bit
 # words of the caller's NumPy generator per call; the root is a uniform random bit. Nodes are
-# breadth-first (parents before children), ``tree.parents()``. The helpers are inlined into
-# ``sample_bits`` (one compiled function, so LLVM optimises their code once).
-_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
-_TWO32 = np.uint64(1 << 32)
-
-
-@njit(inline="always")
-def _rotl(x, k):
-    return (x << np.uint64(k)) | (x >> np.uint64(64 - k))
-
-
-@njit(inline="always")
-def _next(st):
-    """``(output, new state)`` of xoshiro256** for the state ``st`` (four uint64)."""
-    s0, s1, s2, s3 = st
-    out = _rotl(s1 * np.uint64(5), 7) * np.uint64(9)
-    t = s1 << np.uint64(17)
-    s2 ^= s0
-    s3 ^= s1
-    s1 ^= s2
-    s0 ^= s3
-    s2 ^= t
-    s3 = _rotl(s3, 45)
-    return out, (s0, s1, s2, s3)
-
-
-@njit(inline="always")
-def _flips(thr, st):
-    """``(word, new state)``: a word whose bits are independent Bernoulli(thr / 2**32): lane set
-    iff U < thr for the lane's uniform 32-bit U, compared from the top bit down (stops once
-    all lanes are decided)."""
-    if thr == 0:
-        return np.uint64(0), st
-    if thr >= _TWO32:
-        return _ALL, st
-    res = np.uint64(0)
-    eq = _ALL                                                # lanes with U == thr so far
-    for bit in range(31, -1, -1):
-        r, st = _next(st)
-        if (thr >> np.uint64(bit)) & np.uint64(1):
-            res |= eq & ~r                                   # U's bit 0 < thr's bit 1
-            eq &= r
-        else:
-            eq &= ~r                                         # U's bit 1 > thr's bit 0
-        if eq == 0:
-            break
-    return res, st
-
-
-@njit(inline="always")
-def _grow_bits(z, start, stop, parent, thr, st):
-    """Nodes ``start .. stop-1`` of ``z`` (n_nodes, n_words) from their parents; returns the
-    generator's new state."""
-    for i in range(start, stop):
-        for w in range(z.shape[1]):
-            f, st = _flips(thr[i], st)
-            z[i, w] = z[parent[i], w] ^ f
-    return st
-
-
+# breadth-first (parents before children), ``tree.parents()``.
 @njit(cache=True, nogil=True)
 def sample_bits(seed, n_top, parent, thr, z, out):
     """One batch of triples, bit-sliced: ``out[v, j, w]`` (2 + H, n_leaves, n_words) uint64
     holds leaf j of view v (0 anchor, 1 positive, 2 + k negative k) of samples 64 w .. 64 w + 63.
     ``seed`` (4,) uint64 seeds the generator (an all-zero seed is replaced by 1);
     ``z`` (n_nodes, n_words) uint64 is scratch. The anchor and the positive share nodes
-    ``0 .. n_top-1``; every negative is an independent tree."""
-    st = (seed[0], seed[1], seed[2], seed[3])
-    if seed[0] == 0 and seed[1] == 0 and seed[2] == 0 and seed[3] == 0:
-        st = (np.uint64(1), seed[1], seed[2], seed[3])
+    ``0 .. n_top-1``; every negative is an independent tree. One function, the generator's
+    state in four local words (xoshiro256**: ``next`` below, written out twice)."""
+    s0, s1, s2, s3 = seed[0], seed[1], seed[2], seed[3]
+    if s0 == 0 and s1 == 0 and s2 == 0 and s3 == 0:
+        s0 = np.uint64(1)
     n_nodes, nw = z.shape
-    n_leaves = out.shape[1]
-    first = n_nodes - n_leaves
+    first = n_nodes - out.shape[1]
+    all1, two32, one = ~np.uint64(0), np.uint64(1 << 32), np.uint64(1)
+    r7, r57, r45, r19 = np.uint64(7), np.uint64(57), np.uint64(45), np.uint64(19)
     for v in range(out.shape[0]):
+        start = n_top
         if v != 1:                                           # a new tree (the positive keeps
-            for w in range(nw):                              # the anchor's top levels)
-                z[0, w], st = _next(st)
-            st = _grow_bits(z, 1, n_top, parent, thr, st)
-        st = _grow_bits(z, n_top, n_nodes, parent, thr, st)
-        for j in range(n_leaves):
+            start = 1                                        # the anchor's top levels)
+            for w in range(nw):
+                x = s1 * np.uint64(5)
+                z[0, w] = ((x << r7) | (x >> r57)) * np.uint64(9)
+                t = s1 << np.uint64(17)
+                s2 ^= s0
+                s3 ^= s1
+                s1 ^= s2
+                s0 ^= s3
+                s2 ^= t
+                s3 = (s3 << r45) | (s3 >> r19)
+        for i in range(start, n_nodes):
+            p = thr[i]
+            for w in range(nw):
+                res = np.uint64(0)                           # lanes that flip: U < p, U's
+                if p >= two32:                               # bits compared from the top
+                    res = all1
+                elif p > 0:
+                    eq = all1                                # lanes with U == p so far
+                    for bit in range(31, -1, -1):
+                        x = s1 * np.uint64(5)
+                        r = ((x << r7) | (x >> r57)) * np.uint64(9)
+                        t = s1 << np.uint64(17)
+                        s2 ^= s0
+                        s3 ^= s1
+                        s1 ^= s2
+                        s0 ^= s3
+                        s2 ^= t
+                        s3 = (s3 << r45) | (s3 >> r19)
+                        m = np.uint64(0) - ((p >> np.uint64(bit)) & one)    # p's bit, all lanes
+                        res |= eq & ~r & m                   # U's bit 0 < p's bit 1
+                        eq &= ~(r ^ m)
+                        if eq == 0:
+                            break
+                z[i, w] = z[parent[i], w] ^ res
+        for j in range(out.shape[1]):
             for w in range(nw):
                 out[v, j, w] = z[first + j, w]
 

@@ -45,6 +45,10 @@ announce_compiles()             # cache location, and a notice when compiling (c
 
 MIN_CHUNK = 16          # anchors per thread below which the fused step stays serial
 FUSED_MAX_WEIGHTS = 1 << 18   # larger nets: the fused loops lose to BLAS, take the general path
+# more weights in dense (unmasked) layers than this: BLAS's reference step is the faster
+# (bench/fused_threshold.py: float64 fused 1.2-1.6x faster at 768-1,024, 0.6-0.9x from 2,048;
+# float32 1.0-2.3x up to 3,072, 0.5-0.8x from 4,096)
+DENSE_FUSED_MAX = {"float32": 3072, "float64": 1536}
 THREADS = 1             # default chunks of the fused step (see docs/performance.md)
 SERIAL_CHUNK = 128      # anchors per chunk of the serial fused step
 LOSS_CODES = {"simple": 0, "soft_triplet": 1, "infonce": 2, "ref_nce": 3}
@@ -277,9 +281,13 @@ class LinearPlan:
         masked_grad_fm(dT, np.ascontiguousarray(x.T), self.cols, self.cnt, dW)
         if not want_input:
             return dW, None
+        return dW, self.down(W, dT).T
+
+    def down(self, W, dT):
+        """``W^T dT`` over the live weights for feature-major ``dT`` (n_out, M): (n_in, M)."""
         nT = np.empty((W.shape[1], dT.shape[1]), dtype=dT.dtype)
-        masked_backprop_fm(W, self.cols, self.cnt, dT, nT)
-        return dW, nT.T
+        masked_backprop_fm(W, self.cols, self.cnt, np.ascontiguousarray(dT), nT)
+        return nT
 
 
 # ----------------------------------------------------------------------------- fused step
@@ -620,10 +628,20 @@ class FusedStep:
         return total
 
     @classmethod
+    def pays(cls, sizes, masks, dtype):
+        """Whether the fused step beats the general path: at most ``FUSED_MAX_WEIGHTS`` live
+        weights (``slots``) and at most ``DENSE_FUSED_MAX[dtype]`` in dense layers (beyond,
+        BLAS wins)."""
+        dense = sum(a * b for l, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))
+                    if masks is None or masks[l] is None)
+        return (cls.slots(sizes, masks) <= FUSED_MAX_WEIGHTS
+                and dense <= DENSE_FUSED_MAX[np.dtype(dtype).name])
+
+    @classmethod
     def build(cls, sizes, masks, dtype, threads=None):
-        """A ``FusedStep``, or None for nets whose live weights exceed ``FUSED_MAX_WEIGHTS``
-        (``slots``; the general path with BLAS is faster there)."""
-        if cls.slots(sizes, masks) > FUSED_MAX_WEIGHTS:
+        """A ``FusedStep``, or None where it does not pay (``pays``; the general path with
+        BLAS is faster there)."""
+        if not cls.pays(sizes, masks, dtype):
             return None
         return cls(sizes, masks, dtype, threads)
 

@@ -28,8 +28,12 @@ are read by that group only, so once its weight gradient is taken they are free)
     db_l[r]          = sum_n delta_l[r, n]
     delta_{l-1}[j K_l + k, n] = [f_{l-1} > 0] sum_o W_l[j h + o, j K_l + k] delta_l[j h + o, n]
 
-Every kernel is ``@njit(cache=True, nogil=True)`` (a call releases the GIL: runs in several
-threads compute at once); with ``NUMBA_DISABLE_JIT=1`` they run as Python.
+The last is the forward's grouped product (``combine``) with the transposed live weights
+``WT[j K + k, o] = W[j h + o, j K + k]`` (``transposed``) and the gate in place of the ReLU.
+The same kernels run a tree layer's products outside training (``GroupedPlan``, the
+``layers.Linear`` twin), so a tree network compiles one set of them.
+
+Every kernel is ``@njit(cache=True, nogil=True)``; with ``NUMBA_DISABLE_JIT=1`` they run as Python.
 """
 from __future__ import annotations
 
@@ -42,7 +46,7 @@ from numba import njit
 
 from .compiling import announce_compiles
 from .hltm import Sampler, is_tree, sample_bits, unpack_bits
-from .mlp import FUSED_MAX_WEIGHTS, LOSS_CODES, FusedStep, loss_weights
+from .mlp import FUSED_MAX_WEIGHTS, LOSS_CODES, FusedStep, LinearPlan, loss_weights
 
 announce_compiles()             # cache location, and a notice when compiling (cold cache)
 
@@ -53,18 +57,23 @@ FAST = {"reassoc", "contract", "arcp", "nsz"}
 # What the compiled functions take, grouped (numba passes named tuples by value, typed once):
 Net = namedtuple("Net", "Ws bs Ks pat")      # dense weights, biases, K_l, layers 1-2 may collapse
 Loss = namedtuple("Loss", "code tau margin normalize eps big")   # big: the dtype's max
-Work = namedtuple("Work", "acts ind Y dY tmp pre A2 b2 T S tf r_pos r_neg c_pos c_neg dWs "
-                   "dbs")
+Work = namedtuple("Work", "acts ind dWs dbs")   # the buffers kept across calls
 
 
 # ----------------------------------------------------------------------------- layers
 @njit(cache=True, nogil=True, fastmath=FAST)
-def forward_layer(W, b, K, wstride, src, dst, relu):
-    """``dst[r, :] = b[r] + sum_k w[r, k] src[j K + k, :]`` for unit r = j h + o of group j,
-    then ``max(., 0)`` if ``relu``; ``w[r, k] = W[r, j wstride + k]``: ``wstride = K`` for the
-    dense masked (n_out, n_in) matrix, 0 for compact (n_out, K) weights. ``src`` (n_in, V),
-    ``dst`` (n_out, V). The first four inputs write a row, then eight (or four, two, one) at
-    a time accumulate, so each row is read and written once per several inputs."""
+def combine(W, b, K, wstride, src, dst, mode, tmp):
+    """The grouped product ``a[r, :] = b[r] + sum_k w[r, k] src[j K + k, :]`` for unit
+    r = j h + o of group j (``w[r, k] = W[r, j wstride + k]``: ``wstride = K`` for the dense
+    masked (n_out, n_in) matrix, 0 for compact (n_out, K) weights), then per ``mode``:
+    0 ``dst = a``, 1 ``dst = max(a, 0)``, 2 ``dst = a`` where ``dst > 0``, else 0 (the
+    ReLU gate of a delta written over the activations it flows into). ``src`` (n_in, V),
+    ``dst`` (n_out, V), ``tmp`` (4, V) scratch.
+
+    Blocks of four units by four inputs: each pass over the views reads four input rows
+    once for four output rows (a last partial block of units writes its spare rows to
+    ``tmp``, a last partial block of inputs repeats an input with weight 0); mode 2 sums in
+    ``tmp`` and gates at the end."""
     n_out, V = dst.shape
     G = src.shape[0] // K
     h = n_out // G
@@ -72,194 +81,106 @@ def forward_layer(W, b, K, wstride, src, dst, relu):
     for j in range(G):
         base = j * K
         wo = j * wstride
-        for r in range(j * h, (j + 1) * h):
-            d = dst[r]
-            bo = b[r]
-            m = min(K, 4)
-            w0 = W[r, wo]
-            w1 = W[r, wo + 1] if m > 1 else zero
-            w2 = W[r, wo + 2] if m > 2 else zero
-            w3 = W[r, wo + 3] if m > 3 else zero
-            s0 = src[base]
-            s1 = src[base + min(1, m - 1)]
-            s2 = src[base + min(2, m - 1)]
-            s3 = src[base + min(3, m - 1)]
-            for n in range(V):
-                d[n] = bo + ((w0 * s0[n] + w1 * s1[n]) + (w2 * s2[n] + w3 * s3[n]))
-            k = m
-            while k + 8 <= K:
-                w0, w1, w2, w3 = W[r, wo + k], W[r, wo + k + 1], W[r, wo + k + 2], \
-                    W[r, wo + k + 3]
-                w4, w5, w6, w7 = W[r, wo + k + 4], W[r, wo + k + 5], W[r, wo + k + 6], \
-                    W[r, wo + k + 7]
-                s0, s1, s2, s3 = src[base + k], src[base + k + 1], src[base + k + 2], \
-                    src[base + k + 3]
-                s4, s5, s6, s7 = src[base + k + 4], src[base + k + 5], \
-                    src[base + k + 6], src[base + k + 7]
-                for n in range(V):
-                    d[n] += ((w0 * s0[n] + w1 * s1[n]) + (w2 * s2[n] + w3 * s3[n])) + \
-                        ((w4 * s4[n] + w5 * s5[n]) + (w6 * s6[n] + w7 * s7[n]))
-                k += 8
-            while k + 4 <= K:
-                w0, w1, w2, w3 = W[r, wo + k], W[r, wo + k + 1], W[r, wo + k + 2], \
-                    W[r, wo + k + 3]
-                s0, s1, s2, s3 = src[base + k], src[base + k + 1], src[base + k + 2], \
-                    src[base + k + 3]
-                for n in range(V):
-                    d[n] += (w0 * s0[n] + w1 * s1[n]) + (w2 * s2[n] + w3 * s3[n])
-                k += 4
-            while k + 2 <= K:
-                w0, w1 = W[r, wo + k], W[r, wo + k + 1]
-                s0, s1 = src[base + k], src[base + k + 1]
-                for n in range(V):
-                    d[n] += w0 * s0[n] + w1 * s1[n]
-                k += 2
-            if k < K:
-                w0 = W[r, wo + k]
-                s0 = src[base + k]
-                for n in range(V):
-                    d[n] += w0 * s0[n]
-            if relu:
-                for n in range(V):
-                    d[n] = max(d[n], zero)
+        for u0 in range(0, h, 4):
+            r0 = j * h + u0
+            m = min(4, h - u0)                               # live units of the block
+            ra, rb, rc, rd = r0, r0 + min(1, m - 1), r0 + min(2, m - 1), r0 + min(3, m - 1)
+            if mode == 2:
+                da, db, dc, dd = tmp[0], tmp[1], tmp[2], tmp[3]
+            else:
+                da = dst[ra]
+                db = dst[rb] if m > 1 else tmp[1]
+                dc = dst[rc] if m > 2 else tmp[2]
+                dd = dst[rd] if m > 3 else tmp[3]
+            for k in range(0, K, 4):
+                k1, k2, k3 = min(k + 1, K - 1), min(k + 2, K - 1), min(k + 3, K - 1)
+                s0, s1, s2, s3 = src[base + k], src[base + k1], src[base + k2], src[base + k3]
+                q0, q1, q2, q3 = wo + k, wo + k1, wo + k2, wo + k3   # weight columns
+                a0, a1, a2, a3 = W[ra, q0], W[ra, q1], W[ra, q2], W[ra, q3]
+                b0, b1, b2, b3 = W[rb, q0], W[rb, q1], W[rb, q2], W[rb, q3]
+                c0, c1, c2, c3 = W[rc, q0], W[rc, q1], W[rc, q2], W[rc, q3]
+                e0, e1, e2, e3 = W[rd, q0], W[rd, q1], W[rd, q2], W[rd, q3]
+                if k + 3 >= K:                               # repeated inputs weigh 0
+                    a3 = b3 = c3 = e3 = zero
+                    if k + 2 >= K:
+                        a2 = b2 = c2 = e2 = zero
+                        if k + 1 >= K:
+                            a1 = b1 = c1 = e1 = zero
+                if k == 0:
+                    ba, bb, bc, bd = b[ra], b[rb], b[rc], b[rd]
+                    for n in range(V):
+                        x0, x1, x2, x3 = s0[n], s1[n], s2[n], s3[n]
+                        da[n] = ba + ((a0 * x0 + a1 * x1) + (a2 * x2 + a3 * x3))
+                        db[n] = bb + ((b0 * x0 + b1 * x1) + (b2 * x2 + b3 * x3))
+                        dc[n] = bc + ((c0 * x0 + c1 * x1) + (c2 * x2 + c3 * x3))
+                        dd[n] = bd + ((e0 * x0 + e1 * x1) + (e2 * x2 + e3 * x3))
+                else:
+                    for n in range(V):
+                        x0, x1, x2, x3 = s0[n], s1[n], s2[n], s3[n]
+                        da[n] += (a0 * x0 + a1 * x1) + (a2 * x2 + a3 * x3)
+                        db[n] += (b0 * x0 + b1 * x1) + (b2 * x2 + b3 * x3)
+                        dc[n] += (c0 * x0 + c1 * x1) + (c2 * x2 + c3 * x3)
+                        dd[n] += (e0 * x0 + e1 * x1) + (e2 * x2 + e3 * x3)
+            for s in range(m if mode else 0):
+                d, t = dst[r0 + s], tmp[s]
+                if mode == 1:
+                    for n in range(V):
+                        d[n] = max(d[n], zero)
+                else:
+                    for n in range(V):
+                        d[n] = t[n] if d[n] > 0 else zero
 
 
 @njit(cache=True, nogil=True, fastmath=FAST)
-def backward_layer(W, K, wstride, f, delta, dW, db, want_prev, tmp):
-    """Weight and bias gradients of a grouped layer, then (``want_prev``) the delta of the
-    layer below written over its activations ``f`` (see the module docstring).
-
-    ``W`` as in ``forward_layer`` (read only with ``want_prev``), ``f`` (n_in, V) the layer's
-    input (post-ReLU), ``delta`` (n_out, V); ``dW`` (n_out, K) and ``db`` (n_out,) written;
-    ``tmp`` (2, V) scratch. The weight gradient takes eight dot products at a time (two delta
-    rows x four inputs share their loads; then the remaining inputs, and an odd last row,
-    one at a time); the input gradient two input rows at a time, four delta rows per pass
-    (the first pass writes, then passes of four, two, one unit accumulate, then the gate)."""
+def weight_grads(K, f, delta, dW, db):
+    """The gradients of a grouped layer from its input ``f`` (n_in, V) and its delta
+    ``delta`` (n_out, V): ``dW[r, k] = sum_n delta[r, n] f[j K + k, n]`` (compact
+    (n_out, K)) and ``db[r] = sum_n delta[r, n]``. Eight dot products at a time (two delta
+    rows by four inputs share their loads; an odd last row and the inputs past K repeat
+    one, writing the same sums twice)."""
     n_out, V = delta.shape
     G = f.shape[0] // K
     h = n_out // G
     zero = np.zeros(1, dW.dtype)[0]
+    for r in range(n_out):
+        d = delta[r]
+        sb = zero
+        for n in range(V):
+            sb += d[n]
+        db[r] = sb
     for j in range(G):
         base = j * K
-        r0 = j * h
-        for r in range(r0, r0 + h):
-            d = delta[r]
-            sb = zero
-            for n in range(V):
-                sb += d[n]
-            db[r] = sb
-        for r in range(r0, r0 + h, 2):
-            da = delta[r]
-            dc = delta[min(r + 1, r0 + h - 1)]                # an odd last row: twice
-            k = 0
-            while k + 4 <= K:
-                f0, f1, f2, f3 = f[base + k], f[base + k + 1], f[base + k + 2], f[base + k + 3]
-                a0 = zero
-                a1 = zero
-                a2 = zero
-                a3 = zero
-                c0 = zero
-                c1 = zero
-                c2 = zero
-                c3 = zero
+        for r in range(j * h, (j + 1) * h, 2):
+            rc = min(r + 1, (j + 1) * h - 1)
+            da, dc = delta[r], delta[rc]
+            for k in range(0, K, 4):
+                k1, k2, k3 = min(k + 1, K - 1), min(k + 2, K - 1), min(k + 3, K - 1)
+                f0, f1, f2, f3 = f[base + k], f[base + k1], f[base + k2], f[base + k3]
+                a0 = a1 = a2 = a3 = c0 = c1 = c2 = c3 = zero
                 for n in range(V):
-                    x0 = f0[n]
-                    x1 = f1[n]
-                    x2 = f2[n]
-                    x3 = f3[n]
-                    a0 += da[n] * x0
-                    a1 += da[n] * x1
-                    a2 += da[n] * x2
-                    a3 += da[n] * x3
-                    c0 += dc[n] * x0
-                    c1 += dc[n] * x1
-                    c2 += dc[n] * x2
-                    c3 += dc[n] * x3
-                dW[r, k] = a0
-                dW[r, k + 1] = a1
-                dW[r, k + 2] = a2
-                dW[r, k + 3] = a3
-                if r + 1 < r0 + h:
-                    dW[r + 1, k] = c0
-                    dW[r + 1, k + 1] = c1
-                    dW[r + 1, k + 2] = c2
-                    dW[r + 1, k + 3] = c3
-                k += 4
-            while k < K:
-                f0 = f[base + k]
-                a0 = zero
-                c0 = zero
-                for n in range(V):
-                    a0 += da[n] * f0[n]
-                    c0 += dc[n] * f0[n]
-                dW[r, k] = a0
-                if r + 1 < r0 + h:
-                    dW[r + 1, k] = c0
-                k += 1
-        if not want_prev:
-            continue
-        wo = j * wstride
-        t0 = tmp[0]
-        t1 = tmp[1]
-        for k in range(0, K, 2):
-            kb = min(k + 1, K - 1)                           # a pair of inputs k, kb
-            m = min(4, h)                                    # the first units write t0, t1
-            w0, w1, w2, w3 = W[r0, wo + k], W[r0 + min(1, m - 1), wo + k], \
-                W[r0 + min(2, m - 1), wo + k], W[r0 + min(3, m - 1), wo + k]
-            v0, v1, v2, v3 = W[r0, wo + kb], W[r0 + min(1, m - 1), wo + kb], \
-                W[r0 + min(2, m - 1), wo + kb], W[r0 + min(3, m - 1), wo + kb]
-            if m < 4:                                        # fewer than four units: the
-                w3, v3 = zero, zero                          # repeated rows weigh nothing
-                if m < 3:
-                    w2, v2 = zero, zero
-                if m < 2:
-                    w1, v1 = zero, zero
-            d0, d1, d2, d3 = delta[r0], delta[r0 + min(1, m - 1)], delta[r0 + min(2, m - 1)], \
-                delta[r0 + min(3, m - 1)]
-            for n in range(V):
-                e0 = d0[n]
-                e1 = d1[n]
-                e2 = d2[n]
-                e3 = d3[n]
-                t0[n] = (w0 * e0 + w1 * e1) + (w2 * e2 + w3 * e3)
-                t1[n] = (v0 * e0 + v1 * e1) + (v2 * e2 + v3 * e3)
-            o = m
-            while o + 4 <= h:
-                ra = r0 + o
-                w0, w1, w2, w3 = W[ra, wo + k], W[ra + 1, wo + k], W[ra + 2, wo + k], \
-                    W[ra + 3, wo + k]
-                v0, v1, v2, v3 = W[ra, wo + kb], W[ra + 1, wo + kb], W[ra + 2, wo + kb], \
-                    W[ra + 3, wo + kb]
-                d0, d1, d2, d3 = delta[ra], delta[ra + 1], delta[ra + 2], delta[ra + 3]
-                for n in range(V):
-                    e0 = d0[n]
-                    e1 = d1[n]
-                    e2 = d2[n]
-                    e3 = d3[n]
-                    t0[n] += (w0 * e0 + w1 * e1) + (w2 * e2 + w3 * e3)
-                    t1[n] += (v0 * e0 + v1 * e1) + (v2 * e2 + v3 * e3)
-                o += 4
-            if o + 2 <= h:
-                ra = r0 + o
-                w0, w1, v0, v1 = W[ra, wo + k], W[ra + 1, wo + k], W[ra, wo + kb], \
-                    W[ra + 1, wo + kb]
-                d0, d1 = delta[ra], delta[ra + 1]
-                for n in range(V):
-                    t0[n] += w0 * d0[n] + w1 * d1[n]
-                    t1[n] += v0 * d0[n] + v1 * d1[n]
-                o += 2
-            if o < h:
-                w0, v0, d0 = W[r0 + o, wo + k], W[r0 + o, wo + kb], delta[r0 + o]
-                for n in range(V):
-                    t0[n] += w0 * d0[n]
-                    t1[n] += v0 * d0[n]
-            fa = f[base + k]
-            for n in range(V):                               # the gate f > 0 (f = relu(g))
-                fa[n] = t0[n] if fa[n] > 0 else zero
-            if kb != k:
-                fb = f[base + kb]
-                for n in range(V):
-                    fb[n] = t1[n] if fb[n] > 0 else zero
+                    x0, x1, x2, x3 = f0[n], f1[n], f2[n], f3[n]
+                    y, z = da[n], dc[n]
+                    a0 += y * x0
+                    a1 += y * x1
+                    a2 += y * x2
+                    a3 += y * x3
+                    c0 += z * x0
+                    c1 += z * x1
+                    c2 += z * x2
+                    c3 += z * x3
+                dW[r, k], dW[r, k1], dW[r, k2], dW[r, k3] = a0, a1, a2, a3
+                dW[rc, k], dW[rc, k1], dW[rc, k2], dW[rc, k3] = c0, c1, c2, c3
+
+
+@njit(cache=True, nogil=True)
+def transposed(W, wstride, K, WT):
+    """``WT[j K + k, o] = w[j h + o, k]`` (``w`` as in ``combine``): the weights of the
+    input gradient, ``delta_in = combine(WT, 0, h, 0, delta_out, f_in, 2)``."""
+    G, h = WT.shape[0] // K, WT.shape[1]
+    for j in range(G):
+        for o in range(h):
+            for k in range(K):
+                WT[j * K + k, o] = W[j * h + o, j * wstride + k]
 
 
 # ----------------------------------------------------------------------------- layers 1-2
@@ -317,12 +238,12 @@ def pattern_rows(lbits, N, H, c, ind):
 
 
 @njit(cache=True, nogil=True, fastmath=FAST)
-def leaf_tables(W1, b1, c, W2, b_2, pre, A2, b2):
+def leaf_tables(W1, b1, c, W2, b_2, pre, A2, b2, tf):
     """Layer 1's pre-activation per pattern, ``pre[j, u, p] = b_1[j h + u] + sum_t
     W_1[j h + u, t] bit_t(p)``, and the collapsed weights ``A2`` (n_2, c (P-1)) and bias
     ``b2`` (n_2,) of layer 2 (from its bias ``b_2``; see above). ``W1`` (n_1, c) and ``W2``
-    (n_2, K_2) are compact."""
-    G1, h, P = pre.shape
+    (n_2, K_2) are compact; ``tf`` (P,) scratch."""
+    G1, h, P = pre.shape[0], pre.shape[1], 1 << c         # c literal: P a constant
     zero = np.zeros(1, pre.dtype)[0]
     for j in range(G1):
         for u in range(h):
@@ -340,15 +261,14 @@ def leaf_tables(W1, b1, c, W2, b_2, pre, A2, b2):
         bo = b_2[o]
         for i in range(c):
             j = jp * c + i
-            for p in range(P):                               # sum_u W_2 R, per pattern
-                s = zero
-                for u in range(h):
-                    s += W2[o, i * h + u] * max(pre[j, u, p], zero)
-                if p == 0:
-                    bo += s
-                    s0 = s
-                else:
-                    A2[o, i * (P - 1) + p - 1] = s - s0
+            tf[:] = zero                                     # sum_u W_2 R, per pattern
+            for u in range(h):
+                w = W2[o, i * h + u]
+                for p in range(P):
+                    tf[p] += w * max(pre[j, u, p], zero)
+            bo += tf[0]
+            for p in range(1, P):
+                A2[o, i * (P - 1) + p - 1] = tf[p] - tf[0]
         b2[o] = bo
 
 
@@ -357,7 +277,7 @@ def leaf_grads(W2, c, pre, T, db2, dW2, dW1, db1, S, tf):
     """The gradients of layers 1 and 2 from the pattern sums ``T`` (n_2, c (P-1)) and
     ``db2`` (see above): ``dW2`` (n_2, K_2), ``dW1`` (n_1, c), ``db1`` (n_1,) written;
     ``W2`` compact (n_2, K_2); ``S`` (G_1, h, P), ``tf`` (P,) scratch."""
-    G1, h, P = pre.shape
+    G1, h, P = pre.shape[0], pre.shape[1], 1 << c         # c literal: P a constant
     n2 = W2.shape[0]
     h2 = n2 // (G1 // c)
     zero = np.zeros(1, pre.dtype)[0]
@@ -495,68 +415,80 @@ def sgd_layer(W, dW, V, lr, momentum, wd):
 
 
 # ----------------------------------------------------------------------------- steps
-@njit(inline="always")
-def step_core(net, loss, w, N, H, first, normalize, wstride):
-    """Forward of layers ``first .. L-1`` (their input in ``w.acts[first]``), distances, loss
-    weights, backward down to layer ``first`` (its delta over ``w.acts[first]`` when
-    ``first > 0``): fills ``w.dWs``, ``w.dbs`` of those layers. Returns ``(sum L, sum r_pos,
-    sum r_neg, finite)``; nothing is written past the output when it is not finite.
-    (Inlined into its callers: LLVM then optimises the kernels it calls once per entry point,
-    not once more.)"""
-    Ws, bs, Ks, acts = net.Ws, net.bs, net.Ks, w.acts
-    L = len(Ws)
-    for l in range(first, L):
-        forward_layer(Ws[l], bs[l], Ks[l], wstride * Ks[l], acts[l], acts[l + 1], l < L - 1)
-    if not top_forward(acts[L], w.Y, normalize, loss.eps, N, H, w.r_pos, w.r_neg, w.tmp[0],
-                       loss.big):
-        return np.nan, np.nan, np.nan, False
-    sL, sp, sn = loss_weights(w.r_pos, w.r_neg, loss.code, loss.tau, loss.margin, w.c_pos,
-                              w.c_neg, N - N, N)
-    top_backward(acts[L], w.Y, w.dY, normalize, loss.eps, N, H, w.c_pos, w.c_neg, w.tmp)
-    for l in range(L - 1, first - 1, -1):
-        backward_layer(Ws[l], Ks[l], wstride * Ks[l], acts[l], acts[l + 1], w.dWs[l],
-                       w.dbs[l], l > 0, w.tmp)
-    return sL, sp, sn, True
-
-
 @functools.lru_cache(maxsize=None)
-def epoch_kernel(pat, normalize):
-    """The compiled ``run_steps`` for one variant: ``pat`` (layers 1-2 collapsed on leaf
-    patterns) and ``normalize`` are compile-time constants of the closure, so a run compiles
-    only its own branches (numba keys the cache on them)."""
+def epoch_kernel(c, normalize, code, given=False):
+    """The compiled ``run_steps`` for one variant: ``c`` (> 0: layers 1-2 collapsed on the
+    patterns of c leaves; 0: not), ``normalize``, the loss ``code`` and ``given`` (one step
+    on the batch already in ``w.acts[0]``, no update: the per-step path) are compile-time
+    constants of the closure, so a run compiles only its own branches (numba keys the cache
+    on them; the callees get them as literals: the pattern kernels' loops over the 2**c
+    patterns unroll, ``loss_weights`` keeps only its loss). One entry point for the epoch
+    and the step, the step written out in it (numba's inlining of a shared helper costs
+    more to compile than its dozen lines)."""
+    pat = c > 0
 
     @njit(cache=True, nogil=True)
-    def run_steps(seeds, n_top, parent, thr, zbits, lbits, net, loss, w, lr, momentum, wd,
-                  bias, Vs, vbs, stats):
+    def run_steps(seeds, n_top, parent, thr, zbits, lbits, net, loss, w, H, wstride, lr,
+                  momentum, wd, bias, Vs, vbs, stats):
         """``len(seeds)`` SGD steps on batches of the compiled sampler (see the module
-        docstring) of the net with compact weights ``net.Ws`` (n_l, K_l); ``stats[s] =
-        (mean L, mean r_pos, mean r_neg)``. Returns the number of steps completed: a step
-        whose output is not finite stops the run before its update (its ``stats`` NaN)."""
-        N, H = w.c_neg.shape
-        Ws, bs, Ks = net.Ws, net.bs, net.Ks
+        docstring) of the net with weights ``net.Ws``: compact (n_l, K_l) for ``wstride``
+        0, dense masked for 1 (see ``combine``); ``stats[s] = (mean L, mean r_pos, mean
+        r_neg)``. Each step: forward of layers ``first .. L-1``, distances, loss weights,
+        backward down to layer ``first`` (``w.dWs``, ``w.dbs``), the update. Returns the
+        number of steps completed: a step whose output is not finite stops the run before
+        its update (its ``stats`` NaN; nothing past the output written)."""
+        Ws, bs, Ks, acts = net.Ws, net.bs, net.Ks, w.acts
+        L, V, dt = len(Ws), acts[0].shape[1], Ws[0].dtype
+        N = V // (2 + H)
+        # scratch of this call: outputs and their gradient, the distances and loss weights,
+        # the input gradient's weights (a view per layer), the pattern tables
+        Y, dY, tmp = np.empty((Ws[-1].shape[0], V), dt), np.empty((Ws[-1].shape[0], V), dt), \
+            np.empty((4, V), dt)
+        r_pos, r_neg, c_pos, c_neg = np.empty(N, dt), np.empty((N, H), dt), np.empty(N, dt), \
+            np.empty((N, H), dt)
+        wt = np.empty(max([W.size for W in Ws]), dt)
+        zb = np.zeros(max([a.shape[0] for a in acts]), dt)
+        P, G1, n2 = 1 << c, acts[0].shape[0] // max(c, 1), Ws[min(1, L - 1)].shape[0]
+        h1 = Ws[0].shape[0] // G1
+        pre, S = np.empty((G1, h1, P), dt), np.empty((G1, h1, P), dt)
+        A2, T, b2, tf = np.empty((n2, c * (P - 1)), dt), np.empty((n2, c * (P - 1)), dt), \
+            np.empty(n2, dt), np.empty(P, dt)
         for s in range(seeds.shape[0]):
-            sample_bits(seeds[s], n_top, parent, thr, zbits, lbits)
-            if pat:
-                pattern_rows(lbits, N, H, Ks[0], w.ind)
-                leaf_tables(Ws[0], bs[0], Ks[0], Ws[1], bs[1], w.pre, w.A2, w.b2)
-                forward_layer(w.A2, w.b2, w.A2.shape[1], N - N, w.ind, w.acts[2],
-                              len(Ws) > 2)
+            first = 0
+            if given:
+                pass
+            elif pat:
+                sample_bits(seeds[s], n_top, parent, thr, zbits, lbits)
+                pattern_rows(lbits, N, H, c, w.ind)
+                leaf_tables(Ws[0], bs[0], c, Ws[1], bs[1], pre, A2, b2, tf)
+                combine(A2, b2, A2.shape[1], N - N, w.ind, acts[2], N - N + (L > 2), tmp)
                 first = 2
             else:
+                sample_bits(seeds[s], n_top, parent, thr, zbits, lbits)
                 for v in range(2 + H):
-                    unpack_bits(lbits[v], N, w.acts[0], N * min(v, 2) + max(v - 2, 0),
+                    unpack_bits(lbits[v], N, acts[0], N * min(v, 2) + max(v - 2, 0),
                                 1 if v < 2 else H)
-                first = 0
-            sL, sp, sn, ok = step_core(net, loss, w, N, H, first, normalize, N - N)
-            if not ok:
+            for l in range(first, L):                        # modes: ReLU, the top linear
+                combine(Ws[l], bs[l], Ks[l], wstride * Ks[l], acts[l], acts[l + 1],
+                        1 if l < L - 1 else 0, tmp)
+            if not top_forward(acts[L], Y, normalize, loss.eps, N, H, r_pos, r_neg, tmp[0],
+                               loss.big):
                 stats[s, :] = np.nan
                 return s
+            sL, sp, sn = loss_weights(r_pos, r_neg, code, loss.tau, loss.margin, c_pos, c_neg,
+                                      N - N, N)
+            top_backward(acts[L], Y, dY, normalize, loss.eps, N, H, c_pos, c_neg, tmp)
+            for l in range(L - 1, first - 1, -1):
+                weight_grads(Ks[l], acts[l], acts[l + 1], w.dWs[l], w.dbs[l])
+                if l > 0:                                    # the delta below, gated
+                    n_in = acts[l].shape[0]
+                    WT = wt[:n_in * (Ws[l].shape[0] * Ks[l] // n_in)].reshape((n_in, -1))
+                    transposed(Ws[l], wstride * Ks[l], Ks[l], WT)
+                    combine(WT, zb, WT.shape[1], N - N, acts[l + 1], acts[l], N - N + 2, tmp)
             if pat:
-                backward_layer(w.A2, w.A2.shape[1], N - N, w.ind, w.acts[2], w.T, w.dbs[1],
-                               N < 0, w.tmp)
-                leaf_grads(Ws[1], Ks[0], w.pre, w.T, w.dbs[1], w.dWs[1], w.dWs[0], w.dbs[0],
-                           w.S, w.tf)
-            for l in range(len(Ws)):
+                weight_grads(A2.shape[1], w.ind, acts[2], T, w.dbs[1])
+                leaf_grads(Ws[1], c, pre, T, w.dbs[1], w.dWs[1], w.dWs[0], w.dbs[0], S, tf)
+            for l in range(L if not given else 0):
                 sgd_layer(Ws[l], w.dWs[l], Vs[l], lr, momentum, wd)
                 if bias:
                     n = bs[l].shape[0]
@@ -570,29 +502,6 @@ def epoch_kernel(pat, normalize):
     return run_steps
 
 
-@functools.lru_cache(maxsize=None)
-def step_kernel(normalize):
-    """The compiled ``run_step`` for ``normalize`` (a compile-time constant, as above)."""
-
-    @njit(cache=True, nogil=True)
-    def run_step(x, x_pos, x_neg, net, loss, w):
-        """One step on a given batch (twin of ``train.loss_and_grads``): ``x``, ``x_pos``
-        (N, n_0), ``x_neg`` (N, H, n_0), layer by layer (the inputs need not be binary).
-        Returns ``(sum L, sum r_pos, sum r_neg, finite)``; the gradients in ``w.dWs``,
-        ``w.dbs``."""
-        N, H, n0 = x_neg.shape
-        f = w.acts[0]                                        # leaves, feature-major
-        for j in range(n0):
-            for a in range(N):
-                f[j, a] = x[a, j]
-                f[j, N + a] = x_pos[a, j]
-                for k in range(H):
-                    f[j, 2 * N + a * H + k] = x_neg[a, k, j]
-        return step_core(net, loss, w, N, H, N - N, normalize, N - N + 1)
-
-    return run_step
-
-
 def tree_groups(sizes, masks):
     """``K_l`` per layer if the masks are those of a tree network (every layer block-diagonal
     with equal, contiguous groups: unit r of group j = r // h reads exactly inputs
@@ -601,22 +510,22 @@ def tree_groups(sizes, masks):
         return None
     if sum(int(np.count_nonzero(m)) for m in masks if m is not None) > FUSED_MAX_WEIGHTS:
         return None
-    Ks = []
-    for l, m in enumerate(masks):
-        if m is None:
-            return None
-        m = np.asarray(m) != 0
-        cnt = m.sum(axis=1)
-        K = int(cnt[0]) if cnt.size else 0
-        if K == 0 or sizes[l] % K or sizes[l + 1] % (sizes[l] // K):
-            return None
-        G = sizes[l] // K
-        h = sizes[l + 1] // G
-        want = np.kron(np.eye(G, dtype=bool), np.ones((h, K), bool))
-        if m.shape != want.shape or not np.array_equal(m, want):
-            return None
-        Ks.append(K)
-    return Ks
+    Ks = [None if m is None else grouped(m) for m in masks]
+    return None if None in Ks else Ks
+
+
+def grouped(mask):
+    """``K`` if the 0/1 ``mask`` (n_out, n_in) is a grouped layer's (block-diagonal with
+    equal, contiguous groups: unit r of group j = r // h reads exactly inputs
+    ``j K .. j K + K - 1``), else None."""
+    m = np.asarray(mask) != 0
+    (n_out, n_in), cnt = m.shape, m.sum(axis=1)
+    K = int(cnt[0]) if cnt.size else 0
+    if K == 0 or n_in % K or n_out % (n_in // K):
+        return None
+    G = n_in // K
+    want = np.kron(np.eye(G, dtype=bool), np.ones((n_out // G, K), bool))
+    return K if np.array_equal(m, want) else None
 
 
 def collapses(sizes, Ks):
@@ -630,18 +539,11 @@ def collapses(sizes, Ks):
 
 def work_buffers(sizes, Ks, N, H, dtype):
     """The ``Work`` of a grouped net for batches of N anchors, H negatives (see
-    ``step_core``): activations (n_l, V), V = N (2 + H), the pattern tables and scratch."""
-    dt = np.dtype(dtype)
-    V = N * (2 + H)
-    c = int(Ks[0])
-    G1, h1, P = sizes[0] // c, sizes[1] // (sizes[0] // c), 2 ** c
-    acts = tuple(np.empty((n, V), dt) for n in sizes)
-    e = lambda *shape: np.empty(shape, dt)  # noqa: E731
-    n2 = sizes[2] if len(sizes) > 2 else 1
-    return Work(acts=acts, ind=e(G1 * (P - 1), V), Y=e(sizes[-1], V), dY=e(sizes[-1], V),
-                tmp=e(2, V), pre=e(G1, h1, P), A2=e(n2, c * (P - 1)), b2=e(n2),
-                T=e(n2, c * (P - 1)), S=e(G1, h1, P), tf=e(P), r_pos=e(N), r_neg=e(N, H),
-                c_pos=e(N), c_neg=e(N, H),
+    ``epoch_kernel``; its scratch is made per call): activations (n_l, V), V = N (2 + H),
+    the pattern indicators, the gradients (compact)."""
+    dt, V, c = np.dtype(dtype), N * (2 + H), int(Ks[0])
+    return Work(acts=tuple(np.empty((n, V), dt) for n in sizes),
+                ind=np.empty(((sizes[0] // c) * (2 ** c - 1), V), dt),
                 dWs=tuple(np.zeros((n, K), dt) for n, K in zip(sizes[1:], Ks)),
                 dbs=tuple(np.zeros(n, dt) for n in sizes[1:]))
 
@@ -675,8 +577,9 @@ class _Grouped:
 
 class TreeStep(_Grouped):
     """Twin of ``train.loss_and_grads`` for a grouped (tree) network with given negatives,
-    plain or with biases and output normalisation: one compiled call per step
-    (``run_step``), the work buffers kept across steps. Built by ``build_step``.
+    plain or with biases and output normalisation: one compiled call per step (the
+    ``run_steps`` of ``given`` batches, reading the dense weights in place), the work
+    buffers kept across steps. Built by ``build_step``.
 
     ``step(weights, x, x_pos, x_neg, loss, tau, margin)`` -> ``(loss, r_pos, r_neg, grads)``
     (means; ``grads`` dense like ``net.grads()``: weights, zero at masked entries, then biases)
@@ -688,9 +591,15 @@ class TreeStep(_Grouped):
         if any(a is not b for a, b in zip(weights, self.net.Ws)):
             self.net = self.net._replace(Ws=tuple(weights))
         w = self.buffers(N, H)
+        f = w.acts[0]                                        # the views, feature-major
+        f[:, :N], f[:, N:2 * N] = x.T, x_pos.T
+        f[:, 2 * N:] = x_neg.reshape(N * H, -1).T
+        stats, none = np.zeros((1, 3)), np.zeros(0, np.uint64)
         with np.errstate(over="ignore"):
-            sL, sp, sn, ok = step_kernel(self.norm[0])(
-                x, x_pos, np.ascontiguousarray(x_neg), self.net, self.loss(loss, tau, margin), w)
+            ok = epoch_kernel(0, self.norm[0], LOSS_CODES[loss], True)(
+                none.reshape(1, 0), 0, none.astype(np.int64), none, none.reshape(0, 0),
+                none.reshape(0, 0, 0), self.net, self.loss(loss, tau, margin), w, H, 1, 0.0,
+                0.0, 0.0, self.bias, w.dWs, w.dbs, stats)
         if not ok:
             return math.nan, math.nan, math.nan, None
         grads = [np.empty_like(W) for W in self.net.Ws]
@@ -698,7 +607,7 @@ class TreeStep(_Grouped):
             scatter_dense(dW, K, g)
         if self.bias:
             grads += [db.copy() for db in w.dbs]
-        return float(sL) / N, float(sp) / N, float(sn) / (N * H), grads
+        return float(stats[0, 0]), float(stats[0, 1]), float(stats[0, 2]), grads
 
 
 class TreeEpoch(_Grouped):
@@ -717,12 +626,12 @@ class TreeEpoch(_Grouped):
 
     @staticmethod
     def applies(net, source, cfg):
-        """Whether the compiled epoch runs this training: the compiled sampler on an HLTM
-        (``hltm.is_tree``), given negatives, SGD of every layer (nothing frozen) by the
+        """Whether the compiled epoch runs this training: the compiled sampler (or "auto") on
+        an HLTM (``hltm.is_tree``), given negatives, SGD of every layer (nothing frozen) by the
         gradient, a net the kernels are written for (``compiled_steps``: a ReLUNet) without
         BN, of the source's width, whose masks are a tree network's (``tree_groups``).
         Duck-typed (kernels import no core module): ``cfg`` a ``train.TrainConfig``."""
-        return (cfg.sampler == "compiled" and is_tree(source) and cfg.negatives == "given"
+        return (cfg.sampler != "numpy" and is_tree(source) and cfg.negatives == "given"
                 and cfg.optimizer == "sgd" and cfg.update == "gradient" and not cfg.frozen
                 and getattr(net, "compiled_steps", False) and net.batchnorm is None
                 and net.sizes[0] == source.dim
@@ -756,9 +665,10 @@ class TreeEpoch(_Grouped):
         for D, C, K in zip(self.dense, self.net.Ws, self.Ks):
             C[...] = compact(D, K)
         with np.errstate(over="ignore"):                     # wrapping uint64 arithmetic
-            done = epoch_kernel(self.net.pat, self.norm[0])(
+            done = epoch_kernel(int(self.Ks[0]) if self.net.pat else 0, self.norm[0],
+                                self.lossp.code)(
                 seeds, sam.n_top, sam.parent, sam.thr, self.zbits, self.lbits, self.net,
-                self.lossp, w, *self.sgd, stats)
+                self.lossp, w, self.H, 0, *self.sgd, stats)
         for D, C, K in zip(self.dense, self.net.Ws, self.Ks):
             set_dense(D, K, C)
         return stats[:done + (done < k)]
@@ -785,17 +695,58 @@ def set_dense(W, K, C):
     W4[idx, :, idx, :] = C.reshape(len(idx), -1, K)
 
 
-@njit(cache=True, nogil=True)
 def scatter_dense(dW, K, out):
     """``out`` (n_out, n_in): the compact ``dW`` (n_out, K) of a grouped layer at its live
     entries, zeros elsewhere."""
-    n_out, n_in = out.shape
-    h = n_out // (n_in // K)
-    out[:, :] = 0.0
-    for r in range(n_out):
-        base = (r // h) * K
-        for k in range(K):
-            out[r, base + k] = dW[r, k]
+    out[...] = 0
+    set_dense(out, K, dW)
+
+
+class GroupedPlan:
+    """The products of one grouped (tree) ``layers.Linear`` on backend "numba", with the
+    kernels of the compiled step (``combine``, ``weight_grads``, ``transposed``; the same
+    machine code, so a tree net compiles them once for training, evaluation, the covariance
+    products and BYOL). The interface of ``mlp.LinearPlan``: ``forward(W, x)`` (N, n_out),
+    ``backward(W, dg, x, want_input)`` -> ``(dW, dx)``, and ``down(W, dT)`` = ``W^T dT``
+    feature-major. ``W`` is the dense masked matrix (read at its live blocks)."""
+
+    def __init__(self, mask, K):
+        self.K, (n_out, n_in) = int(K), np.shape(mask)
+        self.h = n_out // (n_in // self.K)
+
+    def _combine(self, W, src, n, K, wstride):
+        """``combine`` of feature-major ``src`` into a new (n, V) array (mode 0: linear)."""
+        dst = np.empty((n, src.shape[1]), W.dtype)
+        combine(W, np.zeros(n, W.dtype), K, wstride, src, dst, 0,
+                np.empty((4, src.shape[1]), W.dtype))
+        return dst
+
+    def forward(self, W, x):
+        """``x W^T`` over the live blocks: (N, n_in) -> (N, n_out), a transposed view."""
+        return self._combine(W, np.ascontiguousarray(x.T), W.shape[0], self.K, self.K).T
+
+    def down(self, W, dT):
+        """``W^T dT`` for feature-major ``dT`` (n_out, M): (n_in, M)."""
+        WT = np.empty((W.shape[1], self.h), W.dtype)
+        transposed(W, self.K, self.K, WT)
+        return self._combine(WT, np.ascontiguousarray(dT), W.shape[1], self.h, 0)
+
+    def backward(self, W, dg, x, want_input=True):
+        """``(dW, dx)``: ``dW = dg^T x`` at the live blocks (zero elsewhere), ``dx = dg W``
+        (None unless ``want_input``)."""
+        dT = np.ascontiguousarray(dg.T)                      # (n_out, N)
+        dWc, db = np.empty((W.shape[0], self.K), W.dtype), np.empty(W.shape[0], W.dtype)
+        weight_grads(self.K, np.ascontiguousarray(x.T), dT, dWc, db)
+        dW = np.empty_like(W)
+        scatter_dense(dWc, self.K, dW)
+        return dW, (self.down(W, dT).T if want_input else None)
+
+
+def linear_plan(mask):
+    """The twin of a masked ``layers.Linear`` (``kernels.twin("linear")``): a
+    ``GroupedPlan`` for a grouped (tree) layer, else ``mlp.LinearPlan``."""
+    K = grouped(mask)
+    return LinearPlan(mask) if K is None else GroupedPlan(mask, K)
 
 
 def build_step(sizes, masks, dtype, threads=None, weights=None, biases=None,
@@ -828,8 +779,8 @@ class TrainStep:
     def applies(net, cfg):
         """A net the kernels are written for (``compiled_steps``: a ReLUNet) without BN,
         trained with given negatives, that is a tree network (``tree_groups``: plain, or
-        with biases and output normalisation) or a plain net whose compact weights fit the
-        fused step (``FusedStep.slots`` <= ``FUSED_MAX_WEIGHTS``)."""
+        with biases and output normalisation) or a plain net where the fused step pays
+        (``FusedStep.pays``: few dense weights, compact weights that fit)."""
         if not (getattr(net, "compiled_steps", False) and net.batchnorm is None
                 and cfg.negatives == "given"):
             return False
@@ -837,7 +788,7 @@ class TrainStep:
         if tree_groups(net.sizes, masks) is not None:
             return True
         return (net.biases is None and not net.normalize
-                and FusedStep.slots(net.sizes, masks) <= FUSED_MAX_WEIGHTS)
+                and FusedStep.pays(net.sizes, masks, net.dtype))
 
     @staticmethod
     def build(net):
