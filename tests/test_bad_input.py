@@ -681,7 +681,7 @@ def _usage_error(argv, capsys, match, monkeypatch=None, env=None):
                                               r"300,000,000 runs"),
     (["decoupling", "--table", "--measured", "1000000000"],
      r"--measured 1000000000 needs ~10\.7 TiB for 1,000,000,000 samples"),
-    (["decoupling", "--table", "--seeds", "1000"], r"--seeds 1000 x 13 settings: 13,000 runs"),
+    (["decoupling", "--table", "--seeds", "1000"], r"--seeds 1000 x 14 settings: 14,000 runs"),
     (["selectivity", "--n-jobs", "0"], r"--n-jobs: must be an integer >= 1, or -1"),
     (["supervision", "--n-jobs", "0"], r"--n-jobs: must be an integer >= 1, or -1"),
     (["acceleration", "--figure", "/nonexistent/a.png"], r"--figure: cannot write "
