@@ -141,7 +141,7 @@ def test_grouped_plan_twin(G, h, K):
         m2[0, -1] = 1                                     # one unit reads another group
         assert isinstance(KT.linear_plan(m2), mlp.LinearPlan)
         wrong = KT.GroupedPlan(np.kron(np.eye(G * K), np.ones((1, 1))), 1)
-        assert rel_err(linear(x, W), wrong.forward(W, x)) > 1e-3
+        assert not rel_err(linear(x, W), wrong.forward(W, x)) < 1e-3   # other (or NaN) values
 
 
 @pytest.mark.parametrize("kind", ["tree", "dense", "mixed"])
