@@ -483,12 +483,19 @@ def add_covariance_parser(subparsers):
     return p
 
 
-def run_covariance(args):
+def _checked_config(cls, args):
+    """The command's config ``cls`` from its flags, validated and its cost within the limits;
+    a bad value is a usage error naming the flag."""
     try:
-        cfg = _config(E.CovarianceConfig, args).validate()
+        cfg = _config(cls, args).validate()
         cfg.cost().check()
     except ValueError as exc:
-        _flag_error(args._parser, exc, args=args, cls=E.CovarianceConfig)
+        _flag_error(args._parser, exc, args=args, cls=cls)
+    return cfg
+
+
+def run_covariance(args):
+    cfg = _checked_config(E.CovarianceConfig, args)
     if not args.json:
         r = cfg.run
         print(f"# covariance operator of layer {cfg.layer} (net.weights[{cfg.layer}], the paper's "
@@ -767,11 +774,7 @@ def add_acceleration_parser(subparsers):
 
 
 def run_acceleration(args):
-    try:
-        cfg = _config(E.AccelerationConfig, args).validate()
-        cfg.cost().check()
-    except ValueError as exc:
-        _flag_error(args._parser, exc, args=args, cls=E.AccelerationConfig)
+    cfg = _checked_config(E.AccelerationConfig, args)
     if args.figure:
         B.require("matplotlib", "figures")
     r = cfg.run
