@@ -2,5 +2,5 @@
 (``settings``) and optional packages (``extras``). Imports nothing from minissl; the core reaches
 them through ``backend`` (``B.check_int``, ...)."""
 from .extras import MissingExtra, require
-from .settings import check_settings, setting
+from .settings import check_settings, setting, setting_type
 from .values import check_choice, check_int, check_real, format_number

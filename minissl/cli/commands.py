@@ -32,11 +32,12 @@ from dataclasses import replace
 from .. import backend as B
 from .. import experiments as E
 from . import realdata
+from .flags import config_of as _config, dataclass_flags as _dataclass_flags, \
+    flag_error as _flag_error
 from ..figures import plots as P
 from ..byol import PREDICTORS, PRESETS as BYOL_PRESETS, BYOLConfig
 from ..hltm import check_polarity
 from ..layers import BN_MODES
-from ..budget import ResourceLimitError
 from ..train import NEGATIVES, TrainingDiverged
 
 
@@ -83,60 +84,6 @@ def add_training_flags(p):
     g.add_argument("--threads", type=_positive_int, default=1,
                    help="BLAS threads per run (default 1: the matrices are small)")
     return g
-
-
-_TYPES = {"int": int, "float": float, "str": str, "bool": bool, "tuple": tuple}
-
-
-def _field_type(f, default):
-    """The Python type of a config field: its annotation (``"float | None"`` -> float)."""
-    t = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
-    return _TYPES.get(t.split("|")[0].strip(), type(default))
-
-
-def _dataclass_flags(p, cls, names=None, multi=()):
-    """One ``--flag`` per leaf setting of the config dataclass ``cls`` (``experiments.
-    leaf_fields(cls())``; only ``names``, in that order, where given), made from the field's
-    ``backend.setting`` metadata: its help and default, its ``choices``; a bool is
-    ``--flag/--no-flag``, a tuple that many numbers; the ``multi`` ones take several values.
-    Every flag defaults to None (the field's own default, or the preset's)."""
-    leaves = E.leaf_fields(cls())
-    for name in names or leaves:
-        f, d = leaves[name]
-        m, kind = f.metadata, _field_type(f, d)
-        shown = "" if d is None else f" (default {':'.join(map(str, d)) if kind is tuple else d})"
-        kw = dict(default=None, help=(m.get("help", "") + shown).strip().replace("%", "%%"))
-        if kind is bool:
-            kw["action"] = argparse.BooleanOptionalAction
-        elif kind is tuple:
-            kw.update(type=float, nargs=len(d), metavar=("LO", "HI") if len(d) == 2 else None)
-        else:
-            kw.update(type=kind, choices=m.get("choices"))
-        if name in multi:
-            kw["nargs"] = "+"
-        p.add_argument("--" + name.replace("_", "-"), **kw)
-
-
-def _config(cls, args, **override):
-    """A ``cls`` config from the parsed flags named like its leaf settings (None = default)."""
-    kw = {}
-    for name in E.leaf_fields(cls()):
-        v = getattr(args, name, None)
-        if v is not None:
-            kw[name] = tuple(v) if isinstance(v, list) else v
-    return E.with_settings(cls(), **{**kw, **override})
-
-
-def _flag_error(parser, exc, cls):
-    """Report a config ValueError as a usage error naming the flag (exit status 2)."""
-    msg = str(exc)
-    if isinstance(exc, ResourceLimitError):            # names its settings itself
-        parser.error(msg)
-    head = msg.split(" ", 1)[0].split("[", 1)[0].split("=", 1)[0]
-    names = set(E.leaf_fields(cls()))
-    flag = "--" + head.replace("_", "-") if head in names else ("--hid" if head == "sizes"
-                                                                else None)
-    parser.error(f"{flag}: {msg}" if flag else msg)
 
 
 def _progress(args, total, desc):
