@@ -435,3 +435,17 @@ def test_table_runs_carry_their_seed_and_the_figure_skips_untrained_rows(capsys,
     assert png.stat().st_size > 1000
     rows = R.table(_small(epochs=1), R.methods_rows(("random",)), seeds=(1, 2))
     assert [r["seed"] for r in rows[0]["runs"]] == [1, 2]
+
+
+def test_table_checks_every_row_before_running():
+    from minissl.budget import Limits, ResourceLimitError
+    seen = []
+    rows = (("random", dict(method="random")), ("long", dict(method="simclr", epochs=1000)))
+    with pytest.raises(ResourceLimitError, match="epochs=1000"):
+        R.table(_small(), rows, seeds=(0,), callback=seen.append,
+                limits=Limits(max_memory=1 << 30, max_work=1e9))
+    assert seen == []
+    with pytest.raises(ValueError, match="keep must be"):
+        R.table(_small(), (("random", dict(method="random")), ("bad", dict(keep=2.0))),
+                seeds=(0,), callback=seen.append)
+    assert seen == []

@@ -335,6 +335,14 @@ def byol_extra(model):
             "predictor_asym": a["asym"]}
 
 
+def check_cost(cfg, source, limits=None):
+    """Check the cost of the validated ``cfg`` on its ``source`` against ``limits``
+    (``ResourceLimitError``); returns ``source``."""
+    d = source.data
+    cfg.cost(source.dim, len(d.y_train), len(d.y_test), source.n_classes).check(limits)
+    return source
+
+
 def run(cfg, callback=None, stop=None, limits=None, data=None):
     """Train and evaluate per ``cfg`` (a ``RealDataConfig``); returns the records.
 
@@ -346,10 +354,8 @@ def run(cfg, callback=None, stop=None, limits=None, data=None):
     loaded ``Dataset``; ``cfg.cost`` is checked against ``limits`` first."""
     cfg = cfg.validate()
     t0 = time.perf_counter()
-    source = cfg.source(data, limits)
-    d = source.data
-    cfg.cost(source.dim, len(d.y_train), len(d.y_test), source.n_classes).check(limits)
-    steps_epoch, records = cfg.steps_per_epoch(len(d.y_train)), []
+    source = check_cost(cfg, cfg.source(data, limits), limits)
+    steps_epoch, records = cfg.steps_per_epoch(len(source.data.y_train)), []
 
     def on_record(r, net):
         epoch = r["step"] / steps_epoch
@@ -430,8 +436,12 @@ def table(base, rows, seeds=(0, 1, 2), callback=None, stop=None, limits=None):
     the final record of each seed's run that did not diverge, with its ``seed``) for the
     ``TABLE_KEYS`` the runs report (``cos``: the mean over training of the cosine between the
     covariance step and the gradient; ``diverged``: how many seeds' runs diverged, left out of
-    the means). ``callback(row)`` after each row (False ends)."""
+    the means). ``callback(row)`` after each row (False ends). Every row's settings and cost
+    are checked before the first run (a bad last row fails at once, not after the others)."""
     data, out = load(base.data, base.path or None), []
+    for _, kw in rows:
+        c = replace(base, **kw).validate()
+        check_cost(c, c.source(data, limits), limits)
     for label, kw in rows:
         runs, diverged = [], 0
         for s in seeds:
