@@ -41,7 +41,7 @@ def add_parser(subparsers):
                    help="one claim's table (docs/realdata.md)")
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..K-1 of a table (default 3)")
     p.add_argument("--figure", default=None,
-                   help="with --table / --claim: seed 0's first-layer change W - W(0) of "
+                   help="with --table / --claim: the first seed's first-layer change W - W(0) of "
                         "each trained row, a PNG written here")
     p.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1)")
     return p
@@ -78,18 +78,20 @@ def _table(cfg, args):
         print(f"# data {cfg.data}, seeds {list(seeds)}, mean ± sd; "
               f"{time.perf_counter() - t0:.0f} s wall")
     if args.figure:
-        _figure(cfg, out, args.figure)
+        _figure(cfg, out, args.figure, seeds[0])
 
 
-def _figure(cfg, rows, path):
-    """Seed 0's change ``W - W(0)`` of the first layer for each row that has it (a trained
-    method whose seed 0 did not diverge), a PNG at ``path``."""
+def _figure(cfg, rows, path, seed):
+    """The change ``W - W(0)`` of the first layer of each row's run of ``seed`` (the table's
+    first) where it has one (a trained method whose run did not diverge), a PNG at ``path``."""
     data = R.load(cfg.data, cfg.path or None)
-    runs = [(r, run) for r in rows for run in r["runs"] if run["seed"] == 0 and "weights" in run]
+    runs = [(r, run) for r in rows for run in r["runs"]
+            if run["seed"] == seed and "weights" in run]
     if not runs:
-        print("# --figure: no row has a trained seed 0; no figure written", file=sys.stderr)
+        print(f"# --figure: no row has a trained run of seed {seed}; no figure written",
+              file=sys.stderr)
         return
-    dW = [run["weights"] - R.initial_weights(replace(cfg, **r["settings"], seed=0),
+    dW = [run["weights"] - R.initial_weights(replace(cfg, **r["settings"], seed=seed),
                                              data.x_train.shape[1]) for r, run in runs]
     P.save_png(P.first_layer_figure(dW, data.shape, [r["label"] for r, _ in runs], n=12,
                                     title="first-layer weights: change from initialisation, "
