@@ -1,6 +1,8 @@
 """Tab "Real data": a method on digits or MNIST-1D, the loss, the probe accuracy and the
 first-layer weights as pictures, live; endpoint ``/train_realdata``."""
 
+from dataclasses import replace
+
 import gradio as gr
 
 from minissl import experiments as E
@@ -8,8 +10,8 @@ from minissl.backend import check_choice
 from minissl.figures import plots
 
 from app.text import REALDATA_TEXT
-from app.widgets import (LIMITS, Field, checked, choice, course_link, number_box, settings,
-                         show)
+from app.widgets import (LIMITS, Field, checked, choice, choice_of, course_link, fields_of,
+                         number_box, settings, show)
 from app.runs import (key_of, streamed, training_event)
 
 
@@ -17,6 +19,8 @@ from app.runs import (key_of, streamed, training_event)
 APP_DATA = ("digits", "mnist1d")
 APP_METHODS = ("simclr", "supcon", "covariance", "byol", "byol-nopred", "byol-linear",
                "directpred", "supervised", "random")
+#: the app's run: 40 epochs of a 128 -> 128 -> 64 encoder, a record every epoch
+APP_CONFIG = E.RealDataConfig(epochs=40, hidden=(128, 128), log_every=1)
 NO_AUG = dict(shift=0, scale=0.0, noise=0.0, mask="none")
 AUGMENTATIONS = {                     # RealDataConfig fields; "default": the data's own
     "default": {},
@@ -26,12 +30,12 @@ AUGMENTATIONS = {                     # RealDataConfig fields; "default": the da
     "complementary masks": {**NO_AUG, "mask": "complementary"},
     "noise": {**NO_AUG, "noise": 0.3},
 }
-REALDATA_FIELDS = {
-    "epochs": Field("epochs", int, 1, 200, 40, "passes over the training split, 1-200"),
-    "width": Field("hidden width", int, 8, 256, 128, "two hidden layers of this width, 8-256"),
-    "seed": Field("seed", int, 0, 2**31 - 1, 0, "init and augmentation draws"),
-}
+REALDATA_FIELDS = fields_of(
+    APP_CONFIG, dict(epochs=(1, 200), seed=(0, 2**31 - 1)),
+    width=Field("hidden width", int, 8, 256, APP_CONFIG.hidden[0],
+                "two hidden layers of this width, 8-256"))
 REALDATA_ORDER = ("data", "augmentation", "method", "epochs", "width", "seed")
+SIZES = {"digits": (64, 1438, 359), "mnist1d": (40, 4000, 1000)}   # n_0, n_train, n_test
 
 
 def realdata_config(values: dict) -> E.RealDataConfig:
@@ -40,13 +44,11 @@ def realdata_config(values: dict) -> E.RealDataConfig:
     data = checked(check_choice, "data", values.get("data"), APP_DATA)
     aug = checked(check_choice, "augmentation", values.get("augmentation"), tuple(AUGMENTATIONS))
     method = checked(check_choice, "method", values.get("method"), APP_METHODS)
-    cfg = E.RealDataConfig(data=data, method=method, epochs=v["epochs"], seed=v["seed"],
-                           hidden=(v["width"], v["width"]), out_dim=min(64, v["width"]),
-                           log_every=1, probe_every=max(1, v["epochs"] // 5),
-                           **AUGMENTATIONS[aug])
+    cfg = replace(APP_CONFIG, data=data, method=method, epochs=v["epochs"], seed=v["seed"],
+                  hidden=(v["width"], v["width"]), out_dim=min(64, v["width"]),
+                  probe_every=max(1, v["epochs"] // 5), **AUGMENTATIONS[aug])
     c = checked(cfg.validate)
-    n_0, n_train, n_test = {"digits": (64, 1438, 359), "mnist1d": (40, 4000, 1000)}[data]
-    checked(c.cost(n_0, n_train, n_test).check, LIMITS)
+    checked(c.cost(*SIZES[data]).check, LIMITS)
     return cfg
 
 
@@ -65,8 +67,9 @@ def realdata_figures(shape):
     return render
 
 
-def train_realdata(data="digits", augmentation="default", method="simclr", epochs=40,
-                   width=128, seed=0, request: gr.Request = None, progress=gr.Progress()):
+def train_realdata(data=APP_CONFIG.data, augmentation="default", method=APP_CONFIG.method,
+                   epochs=APP_CONFIG.epochs, width=APP_CONFIG.hidden[0], seed=APP_CONFIG.seed,
+                   request: gr.Request = None, progress=gr.Progress()):
     """Train a method on real data and stream ``experiments.realdata_run``: the loss and the
     probe over epochs, the first-layer weights, and a status line (the probes at the end)."""
     cfg = realdata_config(dict(zip(REALDATA_ORDER, (data, augmentation, method, epochs,
@@ -99,12 +102,12 @@ def realdata_tab():
         gr.Markdown(course_link(6))
         with gr.Row():
             with gr.Column(scale=1, min_width=300):
-                c = {"data": choice(APP_DATA, "digits", "data",
-                                    "digits: 8x8 images; mnist1d: 40-sample signals"),
+                c = {"data": choice_of(APP_CONFIG, "data", APP_DATA,
+                                       "digits: 8x8 images; mnist1d: 40-sample signals"),
                      "augmentation": choice(tuple(AUGMENTATIONS), "default", "augmentation",
                                             "how the two views are made"),
-                     "method": choice(APP_METHODS, "simclr", "method",
-                                      "the same encoder, trained by each method")}
+                     "method": choice_of(APP_CONFIG, "method", APP_METHODS,
+                                         "the same encoder, trained by each method")}
                 num = number_box(c, REALDATA_FIELDS, "real")
                 with gr.Row():
                     num("epochs"), num("width")

@@ -11,6 +11,7 @@ from gradio.components.plot import PlotData
 
 from minissl.figures import plots
 from minissl.backend import check_int, check_real
+from minissl.checks import setting_type
 from minissl.experiments.settings import leaf_fields
 from minissl.budget import PUBLIC_APP
 
@@ -73,7 +74,7 @@ def fields_of(cfg, bounds, **extra):
                 out[f"{key}_{end}"] = Field(f"{label} {word}", float, lo, hi, v,
                                             meta.get("help", ""))
             continue
-        kind = int if f.type in ("int", int) else float
+        kind = int if setting_type(f) is int else float
         out[key] = Field(label, kind, lo, hi, value, f"{meta.get('help', '')}, "
                          f"{_bounds(label, kind, lo, hi, lo_open)}", lo_open)
     return {**out, **extra}

@@ -19,6 +19,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -41,7 +42,7 @@ def setting(data):
 
 def minissl_epoch(source, cfg, steps, dtype):
     """Seconds of one epoch of ``train.train`` (backend numba)."""
-    net = encoder(cfg.__class__(**{**cfg.__dict__, "dtype": dtype}), source.dim)
+    net = encoder(replace(cfg, dtype=dtype), source.dim)
     tc = TrainConfig(loss="infonce", tau=TAU, lr=LR, optimizer="adam", negatives="in_batch",
                      steps=steps, batch_size=BATCH, seed=1, log_every=steps)
     t0 = time.perf_counter()

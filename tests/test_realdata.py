@@ -348,3 +348,104 @@ def test_first_layer_and_curve_figures():
     fig = plots.realdata_curves_figure([1, 2], [0.5, 0.4], [2], [0.9])
     assert len(fig.axes) == 2
     plots.close(fig)
+
+
+# ----------------------------------------------------------------------------- settings, review
+FLAGS = ["--data", "--path", "--method", "--seed", "--hidden", "--out-dim", "--bias",
+         "--no-bias", "--epochs", "--batch-size", "--optimizer", "--lr", "--momentum",
+         "--weight-decay", "--tau", "--loss", "--shift", "--scale", "--noise", "--mask", "--keep",
+         "--bn-mean", "--bn-var", "--ema", "--predictor-hidden", "--backend", "--dtype",
+         "--log-every", "--probe-every", "--knn-k", "--json", "--table", "--methods", "--claim",
+         "--seeds", "--figure", "--threads"]
+
+
+def test_flags_are_the_configs_settings(capsys):
+    """Every field is a ``setting`` with help; the flags are made from them and keep their
+    names, types and choices; no flag given leaves the config's own defaults."""
+    from dataclasses import fields
+    from minissl.cli import commands as cli
+    assert all(f.metadata.get("help") for f in fields(R.RealDataConfig))
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    actions = sub.choices["realdata"]._actions
+    assert [o for a in actions for o in a.option_strings][2:] == FLAGS
+    by = {a.dest: a for a in actions}
+    assert (by["hidden"].type, by["hidden"].nargs) == (int, "+")
+    assert (by["epochs"].type, by["shift"].type, by["keep"].type) == (int, int, float)
+    assert tuple(by["method"].choices) == R.METHODS and tuple(by["data"].choices) == D.DATA
+    args = parser.parse_args(["realdata", "--hidden", "32", "16", "--epochs", "3"])
+    assert cli._config(R.RealDataConfig, args) == R.RealDataConfig(hidden=(32, 16), epochs=3)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["realdata", "--help"])
+    assert "(default: per data and method)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(keep=2.0), r"keep must be a finite number in \(0, 1\], got 2.0"),
+    (dict(scale=-1.0), r"scale must be"),
+    (dict(shift=-1), r"shift must be an integer >= 0"),
+    (dict(epochs=1.5), r"epochs must be an integer"),
+    (dict(hidden=()), r"hidden must be a tuple of one or more widths"),
+    (dict(hidden=(8, 0)), r"hidden\[1\] must be an integer in \[1, 4096\]"),
+    (dict(weight_decay=1e-3), r"weight_decay must be 0 with optimizer='adam'"),
+    (dict(method="supcon", loss="simple"), r"loss must be 'infonce' for method='supcon'"),
+    (dict(method="byol", bias=True), r"bias must be False for method='byol'"),
+    (dict(dtype="float16"), r"dtype must be one of"),
+])
+def test_validate_checks_every_setting(kw, match):
+    with pytest.raises(ValueError, match=match):
+        R.RealDataConfig(**kw).validate()
+
+
+def test_validate_returns_integers():
+    c = R.RealDataConfig(epochs=3.0, seed=np.int64(2), shift=1.0).validate()
+    assert (type(c.epochs), type(c.seed), type(c.shift)) == (int, int, int)
+    assert R.run(R.RealDataConfig(**{**_small(method="random").__dict__, "epochs": 2.0}))
+
+
+def test_cli_names_the_flag_of_an_augmentation_setting(capsys):
+    from minissl.cli import commands as cli
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["realdata", "--keep", "2", "--method", "raw"])
+    assert exc.value.code == 2 and "--keep: keep must be" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["simclr", "byol", "directpred"])
+def test_initial_weights_are_the_runs_start(method):
+    """``initial_weights`` is the first layer the run starts from (a run with a vanishing
+    learning rate ends there), BYOL's online encoder too."""
+    cfg = _small(method=method, epochs=1, lr=1e-9)
+    w = R.run(cfg)[-1]["weights"]
+    w0 = R.initial_weights(cfg, 64)
+    assert np.abs(w0).max() > 0.01 and np.allclose(w, w0, atol=1e-6)
+
+
+def test_supervised_follows_the_optimizer():
+    runs = {o: R.run(_small(method="supervised", optimizer=o, lr=0.01, epochs=1))[-1]["weights"]
+            for o in ("adam", "sgd")}
+    assert not np.allclose(runs["adam"], runs["sgd"], atol=1e-3)
+
+
+def test_table_runs_carry_their_seed_and_the_figure_skips_untrained_rows(capsys, tmp_path):
+    from minissl.cli import commands as cli
+    png = tmp_path / "dw.png"
+    assert cli.main(["realdata", "--data", "digits", "--table", "--methods", "raw", "simclr",
+                     "--seeds", "2", "--hidden", "16", "--out-dim", "4", "--epochs", "1",
+                     "--figure", str(png)]) == 0
+    assert png.stat().st_size > 1000
+    rows = R.table(_small(epochs=1), R.methods_rows(("random",)), seeds=(1, 2))
+    assert [r["seed"] for r in rows[0]["runs"]] == [1, 2]
+
+
+def test_table_checks_every_row_before_running():
+    from minissl.budget import Limits, ResourceLimitError
+    seen = []
+    rows = (("random", dict(method="random")), ("long", dict(method="simclr", epochs=1000)))
+    with pytest.raises(ResourceLimitError, match="epochs=1000"):
+        R.table(_small(), rows, seeds=(0,), callback=seen.append,
+                limits=Limits(max_memory=1 << 30, max_work=1e9))
+    assert seen == []
+    with pytest.raises(ValueError, match="keep must be"):
+        R.table(_small(), (("random", dict(method="random")), ("bad", dict(keep=2.0))),
+                seeds=(0,), callback=seen.append)
+    assert seen == []

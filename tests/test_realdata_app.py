@@ -50,3 +50,20 @@ def test_default_settings_fit_the_app_limits():
             if method != "covariance":
                 app_real.realdata_config(dict(data=data, augmentation="default", method=method,
                                               epochs=40, width=128, seed=0))
+
+
+def test_fields_come_from_the_config_settings():
+    """The number fields are RealDataConfig's settings (help, integer kind, the app's default),
+    the endpoint's inputs and defaults are unchanged."""
+    import inspect
+    from dataclasses import fields
+    from minissl import experiments as E
+    help_ = {f.name: f.metadata["help"] for f in fields(E.RealDataConfig)}
+    for key in ("epochs", "seed"):
+        field = app_real.REALDATA_FIELDS[key]
+        assert field.hint.startswith(help_[key]) and field.kind is int and field.label == key
+    assert app_real.REALDATA_FIELDS["epochs"].default == 40
+    params = inspect.signature(app_real.train_realdata).parameters
+    assert list(params)[:6] == list(app_real.REALDATA_ORDER)
+    assert [params[k].default for k in app_real.REALDATA_ORDER] == [
+        "digits", "default", "simclr", 40, 128, 0]

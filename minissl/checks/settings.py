@@ -19,11 +19,21 @@ def setting(default, help, *, label=None, lo=None, hi=None, lo_open=False, hi_op
                              metadata={k: v for k, v in meta.items() if v is not None})
 
 
+_TYPES = {"int": int, "float": float, "str": str, "bool": bool, "tuple": tuple}
+
+
+def setting_type(f, default=None):
+    """The Python type a config field is declared with: its annotation, a string under
+    ``from __future__ import annotations`` (``"int | None"`` -> int), else ``type(default)``."""
+    t = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+    return _TYPES.get(t.split("|")[0].strip(), type(default))
+
+
 def check_settings(cfg):
     """Check each field of the dataclass ``cfg`` against its ``setting`` metadata (``choices``:
-    ``check_choice``; bounds: ``check_int`` for an int field, else ``check_real``; a field
-    annotated ``bool``: ``check_bool``, None allowed for ``bool | None``); the first bad field
-    raises ``ValueError`` naming it. Returns ``cfg``."""
+    ``check_choice``; bounds: ``check_int`` for an int field (``int | None`` is one), else
+    ``check_real``; a field annotated ``bool``: ``check_bool``, None allowed for ``bool | None``);
+    the first bad field raises ``ValueError`` naming it. Returns ``cfg``."""
     for f in dataclasses.fields(cfg):
         m, v = f.metadata, getattr(cfg, f.name)
         kind = str(getattr(f.type, "__name__", f.type)).replace(" ", "")
@@ -32,7 +42,7 @@ def check_settings(cfg):
         elif kind in ("bool", "bool|None"):
             if not (v is None and kind == "bool|None"):
                 check_bool(f.name, v)
-        elif kind == "int" and ("lo" in m or "hi" in m):
+        elif setting_type(f) is int and ("lo" in m or "hi" in m):
             check_int(f.name, v, m.get("lo"), m.get("hi"))
         elif "lo" in m or "hi" in m:
             check_real(f.name, v, m.get("lo"), m.get("hi"), lo_open=m.get("lo_open", False),

@@ -12,27 +12,19 @@ optional package or an unreadable data file is one line on stderr (exit 1).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
-from dataclasses import fields, replace
+from dataclasses import replace
 
 from .. import backend as B
 from .. import experiments as E
 from ..budget import ResourceLimitError
-from ..datasets import DATA, MASKS, MissingExtra
+from ..datasets import MissingExtra
 from ..experiments import realdata as R
 from ..figures import plots as P
-from ..layers import BN_MODES
 from ..train import TrainingDiverged
-
-CHOICES = {"data": DATA, "method": R.METHODS, "optimizer": R.OPTIMIZERS, "loss": R.LOSSES,
-           "mask": MASKS, "bn_mean": BN_MODES, "bn_var": BN_MODES, "backend": B.BACKENDS,
-           "dtype": B.DTYPES}
-TYPES = {"epochs": int, "optimizer": str, "lr": float, "tau": float, "shift": int,
-         "scale": float, "noise": float, "mask": str, "keep": float,
-         "weight_decay": float}
+from .flags import config_of, dataclass_flags, flag_error
 
 
 def add_parser(subparsers):
@@ -44,18 +36,8 @@ def add_parser(subparsers):
                     "the defaults on one core: ~5-10 s a run on digits, ~25-45 s on MNIST-1D "
                     "(the covariance method ~4 min); --table ~10 runs x --seeds; progress on "
                     "stderr.")
-    defaults = R.RealDataConfig()
-    for f in fields(R.RealDataConfig):
-        flag, d = "--" + f.name.replace("_", "-"), getattr(defaults, f.name)
-        kind = TYPES.get(f.name, type(d))
-        if isinstance(d, tuple):
-            p.add_argument(flag, type=int, nargs="+", default=None, help=f"(default {d})")
-        elif isinstance(d, bool):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
-        else:
-            p.add_argument(flag, type=kind, choices=CHOICES.get(f.name), default=None,
-                           help="(default: per data and method)" if d is None else
-                           f"(default {d})")
+    dataclass_flags(p, R.RealDataConfig, multi=("hidden",),
+                    unset="default: per data and method")
     p.add_argument("--json", action="store_true", help="one JSON object (a run) or per row")
     p.add_argument("--table", action="store_true", help="every --methods x --seeds")
     p.add_argument("--methods", nargs="+", choices=R.METHODS, default=None,
@@ -64,26 +46,11 @@ def add_parser(subparsers):
                    help="one claim's table (docs/realdata.md)")
     p.add_argument("--seeds", type=int, default=None,
                    help="--table/--claim: seeds --seed .. --seed + K - 1 (default 3)")
-    p.add_argument("--figure", default=None, help="--claim decoupling: write the PNG here")
+    p.add_argument("--figure", default=None,
+                   help="with --table / --claim: the first seed's first-layer change W - W(0) of "
+                        "each trained row, a PNG written here")
     p.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1)")
     return p
-
-
-def _config(args):
-    kw = {f.name: getattr(args, f.name) for f in fields(R.RealDataConfig)
-          if getattr(args, f.name, None) is not None}
-    if "hidden" in kw:
-        kw["hidden"] = tuple(kw["hidden"])
-    return R.RealDataConfig(**kw)
-
-
-def _usage_error(args, exc):
-    msg = str(exc)
-    head = msg.split(" ", 1)[0].split("[", 1)[0]
-    names = {f.name for f in fields(R.RealDataConfig)}
-    flag = "--" + head.replace("_", "-") if head in names and not \
-        isinstance(exc, ResourceLimitError) else None
-    args._parser.error(f"{flag}: {msg}" if flag else msg)
 
 
 def _rows(args):
@@ -118,13 +85,25 @@ def _table(cfg, args):
         _print_table(R.table_lines(out))
         print(f"# data {cfg.data}, seeds {list(seeds)}, mean ± sd; "
               f"{time.perf_counter() - t0:.0f} s wall")
-    if args.figure:                                   # seed 0's change W - W(0)
-        data = R.load(cfg.data, cfg.path or None)
-        dW = [r["runs"][0]["weights"] - R.initial_weights(
-            replace(cfg, **r["settings"], seed=0), data.x_train.shape[1]) for r in out]
-        P.save_png(P.first_layer_figure(dW, data.shape, [r["label"] for r in out], n=12,
-                                        title="first-layer weights: change from "
-                                              "initialisation, W - W(0)"), args.figure, dpi=110)
+    if args.figure:
+        _figure(cfg, out, args.figure, seeds[0])
+
+
+def _figure(cfg, rows, path, seed):
+    """The change ``W - W(0)`` of the first layer of each row's run of ``seed`` (the table's
+    first) where it has one (a trained method whose run did not diverge), a PNG at ``path``."""
+    data = R.load(cfg.data, cfg.path or None)
+    runs = [(r, run) for r in rows for run in r["runs"]
+            if run["seed"] == seed and "weights" in run]
+    if not runs:
+        print(f"# --figure: no row has a trained run of seed {seed}; no figure written",
+              file=sys.stderr)
+        return
+    dW = [run["weights"] - R.initial_weights(replace(cfg, **r["settings"], seed=seed),
+                                             data.x_train.shape[1]) for r, run in runs]
+    P.save_png(P.first_layer_figure(dW, data.shape, [r["label"] for r, _ in runs], n=12,
+                                    title="first-layer weights: change from initialisation, "
+                                          "W - W(0)"), path, dpi=110)
 
 
 def _one(cfg, args):
@@ -144,10 +123,10 @@ def run(args):
     if args.seeds is not None and not (args.table or args.claim):
         args._parser.error("--seeds: only with --table or --claim (one run has one --seed)")
     try:
-        cfg = _config(args)
+        cfg = config_of(R.RealDataConfig, args)
         cfg.validate()
     except ValueError as exc:
-        _usage_error(args, exc)
+        flag_error(args._parser, exc, R.RealDataConfig)
     try:
         with B.blas_threads(args.threads):
             (_table if args.table or args.claim else _one)(cfg, args)
@@ -155,7 +134,7 @@ def run(args):
         print(f"minissl realdata: error: {exc}", file=sys.stderr)
         return 1
     except ResourceLimitError as exc:
-        _usage_error(args, exc)
+        flag_error(args._parser, exc, R.RealDataConfig)
     except ValueError as exc:                      # an unreadable or refused data file
         print(f"minissl realdata: error: {exc}", file=sys.stderr)
         return 1

@@ -36,12 +36,14 @@ from .. import backend as B
 from ..analysis.probes import probe
 from ..budget import STEP_OVERHEAD, Cost, mlp_activation_bytes, mlp_weights, training_work
 from ..byol import BYOL, BYOLConfig, train_byol
+from ..backend import setting
+from ..checks import setting_type
 from ..datasets import DATA, MASKS, RealData, load
 from ..layers import BN_MODES, Linear
 from ..losses import softmax_cross_entropy
 from ..metrics import effective_rank, eigen_alignment
 from ..nets import ReLUNet
-from ..optim import Adam, notify, stopped
+from ..optim import SGD, Adam, notify, stopped
 from ..train import TrainConfig, TrainingDiverged, train
 
 METHODS = ("raw", "random", "simclr", "byol", "byol-nopred", "byol-linear", "directpred",
@@ -71,38 +73,64 @@ AUG_FIELDS = ("shift", "scale", "noise", "mask", "keep")
 MAX_EPOCHS = 10_000
 
 
+def _unused(c):
+    """The first setting that ``c``'s method would silently ignore, as a ``ValueError``
+    message, or None."""
+    if c.optimizer == "adam" and c.weight_decay:
+        return f"weight_decay must be 0 with optimizer='adam', got {c.weight_decay!r}"
+    if c.loss != "infonce" and c.method not in ("simclr", "covariance"):
+        return (f"loss must be 'infonce' for method={c.method!r} (only simclr and covariance "
+                f"take 'simple'), got {c.loss!r}")
+    if c.bias and c.method in BYOL_METHODS + ("covariance",):
+        return (f"bias must be False for method={c.method!r} (the BYOL encoder has BN, the "
+                f"covariance operator's identity needs a bias-free net)")
+    return None
+
+
 @dataclass
 class RealDataConfig:
-    """One run (the ``realdata`` command's flags); None = the data's / method's default."""
-    data: str = "digits"           # digits | mnist1d | cifar10 | folder
-    path: str = ""                 # the local folder of cifar10 / folder data
-    method: str = "simclr"         # one of METHODS
-    seed: int = 0                  # init (stream 1) and training data (stream 2)
-    hidden: tuple = (256, 256)     # hidden widths
-    out_dim: int = 64              # output width (the embedding)
-    bias: bool = False             # per-unit biases (the theory's nets have none)
-    epochs: int | None = None      # passes over the training split (steps = epochs * N/batch)
-    batch_size: int = 256          # samples per step (2 views each)
-    optimizer: str | None = None   # adam | sgd (BYOL: sgd only)
-    lr: float | None = None        # learning rate
-    momentum: float = 0.9          # SGD momentum (sgd)
-    weight_decay: float | None = None   # SGD weight decay (sgd; BYOL: encoder and predictor)
-    tau: float | None = None       # InfoNCE / SupCon temperature
-    loss: str = "infonce"          # simclr / covariance: infonce (in-batch) | simple (given)
-    shift: int | None = None       # augmentation (datasets.RealData): translation in pixels
-    scale: float | None = None     # amplitude scaling U(1 - scale, 1 + scale)
-    noise: float | None = None     # Gaussian noise std, times the data's RMS
-    mask: str | None = None        # none | random | complementary
-    keep: float | None = None      # random mask: keep probability
-    bn_mean: str = "normal"        # BYOL encoder BN: mean part normal | detach | omit
-    bn_var: str = "normal"         # BYOL encoder BN: variance part
-    ema: float = 0.99              # BYOL target EMA
-    predictor_hidden: int = 256    # BYOL mlp predictor hidden width
-    backend: str = "numba"         # numba | numpy (cupy: a GPU)
-    dtype: str = "float32"         # float32 | float64
-    log_every: int = 10            # a record every this many epochs (and at the last)
-    probe_every: int = 0           # probe the output every this many epochs (0: at the end)
-    knn_k: int = 10                # neighbours of the k-NN probe
+    """One run (the ``realdata`` command's flags and the app's fields are made from these
+    settings); None = the data's / method's default (``resolve``: ``DATA_DEFAULTS``,
+    ``METHOD_DEFAULTS``)."""
+    data: str = setting("digits", "digits, mnist1d (made locally); cifar10, folder (--path)",
+                        choices=DATA)
+    path: str = setting("", "the local folder of cifar10 / folder data")
+    method: str = setting("simclr", "how the encoder is trained", choices=METHODS)
+    seed: int = setting(0, "init (stream 1) and training data (stream 2)", lo=0)
+    hidden: tuple = setting((256, 256), "hidden widths, at least one")
+    out_dim: int = setting(64, "output width (the embedding)", label="output width", lo=1,
+                           hi=4096)
+    bias: bool = setting(False, "per-unit biases (the theory's nets have none)")
+    epochs: int | None = setting(None, "passes over the training split (steps = epochs x "
+                                 "N / batch)", lo=0, hi=MAX_EPOCHS)
+    batch_size: int = setting(256, "samples per step (2 views each)", lo=4, hi=1 << 14)
+    optimizer: str | None = setting(None, "adam | sgd (BYOL, covariance: sgd only)",
+                                    choices=OPTIMIZERS)
+    lr: float | None = setting(None, "learning rate", lo=0, lo_open=True)
+    momentum: float = setting(0.9, "SGD momentum (sgd)", lo=0, hi=0.999)
+    weight_decay: float | None = setting(None, "SGD weight decay (sgd; BYOL: encoder and "
+                                         "predictor)", lo=0, hi=1)
+    tau: float | None = setting(None, "InfoNCE / SupCon temperature", lo=1e-3)
+    loss: str = setting("infonce", "simclr / covariance: infonce (in-batch negatives) | "
+                        "simple (one given negative)", choices=LOSSES)
+    shift: int | None = setting(None, "augmentation: translation by up to this many pixels",
+                                lo=0)
+    scale: float | None = setting(None, "amplitude scaling U(1 - scale, 1 + scale)", lo=0,
+                                  hi=1)
+    noise: float | None = setting(None, "Gaussian noise std, times the data's RMS", lo=0)
+    mask: str | None = setting(None, "none | random | complementary", choices=MASKS)
+    keep: float | None = setting(None, "random mask: keep probability", lo=0, hi=1,
+                                 lo_open=True)
+    bn_mean: str = setting("normal", "BYOL encoder BN: mean part", choices=BN_MODES)
+    bn_var: str = setting("normal", "BYOL encoder BN: variance part", choices=BN_MODES)
+    ema: float = setting(0.99, "BYOL target EMA (0: SimSiam)", lo=0, hi=0.9999)
+    predictor_hidden: int = setting(256, "BYOL mlp predictor hidden width", lo=1, hi=4096)
+    backend: str = setting("numba", "numba | numpy (cupy: a GPU)", choices=B.BACKENDS)
+    dtype: str = setting("float32", "float32 | float64", choices=B.DTYPES)
+    log_every: int = setting(10, "a record every this many epochs (and at the last)", lo=1)
+    probe_every: int = setting(0, "probe the output every this many epochs (0: at the end)",
+                               lo=0)
+    knn_k: int = setting(10, "neighbours of the k-NN probe", lo=1)
 
     def resolve(self):
         """A copy with every None replaced by the data's and method's default."""
@@ -114,36 +142,21 @@ class RealDataConfig:
         return replace(self, **{k: v for k, v in fill.items() if getattr(self, k) is None})
 
     def validate(self):
-        c = self.resolve()
-        B.check_int("seed", c.seed, 0)
-        if isinstance(c.hidden, (str, bytes)) or not hasattr(c.hidden, "__len__"):
-            raise ValueError(f"hidden must be a tuple of widths, got {c.hidden!r}")
+        """The resolved copy, checked: every setting against its ``setting`` bounds and
+        choices (integers as ``int``), the widths, and the settings the method takes."""
+        c = B.check_settings(self.resolve())
+        c = replace(c, **{f.name: int(getattr(c, f.name)) for f in fields(c)
+                          if setting_type(f) is int})
+        if isinstance(c.hidden, (str, bytes)) or not hasattr(c.hidden, "__len__") \
+                or not len(c.hidden):
+            raise ValueError(f"hidden must be a tuple of one or more widths, got {c.hidden!r}")
         c.hidden = tuple(B.check_int(f"hidden[{i}]", h, 1, 4096) for i, h in enumerate(c.hidden))
-        B.check_int("out_dim", c.out_dim, 1, 4096)
-        B.check_int("epochs", c.epochs, 0, MAX_EPOCHS)
-        B.check_int("batch_size", c.batch_size, 4, 1 << 14)
-        B.check_choice("optimizer", c.optimizer, OPTIMIZERS)
         if c.method in BYOL_METHODS + ("covariance",) and c.optimizer != "sgd":
             raise ValueError(f"optimizer must be 'sgd' for method={c.method!r}, got "
                              f"{c.optimizer!r}")
-        B.check_real("lr", c.lr, 0, lo_open=True)
-        B.check_real("momentum", c.momentum, 0, 0.999)
-        B.check_real("weight_decay", c.weight_decay, 0, 1)
-        B.check_real("tau", c.tau, 1e-3, lo_open=False)
-        B.check_choice("loss", c.loss, LOSSES)
-        B.check_choice("mask", c.mask, MASKS)
-        B.check_choice("bn_mean", c.bn_mean, BN_MODES)
-        B.check_choice("bn_var", c.bn_var, BN_MODES)
-        B.check_real("ema", c.ema, 0, 0.9999)
-        B.check_int("predictor_hidden", c.predictor_hidden, 1, 4096)
-        B.check_choice("backend", c.backend, B.BACKENDS)
-        B.check_dtype(c.dtype)
-        for name in ("log_every", "knn_k"):
-            B.check_int(name, getattr(c, name), 1)
-        B.check_int("probe_every", c.probe_every, 0)
-        if c.bias and c.method == "covariance":
-            raise ValueError("bias must be False for method='covariance' (the covariance "
-                             "operator's identity needs a bias-free net)")
+        problem = _unused(c)
+        if problem:
+            raise ValueError(problem)
         return c
 
     def sizes(self, n_0):
@@ -220,9 +233,12 @@ def encoder(cfg, n_0, limits=None):
 
 
 def initial_weights(cfg, n_0):
-    """The first-layer weights (n_1, n_0) of the run's encoder at initialisation (what the
-    non-BYOL methods start from; ``first_layer_figure`` of the change ``W - W(0)``)."""
-    return B.to_numpy(encoder(cfg.validate(), n_0).weights[0]).copy()
+    """The first-layer weights (n_1, n_0) of the run's encoder at initialisation, BYOL's
+    online encoder for the BYOL methods (``first_layer_figure`` of the change ``W - W(0)``)."""
+    cfg = cfg.validate()
+    net = (BYOL(n_0, byol_config(cfg, 1, 1), backend=cfg.backend, dtype=cfg.dtype).online
+           if cfg.method in BYOL_METHODS else encoder(cfg, n_0))
+    return B.to_numpy(net.weights[0]).copy()
 
 
 def train_config(cfg, steps, log_steps):
@@ -252,11 +268,14 @@ def byol_config(cfg, steps, log_steps):
 
 def train_supervised(net, source, cfg, steps, log_steps, callback=None, stop=None):
     """The encoder + a linear head (out_dim -> classes, with bias) trained with softmax
-    cross-entropy on one augmented view per sample, Adam; ``callback({step, loss, seconds})``
-    every ``log_steps`` steps. Returns the number of steps run."""
+    cross-entropy on one augmented view per sample, Adam (or SGD with momentum and weight
+    decay); ``callback({step, loss, seconds})`` every ``log_steps`` steps. Returns the number
+    of steps run."""
     head = Linear(cfg.out_dim, source.n_classes, bias=True, rng=B.derive_seed(cfg.seed, 3),
                   dtype=cfg.dtype, backend=cfg.backend)
-    opt = Adam(net.parameters() + head.parameters(), cfg.lr)
+    params = net.parameters() + head.parameters()
+    opt = (SGD(params, cfg.lr, cfg.momentum, cfg.weight_decay) if cfg.optimizer == "sgd"
+           else Adam(params, cfg.lr))
     rng, t0, window = B.rng(B.derive_seed(cfg.seed, 2)), time.perf_counter(), []
     labels = np.asarray(source.data.y_train)
     for step in range(1, steps + 1):
@@ -316,6 +335,14 @@ def byol_extra(model):
             "predictor_asym": a["asym"]}
 
 
+def check_cost(cfg, source, limits=None):
+    """Check the cost of the validated ``cfg`` on its ``source`` against ``limits``
+    (``ResourceLimitError``); returns ``source``."""
+    d = source.data
+    cfg.cost(source.dim, len(d.y_train), len(d.y_test), source.n_classes).check(limits)
+    return source
+
+
 def run(cfg, callback=None, stop=None, limits=None, data=None):
     """Train and evaluate per ``cfg`` (a ``RealDataConfig``); returns the records.
 
@@ -327,10 +354,8 @@ def run(cfg, callback=None, stop=None, limits=None, data=None):
     loaded ``Dataset``; ``cfg.cost`` is checked against ``limits`` first."""
     cfg = cfg.validate()
     t0 = time.perf_counter()
-    source = cfg.source(data, limits)
-    d = source.data
-    cfg.cost(source.dim, len(d.y_train), len(d.y_test), source.n_classes).check(limits)
-    steps_epoch, records = cfg.steps_per_epoch(len(d.y_train)), []
+    source = check_cost(cfg, cfg.source(data, limits), limits)
+    steps_epoch, records = cfg.steps_per_epoch(len(source.data.y_train)), []
 
     def on_record(r, net):
         epoch = r["step"] / steps_epoch
@@ -407,11 +432,16 @@ def methods_rows(methods):
 
 def table(base, rows, seeds=(0, 1, 2), callback=None, stop=None, limits=None):
     """Run every ``(label, fields)`` of ``rows`` over ``base`` (a ``RealDataConfig``) for each
-    seed; one row per label: ``{label, settings, seeds, runs, KEY: (mean, sd)}`` for the
+    seed; one row per label: ``{label, settings, seeds, runs, KEY: (mean, sd)}`` (``runs``:
+    the final record of each seed's run that did not diverge, with its ``seed``) for the
     ``TABLE_KEYS`` the runs report (``cos``: the mean over training of the cosine between the
     covariance step and the gradient; ``diverged``: how many seeds' runs diverged, left out of
-    the means). ``callback(row)`` after each row (False ends)."""
+    the means). ``callback(row)`` after each row (False ends). Every row's settings and cost
+    are checked before the first run (a bad last row fails at once, not after the others)."""
     data, out = load(base.data, base.path or None), []
+    for _, kw in rows:
+        c = replace(base, **kw).validate()
+        check_cost(c, c.source(data, limits), limits)
     for label, kw in rows:
         runs, diverged = [], 0
         for s in seeds:
@@ -421,7 +451,8 @@ def table(base, rows, seeds=(0, 1, 2), callback=None, stop=None, limits=None):
                 diverged += 1
                 continue
             cos = [r["cos"] for r in records[:-1] if "cos" in r]
-            runs.append({**records[-1], **({"cos": float(np.mean(cos))} if cos else {})})
+            runs.append({**records[-1], "seed": s,
+                         **({"cos": float(np.mean(cos))} if cos else {})})
         row = {"label": label, "settings": kw, "seeds": list(seeds), "runs": runs,
                "diverged": diverged}
         for k in TABLE_KEYS:
