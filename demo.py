@@ -12,7 +12,7 @@ worker with Stop; ``app/text.py`` holds the long Markdown texts. ``build_demo()`
 queued ``gr.Blocks``; ``main()`` parses flags. The training events are API endpoints
 (``/train_hltm``, ``/train_covariance``, ...; docs/demo.md). ``app/serving.py``: runs at once,
 one thread each (the thread variables below are set before NumPy and Numba load), the
-startup warm-up and memory release; ``app/shared.py``: identical requests share one run.
+startup warm-up and memory release; ``app/sharing.py``: identical requests share one run.
 """
 import argparse
 import os

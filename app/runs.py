@@ -4,7 +4,7 @@ pictures, Stop, cancel, the queue.
 Every training event of the app goes through ``streamed``: the runner (a function of
 ``minissl.experiments``) runs in a worker thread (``produce``) with its ``callback`` and
 ``stop`` flag, once per validated setting: requests with the same ``key`` share its stream
-(``app/shared.py``: join a run in progress, replay a finished one). At most
+(``app/sharing.py``: join a run in progress, replay a finished one). At most
 ``serving.SLOTS.limit`` computations run at once, one thread each (``app/serving.py``). Stop
 (the page's button or the ``/stop`` endpoint) ends the request's stream, and the computation
 when nobody else watches it; a cancelled event does the same within a step
@@ -20,7 +20,7 @@ import gradio as gr
 import minissl
 
 from app import serving
-from app.shared import RunCache
+from app.sharing import RunCache
 
 RENDER_INTERVAL = 0.5        # seconds of training between two streamed pictures (at least)
 WAIT = 0.05                  # seconds a request waits for the next item before checking Stop

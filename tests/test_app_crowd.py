@@ -19,7 +19,7 @@ gradio_client = pytest.importorskip("gradio_client")
 from app import hltm as app_hltm  # noqa: E402
 from app import runs as app_runs  # noqa: E402
 from app import serving  # noqa: E402
-from app.shared import RunCache  # noqa: E402
+from app.sharing import RunCache  # noqa: E402
 from minissl.backend import numba_available  # noqa: E402
 
 pytestmark = pytest.mark.timeout(180)
