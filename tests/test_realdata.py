@@ -412,7 +412,8 @@ def test_cli_names_the_flag_of_an_augmentation_setting(capsys):
 
 def test_byol_defaults_reach_its_optimisers():
     """byol's defaults (lr 0.1, weight decay 1e-3, predictor 10 x lr) reach ``BYOLConfig`` and
-    the predictor's SGD; the other BYOL methods keep a predictor at lr, a flag overrides."""
+    the predictor's SGD; byol-nopred shares lr and weight decay; the other BYOL methods keep a
+    predictor at lr; a flag overrides."""
     c = R.RealDataConfig(data="mnist1d", method="byol").validate()
     assert (c.lr, c.weight_decay, c.predictor_lr) == (0.1, 1e-3, 10.0)
     b = R.byol_config(c, 1, 1)
@@ -420,6 +421,8 @@ def test_byol_defaults_reach_its_optimisers():
     model = R.BYOL(40, b)
     assert model.opt.lr == pytest.approx(0.1) and model.opt_pred.lr == pytest.approx(1.0)
     assert model.opt_pred.wd == pytest.approx(1e-4)          # lr * eta per step, as the encoder
+    nopred = R.RealDataConfig(method="byol-nopred").validate()
+    assert (nopred.lr, nopred.weight_decay) == (c.lr, c.weight_decay)   # a like-for-like ablation
     for m in ("byol-nopred", "byol-linear", "directpred"):
         assert R.RealDataConfig(method=m).validate().predictor_lr == 1.0
     assert R.RealDataConfig(method="byol", predictor_lr=2.0).validate().predictor_lr == 2.0
