@@ -354,7 +354,7 @@ def test_first_layer_and_curve_figures():
 FLAGS = ["--data", "--path", "--method", "--seed", "--hidden", "--out-dim", "--bias",
          "--no-bias", "--epochs", "--batch-size", "--optimizer", "--lr", "--momentum",
          "--weight-decay", "--tau", "--loss", "--shift", "--scale", "--noise", "--mask", "--keep",
-         "--bn-mean", "--bn-var", "--ema", "--predictor-hidden", "--backend", "--dtype",
+         "--bn-mean", "--bn-var", "--ema", "--predictor-hidden", "--predictor-lr", "--backend", "--dtype",
          "--log-every", "--probe-every", "--knn-k", "--json", "--table", "--methods", "--claim",
          "--seeds", "--figure", "--threads"]
 
@@ -408,6 +408,26 @@ def test_cli_names_the_flag_of_an_augmentation_setting(capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(["realdata", "--keep", "2", "--method", "raw"])
     assert exc.value.code == 2 and "--keep: keep must be" in capsys.readouterr().err
+
+
+def test_byol_defaults_reach_its_optimisers():
+    """byol's defaults (lr 0.1, weight decay 1e-3, predictor 10 x lr) reach ``BYOLConfig`` and
+    the predictor's SGD; byol-nopred shares lr and weight decay; the other BYOL methods keep a
+    predictor at lr; a flag overrides."""
+    c = R.RealDataConfig(data="mnist1d", method="byol").validate()
+    assert (c.lr, c.weight_decay, c.predictor_lr) == (0.1, 1e-3, 10.0)
+    b = R.byol_config(c, 1, 1)
+    assert (b.lr, b.weight_decay, b.predictor_lr, b.ema) == (0.1, 1e-3, 10.0, 0.99)
+    model = R.BYOL(40, b)
+    assert model.opt.lr == pytest.approx(0.1) and model.opt_pred.lr == pytest.approx(1.0)
+    assert model.opt_pred.wd == pytest.approx(1e-4)          # lr * eta per step, as the encoder
+    nopred = R.RealDataConfig(method="byol-nopred").validate()
+    assert (nopred.lr, nopred.weight_decay) == (c.lr, c.weight_decay)   # a like-for-like ablation
+    for m in ("byol-nopred", "byol-linear", "directpred"):
+        assert R.RealDataConfig(method=m).validate().predictor_lr == 1.0
+    assert R.RealDataConfig(method="byol", predictor_lr=2.0).validate().predictor_lr == 2.0
+    with pytest.raises(ValueError, match="predictor_lr must be"):
+        R.RealDataConfig(method="byol", predictor_lr=0.0).validate()
 
 
 @pytest.mark.parametrize("method", ["simclr", "byol", "directpred"])
