@@ -469,3 +469,18 @@ def test_table_checks_every_row_before_running():
         R.table(_small(), (("random", dict(method="random")), ("bad", dict(keep=2.0))),
                 seeds=(0,), callback=seen.append)
     assert seen == []
+
+
+def test_cli_table_checks_its_rows_methods_not_the_default_one(capsys):
+    """--weight-decay with a table of SGD methods runs (the default --method, SimCLR's Adam,
+    is not what the table trains); the same flag with an Adam row is refused, naming it."""
+    from minissl.cli import commands as cli
+    assert cli.main(["realdata", "--data", "digits", "--weight-decay", "2e-3", "--epochs", "1",
+                     "--hidden", "16", "--out-dim", "4", "--table", "--methods", "byol-nopred",
+                     "--seeds", "1"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].startswith("byol-nopred")
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["realdata", "--data", "digits", "--weight-decay", "2e-3", "--table",
+                  "--methods", "simclr", "byol-nopred", "--seeds", "1"])
+    assert exc.value.code == 2 and "--weight-decay: weight_decay must be 0 with optimizer" \
+        in capsys.readouterr().err

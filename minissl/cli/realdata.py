@@ -124,7 +124,9 @@ def run(args):
         args._parser.error("--seeds: only with --table or --claim (one run has one --seed)")
     try:
         cfg = config_of(R.RealDataConfig, args)
-        cfg.validate()
+        for c in ([replace(cfg, **kw) for _, kw in _rows(args)]     # a table: what its rows run
+                  if args.table or args.claim else [cfg]):
+            c.validate()
     except ValueError as exc:
         flag_error(args._parser, exc, R.RealDataConfig)
     try:
