@@ -25,8 +25,13 @@ the network's start, the rest of the run being the same:
   (``input_scale="pixel"``: ``x / sqrt(tr C / d1)``, so b is in pixel standard deviations;
   noise of per-coordinate std s, drawn in raw units, is ``s / sqrt(tr C / d1)`` of them), V's
   rows of norm 0.1 (``v_norm``: Adam's first steps turn w ten times faster, ``lr sqrt(d1) /
-  ||v||`` radians per step), b = 1 pixel standard deviation, and ReLU neurons with a learned
-  bias (``h = ReLU(s - b)``, ``BiasedReLU``, b from ``b_init``).
+  ||v||`` radians per step), b = 1 pixel standard deviation, ReLU neurons with a learned
+  bias (``h = ReLU(s - b)``, ``BiasedReLU``, b from ``b_init``), and no temperature (``tau``
+  = 1: the logits are the cosines of the unit outputs, so the softmax weights of any two
+  negatives differ by at most ``e^2``). At ``tau`` = 0.2 the loss puts its weight on the
+  hardest negatives, the samples with the anchor's sparse code, which only the dense
+  features tell apart: a few neurons then settle in the dense subspace and stay
+  (docs/decoupling.md, "Why mask p = 0.5 plateaued").
 """
 from __future__ import annotations
 
@@ -60,7 +65,7 @@ DEAD_RATE = 0.01         # ... when it is active (h != 0) on at most this fracti
 #: the presets' fields (module docstring); "minissl" is the fields' defaults
 DECOUPLING_PRESETS = {"minissl": {},
                       "wenli": dict(input_scale="pixel", v_norm=0.1, b_init=1.0,
-                                    relu_bias=True)}
+                                    relu_bias=True, tau=1.0)}
 
 
 @dataclass
