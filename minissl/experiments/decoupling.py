@@ -27,10 +27,11 @@ the network's start and the loss's temperature, the rest of the run being the sa
   rows of norm 0.1 (``v_norm``: Adam's first steps turn w ten times faster, ``lr sqrt(d1) /
   ||v||`` radians per step), b = 1 pixel standard deviation, ReLU neurons with a learned
   bias (``h = ReLU(s - b)``, ``BiasedReLU``, b from ``b_init``); and, chosen here by
-  measurement rather than taken from that implementation, no temperature (``tau`` = 1: the logits are the cosines of the unit outputs, so the softmax weights of any two
-  negatives differ by at most ``e^2``). At ``tau`` = 0.2 the loss weighs the hardest
-  negatives most, among them the samples with the anchor's sparse code, which only the dense
-  features tell apart: under mask p = 0.5 a few neurons then settle in the dense subspace
+  measurement rather than taken from that implementation, no temperature (``tau`` = 1: the
+  logits are the cosines of the unit outputs, so the softmax weights of any two negatives
+  differ by at most ``e^2``). At ``tau`` = 0.2 the loss weighs the hardest negatives most,
+  among them the samples with the anchor's sparse code, which only the dense features tell
+  apart: under mask p = 0.5 a few neurons then settle in the dense subspace
   (docs/decoupling.md, "Why mask p = 0.5 plateaued").
 """
 from __future__ import annotations
