@@ -849,7 +849,7 @@ DECOUPLING_WIDTHS = [6, 8, 6, 6, 6, 6, 5, 6, 6, 7, 6]
 def _decoupling_run(cfg, args):
     if not args.json:
         src = cfg.source()
-        print(f"# {src!r}; {_decoupling_start(cfg)}; tau {cfg.tau:g}, batch "
+        print(f"# {src!r}; {_decoupling_start(cfg)}; batch "
               f"{cfg.batch_size}, Adam lr {cfg.lr:g}, {cfg.steps} steps")
         print(_fmt_row(["step", "loss", "align", "#>0.9", "dense²", "cover", "#cov", "dn live",
                         "dead", "b mean", "s"], DECOUPLING_WIDTHS))
