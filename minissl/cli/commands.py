@@ -755,10 +755,10 @@ def add_decoupling_parser(subparsers):
                     "(a row every --log-every steps); --table ~5-6 min (13 settings x 3 "
                     "seeds), progress on stderr, a row as each setting ends. --preset wenli: "
                     "input at unit pixel variance, V's rows of norm 0.1, b = 1, ReLU with a "
-                    "learned bias (flags given override the preset).")
+                    "learned bias, τ = 1 (flags given override the preset).")
     p.add_argument("--preset", choices=tuple(E.DECOUPLING_PRESETS), default="minissl",
-                   help="the network's start: minissl (the defaults) or wenli (Wen & Li's "
-                        "conventions: input_scale pixel, v_norm 0.1, b_init 1, relu_bias)")
+                   help="the conventions: minissl (the defaults) or wenli (Wen & Li's "
+                        "conventions: input_scale pixel, v_norm 0.1, b_init 1, relu_bias, tau 1)")
     _dataclass_flags(p, E.DecouplingConfig)
     p.add_argument("--table", action="store_true",
                    help="run the settings of docs/decoupling.md (other flags: the base)")
@@ -783,7 +783,7 @@ DECOUPLING_WIDTHS = [6, 8, 6, 6, 6, 6, 5, 6, 6, 7, 6]
 def _decoupling_run(cfg, args):
     if not args.json:
         src = cfg.source()
-        print(f"# {src!r}; {_decoupling_start(cfg)}; tau {cfg.tau:g}, batch "
+        print(f"# {src!r}; {_decoupling_start(cfg)}; batch "
               f"{cfg.batch_size}, Adam lr {cfg.lr:g}, {cfg.steps} steps")
         print(_fmt_row(["step", "loss", "align", "#>0.9", "dense²", "cover", "#cov", "dn live",
                         "dead", "b mean", "s"], DECOUPLING_WIDTHS))
@@ -811,7 +811,7 @@ def _decoupling_start(cfg):
     """The network's start in words (the preset's fields)."""
     return (f"neuron {cfg.neuron}{' + bias' if cfg.neuron == 'relu' and cfg.relu_bias else ''}"
             f", width {cfg.width}, input {cfg.input_scale}, |v| {cfg.v_norm:g}, b_init "
-            f"{cfg.b_init:g}")
+            f"{cfg.b_init:g}, tau {cfg.tau:g}")
 
 
 def _decoupling_settings(base, args):

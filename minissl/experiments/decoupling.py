@@ -15,18 +15,24 @@ batch, 5 the clean samples on which a neuron counts as dead (active on at most `
 1% of them); ``decoupling_table`` measures the view correlations on stream 3.
 
 Two presets (``DecouplingConfig.from_preset``, ``DECOUPLING_PRESETS``) set the conventions of
-the network's start, the rest of the run being the same:
+the network's start and the loss's temperature, the rest of the run being the same:
 
 - ``"minissl"`` (the field defaults): the input as drawn (per-coordinate std
   ``sqrt(tr C / d1)``, 0.22 for d1 = 128, k = 3, dense energy 1), V's rows of norm 1, b = 0
-  (the symmetric neuron starts linear), ReLU neurons without bias;
+  (the symmetric neuron starts linear), ReLU neurons without bias, τ = 0.2;
 - ``"wenli"`` (Wen & Li's conventions, as an independent implementation of the model uses
   them): the input scaled to unit pixel variance after the augmentation
   (``input_scale="pixel"``: ``x / sqrt(tr C / d1)``, so b is in pixel standard deviations;
   noise of per-coordinate std s, drawn in raw units, is ``s / sqrt(tr C / d1)`` of them), V's
   rows of norm 0.1 (``v_norm``: Adam's first steps turn w ten times faster, ``lr sqrt(d1) /
-  ||v||`` radians per step), b = 1 pixel standard deviation, and ReLU neurons with a learned
-  bias (``h = ReLU(s - b)``, ``BiasedReLU``, b from ``b_init``).
+  ||v||`` radians per step), b = 1 pixel standard deviation, ReLU neurons with a learned
+  bias (``h = ReLU(s - b)``, ``BiasedReLU``, b from ``b_init``); and, chosen here by
+  measurement rather than taken from that implementation, no temperature (``tau`` = 1: the
+  logits are the cosines of the unit outputs, so the softmax weights of any two negatives
+  differ by at most ``e^2``). At ``tau`` = 0.2 the loss weighs the hardest negatives most,
+  among them the samples with the anchor's sparse code, which only the dense features tell
+  apart: under mask p = 0.5 a few neurons then settle in the dense subspace
+  (docs/decoupling.md, "Why mask p = 0.5 plateaued").
 """
 from __future__ import annotations
 
@@ -60,7 +66,7 @@ DEAD_RATE = 0.01         # ... when it is active (h != 0) on at most this fracti
 #: the presets' fields (module docstring); "minissl" is the fields' defaults
 DECOUPLING_PRESETS = {"minissl": {},
                       "wenli": dict(input_scale="pixel", v_norm=0.1, b_init=1.0,
-                                    relu_bias=True)}
+                                    relu_bias=True, tau=1.0)}
 
 
 @dataclass
