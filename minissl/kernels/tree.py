@@ -44,6 +44,7 @@ from collections import namedtuple
 import numpy as np
 from numba import njit
 
+from .calls import addresses, via
 from .compiling import announce_compiles
 from .hltm import Sampler, is_tree, sample_bits, unpack_bits
 from .mlp import FUSED_MAX_WEIGHTS, LOSS_CODES, FusedStep, LinearPlan, loss_weights
@@ -415,6 +416,38 @@ def sgd_layer(W, dW, V, lr, momentum, wd):
 
 
 # ----------------------------------------------------------------------------- steps
+# The kernels the entry point calls, through their addresses (``kernels.calls``: compiled
+# once each instead of again inside the entry point); slot = position, then the signature.
+CALLS = ((sample_bits, "U1 i I1 U1 U2 U3 -> none"),
+         (unpack_bits, "U2 i A2 i i -> none"),
+         (pattern_rows, "U3 i i L A2 -> none"),
+         (leaf_tables, "A2 A1 L A2 A1 A3 A2 A1 A1 -> none"),
+         (combine, "A2 A1 i i A2 A2 i A2 -> none"),
+         (top_forward, "A2 A2 L f i i A1 A2 A1 f -> bool"),
+         (loss_weights, "A1 A2 L f f A1 A2 i i -> f3"),
+         (top_backward, "A2 A2 A2 L f i i A1 A2 A2 -> none"),
+         (weight_grads, "i A2 A2 A2 A1 -> none"),
+         (transposed, "A2 i i A2 -> none"),
+         (leaf_grads, "A2 L A3 A2 A1 A2 A2 A1 A3 A1 -> none"),
+         (sgd_layer, "A2 A2 A2 f f f -> none"))
+(_sample_bits, _unpack_bits, _pattern_rows, _leaf_tables, _combine, _top_forward, _loss_weights,
+ _top_backward, _weight_grads, _transposed, _leaf_grads, _sgd_layer) = (
+    via(slot, kernel, sig) for slot, (kernel, sig) in enumerate(CALLS))
+
+
+@functools.lru_cache(maxsize=None)
+def kernel_table(dtype, c, normalize, code, given=False):
+    """The address table of ``epoch_kernel(c, normalize, code, given)`` for float ``dtype``:
+    the kernels that variant calls (the sampler and the update unless ``given``; the pattern
+    kernels when c > 0, else ``unpack_bits``), compiled or loaded from the cache."""
+    skip = {"sample_bits", "unpack_bits", "sgd_layer"} if given else set()
+    skip |= {"pattern_rows", "leaf_tables", "leaf_grads"} if c == 0 or given else {"unpack_bits"}
+    return addresses([None if k.py_func.__name__ in skip else (k, sig) for k, sig in CALLS],
+                     np.dtype(dtype), {"pattern_rows": (c,), "leaf_tables": (c,),
+                                       "leaf_grads": (c,), "top_forward": (normalize,),
+                                       "top_backward": (normalize,), "loss_weights": (code,)})
+
+
 @functools.lru_cache(maxsize=None)
 def epoch_kernel(c, normalize, code, given=False):
     """The compiled ``run_steps`` for one variant: ``c`` (> 0: layers 1-2 collapsed on the
@@ -427,9 +460,9 @@ def epoch_kernel(c, normalize, code, given=False):
     more to compile than its dozen lines)."""
     pat = c > 0
 
-    @njit(cache=True, nogil=True)
+    @njit(cache=True, nogil=True, no_cfunc_wrapper=True)
     def run_steps(seeds, n_top, parent, thr, zbits, lbits, net, loss, w, H, wstride, lr,
-                  momentum, wd, bias, Vs, vbs, stats):
+                  momentum, wd, bias, Vs, vbs, stats, table):
         """``len(seeds)`` SGD steps on batches of the compiled sampler (see the module
         docstring) of the net with weights ``net.Ws``: compact (n_l, K_l) for ``wstride``
         0, dense masked for 1 (see ``combine``); ``stats[s] = (mean L, mean r_pos, mean
@@ -458,41 +491,41 @@ def epoch_kernel(c, normalize, code, given=False):
             if given:
                 pass
             elif pat:
-                sample_bits(seeds[s], n_top, parent, thr, zbits, lbits)
-                pattern_rows(lbits, N, H, c, w.ind)
-                leaf_tables(Ws[0], bs[0], c, Ws[1], bs[1], pre, A2, b2, tf)
-                combine(A2, b2, A2.shape[1], N - N, w.ind, acts[2], N - N + (L > 2), tmp)
+                _sample_bits(table, seeds[s], n_top, parent, thr, zbits, lbits)
+                _pattern_rows(table, lbits, N, H, c, w.ind)
+                _leaf_tables(table, Ws[0], bs[0], c, Ws[1], bs[1], pre, A2, b2, tf)
+                _combine(table, A2, b2, A2.shape[1], N - N, w.ind, acts[2], N - N + (L > 2), tmp)
                 first = 2
             else:
-                sample_bits(seeds[s], n_top, parent, thr, zbits, lbits)
+                _sample_bits(table, seeds[s], n_top, parent, thr, zbits, lbits)
                 for v in range(2 + H):
-                    unpack_bits(lbits[v], N, acts[0], N * min(v, 2) + max(v - 2, 0),
+                    _unpack_bits(table, lbits[v], N, acts[0], N * min(v, 2) + max(v - 2, 0),
                                 1 if v < 2 else H)
             for l in range(first, L):                        # modes: ReLU, the top linear
-                combine(Ws[l], bs[l], Ks[l], wstride * Ks[l], acts[l], acts[l + 1],
+                _combine(table, Ws[l], bs[l], Ks[l], wstride * Ks[l], acts[l], acts[l + 1],
                         1 if l < L - 1 else 0, tmp)
-            if not top_forward(acts[L], Y, normalize, loss.eps, N, H, r_pos, r_neg, tmp[0],
+            if not _top_forward(table, acts[L], Y, normalize, loss.eps, N, H, r_pos, r_neg, tmp[0],
                                loss.big):
                 stats[s, :] = np.nan
                 return s
-            sL, sp, sn = loss_weights(r_pos, r_neg, code, loss.tau, loss.margin, c_pos, c_neg,
+            sL, sp, sn = _loss_weights(table, r_pos, r_neg, code, loss.tau, loss.margin, c_pos, c_neg,
                                       N - N, N)
-            top_backward(acts[L], Y, dY, normalize, loss.eps, N, H, c_pos, c_neg, tmp)
+            _top_backward(table, acts[L], Y, dY, normalize, loss.eps, N, H, c_pos, c_neg, tmp)
             for l in range(L - 1, first - 1, -1):
-                weight_grads(Ks[l], acts[l], acts[l + 1], w.dWs[l], w.dbs[l])
+                _weight_grads(table, Ks[l], acts[l], acts[l + 1], w.dWs[l], w.dbs[l])
                 if l > 0:                                    # the delta below, gated
                     n_in = acts[l].shape[0]
                     WT = wt[:n_in * (Ws[l].shape[0] * Ks[l] // n_in)].reshape((n_in, -1))
-                    transposed(Ws[l], wstride * Ks[l], Ks[l], WT)
-                    combine(WT, zb, WT.shape[1], N - N, acts[l + 1], acts[l], N - N + 2, tmp)
+                    _transposed(table, Ws[l], wstride * Ks[l], Ks[l], WT)
+                    _combine(table, WT, zb, WT.shape[1], N - N, acts[l + 1], acts[l], N - N + 2, tmp)
             if pat:
-                weight_grads(A2.shape[1], w.ind, acts[2], T, w.dbs[1])
-                leaf_grads(Ws[1], c, pre, T, w.dbs[1], w.dWs[1], w.dWs[0], w.dbs[0], S, tf)
+                _weight_grads(table, A2.shape[1], w.ind, acts[2], T, w.dbs[1])
+                _leaf_grads(table, Ws[1], c, pre, T, w.dbs[1], w.dWs[1], w.dWs[0], w.dbs[0], S, tf)
             for l in range(L if not given else 0):
-                sgd_layer(Ws[l], w.dWs[l], Vs[l], lr, momentum, wd)
+                _sgd_layer(table, Ws[l], w.dWs[l], Vs[l], lr, momentum, wd)
                 if bias:
                     n = bs[l].shape[0]
-                    sgd_layer(bs[l].reshape((1, n)), w.dbs[l].reshape((1, n)),
+                    _sgd_layer(table, bs[l].reshape((1, n)), w.dbs[l].reshape((1, n)),
                               vbs[l].reshape((1, n)), lr, momentum, wd)
             stats[s, 0] = sL / N
             stats[s, 1] = sp / N
@@ -595,11 +628,13 @@ class TreeStep(_Grouped):
         f[:, :N], f[:, N:2 * N] = x.T, x_pos.T
         f[:, 2 * N:] = x_neg.reshape(N * H, -1).T
         stats, none = np.zeros((1, 3)), np.zeros(0, np.uint64)
+        variant = (0, self.norm[0], LOSS_CODES[loss], True)
+        table = kernel_table(self.net.Ws[0].dtype.name, *variant)
         with np.errstate(over="ignore"):
-            ok = epoch_kernel(0, self.norm[0], LOSS_CODES[loss], True)(
+            ok = epoch_kernel(*variant)(
                 none.reshape(1, 0), 0, none.astype(np.int64), none, none.reshape(0, 0),
                 none.reshape(0, 0, 0), self.net, self.loss(loss, tau, margin), w, H, 1, 0.0,
-                0.0, 0.0, self.bias, w.dWs, w.dbs, stats)
+                0.0, 0.0, self.bias, w.dWs, w.dbs, stats, table)
         if not ok:
             return math.nan, math.nan, math.nan, None
         grads = [np.empty_like(W) for W in self.net.Ws]
@@ -664,11 +699,12 @@ class TreeEpoch(_Grouped):
         w, sam = self.buffers(self.N, self.H), self.sampler
         for D, C, K in zip(self.dense, self.net.Ws, self.Ks):
             C[...] = compact(D, K)
+        variant = (int(self.Ks[0]) if self.net.pat else 0, self.norm[0], self.lossp.code)
+        table = kernel_table(self.net.Ws[0].dtype.name, *variant)
         with np.errstate(over="ignore"):                     # wrapping uint64 arithmetic
-            done = epoch_kernel(int(self.Ks[0]) if self.net.pat else 0, self.norm[0],
-                                self.lossp.code)(
+            done = epoch_kernel(*variant)(
                 seeds, sam.n_top, sam.parent, sam.thr, self.zbits, self.lbits, self.net,
-                self.lossp, w, self.H, 0, *self.sgd, stats)
+                self.lossp, w, self.H, 0, *self.sgd, stats, table)
         for D, C, K in zip(self.dense, self.net.Ws, self.Ks):
             set_dense(D, K, C)
         return stats[:done + (done < k)]
