@@ -86,7 +86,7 @@ def addresses(kernels, dt, literals):
         if entry is not None:
             disp, template = entry
             table[slot] = address(disp, signature(template, dt,
-                                                  literals.get(disp.py_func.__name__, ())))
+                                                  literals.get(disp.__name__, ())))
     return table
 
 

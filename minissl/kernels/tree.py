@@ -442,7 +442,7 @@ def kernel_table(dtype, c, normalize, code, given=False):
     kernels when c > 0, else ``unpack_bits``), compiled or loaded from the cache."""
     skip = {"sample_bits", "unpack_bits", "sgd_layer"} if given else set()
     skip |= {"pattern_rows", "leaf_tables", "leaf_grads"} if c == 0 or given else {"unpack_bits"}
-    return addresses([None if k.py_func.__name__ in skip else (k, sig) for k, sig in CALLS],
+    return addresses([None if k.__name__ in skip else (k, sig) for k, sig in CALLS],
                      np.dtype(dtype), {"pattern_rows": (c,), "leaf_tables": (c,),
                                        "leaf_grads": (c,), "top_forward": (normalize,),
                                        "top_backward": (normalize,), "loss_weights": (code,)})
