@@ -470,7 +470,10 @@ def epoch_kernel(c, normalize, code, given=False):
         backward down to layer ``first`` (``w.dWs``, ``w.dbs``), the update. Returns the
         number of steps completed: a step whose output is not finite stops the run before
         its update (its ``stats`` NaN; nothing past the output written)."""
-        Ws, bs, Ks, acts = net.Ws, net.bs, net.Ks, w.acts
+        # the named tuples unpacked once (each read of one in the loop counts references of
+        # all its arrays)
+        Ws, bs, Ks, acts, ind, dWs, dbs = net.Ws, net.bs, net.Ks, w.acts, w.ind, w.dWs, w.dbs
+        eps, big, tau, margin = loss.eps, loss.big, loss.tau, loss.margin
         L, V, dt = len(Ws), acts[0].shape[1], Ws[0].dtype
         N = V // (2 + H)
         # scratch of this call: outputs and their gradient, the distances and loss weights,
@@ -492,9 +495,9 @@ def epoch_kernel(c, normalize, code, given=False):
                 pass
             elif pat:
                 _sample_bits(table, seeds[s], n_top, parent, thr, zbits, lbits)
-                _pattern_rows(table, lbits, N, H, c, w.ind)
+                _pattern_rows(table, lbits, N, H, c, ind)
                 _leaf_tables(table, Ws[0], bs[0], c, Ws[1], bs[1], pre, A2, b2, tf)
-                _combine(table, A2, b2, A2.shape[1], N - N, w.ind, acts[2], N - N + (L > 2), tmp)
+                _combine(table, A2, b2, A2.shape[1], N - N, ind, acts[2], N - N + (L > 2), tmp)
                 first = 2
             else:
                 _sample_bits(table, seeds[s], n_top, parent, thr, zbits, lbits)
@@ -504,28 +507,28 @@ def epoch_kernel(c, normalize, code, given=False):
             for l in range(first, L):                        # modes: ReLU, the top linear
                 _combine(table, Ws[l], bs[l], Ks[l], wstride * Ks[l], acts[l], acts[l + 1],
                         1 if l < L - 1 else 0, tmp)
-            if not _top_forward(table, acts[L], Y, normalize, loss.eps, N, H, r_pos, r_neg, tmp[0],
-                               loss.big):
+            if not _top_forward(table, acts[L], Y, normalize, eps, N, H, r_pos, r_neg, tmp[0],
+                               big):
                 stats[s, :] = np.nan
                 return s
-            sL, sp, sn = _loss_weights(table, r_pos, r_neg, code, loss.tau, loss.margin, c_pos, c_neg,
+            sL, sp, sn = _loss_weights(table, r_pos, r_neg, code, tau, margin, c_pos, c_neg,
                                       N - N, N)
-            _top_backward(table, acts[L], Y, dY, normalize, loss.eps, N, H, c_pos, c_neg, tmp)
+            _top_backward(table, acts[L], Y, dY, normalize, eps, N, H, c_pos, c_neg, tmp)
             for l in range(L - 1, first - 1, -1):
-                _weight_grads(table, Ks[l], acts[l], acts[l + 1], w.dWs[l], w.dbs[l])
+                _weight_grads(table, Ks[l], acts[l], acts[l + 1], dWs[l], dbs[l])
                 if l > 0:                                    # the delta below, gated
                     n_in = acts[l].shape[0]
                     WT = wt[:n_in * (Ws[l].shape[0] * Ks[l] // n_in)].reshape((n_in, -1))
                     _transposed(table, Ws[l], wstride * Ks[l], Ks[l], WT)
                     _combine(table, WT, zb, WT.shape[1], N - N, acts[l + 1], acts[l], N - N + 2, tmp)
             if pat:
-                _weight_grads(table, A2.shape[1], w.ind, acts[2], T, w.dbs[1])
-                _leaf_grads(table, Ws[1], c, pre, T, w.dbs[1], w.dWs[1], w.dWs[0], w.dbs[0], S, tf)
+                _weight_grads(table, A2.shape[1], ind, acts[2], T, dbs[1])
+                _leaf_grads(table, Ws[1], c, pre, T, dbs[1], dWs[1], dWs[0], dbs[0], S, tf)
             for l in range(L if not given else 0):
-                _sgd_layer(table, Ws[l], w.dWs[l], Vs[l], lr, momentum, wd)
+                _sgd_layer(table, Ws[l], dWs[l], Vs[l], lr, momentum, wd)
                 if bias:
                     n = bs[l].shape[0]
-                    _sgd_layer(table, bs[l].reshape((1, n)), w.dbs[l].reshape((1, n)),
+                    _sgd_layer(table, bs[l].reshape((1, n)), dbs[l].reshape((1, n)),
                               vbs[l].reshape((1, n)), lr, momentum, wd)
             stats[s, 0] = sL / N
             stats[s, 1] = sp / N
