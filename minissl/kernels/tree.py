@@ -58,7 +58,9 @@ FAST = {"reassoc", "contract", "arcp", "nsz"}
 # What the compiled functions take, grouped (numba passes named tuples by value, typed once):
 Net = namedtuple("Net", "Ws bs Ks pat")      # dense weights, biases, K_l, layers 1-2 may collapse
 Loss = namedtuple("Loss", "code tau margin normalize eps big")   # big: the dtype's max
-Work = namedtuple("Work", "acts ind dWs dbs")   # the buffers kept across calls
+# the buffers kept across calls, then scratch (see ``work_buffers``)
+Work = namedtuple("Work", "acts ind dWs dbs wt zb Y dY tmp r_pos r_neg c_pos c_neg pre S A2 T "
+                          "b2 tf")
 
 
 # ----------------------------------------------------------------------------- layers
@@ -474,21 +476,13 @@ def epoch_kernel(c, normalize, code, given=False):
         # all its arrays)
         Ws, bs, Ks, acts, ind, dWs, dbs = net.Ws, net.bs, net.Ks, w.acts, w.ind, w.dWs, w.dbs
         eps, big, tau, margin = loss.eps, loss.big, loss.tau, loss.margin
-        L, V, dt = len(Ws), acts[0].shape[1], Ws[0].dtype
+        L, V = len(Ws), acts[0].shape[1]
         N = V // (2 + H)
-        # scratch of this call: outputs and their gradient, the distances and loss weights,
-        # the input gradient's weights (a view per layer), the pattern tables
-        Y, dY, tmp = np.empty((Ws[-1].shape[0], V), dt), np.empty((Ws[-1].shape[0], V), dt), \
-            np.empty((4, V), dt)
-        r_pos, r_neg, c_pos, c_neg = np.empty(N, dt), np.empty((N, H), dt), np.empty(N, dt), \
-            np.empty((N, H), dt)
-        wt = np.empty(max([W.size for W in Ws]), dt)
-        zb = np.zeros(max([a.shape[0] for a in acts]), dt)
-        P, G1, n2 = 1 << c, acts[0].shape[0] // max(c, 1), Ws[min(1, L - 1)].shape[0]
-        h1 = Ws[0].shape[0] // G1
-        pre, S = np.empty((G1, h1, P), dt), np.empty((G1, h1, P), dt)
-        A2, T, b2, tf = np.empty((n2, c * (P - 1)), dt), np.empty((n2, c * (P - 1)), dt), \
-            np.empty(n2, dt), np.empty(P, dt)
+        # scratch (``work_buffers``): outputs and their gradient, the distances and loss
+        # weights, the input gradient's weights (views of ``wt``), the pattern tables
+        Y, dY, tmp, wt, zb = w.Y, w.dY, w.tmp, w.wt, w.zb
+        r_pos, r_neg, c_pos, c_neg = w.r_pos, w.r_neg, w.c_pos, w.c_neg
+        pre, S, A2, T, b2, tf = w.pre, w.S, w.A2, w.T, w.b2, w.tf
         for s in range(seeds.shape[0]):
             first = 0
             if given:
@@ -573,15 +567,26 @@ def collapses(sizes, Ks):
     return len(Ks) >= 2 and 2 ** c <= h1 + c
 
 
-def work_buffers(sizes, Ks, N, H, dtype):
-    """The ``Work`` of a grouped net for batches of N anchors, H negatives (see
-    ``epoch_kernel``; its scratch is made per call): activations (n_l, V), V = N (2 + H),
-    the pattern indicators, the gradients (compact)."""
-    dt, V, c = np.dtype(dtype), N * (2 + H), int(Ks[0])
-    return Work(acts=tuple(np.empty((n, V), dt) for n in sizes),
-                ind=np.empty(((sizes[0] // c) * (2 ** c - 1), V), dt),
+def work_buffers(sizes, Ks, N, H, dtype, c=0):
+    """The ``Work`` of a grouped net for batches of N anchors, H negatives, layers 1-2
+    collapsed on the patterns of c leaves (c > 0) or not (see ``epoch_kernel``):
+    activations (n_l, V), V = N (2 + H), the pattern indicators, the gradients (compact),
+    room for the largest transposed weights, a zero bias, then the scratch of a step: the
+    outputs Y and their gradient dY (n_L, V), ``tmp`` (4, V), the distances and loss weights
+    (N,) and (N, H), the pattern tables ``pre``, ``S`` (G_1, h_1, P), ``A2``, ``T``
+    (n_2, c (P-1)), ``b2`` (n_2,), ``tf`` (P,), P = 2**c."""
+    dt, V, L = np.dtype(dtype), N * (2 + H), len(sizes) - 1
+    P, G1, n2 = 2 ** c, sizes[0] // max(c, 1), sizes[min(1, L - 1) + 1]
+    h1 = sizes[1] // G1
+    e = lambda *shape: np.empty(shape, dt)  # noqa: E731
+    return Work(acts=tuple(e(n, V) for n in sizes),
+                ind=e((sizes[0] // int(Ks[0])) * (2 ** int(Ks[0]) - 1), V),
                 dWs=tuple(np.zeros((n, K), dt) for n, K in zip(sizes[1:], Ks)),
-                dbs=tuple(np.zeros(n, dt) for n in sizes[1:]))
+                dbs=tuple(np.zeros(n, dt) for n in sizes[1:]),
+                wt=e(max(n * K for n, K in zip(sizes[1:], Ks))), zb=np.zeros(max(sizes), dt),
+                Y=e(sizes[-1], V), dY=e(sizes[-1], V), tmp=e(4, V), r_pos=e(N), r_neg=e(N, H),
+                c_pos=e(N), c_neg=e(N, H), pre=e(G1, h1, P), S=e(G1, h1, P),
+                A2=e(n2, c * (P - 1)), T=e(n2, c * (P - 1)), b2=e(n2), tf=e(P))
 
 
 class _Grouped:
@@ -599,10 +604,10 @@ class _Grouped:
         self.norm = (bool(normalize), float(eps))
         self.work, self.shape = None, None
 
-    def buffers(self, N, H):
-        if self.shape != (N, H):
-            self.work = work_buffers(self.sizes, self.Ks, N, H, self.net.Ws[0].dtype)
-            self.shape = (N, H)
+    def buffers(self, N, H, c=0):
+        if self.shape != (N, H, c):
+            self.work = work_buffers(self.sizes, self.Ks, N, H, self.net.Ws[0].dtype, c)
+            self.shape = (N, H, c)
             self.lbits = np.empty((2 + H, self.sizes[0], -(-N // 64)), np.uint64)
         return self.work
 
@@ -699,10 +704,10 @@ class TreeEpoch(_Grouped):
     def run(self, rng, k):
         seeds = Sampler.seeds(rng, k)
         stats = np.zeros((k, 3))
-        w, sam = self.buffers(self.N, self.H), self.sampler
+        variant = (int(self.Ks[0]) if self.net.pat else 0, self.norm[0], self.lossp.code)
+        w, sam = self.buffers(self.N, self.H, variant[0]), self.sampler
         for D, C, K in zip(self.dense, self.net.Ws, self.Ks):
             C[...] = compact(D, K)
-        variant = (int(self.Ks[0]) if self.net.pat else 0, self.norm[0], self.lossp.code)
         table = kernel_table(self.net.Ws[0].dtype.name, *variant)
         with np.errstate(over="ignore"):                     # wrapping uint64 arithmetic
             done = epoch_kernel(*variant)(
