@@ -80,7 +80,7 @@ def combine(W, b, K, wstride, src, dst, mode, tmp):
     n_out, V = dst.shape
     G = src.shape[0] // K
     h = n_out // G
-    zero = np.zeros(1, dst.dtype)[0]
+    zero = dst.dtype.type(0)
     for j in range(G):
         base = j * K
         wo = j * wstride
@@ -144,7 +144,7 @@ def weight_grads(K, f, delta, dW, db):
     n_out, V = delta.shape
     G = f.shape[0] // K
     h = n_out // G
-    zero = np.zeros(1, dW.dtype)[0]
+    zero = dW.dtype.type(0)
     for r in range(n_out):
         d = delta[r]
         sb = zero
@@ -247,7 +247,7 @@ def leaf_tables(W1, b1, c, W2, b_2, pre, A2, b2, tf):
     ``b2`` (n_2,) of layer 2 (from its bias ``b_2``; see above). ``W1`` (n_1, c) and ``W2``
     (n_2, K_2) are compact; ``tf`` (P,) scratch."""
     G1, h, P = pre.shape[0], pre.shape[1], 1 << c         # c literal: P a constant
-    zero = np.zeros(1, pre.dtype)[0]
+    zero = pre.dtype.type(0)
     for j in range(G1):
         for u in range(h):
             r = j * h + u
@@ -264,7 +264,8 @@ def leaf_tables(W1, b1, c, W2, b_2, pre, A2, b2, tf):
         bo = b_2[o]
         for i in range(c):
             j = jp * c + i
-            tf[:] = zero                                     # sum_u W_2 R, per pattern
+            for p in range(P):                               # sum_u W_2 R, per pattern
+                tf[p] = zero
             for u in range(h):
                 w = W2[o, i * h + u]
                 for p in range(P):
@@ -283,8 +284,11 @@ def leaf_grads(W2, c, pre, T, db2, dW2, dW1, db1, S, tf):
     G1, h, P = pre.shape[0], pre.shape[1], 1 << c         # c literal: P a constant
     n2 = W2.shape[0]
     h2 = n2 // (G1 // c)
-    zero = np.zeros(1, pre.dtype)[0]
-    S[:, :, :] = zero
+    zero = pre.dtype.type(0)
+    for j in range(G1):
+        for u in range(h):
+            for p in range(P):
+                S[j, u, p] = zero
     for o in range(n2):
         jp = o // h2
         for i in range(c):
@@ -330,13 +334,14 @@ def top_forward(Z, Y, normalize, eps, N, H, r_pos, r_neg, nrm, big):
     sq = 0.0
     for i in range(d):
         for n in range(V):
-            bad |= not np.isfinite(Z[i, n])
+            bad |= not math.isfinite(Z[i, n])
             sq += float(Z[i, n]) * float(Z[i, n])
     if bad or not (math.isfinite((1 + H) * sq) and sq <= big):
         return False
     Yv = Y if normalize else Z
     if normalize:
-        nrm[:] = 0.0
+        for n in range(V):
+            nrm[n] = 0.0
         for i in range(d):
             for n in range(V):
                 nrm[n] += Z[i, n] * Z[i, n]
@@ -346,8 +351,10 @@ def top_forward(Z, Y, normalize, eps, N, H, r_pos, r_neg, nrm, big):
             for n in range(V):
                 s = nrm[n] + eps
                 Y[i, n] = Z[i, n] * (1.0 / s if s > 0 else 0.0)
-    r_pos[:] = 0.0
-    r_neg[:, :] = 0.0
+    for a in range(N):
+        r_pos[a] = 0.0
+        for k in range(H):
+            r_neg[a, k] = 0.0
     for i in range(d):
         y = Yv[i]
         for a in range(N):
@@ -357,8 +364,10 @@ def top_forward(Z, Y, normalize, eps, N, H, r_pos, r_neg, nrm, big):
             for a in range(N):
                 u = y[a] - y[2 * N + a * H + k]
                 r_neg[a, k] += u * u
-    r_pos *= 0.5
-    r_neg *= 0.5
+    for a in range(N):
+        r_pos[a] *= 0.5
+        for k in range(H):
+            r_neg[a, k] *= 0.5
     return True
 
 
