@@ -99,7 +99,7 @@ def best_unit_correlation(z, g, dtype_eps=_EPS64):
 # 32). The random words come from xoshiro256** (Blackman & Vigna) seeded by four raw 64-bit
 # words of the caller's NumPy generator per call; the root is a uniform random bit. Nodes are
 # breadth-first (parents before children), ``tree.parents()``.
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
 def sample_bits(seed, n_top, parent, thr, z, out):
     """One batch of triples, bit-sliced: ``out[v, j, w]`` (2 + H, n_leaves, n_words) uint64
     holds leaf j of view v (0 anchor, 1 positive, 2 + k negative k) of samples 64 w .. 64 w + 63.
@@ -157,7 +157,7 @@ def sample_bits(seed, n_top, parent, thr, z, out):
                 out[v, j, w] = z[first + j, w]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
 def unpack_bits(bits, n, dst, col0, stride):
     """``dst[j, col0 + a * stride] = bit a of bits[j]`` for samples a < n, as 0.0 / 1.0."""
     for j in range(bits.shape[0]):

@@ -64,7 +64,7 @@ Work = namedtuple("Work", "acts ind dWs dbs wt zb Y dY tmp r_pos r_neg c_pos c_n
 
 
 # ----------------------------------------------------------------------------- layers
-@njit(cache=True, nogil=True, fastmath=FAST)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, fastmath=FAST)
 def combine(W, b, K, wstride, src, dst, mode, tmp):
     """The grouped product ``a[r, :] = b[r] + sum_k w[r, k] src[j K + k, :]`` for unit
     r = j h + o of group j (``w[r, k] = W[r, j wstride + k]``: ``wstride = K`` for the dense
@@ -134,7 +134,7 @@ def combine(W, b, K, wstride, src, dst, mode, tmp):
                         d[n] = t[n] if d[n] > 0 else zero
 
 
-@njit(cache=True, nogil=True, fastmath=FAST)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, fastmath=FAST)
 def weight_grads(K, f, delta, dW, db):
     """The gradients of a grouped layer from its input ``f`` (n_in, V) and its delta
     ``delta`` (n_out, V): ``dW[r, k] = sum_n delta[r, n] f[j K + k, n]`` (compact
@@ -175,7 +175,7 @@ def weight_grads(K, f, delta, dW, db):
                 dW[rc, k], dW[rc, k1], dW[rc, k2], dW[rc, k3] = c0, c1, c2, c3
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
 def transposed(W, wstride, K, WT):
     """``WT[j K + k, o] = w[j h + o, k]`` (``w`` as in ``combine``): the weights of the
     input gradient, ``delta_in = combine(WT, 0, h, 0, delta_out, f_in, 2)``."""
@@ -207,7 +207,7 @@ def transposed(W, wstride, K, WT):
 #     dW_1[j h + u, t] = sum_p [pre[j, u, p] > 0] bit_t(p) S[j, u, p],  db_1 = same without bit_t
 #
 # Used when it does less work (P <= h + c: c <= 3 for h = 10).
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def pattern_rows(lbits, N, H, c, ind):
     """``ind[j (P-1) + p-1, col] = 1.0`` where the leaves ``j c .. j c + c - 1`` of the view
     in column ``col`` read the bits of ``p`` (leaf ``j c + t`` is bit t), else 0.0, for
@@ -240,7 +240,7 @@ def pattern_rows(lbits, N, H, c, ind):
                             row[col0 + (a0 + b) * stride] = (word >> np.uint64(b)) & one
 
 
-@njit(cache=True, nogil=True, fastmath=FAST)
+@njit(cache=True, nogil=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, fastmath=FAST)
 def leaf_tables(W1, b1, c, W2, b_2, pre, A2, b2, tf):
     """Layer 1's pre-activation per pattern, ``pre[j, u, p] = b_1[j h + u] + sum_t
     W_1[j h + u, t] bit_t(p)``, and the collapsed weights ``A2`` (n_2, c (P-1)) and bias
@@ -276,7 +276,7 @@ def leaf_tables(W1, b1, c, W2, b_2, pre, A2, b2, tf):
         b2[o] = bo
 
 
-@njit(cache=True, nogil=True, fastmath=FAST)
+@njit(cache=True, nogil=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, fastmath=FAST)
 def leaf_grads(W2, c, pre, T, db2, dW2, dW1, db1, S, tf):
     """The gradients of layers 1 and 2 from the pattern sums ``T`` (n_2, c (P-1)) and
     ``db2`` (see above): ``dW2`` (n_2, K_2), ``dW1`` (n_1, c), ``db1`` (n_1,) written;
@@ -321,7 +321,7 @@ def leaf_grads(W2, c, pre, T, db2, dW2, dW1, db1, S, tf):
 
 
 # ----------------------------------------------------------------------------- the output
-@njit(cache=True, nogil=True, fastmath=FAST)
+@njit(cache=True, nogil=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, fastmath=FAST)
 def top_forward(Z, Y, normalize, eps, N, H, r_pos, r_neg, nrm, big):
     """The outputs' side of the forward: ``Y = Z / (||Z|| + eps)`` per view (``normalize``;
     ``nrm`` (V,) gets ||Z||), the distances ``r_pos[a] = ½||y_a - y_{N+a}||²`` and
@@ -371,7 +371,7 @@ def top_forward(Z, Y, normalize, eps, N, H, r_pos, r_neg, nrm, big):
     return True
 
 
-@njit(cache=True, nogil=True, fastmath=FAST)
+@njit(cache=True, nogil=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, fastmath=FAST)
 def top_backward(Z, Y, dY, normalize, eps, N, H, c_pos, c_neg, scratch):
     """The loss weights ``c = dL/dr / N`` chained to the outputs (``losses.chain_triples``)
     and through the normalisation (``layers.l2_normalize_backward``,
@@ -410,7 +410,7 @@ def top_backward(Z, Y, dY, normalize, eps, N, H, c_pos, c_neg, scratch):
             Z[i, n] = (dY[i, n] - Y[i, n] * yd * ratio) * inv
 
 
-@njit(cache=True, nogil=True, fastmath=FAST)
+@njit(cache=True, nogil=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, fastmath=FAST)
 def sgd_layer(W, dW, V, lr, momentum, wd):
     """``v = momentum v + (g + wd p)``, ``p -= lr v`` (``optim.SGD``) on one array of
     parameters (compact weights (n_out, K), or biases as (1, n))."""
