@@ -29,7 +29,6 @@ from numba.core import cgutils, types
 from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
-TABLE = types.Array(types.int64, 1, "C")
 RETURNS = {"none": types.none, "bool": types.boolean, "f3": types.UniTuple(types.float64, 3)}
 
 

@@ -34,6 +34,9 @@ The same kernels run a tree layer's products outside training (``GroupedPlan``, 
 ``layers.Linear`` twin), so a tree network compiles one set of them.
 
 Every kernel is ``@njit(cache=True, nogil=True)``; with ``NUMBA_DISABLE_JIT=1`` they run as Python.
+Kernels only called from compiled code (by address from ``run_steps``, or from other kernels)
+compile no Python entry (``no_cpython_wrapper``), none compiles a C one (``no_cfunc_wrapper``):
+less to compile on a cold start.
 """
 from __future__ import annotations
 
@@ -468,7 +471,9 @@ def epoch_kernel(c, normalize, code, given=False):
     on them; the callees get them as literals: the pattern kernels' loops over the 2**c
     patterns unroll, ``loss_weights`` keeps only its loss). One entry point for the epoch
     and the step, the step written out in it (numba's inlining of a shared helper costs
-    more to compile than its dozen lines)."""
+    more to compile than its dozen lines). It calls its kernels through the addresses in
+    ``table`` (``kernel_table``; ``kernels.calls``), so each is compiled once, on its own,
+    not again inside the entry point; its scratch comes from ``w`` (``work_buffers``)."""
     pat = c > 0
 
     @njit(cache=True, nogil=True, no_cfunc_wrapper=True)
@@ -506,16 +511,16 @@ def epoch_kernel(c, normalize, code, given=False):
                 _sample_bits(table, seeds[s], n_top, parent, thr, zbits, lbits)
                 for v in range(2 + H):
                     _unpack_bits(table, lbits[v], N, acts[0], N * min(v, 2) + max(v - 2, 0),
-                                1 if v < 2 else H)
+                                 1 if v < 2 else H)
             for l in range(first, L):                        # modes: ReLU, the top linear
                 _combine(table, Ws[l], bs[l], Ks[l], wstride * Ks[l], acts[l], acts[l + 1],
-                        1 if l < L - 1 else 0, tmp)
+                         1 if l < L - 1 else 0, tmp)
             if not _top_forward(table, acts[L], Y, normalize, eps, N, H, r_pos, r_neg, tmp[0],
-                               big):
+                                big):
                 stats[s, :] = np.nan
                 return s
             sL, sp, sn = _loss_weights(table, r_pos, r_neg, code, tau, margin, c_pos, c_neg,
-                                      N - N, N)
+                                       N - N, N)
             _top_backward(table, acts[L], Y, dY, normalize, eps, N, H, c_pos, c_neg, tmp)
             for l in range(L - 1, first - 1, -1):
                 _weight_grads(table, Ks[l], acts[l], acts[l + 1], dWs[l], dbs[l])
@@ -523,7 +528,8 @@ def epoch_kernel(c, normalize, code, given=False):
                     n_in = acts[l].shape[0]
                     WT = wt[:n_in * (Ws[l].shape[0] * Ks[l] // n_in)].reshape((n_in, -1))
                     _transposed(table, Ws[l], wstride * Ks[l], Ks[l], WT)
-                    _combine(table, WT, zb, WT.shape[1], N - N, acts[l + 1], acts[l], N - N + 2, tmp)
+                    _combine(table, WT, zb, WT.shape[1], N - N, acts[l + 1], acts[l], N - N + 2,
+                             tmp)
             if pat:
                 _weight_grads(table, A2.shape[1], ind, acts[2], T, dbs[1])
                 _leaf_grads(table, Ws[1], c, pre, T, dbs[1], dWs[1], dWs[0], dbs[0], S, tf)
@@ -532,7 +538,7 @@ def epoch_kernel(c, normalize, code, given=False):
                 if bias:
                     n = bs[l].shape[0]
                     _sgd_layer(table, bs[l].reshape((1, n)), dbs[l].reshape((1, n)),
-                              vbs[l].reshape((1, n)), lr, momentum, wd)
+                               vbs[l].reshape((1, n)), lr, momentum, wd)
             stats[s, 0] = sL / N
             stats[s, 1] = sp / N
             stats[s, 2] = sn / (N * H)
