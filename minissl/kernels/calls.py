@@ -16,7 +16,9 @@ float dtype ``dt``), ``U1 U2 U3`` (uint64 arrays), ``I1`` (int64 array), ``i`` (
 (float64) and ``L`` (a literal: the caller's compile-time constant, taken as given), then
 ``->`` and ``none``, ``bool`` or ``f3`` (three float64). A call site whose argument types
 differ from the template fails to compile (``TypingError``) rather than calling the wrong
-code. Under ``NUMBA_DISABLE_JIT=1`` ``via`` calls the Python function itself.
+code; the table itself must be built for the dtype of the caller's float arrays (its
+caller's job: ``tree.kernel_table`` takes the net's dtype, as do the work buffers). Under
+``NUMBA_DISABLE_JIT=1`` ``via`` calls the Python function itself.
 
 Relies on Numba's native calling convention (``context.call_conv``) and on
 ``CompileResult.library.get_pointer_to_function`` (as Numba's first-class functions do).
