@@ -18,9 +18,12 @@ every default, the tree network on backend "numba", float64: the compiled epoch,
 preset), ``step`` and ``step-ref`` (the per-step path of ``sampler="numpy"``,
 ``train.gradient_step``: a ``TreeStep``), ``cli`` (``python -m minissl hltm --backend numba
 --epochs 1``: the default run, one epoch), ``cli-ref`` (``python -m minissl hltm --preset
-reference --epochs 2 --seed 1 --backend numba``) and ``cli-numpy-sampler`` (the same with
-``--sampler numpy``). The app's default run and the README's examples use backend "numpy":
-nothing to compile.
+reference --epochs 2 --seed 1 --backend numba``), ``cli-numpy-sampler`` (the same with
+``--sampler numpy``) and ``app`` (the app's default run, backend "numba" with the compiled
+sampler, as its startup warm-up runs it: ``app.hltm.warm_up``'s experiment, 1 epoch of 2
+steps, float64, evaluation included; the "step" is that whole run, the import of the app,
+Gradio included, is reported apart). The README's examples use backend "numpy" (the default
+of ``ReLUNet``, ``tree_network`` and the CLI): nothing compiles, Numba is not even imported.
 """
 from __future__ import annotations
 
@@ -36,7 +39,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 SCENARIOS = ("train", "epoch", "epoch-ref", "step", "step-ref", "cli", "cli-ref",
-             "cli-numpy-sampler")
+             "cli-numpy-sampler", "app")
 CLI = {"cli": ["--backend", "numba", "--epochs", "1"],
        "cli-ref": ["--preset", "reference", "--epochs", "2", "--seed", "1", "--backend", "numba"],
        "cli-numpy-sampler": ["--preset", "reference", "--epochs", "2", "--seed", "1",
@@ -50,6 +53,12 @@ def child(scenario):
     import numpy as np
     import minissl
     from minissl.train import TrainConfig, epoch_twin, gradient_step
+    if scenario == "app":                   # the app's warm-up: its default setting's run
+        import app.hltm as A
+        from minissl import experiments as E
+        cfg = A.hltm_config({**A.HLTM_DEFAULTS, "epochs": 1, "steps_per_epoch": 2})
+        step = lambda: E.hltm_experiment(cfg, limits=A.LIMITS)  # noqa: E731
+        return time_steps(step, time.perf_counter() - t_start, c_start)
     t_import = time.perf_counter() - t_start
     tree = minissl.HLTM(5, 2, seed=0)
     if scenario == "train":                 # every default: float64, sampler "auto", ...

@@ -585,9 +585,9 @@ def test_compile_notice_once_and_only_for_minissl_kernels():
                             data={"dispatcher": _FakeDispatcher(name, module)}))
     start("helper", "somebody.else")
     assert out.getvalue() == ""
-    start("run_steps", "minissl.kernels.tree")
+    start("sample_bits", "minissl.kernels.hltm")
     first = out.getvalue()
-    assert first.startswith("minissl: compiling Numba kernels, once (~9 s)") and \
+    assert first.startswith("minissl: compiling Numba kernels, once (~6 s)") and \
         "/some/cache" in first
     start("run_step", "minissl.kernels.tree")
     assert out.getvalue() == first
@@ -800,3 +800,27 @@ def test_compiled_steps_see_overflowing_outputs_like_the_reference(kind):
     got = gradient_step(net, cfg)(batch)
     assert math.isnan(want[0]) and want[3] is None
     assert math.isnan(got[0]) and got[3] is None
+
+
+@pytest.mark.skipif(JIT_OFF, reason="nothing is compiled with NUMBA_DISABLE_JIT=1")
+def test_calls_by_address_check_the_declared_signature():
+    """A compiled caller runs a kernel through its address (``kernels.calls.via``, the
+    compiled epoch's calls); arguments unlike the declared signature fail to compile, and a
+    kernel missing from the table raises instead of jumping to address 0."""
+    from numba import njit
+    from numba.core.errors import TypingError
+    from minissl.kernels import calls
+    sig = "A2 i i A2 -> none"
+    call = calls.via(0, KT.transposed, sig)
+
+    @njit
+    def caller(table, W, WT):
+        call(table, W, 0, 2, WT)
+    table = calls.addresses([(KT.transposed, sig)], np.float64, {})
+    W, WT = np.array([[1.0, 2.0], [3.0, 4.0]]), np.zeros((2, 2))
+    caller(table, W, WT)
+    assert table[0] != 0 and np.array_equal(WT, W.T)      # WT[k, o] = W[o, k]
+    with pytest.raises(TypingError, match="declared"):
+        caller(table, W[0], WT)                            # 1-d where 2-d is declared
+    with pytest.raises(RuntimeError, match="not in the address table"):
+        caller(np.zeros(1, np.int64), W, WT)

@@ -29,9 +29,11 @@ from numba import njit
 from numba.core import event
 
 # rough compile seconds on a 2-core machine (docs/performance.md), by the function whose
-# compilation starts first (the one called from Python); others: DEFAULT_SECONDS
-SECONDS = {"run_steps": 9, "masked_matmul_fm": 3, "masked_grad_fm": 2, "_fused_serial": 8,
-           "_fused_parallel": 9}
+# compilation starts first (the compiled epoch: its address table, ``tree.kernel_table``,
+# compiles ``sample_bits`` first; the per-step path and a tree layer's products: ``combine``);
+# others: DEFAULT_SECONDS
+SECONDS = {"sample_bits": 6, "combine": 4, "run_steps": 2, "masked_matmul_fm": 3,
+           "masked_grad_fm": 2, "_fused_serial": 8, "_fused_parallel": 9}
 DEFAULT_SECONDS = 3
 PREFIX = "minissl.kernels"
 

@@ -18,6 +18,8 @@ The first call compiles (``cache=True`` keeps the machine code for later process
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
 
@@ -29,13 +31,13 @@ _EPS64 = float(np.finfo(np.float64).eps)
 
 
 @njit(cache=True, nogil=True)
-def _unit_correlations(z, g, eps_g, eps_z):
+def _unit_correlations(z, g, eps_g, eps_z, zs, gs, out):
+    """``out`` (G, hid) from zeroed sums ``zs`` (3, G) and ``gs`` (4, G, hid) (allocated by
+    the caller: nothing to compile for them here)."""
     n, G = z.shape
     hid = g.shape[2]
-    zbar = np.zeros(G)
-    zmax = np.zeros(G)
-    gbar = np.zeros((G, hid))
-    gmax = np.zeros((G, hid))
+    zbar, zmax, var_z = zs[0], zs[1], zs[2]
+    gbar, gmax, cov, var_g = gs[0], gs[1], gs[2], gs[3]
     for s in range(n):                                       # pass 1: means and max |.|
         for j in range(G):
             v = z[s, j]
@@ -45,11 +47,10 @@ def _unit_correlations(z, g, eps_g, eps_z):
                 w = g[s, j, u]
                 gbar[j, u] += w
                 gmax[j, u] = max(gmax[j, u], abs(w))
-    zbar /= n
-    gbar /= n
-    var_z = np.zeros(G)
-    cov = np.zeros((G, hid))
-    var_g = np.zeros((G, hid))
+    for j in range(G):                                       # explicit loops: no array
+        zbar[j] /= n                                         # expressions to compile
+        for u in range(hid):
+            gbar[j, u] /= n
     for s in range(n):                                       # pass 2: centred products
         for j in range(G):
             zc = z[s, j] - zbar[j]
@@ -58,15 +59,14 @@ def _unit_correlations(z, g, eps_g, eps_z):
                 gc = g[s, j, u] - gbar[j, u]
                 cov[j, u] += zc * gc
                 var_g[j, u] += gc * gc
-    out = np.zeros((G, hid))
     for j in range(G):
         vz = var_z[j] / n
-        if not np.sqrt(vz) > 4 * eps_z * zmax[j]:
+        if not math.sqrt(vz) > 4 * eps_z * zmax[j]:
             continue
         for u in range(hid):
             vg = var_g[j, u] / n
-            if np.sqrt(vg) > 4 * eps_g * gmax[j, u]:
-                out[j, u] = min(abs(cov[j, u] / n) / np.sqrt(vz * vg), 1.0)
+            if math.sqrt(vg) > 4 * eps_g * gmax[j, u]:
+                out[j, u] = min(abs(cov[j, u] / n) / math.sqrt(vz * vg), 1.0)
     return out
 
 
@@ -80,7 +80,11 @@ def unit_correlations(z, g, dtype_eps=_EPS64):
     if z.ndim != 2 or g.ndim != 3 or g.shape[:2] != z.shape:
         raise ValueError(f"z must be (n, G) and g (n, G, hid) with the same n, G; got "
                          f"{z.shape} and {g.shape}")
-    return _unit_correlations(z, g, float(dtype_eps), _EPS64)
+    (n, G), hid = z.shape, g.shape[2]
+    out = np.zeros((G, hid))
+    _unit_correlations(z, g, float(dtype_eps), _EPS64, np.zeros((3, G)), np.zeros((4, G, hid)),
+                       out)
+    return out
 
 
 def best_unit_correlation(z, g, dtype_eps=_EPS64):
@@ -99,7 +103,7 @@ def best_unit_correlation(z, g, dtype_eps=_EPS64):
 # 32). The random words come from xoshiro256** (Blackman & Vigna) seeded by four raw 64-bit
 # words of the caller's NumPy generator per call; the root is a uniform random bit. Nodes are
 # breadth-first (parents before children), ``tree.parents()``.
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
 def sample_bits(seed, n_top, parent, thr, z, out):
     """One batch of triples, bit-sliced: ``out[v, j, w]`` (2 + H, n_leaves, n_words) uint64
     holds leaf j of view v (0 anchor, 1 positive, 2 + k negative k) of samples 64 w .. 64 w + 63.
@@ -157,7 +161,7 @@ def sample_bits(seed, n_top, parent, thr, z, out):
                 out[v, j, w] = z[first + j, w]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
 def unpack_bits(bits, n, dst, col0, stride):
     """``dst[j, col0 + a * stride] = bit a of bits[j]`` for samples a < n, as 0.0 / 1.0."""
     for j in range(bits.shape[0]):

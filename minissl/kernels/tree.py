@@ -34,6 +34,9 @@ The same kernels run a tree layer's products outside training (``GroupedPlan``, 
 ``layers.Linear`` twin), so a tree network compiles one set of them.
 
 Every kernel is ``@njit(cache=True, nogil=True)``; with ``NUMBA_DISABLE_JIT=1`` they run as Python.
+Kernels only called from compiled code (by address from ``run_steps``, or from other kernels)
+compile no Python entry (``no_cpython_wrapper``), none compiles a C one (``no_cfunc_wrapper``):
+less to compile on a cold start.
 """
 from __future__ import annotations
 
@@ -44,6 +47,7 @@ from collections import namedtuple
 import numpy as np
 from numba import njit
 
+from .calls import addresses, via
 from .compiling import announce_compiles
 from .hltm import Sampler, is_tree, sample_bits, unpack_bits
 from .mlp import FUSED_MAX_WEIGHTS, LOSS_CODES, FusedStep, LinearPlan, loss_weights
@@ -57,11 +61,13 @@ FAST = {"reassoc", "contract", "arcp", "nsz"}
 # What the compiled functions take, grouped (numba passes named tuples by value, typed once):
 Net = namedtuple("Net", "Ws bs Ks pat")      # dense weights, biases, K_l, layers 1-2 may collapse
 Loss = namedtuple("Loss", "code tau margin normalize eps big")   # big: the dtype's max
-Work = namedtuple("Work", "acts ind dWs dbs")   # the buffers kept across calls
+# the buffers kept across calls, then scratch (see ``work_buffers``)
+Work = namedtuple("Work", "acts ind dWs dbs wt zb Y dY tmp r_pos r_neg c_pos c_neg pre S A2 T "
+                          "b2 tf")
 
 
 # ----------------------------------------------------------------------------- layers
-@njit(cache=True, nogil=True, fastmath=FAST)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, fastmath=FAST)
 def combine(W, b, K, wstride, src, dst, mode, tmp):
     """The grouped product ``a[r, :] = b[r] + sum_k w[r, k] src[j K + k, :]`` for unit
     r = j h + o of group j (``w[r, k] = W[r, j wstride + k]``: ``wstride = K`` for the dense
@@ -77,7 +83,7 @@ def combine(W, b, K, wstride, src, dst, mode, tmp):
     n_out, V = dst.shape
     G = src.shape[0] // K
     h = n_out // G
-    zero = np.zeros(1, dst.dtype)[0]
+    zero = dst.dtype.type(0)
     for j in range(G):
         base = j * K
         wo = j * wstride
@@ -131,7 +137,7 @@ def combine(W, b, K, wstride, src, dst, mode, tmp):
                         d[n] = t[n] if d[n] > 0 else zero
 
 
-@njit(cache=True, nogil=True, fastmath=FAST)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, fastmath=FAST)
 def weight_grads(K, f, delta, dW, db):
     """The gradients of a grouped layer from its input ``f`` (n_in, V) and its delta
     ``delta`` (n_out, V): ``dW[r, k] = sum_n delta[r, n] f[j K + k, n]`` (compact
@@ -141,7 +147,7 @@ def weight_grads(K, f, delta, dW, db):
     n_out, V = delta.shape
     G = f.shape[0] // K
     h = n_out // G
-    zero = np.zeros(1, dW.dtype)[0]
+    zero = dW.dtype.type(0)
     for r in range(n_out):
         d = delta[r]
         sb = zero
@@ -172,7 +178,7 @@ def weight_grads(K, f, delta, dW, db):
                 dW[rc, k], dW[rc, k1], dW[rc, k2], dW[rc, k3] = c0, c1, c2, c3
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
 def transposed(W, wstride, K, WT):
     """``WT[j K + k, o] = w[j h + o, k]`` (``w`` as in ``combine``): the weights of the
     input gradient, ``delta_in = combine(WT, 0, h, 0, delta_out, f_in, 2)``."""
@@ -204,7 +210,7 @@ def transposed(W, wstride, K, WT):
 #     dW_1[j h + u, t] = sum_p [pre[j, u, p] > 0] bit_t(p) S[j, u, p],  db_1 = same without bit_t
 #
 # Used when it does less work (P <= h + c: c <= 3 for h = 10).
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def pattern_rows(lbits, N, H, c, ind):
     """``ind[j (P-1) + p-1, col] = 1.0`` where the leaves ``j c .. j c + c - 1`` of the view
     in column ``col`` read the bits of ``p`` (leaf ``j c + t`` is bit t), else 0.0, for
@@ -237,14 +243,14 @@ def pattern_rows(lbits, N, H, c, ind):
                             row[col0 + (a0 + b) * stride] = (word >> np.uint64(b)) & one
 
 
-@njit(cache=True, nogil=True, fastmath=FAST)
+@njit(cache=True, nogil=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, fastmath=FAST)
 def leaf_tables(W1, b1, c, W2, b_2, pre, A2, b2, tf):
     """Layer 1's pre-activation per pattern, ``pre[j, u, p] = b_1[j h + u] + sum_t
     W_1[j h + u, t] bit_t(p)``, and the collapsed weights ``A2`` (n_2, c (P-1)) and bias
     ``b2`` (n_2,) of layer 2 (from its bias ``b_2``; see above). ``W1`` (n_1, c) and ``W2``
     (n_2, K_2) are compact; ``tf`` (P,) scratch."""
     G1, h, P = pre.shape[0], pre.shape[1], 1 << c         # c literal: P a constant
-    zero = np.zeros(1, pre.dtype)[0]
+    zero = pre.dtype.type(0)
     for j in range(G1):
         for u in range(h):
             r = j * h + u
@@ -261,7 +267,8 @@ def leaf_tables(W1, b1, c, W2, b_2, pre, A2, b2, tf):
         bo = b_2[o]
         for i in range(c):
             j = jp * c + i
-            tf[:] = zero                                     # sum_u W_2 R, per pattern
+            for p in range(P):                               # sum_u W_2 R, per pattern
+                tf[p] = zero
             for u in range(h):
                 w = W2[o, i * h + u]
                 for p in range(P):
@@ -272,7 +279,7 @@ def leaf_tables(W1, b1, c, W2, b_2, pre, A2, b2, tf):
         b2[o] = bo
 
 
-@njit(cache=True, nogil=True, fastmath=FAST)
+@njit(cache=True, nogil=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, fastmath=FAST)
 def leaf_grads(W2, c, pre, T, db2, dW2, dW1, db1, S, tf):
     """The gradients of layers 1 and 2 from the pattern sums ``T`` (n_2, c (P-1)) and
     ``db2`` (see above): ``dW2`` (n_2, K_2), ``dW1`` (n_1, c), ``db1`` (n_1,) written;
@@ -280,8 +287,11 @@ def leaf_grads(W2, c, pre, T, db2, dW2, dW1, db1, S, tf):
     G1, h, P = pre.shape[0], pre.shape[1], 1 << c         # c literal: P a constant
     n2 = W2.shape[0]
     h2 = n2 // (G1 // c)
-    zero = np.zeros(1, pre.dtype)[0]
-    S[:, :, :] = zero
+    zero = pre.dtype.type(0)
+    for j in range(G1):
+        for u in range(h):
+            for p in range(P):
+                S[j, u, p] = zero
     for o in range(n2):
         jp = o // h2
         for i in range(c):
@@ -314,7 +324,7 @@ def leaf_grads(W2, c, pre, T, db2, dW2, dW1, db1, S, tf):
 
 
 # ----------------------------------------------------------------------------- the output
-@njit(cache=True, nogil=True, fastmath=FAST)
+@njit(cache=True, nogil=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, fastmath=FAST)
 def top_forward(Z, Y, normalize, eps, N, H, r_pos, r_neg, nrm, big):
     """The outputs' side of the forward: ``Y = Z / (||Z|| + eps)`` per view (``normalize``;
     ``nrm`` (V,) gets ||Z||), the distances ``r_pos[a] = ½||y_a - y_{N+a}||²`` and
@@ -327,13 +337,14 @@ def top_forward(Z, Y, normalize, eps, N, H, r_pos, r_neg, nrm, big):
     sq = 0.0
     for i in range(d):
         for n in range(V):
-            bad |= not np.isfinite(Z[i, n])
+            bad |= not math.isfinite(Z[i, n])
             sq += float(Z[i, n]) * float(Z[i, n])
     if bad or not (math.isfinite((1 + H) * sq) and sq <= big):
         return False
     Yv = Y if normalize else Z
     if normalize:
-        nrm[:] = 0.0
+        for n in range(V):
+            nrm[n] = 0.0
         for i in range(d):
             for n in range(V):
                 nrm[n] += Z[i, n] * Z[i, n]
@@ -343,8 +354,10 @@ def top_forward(Z, Y, normalize, eps, N, H, r_pos, r_neg, nrm, big):
             for n in range(V):
                 s = nrm[n] + eps
                 Y[i, n] = Z[i, n] * (1.0 / s if s > 0 else 0.0)
-    r_pos[:] = 0.0
-    r_neg[:, :] = 0.0
+    for a in range(N):
+        r_pos[a] = 0.0
+        for k in range(H):
+            r_neg[a, k] = 0.0
     for i in range(d):
         y = Yv[i]
         for a in range(N):
@@ -354,12 +367,14 @@ def top_forward(Z, Y, normalize, eps, N, H, r_pos, r_neg, nrm, big):
             for a in range(N):
                 u = y[a] - y[2 * N + a * H + k]
                 r_neg[a, k] += u * u
-    r_pos *= 0.5
-    r_neg *= 0.5
+    for a in range(N):
+        r_pos[a] *= 0.5
+        for k in range(H):
+            r_neg[a, k] *= 0.5
     return True
 
 
-@njit(cache=True, nogil=True, fastmath=FAST)
+@njit(cache=True, nogil=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, fastmath=FAST)
 def top_backward(Z, Y, dY, normalize, eps, N, H, c_pos, c_neg, scratch):
     """The loss weights ``c = dL/dr / N`` chained to the outputs (``losses.chain_triples``)
     and through the normalisation (``layers.l2_normalize_backward``,
@@ -398,7 +413,7 @@ def top_backward(Z, Y, dY, normalize, eps, N, H, c_pos, c_neg, scratch):
             Z[i, n] = (dY[i, n] - Y[i, n] * yd * ratio) * inv
 
 
-@njit(cache=True, nogil=True, fastmath=FAST)
+@njit(cache=True, nogil=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, fastmath=FAST)
 def sgd_layer(W, dW, V, lr, momentum, wd):
     """``v = momentum v + (g + wd p)``, ``p -= lr v`` (``optim.SGD``) on one array of
     parameters (compact weights (n_out, K), or biases as (1, n))."""
@@ -415,6 +430,38 @@ def sgd_layer(W, dW, V, lr, momentum, wd):
 
 
 # ----------------------------------------------------------------------------- steps
+# The kernels the entry point calls, through their addresses (``kernels.calls``: compiled
+# once each instead of again inside the entry point); slot = position, then the signature.
+CALLS = ((sample_bits, "U1 i I1 U1 U2 U3 -> none"),
+         (unpack_bits, "U2 i A2 i i -> none"),
+         (pattern_rows, "U3 i i L A2 -> none"),
+         (leaf_tables, "A2 A1 L A2 A1 A3 A2 A1 A1 -> none"),
+         (combine, "A2 A1 i i A2 A2 i A2 -> none"),
+         (top_forward, "A2 A2 L f i i A1 A2 A1 f -> bool"),
+         (loss_weights, "A1 A2 L f f A1 A2 i i -> f3"),
+         (top_backward, "A2 A2 A2 L f i i A1 A2 A2 -> none"),
+         (weight_grads, "i A2 A2 A2 A1 -> none"),
+         (transposed, "A2 i i A2 -> none"),
+         (leaf_grads, "A2 L A3 A2 A1 A2 A2 A1 A3 A1 -> none"),
+         (sgd_layer, "A2 A2 A2 f f f -> none"))
+(_sample_bits, _unpack_bits, _pattern_rows, _leaf_tables, _combine, _top_forward, _loss_weights,
+ _top_backward, _weight_grads, _transposed, _leaf_grads, _sgd_layer) = (
+    via(slot, kernel, sig) for slot, (kernel, sig) in enumerate(CALLS))
+
+
+@functools.lru_cache(maxsize=None)
+def kernel_table(dtype, c, normalize, code, given=False):
+    """The address table of ``epoch_kernel(c, normalize, code, given)`` for float ``dtype``:
+    the kernels that variant calls (the sampler and the update unless ``given``; the pattern
+    kernels when c > 0, else ``unpack_bits``), compiled or loaded from the cache."""
+    skip = {"sample_bits", "unpack_bits", "sgd_layer"} if given else set()
+    skip |= {"pattern_rows", "leaf_tables", "leaf_grads"} if c == 0 or given else {"unpack_bits"}
+    return addresses([None if k.__name__ in skip else (k, sig) for k, sig in CALLS],
+                     np.dtype(dtype), {"pattern_rows": (c,), "leaf_tables": (c,),
+                                       "leaf_grads": (c,), "top_forward": (normalize,),
+                                       "top_backward": (normalize,), "loss_weights": (code,)})
+
+
 @functools.lru_cache(maxsize=None)
 def epoch_kernel(c, normalize, code, given=False):
     """The compiled ``run_steps`` for one variant: ``c`` (> 0: layers 1-2 collapsed on the
@@ -424,12 +471,14 @@ def epoch_kernel(c, normalize, code, given=False):
     on them; the callees get them as literals: the pattern kernels' loops over the 2**c
     patterns unroll, ``loss_weights`` keeps only its loss). One entry point for the epoch
     and the step, the step written out in it (numba's inlining of a shared helper costs
-    more to compile than its dozen lines)."""
+    more to compile than its dozen lines). It calls its kernels through the addresses in
+    ``table`` (``kernel_table``; ``kernels.calls``), so each is compiled once, on its own,
+    not again inside the entry point; its scratch comes from ``w`` (``work_buffers``)."""
     pat = c > 0
 
-    @njit(cache=True, nogil=True)
+    @njit(cache=True, nogil=True, no_cfunc_wrapper=True)
     def run_steps(seeds, n_top, parent, thr, zbits, lbits, net, loss, w, H, wstride, lr,
-                  momentum, wd, bias, Vs, vbs, stats):
+                  momentum, wd, bias, Vs, vbs, stats, table):
         """``len(seeds)`` SGD steps on batches of the compiled sampler (see the module
         docstring) of the net with weights ``net.Ws``: compact (n_l, K_l) for ``wstride``
         0, dense masked for 1 (see ``combine``); ``stats[s] = (mean L, mean r_pos, mean
@@ -437,63 +486,59 @@ def epoch_kernel(c, normalize, code, given=False):
         backward down to layer ``first`` (``w.dWs``, ``w.dbs``), the update. Returns the
         number of steps completed: a step whose output is not finite stops the run before
         its update (its ``stats`` NaN; nothing past the output written)."""
-        Ws, bs, Ks, acts = net.Ws, net.bs, net.Ks, w.acts
-        L, V, dt = len(Ws), acts[0].shape[1], Ws[0].dtype
+        # the named tuples unpacked once (each read of one in the loop counts references of
+        # all its arrays)
+        Ws, bs, Ks, acts, ind, dWs, dbs = net.Ws, net.bs, net.Ks, w.acts, w.ind, w.dWs, w.dbs
+        eps, big, tau, margin = loss.eps, loss.big, loss.tau, loss.margin
+        L, V = len(Ws), acts[0].shape[1]
         N = V // (2 + H)
-        # scratch of this call: outputs and their gradient, the distances and loss weights,
-        # the input gradient's weights (a view per layer), the pattern tables
-        Y, dY, tmp = np.empty((Ws[-1].shape[0], V), dt), np.empty((Ws[-1].shape[0], V), dt), \
-            np.empty((4, V), dt)
-        r_pos, r_neg, c_pos, c_neg = np.empty(N, dt), np.empty((N, H), dt), np.empty(N, dt), \
-            np.empty((N, H), dt)
-        wt = np.empty(max([W.size for W in Ws]), dt)
-        zb = np.zeros(max([a.shape[0] for a in acts]), dt)
-        P, G1, n2 = 1 << c, acts[0].shape[0] // max(c, 1), Ws[min(1, L - 1)].shape[0]
-        h1 = Ws[0].shape[0] // G1
-        pre, S = np.empty((G1, h1, P), dt), np.empty((G1, h1, P), dt)
-        A2, T, b2, tf = np.empty((n2, c * (P - 1)), dt), np.empty((n2, c * (P - 1)), dt), \
-            np.empty(n2, dt), np.empty(P, dt)
+        # scratch (``work_buffers``): outputs and their gradient, the distances and loss
+        # weights, the input gradient's weights (views of ``wt``), the pattern tables
+        Y, dY, tmp, wt, zb = w.Y, w.dY, w.tmp, w.wt, w.zb
+        r_pos, r_neg, c_pos, c_neg = w.r_pos, w.r_neg, w.c_pos, w.c_neg
+        pre, S, A2, T, b2, tf = w.pre, w.S, w.A2, w.T, w.b2, w.tf
         for s in range(seeds.shape[0]):
             first = 0
             if given:
                 pass
             elif pat:
-                sample_bits(seeds[s], n_top, parent, thr, zbits, lbits)
-                pattern_rows(lbits, N, H, c, w.ind)
-                leaf_tables(Ws[0], bs[0], c, Ws[1], bs[1], pre, A2, b2, tf)
-                combine(A2, b2, A2.shape[1], N - N, w.ind, acts[2], N - N + (L > 2), tmp)
+                _sample_bits(table, seeds[s], n_top, parent, thr, zbits, lbits)
+                _pattern_rows(table, lbits, N, H, c, ind)
+                _leaf_tables(table, Ws[0], bs[0], c, Ws[1], bs[1], pre, A2, b2, tf)
+                _combine(table, A2, b2, A2.shape[1], N - N, ind, acts[2], N - N + (L > 2), tmp)
                 first = 2
             else:
-                sample_bits(seeds[s], n_top, parent, thr, zbits, lbits)
+                _sample_bits(table, seeds[s], n_top, parent, thr, zbits, lbits)
                 for v in range(2 + H):
-                    unpack_bits(lbits[v], N, acts[0], N * min(v, 2) + max(v - 2, 0),
-                                1 if v < 2 else H)
+                    _unpack_bits(table, lbits[v], N, acts[0], N * min(v, 2) + max(v - 2, 0),
+                                 1 if v < 2 else H)
             for l in range(first, L):                        # modes: ReLU, the top linear
-                combine(Ws[l], bs[l], Ks[l], wstride * Ks[l], acts[l], acts[l + 1],
-                        1 if l < L - 1 else 0, tmp)
-            if not top_forward(acts[L], Y, normalize, loss.eps, N, H, r_pos, r_neg, tmp[0],
-                               loss.big):
+                _combine(table, Ws[l], bs[l], Ks[l], wstride * Ks[l], acts[l], acts[l + 1],
+                         1 if l < L - 1 else 0, tmp)
+            if not _top_forward(table, acts[L], Y, normalize, eps, N, H, r_pos, r_neg, tmp[0],
+                                big):
                 stats[s, :] = np.nan
                 return s
-            sL, sp, sn = loss_weights(r_pos, r_neg, code, loss.tau, loss.margin, c_pos, c_neg,
-                                      N - N, N)
-            top_backward(acts[L], Y, dY, normalize, loss.eps, N, H, c_pos, c_neg, tmp)
+            sL, sp, sn = _loss_weights(table, r_pos, r_neg, code, tau, margin, c_pos, c_neg,
+                                       N - N, N)
+            _top_backward(table, acts[L], Y, dY, normalize, eps, N, H, c_pos, c_neg, tmp)
             for l in range(L - 1, first - 1, -1):
-                weight_grads(Ks[l], acts[l], acts[l + 1], w.dWs[l], w.dbs[l])
+                _weight_grads(table, Ks[l], acts[l], acts[l + 1], dWs[l], dbs[l])
                 if l > 0:                                    # the delta below, gated
                     n_in = acts[l].shape[0]
                     WT = wt[:n_in * (Ws[l].shape[0] * Ks[l] // n_in)].reshape((n_in, -1))
-                    transposed(Ws[l], wstride * Ks[l], Ks[l], WT)
-                    combine(WT, zb, WT.shape[1], N - N, acts[l + 1], acts[l], N - N + 2, tmp)
+                    _transposed(table, Ws[l], wstride * Ks[l], Ks[l], WT)
+                    _combine(table, WT, zb, WT.shape[1], N - N, acts[l + 1], acts[l], N - N + 2,
+                             tmp)
             if pat:
-                weight_grads(A2.shape[1], w.ind, acts[2], T, w.dbs[1])
-                leaf_grads(Ws[1], c, pre, T, w.dbs[1], w.dWs[1], w.dWs[0], w.dbs[0], S, tf)
+                _weight_grads(table, A2.shape[1], ind, acts[2], T, dbs[1])
+                _leaf_grads(table, Ws[1], c, pre, T, dbs[1], dWs[1], dWs[0], dbs[0], S, tf)
             for l in range(L if not given else 0):
-                sgd_layer(Ws[l], w.dWs[l], Vs[l], lr, momentum, wd)
+                _sgd_layer(table, Ws[l], dWs[l], Vs[l], lr, momentum, wd)
                 if bias:
                     n = bs[l].shape[0]
-                    sgd_layer(bs[l].reshape((1, n)), w.dbs[l].reshape((1, n)),
-                              vbs[l].reshape((1, n)), lr, momentum, wd)
+                    _sgd_layer(table, bs[l].reshape((1, n)), dbs[l].reshape((1, n)),
+                               vbs[l].reshape((1, n)), lr, momentum, wd)
             stats[s, 0] = sL / N
             stats[s, 1] = sp / N
             stats[s, 2] = sn / (N * H)
@@ -537,15 +582,26 @@ def collapses(sizes, Ks):
     return len(Ks) >= 2 and 2 ** c <= h1 + c
 
 
-def work_buffers(sizes, Ks, N, H, dtype):
-    """The ``Work`` of a grouped net for batches of N anchors, H negatives (see
-    ``epoch_kernel``; its scratch is made per call): activations (n_l, V), V = N (2 + H),
-    the pattern indicators, the gradients (compact)."""
-    dt, V, c = np.dtype(dtype), N * (2 + H), int(Ks[0])
-    return Work(acts=tuple(np.empty((n, V), dt) for n in sizes),
-                ind=np.empty(((sizes[0] // c) * (2 ** c - 1), V), dt),
+def work_buffers(sizes, Ks, N, H, dtype, c=0):
+    """The ``Work`` of a grouped net for batches of N anchors, H negatives, layers 1-2
+    collapsed on the patterns of c leaves (c > 0) or not (see ``epoch_kernel``):
+    activations (n_l, V), V = N (2 + H), the pattern indicators, the gradients (compact),
+    room for the largest transposed weights, a zero bias, then the scratch of a step: the
+    outputs Y and their gradient dY (n_L, V), ``tmp`` (4, V), the distances and loss weights
+    (N,) and (N, H), the pattern tables ``pre``, ``S`` (G_1, h_1, P), ``A2``, ``T``
+    (n_2, c (P-1)), ``b2`` (n_2,), ``tf`` (P,), P = 2**c."""
+    dt, V, L = np.dtype(dtype), N * (2 + H), len(sizes) - 1
+    P, G1, n2 = 2 ** c, sizes[0] // max(c, 1), sizes[min(1, L - 1) + 1]
+    h1 = sizes[1] // G1
+    e = lambda *shape: np.empty(shape, dt)  # noqa: E731
+    return Work(acts=tuple(e(n, V) for n in sizes),
+                ind=e((sizes[0] // int(Ks[0])) * (2 ** int(Ks[0]) - 1), V),
                 dWs=tuple(np.zeros((n, K), dt) for n, K in zip(sizes[1:], Ks)),
-                dbs=tuple(np.zeros(n, dt) for n in sizes[1:]))
+                dbs=tuple(np.zeros(n, dt) for n in sizes[1:]),
+                wt=e(max(n * K for n, K in zip(sizes[1:], Ks))), zb=np.zeros(max(sizes), dt),
+                Y=e(sizes[-1], V), dY=e(sizes[-1], V), tmp=e(4, V), r_pos=e(N), r_neg=e(N, H),
+                c_pos=e(N), c_neg=e(N, H), pre=e(G1, h1, P), S=e(G1, h1, P),
+                A2=e(n2, c * (P - 1)), T=e(n2, c * (P - 1)), b2=e(n2), tf=e(P))
 
 
 class _Grouped:
@@ -563,10 +619,10 @@ class _Grouped:
         self.norm = (bool(normalize), float(eps))
         self.work, self.shape = None, None
 
-    def buffers(self, N, H):
-        if self.shape != (N, H):
-            self.work = work_buffers(self.sizes, self.Ks, N, H, self.net.Ws[0].dtype)
-            self.shape = (N, H)
+    def buffers(self, N, H, c=0):
+        if self.shape != (N, H, c):
+            self.work = work_buffers(self.sizes, self.Ks, N, H, self.net.Ws[0].dtype, c)
+            self.shape = (N, H, c)
             self.lbits = np.empty((2 + H, self.sizes[0], -(-N // 64)), np.uint64)
         return self.work
 
@@ -595,11 +651,13 @@ class TreeStep(_Grouped):
         f[:, :N], f[:, N:2 * N] = x.T, x_pos.T
         f[:, 2 * N:] = x_neg.reshape(N * H, -1).T
         stats, none = np.zeros((1, 3)), np.zeros(0, np.uint64)
+        variant = (0, self.norm[0], LOSS_CODES[loss], True)
+        table = kernel_table(self.net.Ws[0].dtype.name, *variant)
         with np.errstate(over="ignore"):
-            ok = epoch_kernel(0, self.norm[0], LOSS_CODES[loss], True)(
+            ok = epoch_kernel(*variant)(
                 none.reshape(1, 0), 0, none.astype(np.int64), none, none.reshape(0, 0),
                 none.reshape(0, 0, 0), self.net, self.loss(loss, tau, margin), w, H, 1, 0.0,
-                0.0, 0.0, self.bias, w.dWs, w.dbs, stats)
+                0.0, 0.0, self.bias, w.dWs, w.dbs, stats, table)
         if not ok:
             return math.nan, math.nan, math.nan, None
         grads = [np.empty_like(W) for W in self.net.Ws]
@@ -661,14 +719,15 @@ class TreeEpoch(_Grouped):
     def run(self, rng, k):
         seeds = Sampler.seeds(rng, k)
         stats = np.zeros((k, 3))
-        w, sam = self.buffers(self.N, self.H), self.sampler
+        variant = (int(self.Ks[0]) if self.net.pat else 0, self.norm[0], self.lossp.code)
+        w, sam = self.buffers(self.N, self.H, variant[0]), self.sampler
         for D, C, K in zip(self.dense, self.net.Ws, self.Ks):
             C[...] = compact(D, K)
+        table = kernel_table(self.net.Ws[0].dtype.name, *variant)
         with np.errstate(over="ignore"):                     # wrapping uint64 arithmetic
-            done = epoch_kernel(int(self.Ks[0]) if self.net.pat else 0, self.norm[0],
-                                self.lossp.code)(
+            done = epoch_kernel(*variant)(
                 seeds, sam.n_top, sam.parent, sam.thr, self.zbits, self.lbits, self.net,
-                self.lossp, w, self.H, 0, *self.sgd, stats)
+                self.lossp, w, self.H, 0, *self.sgd, stats, table)
         for D, C, K in zip(self.dense, self.net.Ws, self.Ks):
             set_dense(D, K, C)
         return stats[:done + (done < k)]
