@@ -26,7 +26,6 @@ sampled batches it is BYOL's SGD (``simulate_sgd``, running ``byol.BYOL`` with l
 from __future__ import annotations
 
 import numpy as np
-from scipy.integrate import solve_ivp
 
 from . import backend as B
 from .byol import BYOL, BYOLConfig
@@ -105,6 +104,7 @@ def integrate(W0, Wp0, Wa0, X, Xp, T, alpha_p=1.0, beta=1.0, eta=0.0, t_eval=Non
     def f(_, y):
         return _pack(*rhs(*_unpack(y, d, n), X, Xp, alpha_p, beta, eta))
 
+    from scipy.integrate import solve_ivp       # slow to import (0.3 s); only this needs it
     sol = solve_ivp(f, (0.0, float(T)), _pack(W0, Wp0, Wa0), method="DOP853", t_eval=t_eval,
                     rtol=rtol, atol=atol)
     if not sol.success:
