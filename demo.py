@@ -20,8 +20,9 @@ import sys
 
 from app.serving import THREAD_VARS   # (standard library only: before NumPy and Numba load)
 
-for _var in THREAD_VARS:
-    os.environ.setdefault(_var, "1")   # one thread per run (app/serving.py)
+for _var in THREAD_VARS:              # one thread per run (app/serving.py); not Numba's once it
+    if not (_var == "NUMBA_NUM_THREADS" and "numba" in sys.modules):   # is loaded: a change
+        os.environ.setdefault(_var, "1")                               # fails its next compile
 
 from minissl.backend import MissingExtra, check_int, require
 

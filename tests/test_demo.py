@@ -275,3 +275,26 @@ def test_each_tab_links_its_course_notebook(demo_url):
             nb = json.loads(r.read())
         assert nb["nbformat"] == 4 and line.count(f"notebook {n},") == 1
     assert widgets.course_link(99) == ""
+
+
+def test_importing_demo_after_numba_started_its_threads_keeps_numba_compiling():
+    """demo.py pins the thread variables for the processes it starts; in a process where
+    Numba has already launched its thread pool (the tests, a notebook), a changed
+    NUMBA_NUM_THREADS would make every later compile fail ("Cannot set NUMBA_NUM_THREADS
+    ..."), so demo leaves that one alone there."""
+    import os
+    import pathlib
+    import subprocess
+    import sys
+    import numba
+    if numba.config.NUMBA_DEFAULT_NUM_THREADS < 2:
+        pytest.skip("one core: Numba's default thread count is already 1")
+    code = ("import numpy as np\nfrom numba import njit, prange\n"
+            "@njit(parallel=True)\ndef f(x):\n    s = 0.0\n"
+            "    for i in prange(x.shape[0]):\n        s += x[i]\n    return s\n"
+            "f(np.ones(8))\nimport demo\n"
+            "@njit\ndef g(x):\n    return x + 1.0\nprint(g(1.0))\n")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_NUM_THREADS"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=pathlib.Path(__file__).resolve().parents[1], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "2.0", out.stderr[-600:]
