@@ -11,7 +11,7 @@ from minissl.train import UPDATES
 
 from app.text import (ACCEL_TEXT, COV_TEXT)
 from app.widgets import (LATEX, LIMITS, checked, choice_of, course_link, fields_of, number_box,
-                         settings, show)
+                         settings, show, status_line, train_stop)
 from app.runs import (key_of, streamed, training_event)
 
 
@@ -110,12 +110,9 @@ def covariance_tab():
                     with gr.Row():
                         num(pair[0]), num(pair[1])
                 c["update"] = choice_of(COV_CONFIG, "update")
-                with gr.Row():
-                    go = gr.Button("Train", variant="primary", elem_id="cov-train")
-                    stop_btn = gr.Button("Stop", variant="stop", elem_id="cov-stop")
+                go, stop_btn = train_stop("cov")
             with gr.Column(scale=2):
-                status = gr.Textbox(label="status", lines=2, interactive=False,
-                                    elem_classes=["status-line"], elem_id="cov-status")
+                status = status_line("cov")
                 with gr.Row():
                     spec = gr.Plot(show_label=False, label="spectrum of OP",
                                    elem_id="cov-spectrum", format="png")

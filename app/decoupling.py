@@ -13,7 +13,7 @@ from minissl.experiments.decoupling import NEURONS
 
 from app.text import DECOUPLING_TEXT
 from app.widgets import (LATEX, LIMITS, Field, checked, choice_of, course_link, fields_of,
-                         number_box, settings, show)
+                         number_box, settings, show, status_line, train_stop)
 from app.runs import (key_of, streamed, training_event)
 
 
@@ -98,12 +98,9 @@ def decoupling_tab():
                 with gr.Row():
                     num("width"), num("steps")
                 num("seed")
-                with gr.Row():
-                    go = gr.Button("Train", variant="primary", elem_id="dec-train")
-                    stop_btn = gr.Button("Stop", variant="stop", elem_id="dec-stop")
+                go, stop_btn = train_stop("dec")
             with gr.Column(scale=2):
-                status = gr.Textbox(label="status", lines=2, interactive=False,
-                                    elem_classes=["status-line"], elem_id="dec-status")
+                status = status_line("dec")
                 neurons = gr.Plot(show_label=False, label="neurons", elem_id="dec-neurons",
                                   format="png")
                 curves = gr.Plot(show_label=False, label="over training", elem_id="dec-curves",

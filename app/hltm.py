@@ -12,7 +12,7 @@ from minissl.train import UPDATES
 
 from app.text import (HLTM_TEXT, LUCK_TEXT)
 from app.widgets import (LATEX, LIMITS, Field, checked, choice_of, course_link, fields_of,
-                         number_box, settings, show)
+                         number_box, settings, show, status_line, train_stop)
 from app.runs import (key_of, streamed, training_event)
 
 EVAL_SAMPLES = 4000          # fixed evaluation set of the streamed correlations
@@ -213,12 +213,9 @@ def hltm_tab():
                 with gr.Row():
                     c["update"] = choice_of(HLTM_CONFIG, "update")
                     c["backend"] = choice_of(HLTM_CONFIG, "backend")
-                with gr.Row():
-                    train_btn = gr.Button("Train", variant="primary", elem_id="hltm-train")
-                    stop_btn = gr.Button("Stop", variant="stop", elem_id="hltm-stop")
+                train_btn, stop_btn = train_stop("hltm")
             with gr.Column(scale=2):
-                status = gr.Textbox(label="status", lines=2, interactive=False,
-                                    elem_classes=["status-line"], elem_id="hltm-status")
+                status = status_line("hltm")
                 tree_plot = gr.Plot(show_label=False, label="latent tree", elem_id="hltm-tree",
                                     format="png")
                 with gr.Row():

@@ -11,7 +11,7 @@ from minissl.figures import plots
 
 from app.text import REALDATA_TEXT
 from app.widgets import (LIMITS, Field, checked, choice, choice_of, course_link, fields_of,
-                         number_box, settings, show)
+                         number_box, settings, show, status_line, train_stop)
 from app.runs import (key_of, streamed, training_event)
 
 
@@ -112,12 +112,9 @@ def realdata_tab():
                 with gr.Row():
                     num("epochs"), num("width")
                 num("seed")
-                with gr.Row():
-                    go = gr.Button("Train", variant="primary", elem_id="real-train")
-                    stop_btn = gr.Button("Stop", variant="stop", elem_id="real-stop")
+                go, stop_btn = train_stop("real")
             with gr.Column(scale=2):
-                status = gr.Textbox(label="status", lines=2, interactive=False,
-                                    elem_classes=["status-line"], elem_id="real-status")
+                status = status_line("real")
                 curves = gr.Plot(show_label=False, label="loss and probe", elem_id="real-curves",
                                  format="png")
                 weights = gr.Plot(show_label=False, label="first-layer weights",

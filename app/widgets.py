@@ -124,6 +124,19 @@ def number_box(c, fields, prefix):
 COURSE = pathlib.Path(__file__).resolve().parents[1] / "docs" / "course"   # served statically
 
 
+def train_stop(prefix):
+    """A tab's Train and Stop buttons in one row (``PREFIX-train``, ``PREFIX-stop``)."""
+    with gr.Row():
+        return (gr.Button("Train", variant="primary", elem_id=f"{prefix}-train"),
+                gr.Button("Stop", variant="stop", elem_id=f"{prefix}-stop"))
+
+
+def status_line(prefix):
+    """A tab's status box (``PREFIX-status``): the run's progress, then its last word."""
+    return gr.Textbox(label="status", lines=2, interactive=False, elem_classes=["status-line"],
+                      elem_id=f"{prefix}-status")
+
+
 def course_link(number):
     """A Markdown line linking course notebook ``number`` (``docs/course/NN_*.ipynb``, served by
     the app: ``demo.build_demo`` registers ``COURSE`` with ``gr.set_static_paths``), or "" when

@@ -36,13 +36,13 @@ def check_settings(cfg):
     the first bad field raises ``ValueError`` naming it. Returns ``cfg``."""
     for f in dataclasses.fields(cfg):
         m, v = f.metadata, getattr(cfg, f.name)
-        kind = str(getattr(f.type, "__name__", f.type)).replace(" ", "")
+        kind, optional = setting_type(f), "None" in str(f.type)
         if "choices" in m:
             check_choice(f.name, v, m["choices"])
-        elif kind in ("bool", "bool|None"):
-            if not (v is None and kind == "bool|None"):
+        elif kind is bool:
+            if not (v is None and optional):
                 check_bool(f.name, v)
-        elif setting_type(f) is int and ("lo" in m or "hi" in m):
+        elif kind is int and ("lo" in m or "hi" in m):
             check_int(f.name, v, m.get("lo"), m.get("hi"))
         elif "lo" in m or "hi" in m:
             check_real(f.name, v, m.get("lo"), m.get("hi"), lo_open=m.get("lo_open", False),
