@@ -17,6 +17,7 @@ import numpy as np
 from .. import backend as B
 from ..backend import setting
 from ..hltm import HLTM
+from ..kernels import twin
 from ..budget import Cost, correlation_cost, net_bytes, train_cost
 from ..losses import SINGLE_NEGATIVE
 from ..metrics import correlation_ceiling, normalized_correlation
@@ -259,6 +260,28 @@ def hltm_experiment(cfg, callback=None, stop=None, limits=None):
     if stopped(stop):
         return [], None
     tree, net = cfg.build(limits)
+    tc = cfg.train_config(steps=max(1, cfg.epochs * cfg.steps_per_epoch))
+    warm = start_compiling(net, tree, tc) if cfg.epochs else None
+    try:
+        return _run(cfg, tree, net, tc, callback, stop)
+    finally:
+        if warm is not None:
+            warm.close()            # a run that ended before its first epoch: stop the helper
+
+
+def start_compiling(net, tree, tc):
+    """On backend "numba", when ``train`` will run the compiled epoch (``TreeEpoch.applies``),
+    start compiling its kernels and the correlation's in a helper process
+    (``TreeEpoch.start_compiling``; a cold cache only) while this process evaluates the
+    untrained net; returns that
+    ``compiling.Sharing`` or None."""
+    epoch = twin("train_epoch", net.backend)
+    if epoch is None or not epoch.applies(net, tree, tc):
+        return None
+    return epoch.for_run(net, tree, tc).start_compiling()
+
+
+def _run(cfg, tree, net, tc, callback, stop):
     x_eval, z_eval = eval_set(tree, cfg)
     ceiling = correlation_ceiling(tree, x=x_eval, z=z_eval)
     t0 = time.perf_counter()
@@ -276,7 +299,6 @@ def hltm_experiment(cfg, callback=None, stop=None, limits=None):
         records.append(rec)
         return notify(callback, rec)
 
-    tc = cfg.train_config(steps=max(1, cfg.epochs * cfg.steps_per_epoch))
     rng0 = B.rng(B.derive_seed(cfg.seed, 4))
     with np.errstate(over="ignore", invalid="ignore"):        # divergence is reported below
         first = np.mean([loss_and_grads(net, batches(tree, tc)(cfg.batch_size, rng0), tc)[0]

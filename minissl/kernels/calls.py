@@ -14,7 +14,8 @@ Python side can look the same overload up, compile it or load it from the cache,
 typing the caller (a cached caller is never typed): tokens ``A1 A2 A3`` (C arrays of the
 float dtype ``dt``), ``U1 U2 U3`` (uint64 arrays), ``I1`` (int64 array), ``i`` (int64), ``f``
 (float64) and ``L`` (a literal: the caller's compile-time constant, taken as given), then
-``->`` and ``none``, ``bool`` or ``f3`` (three float64). A call site whose argument types
+``->`` and ``none``, ``bool`` or ``f3`` (three float64) (``signature`` also takes an array
+token: a kernel called from Python, compiled ahead by ``compiling.Sharing``). A call site whose argument types
 differ from the template fails to compile (``TypingError``) rather than calling the wrong
 code; the table itself must be built for the dtype of the caller's float arrays (its
 caller's job: ``tree.kernel_table`` takes the net's dtype, as do the work buffers). Under
@@ -52,7 +53,8 @@ def signature(template, dt, literals=()):
     """The Numba signature of ``template`` for float dtype ``dt`` (a NumPy dtype or Numba
     type) with the ``L`` tokens, in order, the values ``literals`` (``types.literal``)."""
     dt = numba.from_dtype(np.dtype(dt)) if not isinstance(dt, types.Type) else dt
-    tokens, ret = parse(template)
+    tokens, ret = template.split("->")[0].split(), template.split("->")[1].strip()
+    ret = RETURNS[ret] if ret in RETURNS else token_type(ret, dt)
     lits = iter(literals)
     return ret(*[types.literal(next(lits)) if t == "L" else token_type(t, dt) for t in tokens])
 

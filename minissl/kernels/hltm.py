@@ -23,7 +23,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .compiling import announce_compiles
+from .compiling import announce_compiles, take
 
 announce_compiles()             # cache location, and a notice when compiling (cold cache)
 
@@ -70,6 +70,10 @@ def _unit_correlations(z, g, eps_g, eps_z, zs, gs, out):
     return out
 
 
+# ``_unit_correlations`` as a job of ``compiling.Sharing`` (compiled ahead of a run's evaluation)
+CORRELATION = (_unit_correlations, "A2 A3 f f A2 A3 A2 -> A2", "float64", ())
+
+
 def unit_correlations(z, g, dtype_eps=_EPS64):
     """Twin of ``metrics.unit_correlations``: ``|corr(z_j, g_{j,u})|`` per unit u of group j.
 
@@ -82,6 +86,7 @@ def unit_correlations(z, g, dtype_eps=_EPS64):
                          f"{z.shape} and {g.shape}")
     (n, G), hid = z.shape, g.shape[2]
     out = np.zeros((G, hid))
+    take(_unit_correlations)                # compiled ahead by a helper process? (CORRELATION)
     _unit_correlations(z, g, float(dtype_eps), _EPS64, np.zeros((3, G)), np.zeros((4, G, hid)),
                        out)
     return out

@@ -48,8 +48,8 @@ import numpy as np
 from numba import njit
 
 from .calls import addresses, via
-from .compiling import announce_compiles
-from .hltm import Sampler, is_tree, sample_bits, unpack_bits
+from .compiling import Sharing, announce_compiles, take
+from .hltm import CORRELATION, Sampler, is_tree, sample_bits, unpack_bits
 from .mlp import FUSED_MAX_WEIGHTS, LOSS_CODES, FusedStep, LinearPlan, loss_weights
 
 announce_compiles()             # cache location, and a notice when compiling (cold cache)
@@ -444,22 +444,64 @@ CALLS = ((sample_bits, "U1 i I1 U1 U2 U3 -> none"),
          (transposed, "A2 i i A2 -> none"),
          (leaf_grads, "A2 L A3 A2 A1 A2 A2 A1 A3 A1 -> none"),
          (sgd_layer, "A2 A2 A2 f f f -> none"))
+# rough relative compile cost (the kernels' seconds in docs/performance.md "Cold start"):
+# ``compiled`` hands the costliest out first
+COST = {"combine": 9, "top_forward": 5, "weight_grads": 5, "leaf_grads": 4, "top_backward": 4}
 (_sample_bits, _unpack_bits, _pattern_rows, _leaf_tables, _combine, _top_forward, _loss_weights,
  _top_backward, _weight_grads, _transposed, _leaf_grads, _sgd_layer) = (
     via(slot, kernel, sig) for slot, (kernel, sig) in enumerate(CALLS))
 
 
-@functools.lru_cache(maxsize=None)
-def kernel_table(dtype, c, normalize, code, given=False):
-    """The address table of ``epoch_kernel(c, normalize, code, given)`` for float ``dtype``:
-    the kernels that variant calls (the sampler and the update unless ``given``; the pattern
-    kernels when c > 0, else ``unpack_bits``), compiled or loaded from the cache."""
+def kernel_jobs(dtype, c, normalize, code, given=False):
+    """The kernels ``epoch_kernel(c, normalize, code, given)`` calls, by slot: ``(dispatcher,
+    template, dtype, literals)`` (``compiling.share``'s jobs), None for a slot that variant
+    does not call (the sampler and the update when ``given``; the pattern kernels when
+    c > 0, else ``unpack_bits``)."""
     skip = {"sample_bits", "unpack_bits", "sgd_layer"} if given else set()
     skip |= {"pattern_rows", "leaf_tables", "leaf_grads"} if c == 0 or given else {"unpack_bits"}
-    return addresses([None if k.__name__ in skip else (k, sig) for k, sig in CALLS],
-                     np.dtype(dtype), {"pattern_rows": (c,), "leaf_tables": (c,),
-                                       "leaf_grads": (c,), "top_forward": (normalize,),
-                                       "top_backward": (normalize,), "loss_weights": (code,)})
+    literals = {"pattern_rows": (c,), "leaf_tables": (c,), "leaf_grads": (c,),
+                "top_forward": (normalize,), "top_backward": (normalize,),
+                "loss_weights": (code,)}
+    return [None if k.__name__ in skip else (k, sig, np.dtype(dtype).name,
+                                               literals.get(k.__name__, ()))
+            for k, sig in CALLS]
+
+
+@functools.lru_cache(maxsize=None)
+def kernel_table(dtype, c, normalize, code, given=False):
+    """The address table of ``epoch_kernel(c, normalize, code, given)`` for float ``dtype``
+    (``kernel_jobs``), its kernels compiled or loaded from the cache."""
+    jobs = kernel_jobs(dtype, c, normalize, code, given)
+    return addresses([j and j[:2] for j in jobs], np.dtype(dtype),
+                     {j[0].__name__: j[3] for j in jobs if j})
+
+
+_SHARED, _PENDING = set(), {}
+
+
+def sharing(dtype, variant, also=()):
+    """The ``compiling.Sharing`` of the kernels of ``epoch_kernel(*variant)`` for ``dtype``
+    (costliest first; ``combine``, ``weight_grads``, ``transposed`` last: a tree layer's
+    products outside training, such as an evaluation before the first epoch, compile them in
+    this process), and the jobs ``also`` first (kernels of the run's evaluation, say), started
+    once per process and variant (again after a ``close``): the one ``compiled`` finishes."""
+    if (dtype, variant) not in _PENDING or _PENDING[(dtype, variant)].closed:
+        late = ("combine", "weight_grads", "transposed")
+        jobs = sorted((j for j in kernel_jobs(dtype, *variant) if j),
+                      key=lambda j: (j[0].__name__ in late, -COST.get(j[0].__name__, 1)))
+        _PENDING[(dtype, variant)] = Sharing(list(also) + jobs)
+    return _PENDING[(dtype, variant)]
+
+
+def compiled(dtype, variant, first_call):
+    """``kernel_table(dtype, *variant)``; the first time a process asks for a variant, its
+    kernels and its entry point are compiled (or loaded) through its ``sharing``: the entry
+    point here by ``first_call(table)`` (a call of no steps, with a table of zeros) while a
+    helper process takes kernels, on a cold cache."""
+    if (dtype, variant) not in _SHARED:
+        sharing(dtype, variant).finish(lambda: first_call(np.zeros(len(CALLS), np.int64)))
+        _SHARED.add((dtype, variant))
+    return kernel_table(dtype, *variant)
 
 
 @functools.lru_cache(maxsize=None)
@@ -652,12 +694,16 @@ class TreeStep(_Grouped):
         f[:, 2 * N:] = x_neg.reshape(N * H, -1).T
         stats, none = np.zeros((1, 3)), np.zeros(0, np.uint64)
         variant = (0, self.norm[0], LOSS_CODES[loss], True)
-        table = kernel_table(self.net.Ws[0].dtype.name, *variant)
+        lossp = self.loss(loss, tau, margin)
+
+        def call(steps, table):                 # ``given``: seeds (steps, 0), the batch in w
+            return epoch_kernel(*variant)(
+                none.reshape(steps, 0), 0, none.astype(np.int64), none, none.reshape(0, 0),
+                none.reshape(0, 0, 0), self.net, lossp, w, H, 1, 0.0, 0.0, 0.0, self.bias,
+                w.dWs, w.dbs, stats, table)
+        table = compiled(self.net.Ws[0].dtype.name, variant, lambda t: call(0, t))
         with np.errstate(over="ignore"):
-            ok = epoch_kernel(*variant)(
-                none.reshape(1, 0), 0, none.astype(np.int64), none, none.reshape(0, 0),
-                none.reshape(0, 0, 0), self.net, self.loss(loss, tau, margin), w, H, 1, 0.0,
-                0.0, 0.0, self.bias, w.dWs, w.dbs, stats, table)
+            ok = call(1, table)
         if not ok:
             return math.nan, math.nan, math.nan, None
         grads = [np.empty_like(W) for W in self.net.Ws]
@@ -716,18 +762,34 @@ class TreeEpoch(_Grouped):
                     tuple(np.zeros_like(W) for W in self.net.Ws),
                     tuple(np.zeros_like(b) for b in self.net.bs))
 
+    @property
+    def variant(self):
+        """``(dtype, (c, normalize, loss code))``: which ``epoch_kernel`` runs this epoch."""
+        return (self.net.Ws[0].dtype.name,
+                (int(self.Ks[0]) if self.net.pat else 0, self.norm[0], self.lossp.code))
+
+    def start_compiling(self):
+        """Start compiling this epoch's kernels, and first the correlation's
+        (``hltm.CORRELATION``: a run's evaluation), in a helper process now, on a cold cache
+        (see ``sharing``), so that they are ready, or nearly, when the run needs them.
+        Returns the ``compiling.Sharing`` (``close()`` it if ``run`` will never come)."""
+        return sharing(*self.variant, also=[CORRELATION])
+
     def run(self, rng, k):
         seeds = Sampler.seeds(rng, k)
         stats = np.zeros((k, 3))
-        variant = (int(self.Ks[0]) if self.net.pat else 0, self.norm[0], self.lossp.code)
+        dtype, variant = self.variant
         w, sam = self.buffers(self.N, self.H, variant[0]), self.sampler
         for D, C, K in zip(self.dense, self.net.Ws, self.Ks):
             C[...] = compact(D, K)
-        table = kernel_table(self.net.Ws[0].dtype.name, *variant)
+
+        def call(seeds, table):
+            return epoch_kernel(*variant)(seeds, sam.n_top, sam.parent, sam.thr, self.zbits,
+                                          self.lbits, self.net, self.lossp, w, self.H, 0,
+                                          *self.sgd, stats, table)
+        table = compiled(dtype, variant, lambda t: call(seeds[:0], t))
         with np.errstate(over="ignore"):                     # wrapping uint64 arithmetic
-            done = epoch_kernel(*variant)(
-                seeds, sam.n_top, sam.parent, sam.thr, self.zbits, self.lbits, self.net,
-                self.lossp, w, self.H, 0, *self.sgd, stats, table)
+            done = call(seeds, table)
         for D, C, K in zip(self.dense, self.net.Ws, self.Ks):
             set_dense(D, K, C)
         return stats[:done + (done < k)]
@@ -776,6 +838,7 @@ class GroupedPlan:
     def _combine(self, W, src, n, K, wstride):
         """``combine`` of feature-major ``src`` into a new (n, V) array (mode 0: linear)."""
         dst = np.empty((n, src.shape[1]), W.dtype)
+        take(combine)                       # a helper compiling it ahead? (``sharing``)
         combine(W, np.zeros(n, W.dtype), K, wstride, src, dst, 0,
                 np.empty((4, src.shape[1]), W.dtype))
         return dst
@@ -787,6 +850,7 @@ class GroupedPlan:
     def down(self, W, dT):
         """``W^T dT`` for feature-major ``dT`` (n_out, M): (n_in, M)."""
         WT = np.empty((W.shape[1], self.h), W.dtype)
+        take(transposed)
         transposed(W, self.K, self.K, WT)
         return self._combine(WT, np.ascontiguousarray(dT), W.shape[1], self.h, 0)
 
@@ -795,6 +859,7 @@ class GroupedPlan:
         (None unless ``want_input``)."""
         dT = np.ascontiguousarray(dg.T)                      # (n_out, N)
         dWc, db = np.empty((W.shape[0], self.K), W.dtype), np.empty(W.shape[0], W.dtype)
+        take(weight_grads)
         weight_grads(self.K, np.ascontiguousarray(x.T), dT, dWc, db)
         dW = np.empty_like(W)
         scatter_dense(dWc, self.K, dW)

@@ -1,0 +1,146 @@
+"""Sharing a cold compile with a helper process (``kernels.compiling.Sharing``).
+
+The helper's work is seen through Numba's own counters: a kernel the helper compiled is a cache
+*hit* in this process (loaded from the cache), one this process compiled a *miss*. Each check
+runs in a fresh process with an empty ``NUMBA_CACHE_DIR``; no timings.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("numba")
+
+from minissl.kernels import compiling  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+JIT_OFF = os.environ.get("NUMBA_DISABLE_JIT") == "1"
+needs_jit = pytest.mark.skipif(JIT_OFF, reason="nothing is compiled with NUMBA_DISABLE_JIT=1")
+two_cores = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2,
+                               reason="the helper starts only with two or more cores")
+
+# one per-step training step (a TreeStep: six kernels and the entry point) of a float64 tree
+# net; ``wait``: this process compiles nothing before the helper has claimed a job
+SCRIPT = r"""
+import hashlib, json, os, sys, time
+import numpy as np
+import minissl
+from minissl.kernels import compiling, tree as KT
+from minissl.train import TrainConfig, gradient_step
+mode = sys.argv[1]
+if mode == "failed":        # a helper that claims every job, then dies without compiling
+    code = ("import os, sys, json; [open(os.path.join(sys.argv[1], str(i)), 'x') "
+            "for i in range(len(json.loads(sys.argv[2])))]; sys.exit(1)")
+    compiling._start_helper = lambda jobs, claims: __import__("subprocess").Popen(
+        [sys.executable, "-c", code, claims, json.dumps([compiling._spec(j) for j in jobs])])
+variant = (0, False, KT.LOSS_CODES["infonce"], True)
+jobs = [j for j in KT.kernel_jobs("float64", *variant) if j]
+out = {}
+if mode == "close":         # a run that ends before it needs the jobs
+    sh = compiling.Sharing(jobs)
+    helper, claims = sh.helper, sh.claims
+    sh.close()
+    out = {"stopped": helper.poll() is not None, "claims_left": os.path.exists(claims),
+           "active": len(compiling._ACTIVE)}
+    print(json.dumps(out)); sys.exit(0)
+sh = compiling.Sharing(jobs)
+out["helper"] = sh.helper is not None
+def here():                 # wait (at most a minute) until the helper has taken job 0,
+    t = time.time()         # then for the helper to compile it (``take``)
+    while sh.helper is not None and not os.listdir(sh.claims) and time.time() < t + 60:
+        time.sleep(0.01)
+    compiling.take(jobs[0][0])
+    compiling._compile(jobs[0])         # a cache hit only if ``take`` waited for the helper
+sh.finish(here)
+out["first"] = jobs[0][0].__name__
+KT._SHARED.add(("float64", variant))
+t = minissl.HLTM(5, 2, seed=0)
+net = minissl.tree_network(t, 10, backend="numba", seed=0)
+step = gradient_step(net, TrainConfig(lr=0.1, batch_size=16))
+loss, rp, rn, grads = step(t.triples(16, np.random.default_rng(3)))
+out["hits"] = sum(sum(d.stats.cache_hits.values()) for d, *_ in jobs)
+out["misses"] = sum(sum(d.stats.cache_misses.values()) for d, *_ in jobs)
+out["first_hits"] = sum(jobs[0][0].stats.cache_hits.values())
+out["loss"] = float(loss).hex()
+out["grads"] = hashlib.sha256(b"".join(np.ascontiguousarray(g).tobytes() for g in grads)).hexdigest()
+print(json.dumps(out))
+"""
+
+
+def run_script(mode, tmp_path, helper="1"):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), MINISSL_COMPILE_HELPER=helper)
+    r = subprocess.run([sys.executable, "-c", SCRIPT, mode], capture_output=True, text=True,
+                       env=env, cwd=ROOT, timeout=600)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def in_process_step():
+    import hashlib
+    import minissl
+    from minissl.train import TrainConfig, gradient_step
+    t = minissl.HLTM(5, 2, seed=0)
+    net = minissl.tree_network(t, 10, backend="numba", seed=0)
+    loss, _, _, grads = gradient_step(net, TrainConfig(lr=0.1, batch_size=16))(
+        t.triples(16, np.random.default_rng(3)))
+    return float(loss).hex(), hashlib.sha256(
+        b"".join(np.ascontiguousarray(g).tobytes() for g in grads)).hexdigest()
+
+
+def test_claims_are_exclusive(tmp_path):
+    assert compiling._claim(str(tmp_path), 3) is True
+    assert compiling._claim(str(tmp_path), 3) is False          # the other process took it
+    assert compiling._claim(str(tmp_path), 4) is True
+    assert compiling._claim(None, 3) is True                    # no helper: all are ours
+
+
+@needs_jit
+@two_cores
+def test_helper_compiles_jobs_that_this_process_loads_and_the_step_is_unchanged(tmp_path):
+    """With the helper, some of the step's kernels are cache hits here (the helper compiled
+    them; ``take`` waited for the first, which the helper had claimed); without it (MINISSL_COMPILE_HELPER=0, the control) none is; the step's loss and
+    gradients are bit for bit those of this test process, whichever compiled them."""
+    shared = run_script("shared", tmp_path / "a")
+    alone = run_script("shared", tmp_path / "b", helper="0")
+    assert shared["helper"] and shared["hits"] >= 1
+    assert shared["first"] == "combine" and shared["first_hits"] == 1   # waited (``take``)
+    assert not alone["helper"] and alone["hits"] == 0 and alone["misses"] >= 6
+    assert shared["loss"] == alone["loss"] == in_process_step()[0]
+    assert shared["grads"] == alone["grads"] == in_process_step()[1]
+
+
+@needs_jit
+@two_cores
+def test_a_failed_helper_leaves_its_jobs_to_this_process(tmp_path):
+    """A helper that claims every job and exits without compiling: the step still runs, its
+    kernels compiled here when first needed (all misses), with the same numbers."""
+    out = run_script("failed", tmp_path)
+    assert out["helper"] and out["hits"] == 0 and out["misses"] >= 6
+    assert (out["loss"], out["grads"]) == in_process_step()
+
+
+@needs_jit
+@two_cores
+def test_close_stops_the_helper_and_removes_its_claims(tmp_path):
+    out = run_script("close", tmp_path)
+    assert out == {"stopped": True, "claims_left": False, "active": 0}
+
+
+@needs_jit
+def test_no_helper_without_jobs_to_share_or_when_switched_off(monkeypatch):
+    """Nothing to compile (every job already in this process), or the setting off: no
+    helper process is started."""
+    from minissl.kernels import tree as KT
+    started = []
+    monkeypatch.setattr(compiling, "_start_helper", lambda *a: started.append(a))
+    jobs = [j for j in KT.kernel_jobs("float64", 0, False, 0, True) if j]
+    for d, template, dtype, lits in jobs:
+        d.compile(compiling.signature(template, dtype, lits).args)
+    compiling.Sharing(jobs).finish()
+    monkeypatch.setattr(compiling, "HELPER", False)
+    monkeypatch.setattr(compiling, "cached", lambda *a: False)
+    compiling.Sharing(jobs).finish()
+    assert started == []
