@@ -144,3 +144,32 @@ def test_no_helper_without_jobs_to_share_or_when_switched_off(monkeypatch):
     monkeypatch.setattr(compiling, "cached", lambda *a: False)
     compiling.Sharing(jobs).finish()
     assert started == []
+
+
+@needs_jit
+def test_a_run_starts_compiling_the_kernels_it_will_need(monkeypatch):
+    """``experiments.hltm.start_compiling`` hands the helper the kernels of the path ``train``
+    will take (the compiled epoch, or the per-step path of a tree net with the NumPy
+    sampler) and the correlation's; nothing for backend numpy or a net without kernels.
+    Seen on a pretend-cold cache with the helper off (no process started)."""
+    import minissl
+    from minissl.experiments.hltm import start_compiling
+    from minissl.kernels import tree as KT
+    from minissl.train import TrainConfig
+    monkeypatch.setattr(compiling, "cached", lambda *a: False)
+    monkeypatch.setattr(compiling, "HELPER", False)
+    monkeypatch.setattr(KT, "_PENDING", {})
+    t = minissl.HLTM(3, 2, seed=0)
+
+    def names(net, **kw):
+        sh = start_compiling(net, t, TrainConfig(batch_size=8, **kw))
+        return None if sh is None else [j[0].__name__ for j in sh.todo]
+    tree_net = minissl.tree_network(t, 4, backend="numba")
+    epoch = names(tree_net)
+    assert epoch[0] == "_unit_correlations" and "sample_bits" in epoch and "sgd_layer" in epoch
+    step = names(tree_net, sampler="numpy")
+    assert step[0] == "_unit_correlations" and "top_backward" in step
+    assert "sample_bits" not in step and "sgd_layer" not in step
+    assert names(minissl.tree_network(t, 4)) is None                      # backend numpy
+    dense = minissl.ReLUNet([t.dim, 64, 64, 8], backend="numba")           # no tree kernels
+    assert names(dense, sampler="numpy") is None

@@ -275,10 +275,12 @@ def start_compiling(net, tree, tc):
     (``TreeEpoch.start_compiling``; a cold cache only) while this process evaluates the
     untrained net; returns that
     ``compiling.Sharing`` or None."""
-    epoch = twin("train_epoch", net.backend)
-    if epoch is None or not epoch.applies(net, tree, tc):
-        return None
-    return epoch.for_run(net, tree, tc).start_compiling()
+    epoch, step = twin("train_epoch", net.backend), twin("train_step", net.backend)
+    if epoch is not None and epoch.applies(net, tree, tc):
+        return epoch.for_run(net, tree, tc).start_compiling()
+    if step is not None and tc.update == "gradient" and step.applies(net, tc):
+        return step.start_compiling(net, tc)
+    return None
 
 
 def _run(cfg, tree, net, tc, callback, stop):

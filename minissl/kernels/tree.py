@@ -915,6 +915,15 @@ class TrainStep:
                 and FusedStep.pays(net.sizes, masks, net.dtype))
 
     @staticmethod
+    def start_compiling(net, cfg):
+        """For a tree network, ``TreeEpoch.start_compiling``'s twin for the per-step path (the
+        ``TreeStep`` kernels of given batches, and the correlation's); None for another net."""
+        if tree_groups(net.sizes, numpy_masks(net)) is None:
+            return None
+        variant = (0, bool(net.normalize), LOSS_CODES[cfg.loss], True)
+        return sharing(np.dtype(net.dtype).name, variant, also=[CORRELATION])
+
+    @staticmethod
     def build(net):
         return build_step(net.sizes, numpy_masks(net), net.dtype, weights=net.weights,
                           biases=net.biases, normalize=net.normalize, eps=net.norm_eps)
