@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 from collections import namedtuple
 
 import numpy as np
@@ -476,7 +477,7 @@ def kernel_table(dtype, c, normalize, code, given=False):
                      {j[0].__name__: j[3] for j in jobs if j})
 
 
-_SHARED, _PENDING = set(), {}
+_SHARED, _PENDING, _FIRST = set(), {}, threading.Lock()
 
 
 def sharing(dtype, variant, also=()):
@@ -499,8 +500,11 @@ def compiled(dtype, variant, first_call):
     point here by ``first_call(table)`` (a call of no steps, with a table of zeros) while a
     helper process takes kernels, on a cold cache."""
     if (dtype, variant) not in _SHARED:
-        sharing(dtype, variant).finish(lambda: first_call(np.zeros(len(CALLS), np.int64)))
-        _SHARED.add((dtype, variant))
+        with _FIRST:                    # one thread finishes it; another (the app) waits
+            if (dtype, variant) not in _SHARED:
+                sharing(dtype, variant).finish(
+                    lambda: first_call(np.zeros(len(CALLS), np.int64)))
+                _SHARED.add((dtype, variant))
     return kernel_table(dtype, *variant)
 
 
