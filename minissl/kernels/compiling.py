@@ -15,13 +15,14 @@ Loading from the cache compiles nothing, so a warm start prints nothing. It is a
 Numba's ``"numba:compile"`` event, which Numba broadcasts only when it compiles.
 
 Sharing a cold compile. On a cold cache the compiled epoch needs a dozen kernels and its entry
-point compiled, one after another: Numba compiles on one core. ``share(jobs, here)`` splits
-that work with one helper process (a second Python running ``helper``): this process runs
-``here()`` (what only it can compile, e.g. the entry point, typed from its own arguments)
-while the helper starts, then both take the ``jobs`` (kernels with declared signatures) one
+point compiled, one after another: Numba compiles on one core. ``Sharing(jobs)`` splits that
+work with one helper process (a second Python running ``helper``); ``finish(here)`` runs
+``here()`` in this process (what only this process can compile: the entry point, typed from
+its own arguments) while the helper starts, then both take the ``jobs`` (kernels with declared signatures) one
 at a time, each claiming a job before compiling it (a file created with ``O_EXCL`` in a
 temporary directory: no job is compiled twice); the helper writes its machine code to the
-cache and this process loads it from there once the helper has exited. Nothing changes in the
+cache and this process loads it from there once the helper has exited (``take(dispatcher)``,
+before a first call from Python, waits for a kernel the helper holds). Nothing changes in the
 machine code, only who compiles it. The helper starts only where it can help: more than one
 core in this process's CPU affinity, Numba's caching on, two or more jobs not in the cache,
 ``MINISSL_COMPILE_HELPER`` not ``0``. If it fails or takes longer than ``HELPER_TIMEOUT``,
@@ -253,14 +254,8 @@ def take(dispatcher):
             sharing.take(dispatcher)
 
 
-def share(jobs, here=None):
-    """``Sharing(jobs).finish(here)``: compile ``jobs`` and run ``here()``, sharing the work
-    with a helper process when that can help."""
-    Sharing(jobs).finish(here)
-
-
 def helper(argv):
-    """The helper process of ``share``: ``argv`` = [claims directory, JSON list of job specs
+    """The helper process of a ``Sharing``: ``argv`` = [claims directory, JSON list of job specs
     (module, function, template, dtype, literals)]; compiles the jobs it claims into the
     cache, in order."""
     claims, specs = argv[0], json.loads(argv[1])

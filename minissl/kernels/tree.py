@@ -446,7 +446,7 @@ CALLS = ((sample_bits, "U1 i I1 U1 U2 U3 -> none"),
          (leaf_grads, "A2 L A3 A2 A1 A2 A2 A1 A3 A1 -> none"),
          (sgd_layer, "A2 A2 A2 f f f -> none"))
 # rough relative compile cost (the kernels' seconds in docs/performance.md "Cold start"):
-# ``compiled`` hands the costliest out first
+# ``sharing`` hands the costliest out first
 COST = {"combine": 9, "top_forward": 5, "weight_grads": 5, "leaf_grads": 4, "top_backward": 4}
 (_sample_bits, _unpack_bits, _pattern_rows, _leaf_tables, _combine, _top_forward, _loss_weights,
  _top_backward, _weight_grads, _transposed, _leaf_grads, _sgd_layer) = (
@@ -455,7 +455,7 @@ COST = {"combine": 9, "top_forward": 5, "weight_grads": 5, "leaf_grads": 4, "top
 
 def kernel_jobs(dtype, c, normalize, code, given=False):
     """The kernels ``epoch_kernel(c, normalize, code, given)`` calls, by slot: ``(dispatcher,
-    template, dtype, literals)`` (``compiling.share``'s jobs), None for a slot that variant
+    template, dtype, literals)`` (``compiling.Sharing``'s jobs), None for a slot that variant
     does not call (the sampler and the update when ``given``; the pattern kernels when
     c > 0, else ``unpack_bits``)."""
     skip = {"sample_bits", "unpack_bits", "sgd_layer"} if given else set()
