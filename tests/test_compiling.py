@@ -31,9 +31,11 @@ import minissl
 from minissl.kernels import compiling, tree as KT
 from minissl.train import TrainConfig, gradient_step
 mode = sys.argv[1]
-if mode == "failed":        # a helper that claims every job, then dies without compiling
-    code = ("import os, sys, json; [open(os.path.join(sys.argv[1], str(i)), 'x') "
-            "for i in range(len(json.loads(sys.argv[2])))]; sys.exit(1)")
+if mode in ("failed", "hung"):  # a helper that claims every job, then dies (or hangs)
+    code = ("import os, sys, json, time; [open(os.path.join(sys.argv[1], str(i)), 'x') "
+            "for i in range(len(json.loads(sys.argv[2])))]; "
+            + ("time.sleep(600)" if mode == "hung" else "sys.exit(1)"))
+    compiling.HELPER_TIMEOUT = 1.0
     compiling._start_helper = lambda jobs, claims: __import__("subprocess").Popen(
         [sys.executable, "-c", code, claims, json.dumps([compiling._spec(j) for j in jobs])])
 variant = (0, False, KT.LOSS_CODES["infonce"], True)
@@ -47,7 +49,7 @@ if mode == "close":         # a run that ends before it needs the jobs
            "active": len(compiling._ACTIVE)}
     print(json.dumps(out)); sys.exit(0)
 sh = compiling.Sharing(jobs)
-out["helper"] = sh.helper is not None
+out["helper"], helper = sh.helper is not None, sh.helper
 def here():                 # wait (at most a minute) until the helper has taken job 0,
     t = time.time()         # then for the helper to compile it (``take``)
     while sh.helper is not None and not os.listdir(sh.claims) and time.time() < t + 60:
@@ -56,6 +58,7 @@ def here():                 # wait (at most a minute) until the helper has taken
     compiling._compile(jobs[0])         # a cache hit only if ``take`` waited for the helper
 sh.finish(here)
 out["first"] = jobs[0][0].__name__
+out["helper_ended"] = helper is None or helper.poll() is not None
 KT._SHARED.add(("float64", variant))
 t = minissl.HLTM(5, 2, seed=0)
 net = minissl.tree_network(t, 10, backend="numba", seed=0)
@@ -70,10 +73,10 @@ print(json.dumps(out))
 """
 
 
-def run_script(mode, tmp_path, helper="1"):
+def run_script(mode, tmp_path, helper="1", timeout=600):
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), MINISSL_COMPILE_HELPER=helper)
     r = subprocess.run([sys.executable, "-c", SCRIPT, mode], capture_output=True, text=True,
-                       env=env, cwd=ROOT, timeout=600)
+                       env=env, cwd=ROOT, timeout=timeout)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout.strip().splitlines()[-1])
 
@@ -119,6 +122,17 @@ def test_a_failed_helper_leaves_its_jobs_to_this_process(tmp_path):
     kernels compiled here when first needed (all misses), with the same numbers."""
     out = run_script("failed", tmp_path)
     assert out["helper"] and out["hits"] == 0 and out["misses"] >= 6
+    assert (out["loss"], out["grads"]) == in_process_step()
+
+
+@needs_jit
+@two_cores
+def test_a_hung_helper_is_stopped_after_the_timeout(tmp_path):
+    """A helper that claims every job and then hangs: after ``HELPER_TIMEOUT`` (1 s here)
+    this process stops it and compiles the kernels itself (a hang would hit the
+    subprocess's 300 s guard instead)."""
+    out = run_script("hung", tmp_path, timeout=300)
+    assert out["helper"] and out["helper_ended"] and out["misses"] >= 6
     assert (out["loss"], out["grads"]) == in_process_step()
 
 

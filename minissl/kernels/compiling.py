@@ -119,7 +119,9 @@ def announce_compiles():
 
 # ----------------------------------------------------------------------------- sharing
 HELPER = os.environ.get("MINISSL_COMPILE_HELPER", "1") != "0"     # see the module docstring
-HELPER_TIMEOUT = 300.0          # seconds this process waits for the helper before going on
+# seconds this process waits for the helper before stopping it and compiling what is left
+# itself (the helper's whole share is ~3 s of CPU: this is for a helper that hangs)
+HELPER_TIMEOUT = 60.0
 # where the ``minissl`` package lives, for the helper's ``sys.path``
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -230,8 +232,9 @@ class Sharing:
             if _claim(self.claims, i):
                 self.mine.add(i)
                 continue
-            args = signature(*job[1:]).args
-            while not cached(dispatcher, args) and self.helper and self.helper.poll() is None:
+            args, deadline = signature(*job[1:]).args, time.monotonic() + HELPER_TIMEOUT
+            while (not cached(dispatcher, args) and self.helper is not None
+                   and self.helper.poll() is None and time.monotonic() < deadline):
                 time.sleep(0.005)
 
     def close(self):
