@@ -10,8 +10,8 @@ from minissl.covariance import PAIR_WEIGHT_LOSSES
 from minissl.train import UPDATES
 
 from app.text import (ACCEL_TEXT, COV_TEXT)
-from app.widgets import (LATEX, LIMITS, checked, choice_of, course_link, fields_of, number_box,
-                         settings, show, status_line, train_stop)
+from app.widgets import (LATEX, LIMITS, checked, choice_of, course_link, figure, fields_of,
+                         number_box, settings, show, status_line, train_stop)
 from app.runs import (key_of, streamed, training_event)
 
 
@@ -114,12 +114,9 @@ def covariance_tab():
             with gr.Column(scale=2):
                 status = status_line("cov")
                 with gr.Row():
-                    spec = gr.Plot(show_label=False, label="spectrum of OP",
-                                   elem_id="cov-spectrum", format="png")
-                    cos = gr.Plot(show_label=False, label="cosine", elem_id="cov-cosine",
-                                  format="png")
-                vec = gr.Plot(show_label=False, label="top eigenvector", elem_id="cov-eigvec",
-                              format="png")
+                    spec = figure("spectrum of OP", "cov-spectrum")
+                    cos = figure("cosine", "cov-cosine")
+                vec = figure("top eigenvector", "cov-eigvec")
         training_event(go, train_covariance, [c[k] for k in COV_ORDER], [spec, cos, vec, status],
                        "train_covariance", stop_btn, status)
         acceleration_section()
@@ -173,7 +170,7 @@ def acceleration_section():
             num(key)
         go = gr.Button("Run the three arms", elem_id="acc-run")
     summary = gr.Markdown()
-    fig = gr.Plot(show_label=False, label="acceleration", elem_id="acc-plot", format="png")
+    fig = figure("acceleration", "acc-plot")
     stop = gr.Button("Stop", variant="stop", elem_id="acc-stop")
     training_event(go, run_acceleration, [loss, update] + [c[k] for k in ACC_FIELDS],
                    [fig, summary], "acceleration", stop, summary)

@@ -12,7 +12,7 @@ from minissl.decoupling import AUGMENTATIONS
 from minissl.experiments.decoupling import NEURONS
 
 from app.text import DECOUPLING_TEXT
-from app.widgets import (LATEX, LIMITS, Field, checked, choice_of, course_link, fields_of,
+from app.widgets import (LATEX, LIMITS, Field, checked, choice_of, course_link, figure, fields_of,
                          number_box, settings, show, status_line, train_stop)
 from app.runs import (key_of, streamed, training_event)
 
@@ -101,9 +101,7 @@ def decoupling_tab():
                 go, stop_btn = train_stop("dec")
             with gr.Column(scale=2):
                 status = status_line("dec")
-                neurons = gr.Plot(show_label=False, label="neurons", elem_id="dec-neurons",
-                                  format="png")
-                curves = gr.Plot(show_label=False, label="over training", elem_id="dec-curves",
-                                 format="png")
+                neurons = figure("neurons", "dec-neurons")
+                curves = figure("over training", "dec-curves")
         training_event(go, train_decoupling, [c[k] for k in DECOUPLING_ORDER],
                        [neurons, curves, status], "train_decoupling", stop_btn, status)

@@ -11,7 +11,7 @@ from minissl.backend import check_choice, check_int, numba_available
 from minissl.train import UPDATES
 
 from app.text import (HLTM_TEXT, LUCK_TEXT)
-from app.widgets import (LATEX, LIMITS, Field, checked, choice_of, course_link, fields_of,
+from app.widgets import (LATEX, LIMITS, Field, checked, choice_of, course_link, figure, fields_of,
                          number_box, settings, show, status_line, train_stop)
 from app.runs import (key_of, streamed, training_event)
 
@@ -216,13 +216,10 @@ def hltm_tab():
                 train_btn, stop_btn = train_stop("hltm")
             with gr.Column(scale=2):
                 status = status_line("hltm")
-                tree_plot = gr.Plot(show_label=False, label="latent tree", elem_id="hltm-tree",
-                                    format="png")
+                tree_plot = figure("latent tree", "hltm-tree")
                 with gr.Row():
-                    corr_plot = gr.Plot(show_label=False, label="correlation per depth",
-                                        elem_id="hltm-corr", format="png")
-                    loss_plot = gr.Plot(show_label=False, label="loss", elem_id="hltm-loss",
-                                        format="png")
+                    corr_plot = figure("correlation per depth", "hltm-corr")
+                    loss_plot = figure("loss", "hltm-loss")
                 with gr.Accordion("result (JSON, as returned by the /train_hltm endpoint)",
                                   open=False):
                     result = gr.JSON(label="result")
@@ -258,7 +255,6 @@ def luck_section():
     latent = gr.Number(0, precision=0, minimum=0, label="latent (BFS index)",
                        info="0 = the root, 1..c its children, then the next level",
                        elem_id="hltm-latent")
-    units = gr.Plot(show_label=False, label="per-unit selectivity", elem_id="hltm-units",
-                    format="png")
-    probe = gr.Plot(show_label=False, label="probes", elem_id="hltm-probe", format="png")
+    units = figure("per-unit selectivity", "hltm-units")
+    probe = figure("probes", "hltm-probe")
     return latent, [units, probe]

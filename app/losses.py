@@ -9,7 +9,7 @@ from minissl.backend import check_choice
 from minissl.experiments.losses import LOSS_VARIABLES, THREE_LOSSES
 
 from app.text import LOSSES_TEXT
-from app.widgets import (LATEX, Field, checked, course_link, settings, show)
+from app.widgets import (LATEX, Field, checked, course_link, figure, settings, show)
 
 
 # ----------------------------------------------------------------------------- Losses tab
@@ -56,9 +56,7 @@ def losses_tab():
                 which = gr.CheckboxGroup(list(minissl.LOSSES), value=list(THREE_LOSSES),
                                          label="losses")
             with gr.Column(scale=3):
-                fig = gr.Plot(loss_curves_plot(), show_label=False,
-                              label="losses and pair weights", elem_id="losses-plot",
-                              format="png")
+                fig = figure("losses and pair weights", "losses-plot", loss_curves_plot())
         controls = [vary, r_pos, r_neg, tau, margin, negatives, which]
         gr.on([ctl.change for ctl in controls], loss_curves_plot, controls, fig,
               trigger_mode="always_last", show_progress="hidden", api_name="loss_curves")

@@ -10,7 +10,7 @@ from minissl.backend import check_choice
 from minissl.figures import plots
 
 from app.text import REALDATA_TEXT
-from app.widgets import (LIMITS, Field, checked, choice, choice_of, course_link, fields_of,
+from app.widgets import (LIMITS, Field, checked, choice, choice_of, course_link, figure, fields_of,
                          number_box, settings, show, status_line, train_stop)
 from app.runs import (key_of, streamed, training_event)
 
@@ -115,9 +115,7 @@ def realdata_tab():
                 go, stop_btn = train_stop("real")
             with gr.Column(scale=2):
                 status = status_line("real")
-                curves = gr.Plot(show_label=False, label="loss and probe", elem_id="real-curves",
-                                 format="png")
-                weights = gr.Plot(show_label=False, label="first-layer weights",
-                                  elem_id="real-weights", format="png")
+                curves = figure("loss and probe", "real-curves")
+                weights = figure("first-layer weights", "real-weights")
         training_event(go, train_realdata, [c[k] for k in REALDATA_ORDER],
                        [curves, weights, status], "train_realdata", stop_btn, status)

@@ -137,6 +137,12 @@ def status_line(prefix):
                       elem_id=f"{prefix}-status")
 
 
+def figure(label, elem_id, value=None):
+    """A picture slot (``gr.Plot``, PNG, no label shown; ``label`` names it for screen
+    readers and the API)."""
+    return gr.Plot(value, show_label=False, label=label, elem_id=elem_id, format="png")
+
+
 def course_link(number):
     """A Markdown line linking course notebook ``number`` (``docs/course/NN_*.ipynb``, served by
     the app: ``demo.build_demo`` registers ``COURSE`` with ``gr.set_static_paths``), or "" when

@@ -68,7 +68,8 @@ out["hits"] = sum(sum(d.stats.cache_hits.values()) for d, *_ in jobs)
 out["misses"] = sum(sum(d.stats.cache_misses.values()) for d, *_ in jobs)
 out["first_hits"] = sum(jobs[0][0].stats.cache_hits.values())
 out["loss"] = float(loss).hex()
-out["grads"] = hashlib.sha256(b"".join(np.ascontiguousarray(g).tobytes() for g in grads)).hexdigest()
+out["grads"] = hashlib.sha256(
+    b"".join(np.ascontiguousarray(g).tobytes() for g in grads)).hexdigest()
 print(json.dumps(out))
 """
 
@@ -104,8 +105,9 @@ def test_claims_are_exclusive(tmp_path):
 @two_cores
 def test_helper_compiles_jobs_that_this_process_loads_and_the_step_is_unchanged(tmp_path):
     """With the helper, some of the step's kernels are cache hits here (the helper compiled
-    them; ``take`` waited for the first, which the helper had claimed); without it (MINISSL_COMPILE_HELPER=0, the control) none is; the step's loss and
-    gradients are bit for bit those of this test process, whichever compiled them."""
+    them; ``take`` waited for the first, which the helper had claimed); without it
+    (MINISSL_COMPILE_HELPER=0, the control) none is; the step's loss and gradients are bit for
+    bit those of this test process, whichever compiled them."""
     shared = run_script("shared", tmp_path / "a")
     alone = run_script("shared", tmp_path / "b", helper="0")
     assert shared["helper"] and shared["hits"] >= 1
@@ -187,3 +189,42 @@ def test_a_run_starts_compiling_the_kernels_it_will_need(monkeypatch):
     assert names(minissl.tree_network(t, 4)) is None                      # backend numpy
     dense = minissl.ReLUNet([t.dim, 64, 64, 8], backend="numba")           # no tree kernels
     assert names(dense, sampler="numpy") is None
+
+
+# 40 steps of the compiled epoch, float32/float64 x plain/reference: SHA-256 of every weight
+EPOCH = r"""
+import hashlib, numpy as np, minissl
+from minissl.train import TrainConfig
+h = hashlib.sha256()
+for dt in ("float32", "float64"):
+    for ref in (False, True):
+        t = minissl.HLTM(5, 2, seed=0)
+        net = minissl.tree_network(t, 10, backend="numba", dtype=dt, seed=0, bias=ref,
+                                   normalize=ref, norm_eps=1e-4 if ref else 0.0)
+        minissl.train(net, t, TrainConfig(loss="ref_nce" if ref else "infonce",
+                                          tau=0.05 if ref else 0.1, lr=0.1, batch_size=128,
+                                          steps=40, sampler="compiled", seed=1))
+        for W in net.weights:
+            h.update(np.ascontiguousarray(W).tobytes())
+print(h.hexdigest())
+"""
+
+
+@pytest.mark.slow
+@needs_jit
+@two_cores
+def test_the_compiled_epoch_trains_alike_whoever_compiled_it(tmp_path):
+    """The weights after 40 steps of the compiled epoch in four variants, from an empty cache
+    with the helper, without it, and with the package's usual cache: the same bits."""
+    digests = []
+    for helper in ("1", "0"):
+        env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / helper),
+                   MINISSL_COMPILE_HELPER=helper)
+        r = subprocess.run([sys.executable, "-c", EPOCH], capture_output=True, text=True,
+                           env=env, cwd=ROOT, timeout=600)
+        assert r.returncode == 0, r.stderr
+        digests.append(r.stdout.split()[-1])
+    here = subprocess.run([sys.executable, "-c", EPOCH], capture_output=True, text=True,
+                          cwd=ROOT, timeout=600)
+    assert here.returncode == 0, here.stderr
+    assert digests[0] == digests[1] == here.stdout.split()[-1]

@@ -816,7 +816,7 @@ def test_calls_by_address_check_the_declared_signature():
     @njit
     def caller(table, W, WT):
         call(table, W, 0, 2, WT)
-    table = calls.addresses([(KT.transposed, sig)], np.float64, {})
+    table = calls.addresses([(KT.transposed, sig, np.float64, ())])
     W, WT = np.array([[1.0, 2.0], [3.0, 4.0]]), np.zeros((2, 2))
     caller(table, W, WT)
     assert table[0] != 0 and np.array_equal(WT, W.T)      # WT[k, o] = W[o, k]

@@ -11,13 +11,13 @@ of addresses (int64 array, ``addresses``) and calls
 (an ``@intrinsic``: one indirect call in Numba's own calling convention, errors raised by
 ``g`` propagated). The callee's signature is declared, not inferred (``template``), so the
 Python side can look the same overload up, compile it or load it from the cache, without
-typing the caller (a cached caller is never typed): tokens ``A1 A2 A3`` (C arrays of the
-float dtype ``dt``), ``U1 U2 U3`` (uint64 arrays), ``I1`` (int64 array), ``i`` (int64), ``f``
+typing the caller (a cached caller is never typed): tokens ``A1 A2 A3`` (C arrays of the float
+dtype ``dt``), ``U1 U2 U3`` (uint64 arrays), ``I1`` (int64 array), ``i`` (int64), ``f``
 (float64) and ``L`` (a literal: the caller's compile-time constant, taken as given), then
 ``->`` and ``none``, ``bool`` or ``f3`` (three float64) (``signature`` also takes an array
-token: a kernel called from Python, compiled ahead by ``compiling.Sharing``). A call site whose argument types
-differ from the template fails to compile (``TypingError``) rather than calling the wrong
-code; the table itself must be built for the dtype of the caller's float arrays (its
+token: a kernel called from Python, compiled ahead by ``compiling.Sharing``). A call site whose
+argument types differ from the template fails to compile (``TypingError``) rather than calling
+the wrong code; the table itself must be built for the dtype of the caller's float arrays (its
 caller's job: ``tree.kernel_table`` takes the net's dtype, as do the work buffers). Under
 ``NUMBA_DISABLE_JIT=1`` ``via`` calls the Python function itself.
 
@@ -78,18 +78,16 @@ def address(dispatcher, sig):
     return cres.library.get_pointer_to_function(cres.fndesc.llvm_func_name)
 
 
-def addresses(kernels, dt, literals):
-    """The table of a caller: for each ``(dispatcher, template)`` of ``kernels`` (a slot
-    each, in order; None: not called by this variant, address 0), the address of its
-    overload for dtype ``dt`` and the literal values ``literals[name]`` (a tuple)."""
-    table = np.zeros(len(kernels), np.int64)
+def addresses(jobs):
+    """The table of a caller: for each job ``(dispatcher, template, dtype, literals)`` (a slot
+    each, in order; None: not called by this variant, address 0), the address of
+    ``dispatcher``'s overload for ``signature(template, dtype, literals)``."""
+    table = np.zeros(len(jobs), np.int64)
     if numba.config.DISABLE_JIT:
         return table
-    for slot, entry in enumerate(kernels):
-        if entry is not None:
-            disp, template = entry
-            table[slot] = address(disp, signature(template, dt,
-                                                  literals.get(disp.__name__, ())))
+    for slot, job in enumerate(jobs):
+        if job is not None:
+            table[slot] = address(job[0], signature(*job[1:]))
     return table
 
 

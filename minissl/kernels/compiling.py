@@ -17,16 +17,16 @@ Numba's ``"numba:compile"`` event, which Numba broadcasts only when it compiles.
 Sharing a cold compile. On a cold cache the compiled epoch needs a dozen kernels and its entry
 point compiled, one after another: Numba compiles on one core. ``Sharing(jobs)`` splits that
 work with one helper process (a second Python running ``helper``); ``finish(here)`` runs
-``here()`` in this process (what only this process can compile: the entry point, typed from
-its own arguments) while the helper starts, then both take the ``jobs`` (kernels with declared signatures) one
-at a time, each claiming a job before compiling it (a file created with ``O_EXCL`` in a
-temporary directory: no job is compiled twice); the helper writes its machine code to the
-cache and this process loads it from there once the helper has exited (``take(dispatcher)``,
-before a first call from Python, waits for a kernel the helper holds). Nothing changes in the
-machine code, only who compiles it. The helper starts only where it can help: more than one
-core in this process's CPU affinity, Numba's caching on, two or more jobs not in the cache,
-``MINISSL_COMPILE_HELPER`` not ``0``. If it fails or takes longer than ``HELPER_TIMEOUT``,
-what it did not finish is compiled here when first needed, as without it.
+``here()`` in this process (what only this process can compile: the entry point, typed from its
+own arguments) while the helper starts, then both take the ``jobs`` (kernels with declared
+signatures) one at a time, each claiming a job before compiling it (a file created with
+``O_EXCL`` in a temporary directory: no job is compiled twice); the helper writes its machine
+code to the cache and this process loads it from there once the helper has exited
+(``take(dispatcher)``, before a first call from Python, waits for a kernel the helper holds).
+Nothing changes in the machine code, only who compiles it. The helper starts only where it can
+help: more than one core in this process's CPU affinity, Numba's caching on, two or more jobs
+not in the cache, ``MINISSL_COMPILE_HELPER`` not ``0``. If it fails or takes longer than
+``HELPER_TIMEOUT``, what it did not finish is compiled here when first needed, as without it.
 
 Imported by every kernel module before it defines its kernels; NumPy-only users never import
 it (nor Numba).
@@ -161,10 +161,14 @@ def _claim(claims, i):
         return False
 
 
+def _args(job):
+    """The argument types of a job ``(dispatcher, template, dtype, literals)``."""
+    return signature(*job[1:]).args
+
+
 def _compile(job):
-    """Compile (or load) one job: ``(dispatcher, template, dtype, literals)``."""
-    dispatcher, template, dtype, literals = job
-    dispatcher.compile(signature(template, dtype, literals).args)
+    """Compile (or load) one job."""
+    job[0].compile(_args(job))
 
 
 def _spec(job):
@@ -198,7 +202,7 @@ class Sharing:
     an unfinished helper (a run that ends before it needs the jobs)."""
 
     def __init__(self, jobs):
-        self.todo = [j for j in jobs if not cached(j[0], signature(*j[1:]).args)]
+        self.todo = [j for j in jobs if not cached(j[0], _args(j))]
         self.helper = self.claims = None
         self.mine, self.closed = set(), False            # jobs this process claimed
         if HELPER and len(self.todo) >= 2 and not numba.config.DISABLE_JIT and cores() > 1:
@@ -232,7 +236,7 @@ class Sharing:
             if _claim(self.claims, i):
                 self.mine.add(i)
                 continue
-            args, deadline = signature(*job[1:]).args, time.monotonic() + HELPER_TIMEOUT
+            args, deadline = _args(job), time.monotonic() + HELPER_TIMEOUT
             while (not cached(dispatcher, args) and self.helper is not None
                    and self.helper.poll() is None and time.monotonic() < deadline):
                 time.sleep(0.005)
@@ -265,5 +269,5 @@ def helper(argv):
     for i, (module, name, template, dtype, literals) in enumerate(specs):
         job = (getattr(importlib.import_module(module), name), template, dtype,
                tuple(literals))
-        if _claim(claims, i) and not cached(job[0], signature(*job[1:]).args):
+        if _claim(claims, i) and not cached(job[0], _args(job)):
             _compile(job)

@@ -472,9 +472,7 @@ def kernel_jobs(dtype, c, normalize, code, given=False):
 def kernel_table(dtype, c, normalize, code, given=False):
     """The address table of ``epoch_kernel(c, normalize, code, given)`` for float ``dtype``
     (``kernel_jobs``), its kernels compiled or loaded from the cache."""
-    jobs = kernel_jobs(dtype, c, normalize, code, given)
-    return addresses([j and j[:2] for j in jobs], np.dtype(dtype),
-                     {j[0].__name__: j[3] for j in jobs if j})
+    return addresses(kernel_jobs(dtype, c, normalize, code, given))
 
 
 _SHARED, _PENDING, _FIRST = set(), {}, threading.Lock()
